@@ -1,0 +1,780 @@
+//! Cluster configuration: the types, parsing them from YAML text, and validating them.
+//!
+//! Pure: [`parse`] takes the YAML as a `&str`; reading the file and resolving the relative
+//! paths (`data_dir`, `redis_conf`, relative to the config file's folder) is the caller's job.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::RangeInclusive;
+
+use serde::{Deserialize, Serialize};
+
+/// One mebibyte, in bytes.
+pub const MIB: u64 = 1024 * 1024;
+
+/// Allowed `chunk_size_bytes`: 1 MiB ..= 5 MiB.
+pub const CHUNK_SIZE_RANGE: RangeInclusive<u64> = MIB..=5 * MIB;
+/// Allowed `intervals.heartbeat_ms`.
+pub const HEARTBEAT_MS_RANGE: RangeInclusive<u64> = 100..=30_000;
+/// Allowed `intervals.request_timeout_ms`.
+pub const REQUEST_TIMEOUT_MS_RANGE: RangeInclusive<u64> = 10..=60_000;
+/// Allowed `limits.max_key_bytes`.
+pub const MAX_KEY_BYTES_RANGE: RangeInclusive<u64> = 1..=65_536;
+/// Allowed `limits.max_value_bytes`: 1 byte ..= 512 MiB.
+pub const MAX_VALUE_BYTES_RANGE: RangeInclusive<u64> = 1..=512 * MIB;
+/// Allowed `redis_maxmemory_mb`.
+pub const REDIS_MAXMEMORY_MB_RANGE: RangeInclusive<u64> = 16..=65_536;
+
+/// The whole cluster: shared settings plus the list of nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub cluster_name: String,
+    /// Data folder, relative to the config file's folder.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: String,
+    /// Redis config file, relative to the config file's folder.
+    #[serde(default = "default_redis_conf")]
+    pub redis_conf: String,
+    #[serde(default)]
+    pub quorum: Quorum,
+    #[serde(default = "default_chunk_size_bytes")]
+    pub chunk_size_bytes: u64,
+    #[serde(default)]
+    pub intervals: Intervals,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default = "default_redis_maxmemory_mb")]
+    pub redis_maxmemory_mb: u64,
+    pub nodes: Vec<NodeConfig>,
+}
+
+/// Replication factor `n`, write quorum `w`, read quorum `r`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Quorum {
+    pub n: u8,
+    pub w: u8,
+    pub r: u8,
+}
+
+impl Default for Quorum {
+    fn default() -> Self {
+        Quorum { n: 3, w: 2, r: 2 }
+    }
+}
+
+/// Timer settings, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Intervals {
+    pub heartbeat_ms: u64,
+    pub request_timeout_ms: u64,
+}
+
+impl Default for Intervals {
+    fn default() -> Self {
+        Intervals {
+            heartbeat_ms: 1000,
+            request_timeout_ms: 2000,
+        }
+    }
+}
+
+/// Size limits on keys and values, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_key_bytes: u64,
+    pub max_value_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_key_bytes: 1024,
+            max_value_bytes: 8 * MIB,
+        }
+    }
+}
+
+/// One node: its id and the three ports it listens on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub id: String,
+    #[serde(default = "default_host")]
+    pub host: String,
+    pub redis_port: u16,
+    pub http_port: u16,
+    pub peer_port: u16,
+}
+
+fn default_data_dir() -> String {
+    "../data".to_owned()
+}
+
+fn default_redis_conf() -> String {
+    "../redis.conf".to_owned()
+}
+
+fn default_chunk_size_bytes() -> u64 {
+    MIB
+}
+
+fn default_redis_maxmemory_mb() -> u64 {
+    256
+}
+
+fn default_host() -> String {
+    "127.0.0.1".to_owned()
+}
+
+/// Why a configuration was rejected; the message names the problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The YAML parser's message (syntax error, unknown or missing field, wrong type),
+    /// including line and column where the parser gives them.
+    #[error("{0}")]
+    Yaml(String),
+    #[error("no nodes configured")]
+    NoNodes,
+    #[error("node id {0:?} is invalid: use 1 to 32 characters from a-z, 0-9, '-' and '_'")]
+    InvalidNodeId(String),
+    #[error("duplicate node id {0:?}")]
+    DuplicateNodeId(String),
+    #[error("port 0 is invalid ({node} {field})")]
+    InvalidPort { node: String, field: &'static str },
+    #[error("duplicate port {port} ({first_node} {first_field} and {second_node} {second_field})")]
+    DuplicatePort {
+        port: u16,
+        first_node: String,
+        first_field: &'static str,
+        second_node: String,
+        second_field: &'static str,
+    },
+    #[error("quorum: {field} must be at least 1")]
+    QuorumZero { field: &'static str },
+    #[error("quorum: {field}={value} is greater than n={n}")]
+    QuorumAboveN {
+        field: &'static str,
+        value: u8,
+        n: u8,
+    },
+    #[error(
+        "quorum: n={n} but only {nodes} {} configured",
+        if *nodes == 1 { "node is" } else { "nodes are" }
+    )]
+    NotEnoughNodes { n: u8, nodes: usize },
+    #[error("{field} {value} is out of range {}..={}", range.start(), range.end())]
+    OutOfRange {
+        field: &'static str,
+        value: u64,
+        range: RangeInclusive<u64>,
+    },
+}
+
+/// Parses YAML text into a [`ClusterConfig`], fills in defaults, and validates it.
+pub fn parse(text: &str) -> Result<ClusterConfig, ConfigError> {
+    let config: ClusterConfig =
+        serde_norway::from_str(text).map_err(|e| ConfigError::Yaml(e.to_string()))?;
+    config.validate()?;
+    Ok(config)
+}
+
+fn is_valid_node_id(id: &str) -> bool {
+    (1..=32).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn check_range(
+    field: &'static str,
+    value: u64,
+    range: RangeInclusive<u64>,
+) -> Result<(), ConfigError> {
+    if range.contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::OutOfRange {
+            field,
+            value,
+            range,
+        })
+    }
+}
+
+impl NodeConfig {
+    /// The node's ports, each with its field name.
+    fn named_ports(&self) -> [(&'static str, u16); 3] {
+        [
+            ("redis_port", self.redis_port),
+            ("http_port", self.http_port),
+            ("peer_port", self.peer_port),
+        ]
+    }
+}
+
+impl ClusterConfig {
+    /// Checks every rule; returns the first problem found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_nodes()?;
+        self.validate_quorum()?;
+        check_range("chunk_size_bytes", self.chunk_size_bytes, CHUNK_SIZE_RANGE)?;
+        check_range(
+            "intervals.heartbeat_ms",
+            self.intervals.heartbeat_ms,
+            HEARTBEAT_MS_RANGE,
+        )?;
+        check_range(
+            "intervals.request_timeout_ms",
+            self.intervals.request_timeout_ms,
+            REQUEST_TIMEOUT_MS_RANGE,
+        )?;
+        check_range(
+            "limits.max_key_bytes",
+            self.limits.max_key_bytes,
+            MAX_KEY_BYTES_RANGE,
+        )?;
+        check_range(
+            "limits.max_value_bytes",
+            self.limits.max_value_bytes,
+            MAX_VALUE_BYTES_RANGE,
+        )?;
+        check_range(
+            "redis_maxmemory_mb",
+            self.redis_maxmemory_mb,
+            REDIS_MAXMEMORY_MB_RANGE,
+        )?;
+        Ok(())
+    }
+
+    fn validate_nodes(&self) -> Result<(), ConfigError> {
+        if self.nodes.is_empty() {
+            return Err(ConfigError::NoNodes);
+        }
+        let mut ids = HashSet::new();
+        // (host, port) -> (node id, field) of the first use.
+        let mut ports: HashMap<(&str, u16), (&str, &'static str)> = HashMap::new();
+        for node in &self.nodes {
+            if !is_valid_node_id(&node.id) {
+                return Err(ConfigError::InvalidNodeId(node.id.clone()));
+            }
+            if !ids.insert(node.id.as_str()) {
+                return Err(ConfigError::DuplicateNodeId(node.id.clone()));
+            }
+            for (field, port) in node.named_ports() {
+                if port == 0 {
+                    return Err(ConfigError::InvalidPort {
+                        node: node.id.clone(),
+                        field,
+                    });
+                }
+                if let Some(&(first_node, first_field)) = ports.get(&(node.host.as_str(), port)) {
+                    return Err(ConfigError::DuplicatePort {
+                        port,
+                        first_node: first_node.to_owned(),
+                        first_field,
+                        second_node: node.id.clone(),
+                        second_field: field,
+                    });
+                }
+                ports.insert((node.host.as_str(), port), (node.id.as_str(), field));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_quorum(&self) -> Result<(), ConfigError> {
+        let Quorum { n, w, r } = self.quorum;
+        if n == 0 {
+            return Err(ConfigError::QuorumZero { field: "n" });
+        }
+        if usize::from(n) > self.nodes.len() {
+            return Err(ConfigError::NotEnoughNodes {
+                n,
+                nodes: self.nodes.len(),
+            });
+        }
+        for (field, value) in [("w", w), ("r", r)] {
+            if value == 0 {
+                return Err(ConfigError::QuorumZero { field });
+            }
+            if value > n {
+                return Err(ConfigError::QuorumAboveN { field, value, n });
+            }
+        }
+        Ok(())
+    }
+
+    /// The node with this id, if any.
+    pub fn node(&self, id: &str) -> Option<&NodeConfig> {
+        self.nodes.iter().find(|node| node.id == id)
+    }
+
+    /// A copy tuned for a small machine: half the Redis memory (never below 16 MB),
+    /// heartbeats 10x slower (at most 30000 ms), request timeout doubled (at most 60000 ms).
+    pub fn low_resource(&self) -> ClusterConfig {
+        let mut config = self.clone();
+        config.redis_maxmemory_mb =
+            (self.redis_maxmemory_mb / 2).max(*REDIS_MAXMEMORY_MB_RANGE.start());
+        config.intervals.heartbeat_ms = self
+            .intervals
+            .heartbeat_ms
+            .saturating_mul(10)
+            .min(*HEARTBEAT_MS_RANGE.end());
+        config.intervals.request_timeout_ms = self
+            .intervals
+            .request_timeout_ms
+            .saturating_mul(2)
+            .min(*REQUEST_TIMEOUT_MS_RANGE.end());
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const THREE_NODES: &str = "\
+cluster_name: test
+nodes:
+  - { id: n1, redis_port: 6379, http_port: 8080, peer_port: 7379 }
+  - { id: n2, redis_port: 6380, http_port: 8081, peer_port: 7380 }
+  - { id: n3, redis_port: 6381, http_port: 8082, peer_port: 7381 }
+";
+
+    fn node(id: &str, redis_port: u16, http_port: u16, peer_port: u16) -> NodeConfig {
+        NodeConfig {
+            id: id.to_owned(),
+            host: "127.0.0.1".to_owned(),
+            redis_port,
+            http_port,
+            peer_port,
+        }
+    }
+
+    /// The valid three-node config with `extra` YAML lines added at the top level.
+    fn three_nodes_with(extra: &str) -> String {
+        format!("{THREE_NODES}{extra}")
+    }
+
+    fn valid() -> ClusterConfig {
+        parse(THREE_NODES).expect("base config is valid")
+    }
+
+    fn err_text(result: Result<ClusterConfig, ConfigError>) -> String {
+        result.expect_err("config should be rejected").to_string()
+    }
+
+    fn validate_text(config: &ClusterConfig) -> String {
+        config
+            .validate()
+            .expect_err("config should be rejected")
+            .to_string()
+    }
+
+    #[test]
+    fn shipped_cluster_yaml_is_valid() {
+        let config = parse(include_str!("../../config/cluster.yaml")).expect("cluster.yaml");
+        assert_eq!(config.nodes.len(), 3);
+        assert_eq!(config.quorum, Quorum { n: 3, w: 2, r: 2 });
+        assert_eq!(config.chunk_size_bytes, MIB);
+        assert_eq!(config.node("n1"), Some(&node("n1", 6379, 8080, 7379)));
+        assert_eq!(config.node("n2"), Some(&node("n2", 6380, 8081, 7380)));
+        assert_eq!(config.node("n3"), Some(&node("n3", 6381, 8082, 7381)));
+    }
+
+    #[test]
+    fn defaults_apply_when_fields_are_omitted() {
+        let config = valid();
+        assert_eq!(config.cluster_name, "test");
+        assert_eq!(config.data_dir, "../data");
+        assert_eq!(config.redis_conf, "../redis.conf");
+        assert_eq!(config.quorum, Quorum { n: 3, w: 2, r: 2 });
+        assert_eq!(config.chunk_size_bytes, 1_048_576);
+        assert_eq!(
+            config.intervals,
+            Intervals {
+                heartbeat_ms: 1000,
+                request_timeout_ms: 2000
+            }
+        );
+        assert_eq!(
+            config.limits,
+            Limits {
+                max_key_bytes: 1024,
+                max_value_bytes: 8 * 1024 * 1024
+            }
+        );
+        assert_eq!(config.redis_maxmemory_mb, 256);
+        assert_eq!(config.nodes[0].host, "127.0.0.1");
+    }
+
+    #[test]
+    fn partial_sections_keep_defaults_for_missing_fields() {
+        let config = parse(&three_nodes_with(
+            "quorum: { w: 3 }\nintervals: { heartbeat_ms: 500 }\nlimits: { max_key_bytes: 10 }\n",
+        ))
+        .unwrap();
+        assert_eq!(config.quorum, Quorum { n: 3, w: 3, r: 2 });
+        assert_eq!(config.intervals.heartbeat_ms, 500);
+        assert_eq!(config.intervals.request_timeout_ms, 2000);
+        assert_eq!(config.limits.max_key_bytes, 10);
+        assert_eq!(config.limits.max_value_bytes, 8 * MIB);
+    }
+
+    #[test]
+    fn node_lookup() {
+        let config = valid();
+        assert_eq!(config.node("n2").map(|n| n.http_port), Some(8081));
+        assert_eq!(config.node("n9"), None);
+    }
+
+    #[test]
+    fn unknown_top_level_field_is_named_with_position() {
+        let text = err_text(parse(&three_nodes_with("foo: 1\n")));
+        assert!(text.contains("unknown field `foo`"), "{text}");
+        assert!(text.contains("at line 6 column 1"), "{text}");
+    }
+
+    #[test]
+    fn unknown_nested_field_is_named() {
+        let text = err_text(parse(&three_nodes_with("quorum: { n: 3, x: 1 }\n")));
+        assert!(text.contains("unknown field `x`"), "{text}");
+        let text = err_text(parse(
+            "cluster_name: t\nnodes:\n  - { id: n1, redis_port: 1, http_port: 2, peer_port: 3, bogus: 4 }\n",
+        ));
+        assert!(text.contains("unknown field `bogus`"), "{text}");
+    }
+
+    #[test]
+    fn syntax_error_reports_line_and_column() {
+        let text = err_text(parse("cluster_name: [unclosed\nnodes: []\n"));
+        assert!(text.contains("line"), "{text}");
+        assert!(text.contains("column"), "{text}");
+    }
+
+    #[test]
+    fn missing_required_field_is_named() {
+        let text = err_text(parse("cluster_name: t\n"));
+        assert!(text.contains("missing field `nodes`"), "{text}");
+    }
+
+    #[test]
+    fn no_nodes() {
+        let text = err_text(parse("cluster_name: t\nnodes: []\n"));
+        assert_eq!(text, "no nodes configured");
+    }
+
+    #[test]
+    fn duplicate_node_id() {
+        let mut config = valid();
+        config.nodes[1].id = "n1".to_owned();
+        assert_eq!(validate_text(&config), r#"duplicate node id "n1""#);
+    }
+
+    #[test]
+    fn invalid_node_ids() {
+        for bad in ["N 1", "", "N1", "n.1", "ñ", &"a".repeat(33)] {
+            let mut config = valid();
+            config.nodes[0].id = bad.to_owned();
+            assert_eq!(
+                validate_text(&config),
+                format!(
+                    "node id {bad:?} is invalid: use 1 to 32 characters from a-z, 0-9, '-' and '_'"
+                )
+            );
+        }
+        let mut config = valid();
+        config.nodes[0].id = "a-z_0-9".to_owned();
+        config.nodes[1].id = "b".repeat(32);
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn port_zero() {
+        let mut config = valid();
+        config.nodes[2].peer_port = 0;
+        assert_eq!(validate_text(&config), "port 0 is invalid (n3 peer_port)");
+    }
+
+    #[test]
+    fn duplicate_port_across_nodes() {
+        let mut config = valid();
+        config.nodes[1].http_port = 6379;
+        assert_eq!(
+            validate_text(&config),
+            "duplicate port 6379 (n1 redis_port and n2 http_port)"
+        );
+    }
+
+    #[test]
+    fn duplicate_port_within_one_node() {
+        let mut config = valid();
+        config.nodes[0].peer_port = 8080;
+        assert_eq!(
+            validate_text(&config),
+            "duplicate port 8080 (n1 http_port and n1 peer_port)"
+        );
+    }
+
+    #[test]
+    fn same_port_on_different_hosts_is_allowed() {
+        let mut config = valid();
+        for (i, node) in config.nodes.iter_mut().enumerate() {
+            node.host = format!("10.0.0.{}", i + 1);
+            node.redis_port = 6379;
+            node.http_port = 8080;
+            node.peer_port = 7379;
+        }
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn quorum_w_greater_than_n() {
+        let text = err_text(parse(&three_nodes_with("quorum: { n: 3, w: 4, r: 2 }\n")));
+        assert_eq!(text, "quorum: w=4 is greater than n=3");
+    }
+
+    #[test]
+    fn quorum_r_greater_than_n() {
+        let text = err_text(parse(&three_nodes_with("quorum: { n: 2, w: 1, r: 3 }\n")));
+        assert_eq!(text, "quorum: r=3 is greater than n=2");
+    }
+
+    #[test]
+    fn quorum_zero_values() {
+        let text = err_text(parse(&three_nodes_with("quorum: { n: 3, w: 2, r: 0 }\n")));
+        assert_eq!(text, "quorum: r must be at least 1");
+        let text = err_text(parse(&three_nodes_with("quorum: { n: 3, w: 0, r: 2 }\n")));
+        assert_eq!(text, "quorum: w must be at least 1");
+        let text = err_text(parse(&three_nodes_with("quorum: { n: 0, w: 1, r: 1 }\n")));
+        assert_eq!(text, "quorum: n must be at least 1");
+    }
+
+    #[test]
+    fn quorum_n_greater_than_node_count() {
+        let text = err_text(parse(&three_nodes_with("quorum: { n: 4, w: 2, r: 2 }\n")));
+        assert_eq!(text, "quorum: n=4 but only 3 nodes are configured");
+        let mut config = valid();
+        config.nodes.truncate(1);
+        assert_eq!(
+            validate_text(&config),
+            "quorum: n=3 but only 1 node is configured"
+        );
+    }
+
+    #[test]
+    fn quorum_out_of_u8_is_a_yaml_error() {
+        let text = err_text(parse(&three_nodes_with("quorum: { n: 300 }\n")));
+        assert!(text.contains("quorum"), "{text}");
+    }
+
+    #[test]
+    fn chunk_size_out_of_range() {
+        let text = err_text(parse(&three_nodes_with("chunk_size_bytes: 7340032\n")));
+        assert_eq!(
+            text,
+            "chunk_size_bytes 7340032 is out of range 1048576..=5242880"
+        );
+        let mut config = valid();
+        config.chunk_size_bytes = MIB - 1;
+        assert!(validate_text(&config).starts_with("chunk_size_bytes 1048575 is out of range"));
+        config.chunk_size_bytes = 5 * MIB;
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn heartbeat_out_of_range() {
+        let mut config = valid();
+        config.intervals.heartbeat_ms = 99;
+        assert_eq!(
+            validate_text(&config),
+            "intervals.heartbeat_ms 99 is out of range 100..=30000"
+        );
+        config.intervals.heartbeat_ms = 30_001;
+        assert_eq!(
+            validate_text(&config),
+            "intervals.heartbeat_ms 30001 is out of range 100..=30000"
+        );
+    }
+
+    #[test]
+    fn request_timeout_out_of_range() {
+        let mut config = valid();
+        config.intervals.request_timeout_ms = 9;
+        assert_eq!(
+            validate_text(&config),
+            "intervals.request_timeout_ms 9 is out of range 10..=60000"
+        );
+        config.intervals.request_timeout_ms = 60_001;
+        assert_eq!(
+            validate_text(&config),
+            "intervals.request_timeout_ms 60001 is out of range 10..=60000"
+        );
+    }
+
+    #[test]
+    fn limits_out_of_range() {
+        let mut config = valid();
+        config.limits.max_key_bytes = 0;
+        assert_eq!(
+            validate_text(&config),
+            "limits.max_key_bytes 0 is out of range 1..=65536"
+        );
+        config.limits.max_key_bytes = 65_537;
+        assert_eq!(
+            validate_text(&config),
+            "limits.max_key_bytes 65537 is out of range 1..=65536"
+        );
+
+        let mut config = valid();
+        config.limits.max_value_bytes = 0;
+        assert_eq!(
+            validate_text(&config),
+            "limits.max_value_bytes 0 is out of range 1..=536870912"
+        );
+        config.limits.max_value_bytes = 512 * MIB + 1;
+        assert_eq!(
+            validate_text(&config),
+            "limits.max_value_bytes 536870913 is out of range 1..=536870912"
+        );
+    }
+
+    #[test]
+    fn redis_maxmemory_out_of_range() {
+        let mut config = valid();
+        config.redis_maxmemory_mb = 15;
+        assert_eq!(
+            validate_text(&config),
+            "redis_maxmemory_mb 15 is out of range 16..=65536"
+        );
+        config.redis_maxmemory_mb = 65_537;
+        assert_eq!(
+            validate_text(&config),
+            "redis_maxmemory_mb 65537 is out of range 16..=65536"
+        );
+    }
+
+    #[test]
+    fn low_resource_from_defaults() {
+        let config = valid();
+        let low = config.low_resource();
+        assert_eq!(low.redis_maxmemory_mb, 128);
+        assert_eq!(low.intervals.heartbeat_ms, 10_000);
+        assert_eq!(low.intervals.request_timeout_ms, 4000);
+        // Everything else is unchanged, and the original is untouched.
+        let mut back = low.clone();
+        back.redis_maxmemory_mb = config.redis_maxmemory_mb;
+        back.intervals = config.intervals;
+        assert_eq!(back, config);
+        assert_eq!(config.redis_maxmemory_mb, 256);
+        assert_eq!(low.validate(), Ok(()));
+    }
+
+    #[test]
+    fn low_resource_respects_floor_and_caps() {
+        let mut config = valid();
+        config.redis_maxmemory_mb = 20;
+        config.intervals.heartbeat_ms = 5000;
+        config.intervals.request_timeout_ms = 40_000;
+        let low = config.low_resource();
+        assert_eq!(low.redis_maxmemory_mb, 16);
+        assert_eq!(low.intervals.heartbeat_ms, 30_000);
+        assert_eq!(low.intervals.request_timeout_ms, 60_000);
+
+        config.redis_maxmemory_mb = 16;
+        config.intervals.heartbeat_ms = 30_000;
+        config.intervals.request_timeout_ms = 60_000;
+        assert_eq!(config.low_resource().redis_maxmemory_mb, 16);
+        assert_eq!(config.low_resource().intervals.heartbeat_ms, 30_000);
+        assert_eq!(config.low_resource().intervals.request_timeout_ms, 60_000);
+    }
+
+    #[test]
+    fn yaml_round_trip() {
+        let config = valid().low_resource();
+        let text = serde_norway::to_string(&config).unwrap();
+        assert_eq!(parse(&text), Ok(config));
+    }
+
+    /// 1..=7 nodes with distinct ids and ports, a valid quorum, and in-range settings.
+    fn valid_config() -> impl Strategy<Value = ClusterConfig> {
+        (1usize..=7)
+            .prop_flat_map(|count| {
+                (
+                    proptest::collection::hash_set("[a-z0-9_-]{1,32}", count),
+                    proptest::collection::hash_set(1u16.., count * 3),
+                    prop::sample::select(vec!["127.0.0.1", "localhost", "10.0.0.5"]),
+                    (1..=count as u8).prop_flat_map(|n| (Just(n), 1..=n, 1..=n)),
+                    (
+                        CHUNK_SIZE_RANGE,
+                        HEARTBEAT_MS_RANGE,
+                        REQUEST_TIMEOUT_MS_RANGE,
+                        MAX_KEY_BYTES_RANGE,
+                        MAX_VALUE_BYTES_RANGE,
+                        REDIS_MAXMEMORY_MB_RANGE,
+                    ),
+                )
+            })
+            .prop_map(|(ids, ports, host, (n, w, r), settings)| {
+                let ports: Vec<u16> = ports.into_iter().collect();
+                let nodes = ids
+                    .into_iter()
+                    .zip(ports.chunks(3))
+                    .map(|(id, p)| NodeConfig {
+                        id,
+                        host: host.to_owned(),
+                        redis_port: p[0],
+                        http_port: p[1],
+                        peer_port: p[2],
+                    })
+                    .collect();
+                let (chunk, heartbeat, timeout, key, value, memory) = settings;
+                ClusterConfig {
+                    cluster_name: "prop".to_owned(),
+                    data_dir: default_data_dir(),
+                    redis_conf: default_redis_conf(),
+                    quorum: Quorum { n, w, r },
+                    chunk_size_bytes: chunk,
+                    intervals: Intervals {
+                        heartbeat_ms: heartbeat,
+                        request_timeout_ms: timeout,
+                    },
+                    limits: Limits {
+                        max_key_bytes: key,
+                        max_value_bytes: value,
+                    },
+                    redis_maxmemory_mb: memory,
+                    nodes,
+                }
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn valid_configs_validate(config in valid_config()) {
+            prop_assert_eq!(config.validate(), Ok(()));
+            // And they survive a trip through YAML text.
+            let text = serde_norway::to_string(&config).unwrap();
+            prop_assert_eq!(parse(&text), Ok(config));
+        }
+
+        #[test]
+        fn w_above_n_always_fails(mut config in valid_config()) {
+            let n = config.quorum.n;
+            config.quorum.w = n + 1;
+            prop_assert_eq!(
+                config.validate(),
+                Err(ConfigError::QuorumAboveN { field: "w", value: n + 1, n })
+            );
+        }
+
+        #[test]
+        fn low_resource_of_valid_config_is_valid(config in valid_config()) {
+            prop_assert_eq!(config.low_resource().validate(), Ok(()));
+        }
+    }
+}

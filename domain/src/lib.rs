@@ -1,0 +1,11 @@
+//! Pure logic shared by the Redis module and the node process: clocks, versions, key layout,
+//! argument validation, checksums and cluster configuration. Nothing here does I/O or reads the
+//! OS clock, so both sides use one copy and every test is deterministic.
+
+pub mod checksum;
+pub mod codes;
+pub mod config;
+pub mod hlc;
+pub mod keys;
+pub mod validate;
+pub mod version;

@@ -1,0 +1,194 @@
+//! File chunks on this Redis only, each checked against its SHA-256:
+//!
+//! `RC.CHUNK.PUT file-id index sha256 data` stores the chunk if `data` hashes to `sha256`, else
+//! stores nothing and replies `CHECKSUM`; `RC.CHUNK.GET file-id index` returns the data after
+//! re-checking it (`CHECKSUM` naming the key when the stored bytes changed); `RC.CHUNK.LIST
+//! file-id` returns `[[index, length, sha256], ...]`; `RC.CHUNK.DEL file-id [index]` deletes
+//! one chunk or all of them and returns how many went.
+
+use rcluster_domain::checksum::sha256_hex;
+use rcluster_domain::codes::{Code, CodedError};
+use rcluster_domain::keys::{chunk_field, chunk_key, file_chunks_key};
+use rcluster_domain::validate;
+use redis_module::raw::KeyType;
+use redis_module::{Context, RedisString, RedisValue};
+
+use crate::guard::{arity, Outcome};
+use crate::settings;
+use crate::stats::{self, Cmd};
+use crate::store;
+
+const PUT_USAGE: &str = "RC.CHUNK.PUT <file-id> <index> <sha256-hex> <data>";
+const GET_USAGE: &str = "RC.CHUNK.GET <file-id> <index>";
+const LIST_USAGE: &str = "RC.CHUNK.LIST <file-id>";
+const DEL_USAGE: &str = "RC.CHUNK.DEL <file-id> [index]";
+
+fn internal(what: &str, e: impl std::fmt::Display) -> CodedError {
+    CodedError::new(Code::Internal, format!("{what}: {e}"))
+}
+
+/// Requires the per-file index set to be a set (or absent) before anything is written.
+fn check_index_set(ctx: &Context, file_id: &str) -> Result<RedisString, CodedError> {
+    let display = file_chunks_key(file_id);
+    let name = ctx.create_string(display.as_str());
+    store::expect_type(&display, ctx.open_key(&name).key_type(), KeyType::Set)?;
+    Ok(name)
+}
+
+/// The chunk indexes recorded for a file, ascending.
+fn indexes(ctx: &Context, file_id: &str) -> Result<Vec<u32>, CodedError> {
+    check_index_set(ctx, file_id)?;
+    let members = ctx
+        .call("SMEMBERS", &[file_chunks_key(file_id).as_str()])
+        .map_err(|e| internal("reading the chunk index", e))?;
+    let mut out: Vec<u32> = match members {
+        RedisValue::Array(items) => items
+            .into_iter()
+            .filter_map(|item| match item {
+                RedisValue::BulkString(s) | RedisValue::SimpleString(s) => Some(s.into_bytes()),
+                RedisValue::StringBuffer(b) => Some(b),
+                RedisValue::BulkRedisString(s) => Some(s.as_slice().to_vec()),
+                _ => None,
+            })
+            .filter_map(|b| validate::chunk_index(&b).ok())
+            .collect(),
+        _ => Vec::new(),
+    };
+    out.sort_unstable();
+    Ok(out)
+}
+
+fn stored_length(key: &redis_module::key::RedisKeyWritable) -> i64 {
+    key.hash_get(chunk_field::LENGTH)
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse_integer().ok())
+        .unwrap_or(0)
+}
+
+pub fn put(ctx: &Context, args: Vec<RedisString>) -> Outcome {
+    arity(Cmd::ChunkPut, &args, 5, 5, PUT_USAGE)?;
+    let file_id = validate::file_id(args[1].as_slice())?;
+    let index = validate::chunk_index(args[2].as_slice())?;
+    let expected = validate::sha256(args[3].as_slice())?;
+    let data = &args[4];
+    validate::check_size("chunk", data.len(), settings::max_chunk_bytes(), "rcluster.max-chunk-bytes")?;
+    let display = chunk_key(&file_id, index);
+    let actual = sha256_hex(data.as_slice());
+    if actual != expected {
+        stats::checksum_failure();
+        return Err(CodedError::new(
+            Code::Checksum,
+            format!("{display}: data hashes to {actual}, not {expected}; nothing was stored"),
+        ));
+    }
+    let set_name = check_index_set(ctx, &file_id)?;
+    let name = ctx.create_string(display.as_str());
+    let (key, exists) = store::open_hash_writable(ctx, &name, &display)?;
+    let old_len = if exists { stored_length(&key) } else { 0 };
+    let len = i64::try_from(data.len()).unwrap_or(i64::MAX);
+    store::set_fields(
+        &key,
+        vec![
+            (chunk_field::SHA256, ctx.create_string(actual)),
+            (chunk_field::LENGTH, ctx.create_string(len.to_string())),
+            (chunk_field::DATA, data.safe_clone(ctx)),
+        ],
+    );
+    drop(key);
+    ctx.call("SADD", &[&set_name, &args[2]])
+        .map_err(|e| internal("recording the chunk in its file's index", e))?;
+    stats::chunks_added(i64::from(!exists), len - old_len);
+    ctx.replicate_verbatim();
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
+pub fn get(ctx: &Context, args: Vec<RedisString>) -> Outcome {
+    arity(Cmd::ChunkGet, &args, 3, 3, GET_USAGE)?;
+    let file_id = validate::file_id(args[1].as_slice())?;
+    let index = validate::chunk_index(args[2].as_slice())?;
+    let display = chunk_key(&file_id, index);
+    let name = ctx.create_string(display.as_str());
+    let key = ctx.open_key(&name);
+    if !store::expect_type(&display, key.key_type(), KeyType::Hash)? {
+        return Ok(RedisValue::Null);
+    }
+    let field = |f: &str| key.hash_get(f).ok().flatten();
+    let (Some(stored_sha), Some(data)) = (field(chunk_field::SHA256), field(chunk_field::DATA)) else {
+        return Err(CodedError::new(
+            Code::Corrupt,
+            format!("{display} lacks its 'sha256' or 'data' field; the chunk must be repaired from another replica"),
+        ));
+    };
+    let actual = sha256_hex(data.as_slice());
+    if actual.as_bytes() != stored_sha.as_slice() {
+        stats::checksum_failure();
+        return Err(CodedError::new(
+            Code::Checksum,
+            format!(
+                "{display} is corrupt: stored sha256 {}, data hashes to {actual}; the bytes were not returned",
+                validate::show(stored_sha.as_slice())
+            ),
+        ));
+    }
+    Ok(RedisValue::BulkRedisString(data))
+}
+
+pub fn list(ctx: &Context, args: Vec<RedisString>) -> Outcome {
+    arity(Cmd::ChunkList, &args, 2, 2, LIST_USAGE)?;
+    let file_id = validate::file_id(args[1].as_slice())?;
+    let mut rows = Vec::new();
+    for index in indexes(ctx, &file_id)? {
+        let name = ctx.create_string(chunk_key(&file_id, index));
+        let key = ctx.open_key(&name);
+        if key.key_type() != KeyType::Hash {
+            continue; // Deleted behind the module's back: not held any more.
+        }
+        let field = |f: &str| key.hash_get(f).ok().flatten();
+        let length = field(chunk_field::LENGTH)
+            .and_then(|v| v.parse_integer().ok())
+            .unwrap_or(-1);
+        let sha = field(chunk_field::SHA256).map_or_else(String::new, |s| s.to_string_lossy());
+        rows.push(RedisValue::Array(vec![
+            RedisValue::Integer(i64::from(index)),
+            RedisValue::Integer(length),
+            RedisValue::BulkString(sha),
+        ]));
+    }
+    Ok(RedisValue::Array(rows))
+}
+
+pub fn del(ctx: &Context, args: Vec<RedisString>) -> Outcome {
+    arity(Cmd::ChunkDel, &args, 2, 3, DEL_USAGE)?;
+    let file_id = validate::file_id(args[1].as_slice())?;
+    let targets = match args.get(2) {
+        Some(i) => vec![validate::chunk_index(i.as_slice())?],
+        None => indexes(ctx, &file_id)?,
+    };
+    let set_name = check_index_set(ctx, &file_id)?;
+    // Type-check every target first, so a refusal leaves everything in place.
+    for index in &targets {
+        let display = chunk_key(&file_id, *index);
+        let name = ctx.create_string(display.as_str());
+        store::expect_type(&display, ctx.open_key(&name).key_type(), KeyType::Hash)?;
+    }
+    let mut deleted = 0i64;
+    for index in &targets {
+        let name = ctx.create_string(chunk_key(&file_id, *index));
+        let key = ctx.open_key_writable(&name);
+        if key.key_type() == KeyType::Hash {
+            let len = stored_length(&key);
+            key.delete().map_err(|e| internal("deleting a chunk", e))?;
+            stats::chunks_added(-1, -len);
+            deleted += 1;
+        }
+        drop(key);
+        let member = ctx.create_string(index.to_string());
+        ctx.call("SREM", &[&set_name, &member])
+            .map_err(|e| internal("updating the chunk index", e))?;
+    }
+    if deleted > 0 || !targets.is_empty() {
+        ctx.replicate_verbatim();
+    }
+    Ok(RedisValue::Integer(deleted))
+}

@@ -1,0 +1,154 @@
+//! The rcluster Redis module: the registration table of every `RC.*` command with its flags, the
+//! module's configuration, the `INFO rcluster` section, and the server-event hooks that keep its
+//! counters true across loads and flushes.
+
+pub mod commands;
+pub mod guard;
+pub mod settings;
+pub mod stats;
+pub mod store;
+
+use std::cell::Cell;
+
+use rcluster_domain::keys::{chunk_field, classify, RecordKind};
+use redis_module::configuration::ConfigurationFlags;
+use redis_module::server_events::{FlushSubevent, LoadingSubevent};
+use redis_module::{redis_module, Context, InfoContext, KeysCursor, RedisResult, RedisString};
+use redis_module_macros::{cron_event_handler, flush_event_handler, loading_event_handler};
+
+use commands::{chunk, clock, debug, kv};
+use stats::Cmd;
+
+/// The module version as Redis shows it (`MODULE LIST`): major * 10000 + minor * 100 + patch.
+pub const MODULE_VERSION: i32 = 100;
+
+fn rc_put(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    guard::run(Cmd::Put, ctx, args, kv::put)
+}
+fn rc_get(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    guard::run(Cmd::Get, ctx, args, kv::get)
+}
+fn rc_del(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    guard::run(Cmd::Del, ctx, args, kv::del)
+}
+fn rc_chunk_put(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    guard::run(Cmd::ChunkPut, ctx, args, chunk::put)
+}
+fn rc_chunk_get(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    guard::run(Cmd::ChunkGet, ctx, args, chunk::get)
+}
+fn rc_chunk_list(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    guard::run(Cmd::ChunkList, ctx, args, chunk::list)
+}
+fn rc_chunk_del(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    guard::run(Cmd::ChunkDel, ctx, args, chunk::del)
+}
+fn rc_clock(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    guard::run(Cmd::Clock, ctx, args, clock::clock)
+}
+fn rc_debug(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    guard::run(Cmd::Debug, ctx, args, debug::debug)
+}
+
+/// `INFO rcluster`: version, what this Redis holds, and calls and errors per command.
+/// Uses the older field API on purpose: the builder can only add `rcluster_<name>` sections,
+/// while this one is named after the module itself.
+#[allow(deprecated)]
+fn info(ctx: &InfoContext, _for_crash_report: bool) {
+    let (kv_keys, chunks, chunk_bytes) = stats::held();
+    let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    ctx.add_info_section(None);
+    ctx.add_info_field_str("module_version", env!("CARGO_PKG_VERSION"));
+    ctx.add_info_field_str("node_id", &settings::node_id());
+    ctx.add_info_field_long_long("kv_keys", kv_keys);
+    ctx.add_info_field_long_long("chunks", chunks);
+    ctx.add_info_field_long_long("chunk_bytes", chunk_bytes);
+    ctx.add_info_field_long_long("checksum_failures", to_i64(stats::checksum_failures()));
+    ctx.add_info_field_long_long("panics_caught", to_i64(stats::panics()));
+    for cmd in Cmd::ALL {
+        let name = format!("cmd_{}", cmd.name().to_ascii_lowercase().replace('.', "_"));
+        let value = format!("calls={},errors={}", stats::calls(cmd), stats::errors(cmd));
+        ctx.add_info_field_str(&name, &value);
+    }
+}
+
+/// Counts the registers and chunks in the keyspace (once after each load or flush).
+fn recount(ctx: &Context) {
+    let (kv, chunks, bytes) = (Cell::new(0i64), Cell::new(0i64), Cell::new(0i64));
+    let cursor = KeysCursor::new();
+    let count = |_ctx: &Context, name: RedisString, key: Option<&redis_module::key::RedisKey>| {
+        match classify(name.as_slice()) {
+            RecordKind::Kv => kv.set(kv.get() + 1),
+            RecordKind::Chunk => {
+                chunks.set(chunks.get() + 1);
+                let len = key
+                    .and_then(|k| k.hash_get(chunk_field::LENGTH).ok().flatten())
+                    .and_then(|v| v.parse_integer().ok())
+                    .unwrap_or(0);
+                bytes.set(bytes.get() + len);
+            }
+            RecordKind::Other => {}
+        }
+    };
+    while cursor.scan(ctx, &count) {}
+    stats::set_held(kv.get(), chunks.get(), bytes.get());
+}
+
+#[cron_event_handler]
+fn on_cron(ctx: &Context, _hz: u64) {
+    if stats::take_recount_request() {
+        recount(ctx);
+    }
+}
+
+#[loading_event_handler]
+fn on_loading(_ctx: &Context, sub: LoadingSubevent) {
+    if matches!(sub, LoadingSubevent::Ended) {
+        stats::request_recount();
+    }
+}
+
+#[flush_event_handler]
+fn on_flush(_ctx: &Context, sub: FlushSubevent) {
+    if matches!(sub, FlushSubevent::Ended) {
+        stats::request_recount();
+    }
+}
+
+redis_module! {
+    name: "rcluster",
+    version: MODULE_VERSION,
+    allocator: (redis_module::alloc::RedisAlloc, redis_module::alloc::RedisAlloc),
+    data_types: [],
+    info: info,
+    commands: [
+        // name, handler, flags, first key, last key, key step. Our commands derive the Redis
+        // key from their arguments (kv:<key>, chunk:<id>:<n>), so none declares key positions.
+        ["RC.PUT", rc_put, "write deny-oom", 0, 0, 0],
+        ["RC.GET", rc_get, "readonly", 0, 0, 0],
+        ["RC.DEL", rc_del, "write deny-oom", 0, 0, 0],
+        ["RC.CHUNK.PUT", rc_chunk_put, "write deny-oom", 0, 0, 0],
+        ["RC.CHUNK.GET", rc_chunk_get, "readonly", 0, 0, 0],
+        ["RC.CHUNK.LIST", rc_chunk_list, "readonly", 0, 0, 0],
+        ["RC.CHUNK.DEL", rc_chunk_del, "write", 0, 0, 0],
+        ["RC.CLOCK", rc_clock, "fast", 0, 0, 0],
+        ["RC.DEBUG", rc_debug, "", 0, 0, 0],
+    ],
+    configurations: [
+        i64: [
+            ["max-key-bytes", &settings::MAX_KEY_BYTES, settings::DEFAULT_MAX_KEY_BYTES, 1, 65_536, ConfigurationFlags::DEFAULT, None],
+            ["max-value-bytes", &settings::MAX_VALUE_BYTES, settings::DEFAULT_MAX_VALUE_BYTES, 1, 512 << 20, ConfigurationFlags::MEMORY, None],
+            ["max-chunk-bytes", &settings::MAX_CHUNK_BYTES, settings::DEFAULT_MAX_CHUNK_BYTES, 1, 64 << 20, ConfigurationFlags::MEMORY, None],
+            ["clock-max-forward-ms", &settings::CLOCK_MAX_FORWARD_MS, settings::DEFAULT_CLOCK_MAX_FORWARD_MS, 0, 86_400_000, ConfigurationFlags::DEFAULT, None],
+            ["clock-offset-ms", &settings::CLOCK_OFFSET_MS, 0, -settings::MAX_CLOCK_OFFSET_MS, settings::MAX_CLOCK_OFFSET_MS, ConfigurationFlags::DEFAULT, None],
+        ],
+        string: [
+            ["node-id", &settings::NODE_ID, "", ConfigurationFlags::DEFAULT, None],
+        ],
+        bool: [
+            ["enable-debug-command", &debug::ENABLED, false, ConfigurationFlags::IMMUTABLE, None],
+        ],
+        enum: [],
+        module_args_as_configuration: true,
+    ]
+}

@@ -1,0 +1,46 @@
+//! The module's configuration values (`CONFIG SET rcluster.<name>` or `loadmodule ... <name> <v>`)
+//! and typed accessors for the handlers.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Mutex;
+
+pub static MAX_KEY_BYTES: AtomicI64 = AtomicI64::new(DEFAULT_MAX_KEY_BYTES);
+pub static MAX_VALUE_BYTES: AtomicI64 = AtomicI64::new(DEFAULT_MAX_VALUE_BYTES);
+pub static MAX_CHUNK_BYTES: AtomicI64 = AtomicI64::new(DEFAULT_MAX_CHUNK_BYTES);
+pub static CLOCK_MAX_FORWARD_MS: AtomicI64 = AtomicI64::new(DEFAULT_CLOCK_MAX_FORWARD_MS);
+pub static CLOCK_OFFSET_MS: AtomicI64 = AtomicI64::new(0);
+pub static NODE_ID: Mutex<String> = Mutex::new(String::new());
+
+pub const DEFAULT_MAX_KEY_BYTES: i64 = 1024;
+pub const DEFAULT_MAX_VALUE_BYTES: i64 = 8 << 20;
+pub const DEFAULT_MAX_CHUNK_BYTES: i64 = 5 << 20;
+pub const DEFAULT_CLOCK_MAX_FORWARD_MS: i64 = 60_000;
+/// Bounds of the clock offset the node process may feed in from NTP (one day either way).
+pub const MAX_CLOCK_OFFSET_MS: i64 = 86_400_000;
+
+fn read(v: &AtomicI64) -> u64 {
+    // Redis enforces each setting's minimum of 0 or more, so the value is never negative.
+    u64::try_from(v.load(Ordering::Relaxed)).unwrap_or(0)
+}
+
+pub fn max_key_bytes() -> u64 {
+    read(&MAX_KEY_BYTES)
+}
+pub fn max_value_bytes() -> u64 {
+    read(&MAX_VALUE_BYTES)
+}
+pub fn max_chunk_bytes() -> u64 {
+    read(&MAX_CHUNK_BYTES)
+}
+pub fn clock_max_forward_ms() -> u64 {
+    read(&CLOCK_MAX_FORWARD_MS)
+}
+pub fn clock_offset_ms() -> i64 {
+    CLOCK_OFFSET_MS.load(Ordering::Relaxed)
+}
+pub fn node_id() -> String {
+    match NODE_ID.lock() {
+        Ok(id) => id.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    }
+}

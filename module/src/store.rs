@@ -1,0 +1,61 @@
+//! Low-level access to the hashes the module keeps: open a key expecting a hash (or nothing),
+//! read fields as bytes, and name the problem when a key holds something else.
+
+use rcluster_domain::codes::{Code, CodedError};
+use redis_module::{key::RedisKeyWritable, raw::KeyType, Context, RedisString};
+
+/// The Redis type name of a key type, for error messages.
+fn type_name(t: KeyType) -> &'static str {
+    match t {
+        KeyType::Empty => "nothing",
+        KeyType::String => "a string",
+        KeyType::List => "a list",
+        KeyType::Hash => "a hash",
+        KeyType::Set => "a set",
+        KeyType::ZSet => "a sorted set",
+        KeyType::Module => "a module type",
+        KeyType::Stream => "a stream",
+    }
+}
+
+/// `WRONGTYPE` unless the key is empty or of the `expected` type. Returns whether it exists.
+pub fn expect_type(name: &str, actual: KeyType, expected: KeyType) -> Result<bool, CodedError> {
+    match actual {
+        KeyType::Empty => Ok(false),
+        t if t == expected => Ok(true),
+        t => Err(CodedError::new(
+            Code::WrongType,
+            format!(
+                "{name} holds {}, expected {}; it was left unchanged",
+                type_name(t),
+                type_name(expected)
+            ),
+        )),
+    }
+}
+
+/// A hash field's bytes, or `None` when the field (or key) is absent.
+pub fn field(ctx: &Context, key_name: &RedisString, field: &str) -> Option<RedisString> {
+    ctx.open_key(key_name).hash_get(field).ok().flatten()
+}
+
+/// Opens `name` for writing, requiring it to be a hash or absent. Returns the key and whether
+/// it existed.
+pub fn open_hash_writable(
+    ctx: &Context,
+    name: &RedisString,
+    display: &str,
+) -> Result<(RedisKeyWritable, bool), CodedError> {
+    let key = ctx.open_key_writable(name);
+    let exists = expect_type(display, key.key_type(), KeyType::Hash)?;
+    Ok((key, exists))
+}
+
+/// Sets hash fields. `RM_HashSet` can only fail on a key not open for writing or of another
+/// type, both excluded by [`open_hash_writable`]; its return value counts replaced fields (and
+/// the crate maps that count onto a status), so it carries no error and is not inspected.
+pub fn set_fields(key: &RedisKeyWritable, fields: Vec<(&str, RedisString)>) {
+    for (field, value) in fields {
+        let _replaced = key.hash_set(field, value);
+    }
+}
