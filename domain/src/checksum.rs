@@ -31,7 +31,10 @@ mod tests {
     #[test]
     fn parse_accepts_upper_and_rejects_bad() {
         let upper = "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD";
-        assert_eq!(parse_sha256_hex(upper.as_bytes()).unwrap(), sha256_hex(b"abc"));
+        assert_eq!(
+            parse_sha256_hex(upper.as_bytes()).unwrap(),
+            sha256_hex(b"abc")
+        );
         assert!(parse_sha256_hex(b"abc").is_none());
         assert!(parse_sha256_hex(&[b'z'; 64]).is_none());
     }

@@ -182,10 +182,7 @@ pub fn parse(text: &str) -> Result<ClusterConfig, ConfigError> {
 }
 
 fn is_valid_node_id(id: &str) -> bool {
-    (1..=32).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    crate::validate::node_id(id.as_bytes()).is_ok()
 }
 
 fn check_range(

@@ -161,7 +161,9 @@ mod tests {
     fn merge_refuses_far_future() {
         let mut c = Hlc::new();
         let before = c.tick(1000);
-        let err = c.merge(Timestamp::new(100_000, 0), 1000, 60_000).unwrap_err();
+        let err = c
+            .merge(Timestamp::new(100_000, 0), 1000, 60_000)
+            .unwrap_err();
         assert_eq!(
             err,
             MergeError::TooFarAhead {

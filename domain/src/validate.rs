@@ -13,11 +13,18 @@ pub const MAX_FILE_ID_BYTES: usize = 128;
 
 type Result<T> = std::result::Result<T, CodedError>;
 
-/// A short printable rendering of an argument for error messages (never the whole of a huge one).
+/// A short printable ASCII rendering of an argument for error messages: bytes outside printable
+/// ASCII are shown as `\xNN` (error replies must stay plain text), and a long argument is cut.
 pub fn show(arg: &[u8]) -> String {
     const SHOWN: usize = 64;
-    let text = String::from_utf8_lossy(&arg[..arg.len().min(SHOWN)]);
-    let mut out: String = text.chars().map(|c| if c.is_control() { '?' } else { c }).collect();
+    let mut out = String::new();
+    for &b in &arg[..arg.len().min(SHOWN)] {
+        if b.is_ascii_graphic() || b == b' ' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
     if arg.len() > SHOWN {
         out.push_str(&format!("... ({} bytes)", arg.len()));
     }
@@ -62,7 +69,13 @@ pub fn u64_arg(name: &str, arg: &[u8]) -> Result<u64> {
         })
 }
 
-fn ident(name: &str, arg: &[u8], max: usize, allowed: fn(u8) -> bool, rule: &str) -> Result<String> {
+fn ident(
+    name: &str,
+    arg: &[u8],
+    max: usize,
+    allowed: fn(u8) -> bool,
+    rule: &str,
+) -> Result<String> {
     if arg.is_empty() || arg.len() > max || !arg.iter().all(|b| allowed(*b)) {
         return Err(bad(format!(
             "{name} '{}' is invalid: use 1 to {max} characters from {rule}",
@@ -79,7 +92,13 @@ pub fn is_node_id_byte(b: u8) -> bool {
 
 /// A node id: 1 to 32 of `a-z 0-9 - _`.
 pub fn node_id(arg: &[u8]) -> Result<String> {
-    ident("node id", arg, MAX_NODE_ID_BYTES, is_node_id_byte, "a-z, 0-9, '-' and '_'")
+    ident(
+        "node id",
+        arg,
+        MAX_NODE_ID_BYTES,
+        is_node_id_byte,
+        "a-z, 0-9, '-' and '_'",
+    )
 }
 
 /// A file id: 1 to 128 of `A-Z a-z 0-9 - _` (no ':' so key names stay unambiguous).
@@ -99,7 +118,11 @@ pub fn chunk_index(arg: &[u8]) -> Result<u32> {
     u32::try_from(n)
         .ok()
         .filter(|i| *i < MAX_CHUNK_INDEX)
-        .ok_or_else(|| bad(format!("chunk index {n} is out of range 0..{MAX_CHUNK_INDEX}")))
+        .ok_or_else(|| {
+            bad(format!(
+                "chunk index {n} is out of range 0..{MAX_CHUNK_INDEX}"
+            ))
+        })
 }
 
 /// A SHA-256 digest in hex, returned lowercase.
@@ -123,14 +146,28 @@ mod tests {
         let e = user_key(b"abcdefghijk", 10).unwrap_err();
         assert_eq!(e.code, Code::TooLarge);
         assert!(e.message.contains("11 bytes") && e.message.contains("rcluster.max-key-bytes"));
-        assert!(user_key(&[0xff, 0xfe], 10).unwrap_err().message.contains("UTF-8"));
+        assert!(user_key(&[0xff, 0xfe], 10)
+            .unwrap_err()
+            .message
+            .contains("UTF-8"));
     }
 
     #[test]
     fn numbers() {
         assert_eq!(u64_arg("version", b"42").unwrap(), 42);
-        assert_eq!(u64_arg("version", b"18446744073709551615").unwrap(), u64::MAX);
-        for bad in [&b""[..], b"-1", b"+1", b"1.5", b"abc", b"18446744073709551616", b" 1"] {
+        assert_eq!(
+            u64_arg("version", b"18446744073709551615").unwrap(),
+            u64::MAX
+        );
+        for bad in [
+            &b""[..],
+            b"-1",
+            b"+1",
+            b"1.5",
+            b"abc",
+            b"18446744073709551616",
+            b" 1",
+        ] {
             let e = u64_arg("version", bad).unwrap_err();
             assert_eq!(e.code, Code::BadArg);
             assert!(e.message.starts_with("version must be"));
@@ -152,7 +189,7 @@ mod tests {
     #[test]
     fn show_is_bounded_and_printable() {
         let long = vec![b'x'; 1000];
-        assert!(show(&long).len() < 80);
-        assert_eq!(show(b"a\nb"), "a?b");
+        assert!(show(&long).len() <= 90);
+        assert_eq!(show(b"a\nb\xff"), "a\\x0ab\\xff");
     }
 }

@@ -72,17 +72,32 @@ mod tests {
     #[test]
     fn newer_applies_older_is_stale() {
         let stored = Version::new(10, "n1");
-        assert_eq!(decide(Some(&stored), &Version::new(11, "n1")), PutOutcome::Applied);
-        assert_eq!(decide(Some(&stored), &Version::new(9, "n9")), PutOutcome::Stale);
+        assert_eq!(
+            decide(Some(&stored), &Version::new(11, "n1")),
+            PutOutcome::Applied
+        );
+        assert_eq!(
+            decide(Some(&stored), &Version::new(9, "n9")),
+            PutOutcome::Stale
+        );
         assert_eq!(decide(None, &Version::new(0, "n1")), PutOutcome::Applied);
     }
 
     #[test]
     fn equal_time_broken_by_node_id() {
         let stored = Version::new(10, "n2");
-        assert_eq!(decide(Some(&stored), &Version::new(10, "n3")), PutOutcome::Applied);
-        assert_eq!(decide(Some(&stored), &Version::new(10, "n1")), PutOutcome::Stale);
-        assert_eq!(decide(Some(&stored), &Version::new(10, "n2")), PutOutcome::Duplicate);
+        assert_eq!(
+            decide(Some(&stored), &Version::new(10, "n3")),
+            PutOutcome::Applied
+        );
+        assert_eq!(
+            decide(Some(&stored), &Version::new(10, "n1")),
+            PutOutcome::Stale
+        );
+        assert_eq!(
+            decide(Some(&stored), &Version::new(10, "n2")),
+            PutOutcome::Duplicate
+        );
     }
 
     proptest! {

@@ -34,7 +34,13 @@ pub fn run(cmd: Cmd, ctx: &Context, args: Vec<RedisString>, handler: Handler) ->
 }
 
 /// Checks the argument count (command name included) against `min..=max`.
-pub fn arity(cmd: Cmd, args: &[RedisString], min: usize, max: usize, usage: &str) -> Result<(), CodedError> {
+pub fn arity(
+    cmd: Cmd,
+    args: &[RedisString],
+    min: usize,
+    max: usize,
+    usage: &str,
+) -> Result<(), CodedError> {
     if args.len() < min || args.len() > max {
         return Err(CodedError::new(
             Code::Arity,

@@ -1,1 +1,144 @@
-fn main() {}
+//! `rcluster`: the node process, the local cluster launcher and the command-line tool. This file
+//! only parses the command line and hands over to the module that does the work.
+
+mod node;
+mod paths;
+mod probe;
+mod supervise;
+mod up;
+mod web;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "rcluster",
+    version,
+    about = "RedisCluster: a replicated key-value and file store on Redis",
+    long_about = "RedisCluster: a replicated key-value and file store on Redis.\n\n\
+        Every node is a redis-server with the rcluster module plus this node process.\n\
+        Start a local cluster with `rcluster up`; see README.md for the RC.* commands."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start every node of the config on this machine, print where they listen, and stop them
+    /// all on Ctrl-C or SIGTERM.
+    Up {
+        /// Cluster configuration file.
+        #[arg(long, default_value = "config/cluster.yaml")]
+        config: PathBuf,
+        /// Halve memory caps and lengthen intervals (for 1 core / 512 MB machines).
+        #[arg(long)]
+        low_resource: bool,
+        /// The module to load (default: librcluster_module.so next to this binary).
+        #[arg(long)]
+        module: Option<PathBuf>,
+        /// How long to wait for every node to answer, in seconds.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=600))]
+        start_timeout_s: u64,
+    },
+    /// Run one node: its redis-server (with the module) and its HTTP endpoint.
+    Node {
+        /// Cluster configuration file.
+        #[arg(long, default_value = "config/cluster.yaml")]
+        config: PathBuf,
+        /// This node's id in the config.
+        #[arg(long)]
+        id: String,
+        /// Halve memory caps and lengthen intervals.
+        #[arg(long)]
+        low_resource: bool,
+        /// The module to load (default: librcluster_module.so next to this binary).
+        #[arg(long)]
+        module: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Up {
+                config,
+                low_resource,
+                module,
+                start_timeout_s,
+            } => {
+                up::run(up::UpArgs {
+                    config,
+                    low_resource,
+                    module,
+                    start_timeout: std::time::Duration::from_secs(start_timeout_s),
+                })
+                .await
+            }
+            Command::Node {
+                config,
+                id,
+                low_resource,
+                module,
+            } => node::run(config, id, low_resource, module).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Errors of the CLI: a message for the user and the exit code (2: bad input, 1: failure).
+#[derive(Debug)]
+pub struct CliError {
+    pub message: String,
+    pub bad_input: bool,
+}
+
+impl CliError {
+    pub fn input(message: impl Into<String>) -> Self {
+        CliError {
+            message: message.into(),
+            bad_input: true,
+        }
+    }
+    pub fn failed(message: impl Into<String>) -> Self {
+        CliError {
+            message: message.into(),
+            bad_input: false,
+        }
+    }
+    fn exit_code(&self) -> u8 {
+        if self.bad_input {
+            2
+        } else {
+            1
+        }
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}

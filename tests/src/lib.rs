@@ -96,7 +96,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
         if let Some(v) = check() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(50));
     }
@@ -147,13 +150,17 @@ impl Redis {
         self.child = Some(child);
         let (port, log_path) = (self.port, self.log_path());
         let child = self.child.as_mut().expect("just spawned");
-        wait_for("redis-server to answer PING", Duration::from_secs(20), || {
-            if let Ok(Some(status)) = child.try_wait() {
-                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                panic!("redis-server exited during start-up ({status}); log:\n{log}");
-            }
-            ping(port).then_some(())
-        });
+        wait_for(
+            "redis-server to answer PING",
+            Duration::from_secs(20),
+            || {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                    panic!("redis-server exited during start-up ({status}); log:\n{log}");
+                }
+                ping(port).then_some(())
+            },
+        );
     }
 
     pub fn log_path(&self) -> PathBuf {

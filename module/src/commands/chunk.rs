@@ -72,7 +72,12 @@ pub fn put(ctx: &Context, args: Vec<RedisString>) -> Outcome {
     let index = validate::chunk_index(args[2].as_slice())?;
     let expected = validate::sha256(args[3].as_slice())?;
     let data = &args[4];
-    validate::check_size("chunk", data.len(), settings::max_chunk_bytes(), "rcluster.max-chunk-bytes")?;
+    validate::check_size(
+        "chunk",
+        data.len(),
+        settings::max_chunk_bytes(),
+        "rcluster.max-chunk-bytes",
+    )?;
     let display = chunk_key(&file_id, index);
     let actual = sha256_hex(data.as_slice());
     if actual != expected {
@@ -114,7 +119,8 @@ pub fn get(ctx: &Context, args: Vec<RedisString>) -> Outcome {
         return Ok(RedisValue::Null);
     }
     let field = |f: &str| key.hash_get(f).ok().flatten();
-    let (Some(stored_sha), Some(data)) = (field(chunk_field::SHA256), field(chunk_field::DATA)) else {
+    let (Some(stored_sha), Some(data)) = (field(chunk_field::SHA256), field(chunk_field::DATA))
+    else {
         return Err(CodedError::new(
             Code::Corrupt,
             format!("{display} lacks its 'sha256' or 'data' field; the chunk must be repaired from another replica"),

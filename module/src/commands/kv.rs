@@ -71,7 +71,12 @@ fn versioned_write(
 ) -> Outcome {
     let user_key = validate::user_key(key_arg.as_slice(), settings::max_key_bytes())?;
     if let Some(v) = value {
-        validate::check_size("value", v.len(), settings::max_value_bytes(), "rcluster.max-value-bytes")?;
+        validate::check_size(
+            "value",
+            v.len(),
+            settings::max_value_bytes(),
+            "rcluster.max-value-bytes",
+        )?;
     }
     let ts = validate::u64_arg("version", version_arg.as_slice())?;
     let origin = validate::node_id(origin_arg.as_slice())?;
@@ -97,10 +102,16 @@ fn versioned_write(
     store::set_fields(
         &key,
         vec![
-            (kv_field::VALUE, value.map_or_else(empty, |v| v.safe_clone(ctx))),
+            (
+                kv_field::VALUE,
+                value.map_or_else(empty, |v| v.safe_clone(ctx)),
+            ),
             (kv_field::VERSION, ctx.create_string(ts.to_string())),
             (kv_field::ORIGIN, origin_arg.safe_clone(ctx)),
-            (kv_field::TOMBSTONE, ctx.create_string(if value.is_some() { "0" } else { "1" })),
+            (
+                kv_field::TOMBSTONE,
+                ctx.create_string(if value.is_some() { "0" } else { "1" }),
+            ),
         ],
     );
     if !exists {
@@ -130,16 +141,17 @@ pub fn get(ctx: &Context, args: Vec<RedisString>) -> Outcome {
         return Ok(RedisValue::Null);
     }
     let record = parse_record(&display, |f| key.hash_get(f).ok().flatten())?;
-    let value = match (record.tombstone, record.value) {
-        (false, Some(v)) => RedisValue::BulkRedisString(v),
-        (false, None) => {
-            return Err(CodedError::new(
+    let value =
+        match (record.tombstone, record.value) {
+            (false, Some(v)) => RedisValue::BulkRedisString(v),
+            (false, None) => return Err(CodedError::new(
                 Code::Corrupt,
-                format!("{display} has no 'value' field; repair or delete it (it was left unchanged)"),
-            ))
-        }
-        (true, _) => RedisValue::Null,
-    };
+                format!(
+                    "{display} has no 'value' field; repair or delete it (it was left unchanged)"
+                ),
+            )),
+            (true, _) => RedisValue::Null,
+        };
     Ok(RedisValue::Array(vec![
         value,
         number(record.version.ts),

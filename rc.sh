@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Developer entry point: installs what is missing (Debian/Ubuntu packages), then starts the local
+# cluster (`./rc.sh up`), runs every test (`./rc.sh test`), the lint checks or the benchmarks.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+usage() {
+  cat <<'TXT'
+usage: ./rc.sh <command> [args]
+  up [--low-resource] ...   build (release) and start the local 3-node cluster of config/cluster.yaml
+  test                      build and run the whole test suite
+  check                     cargo fmt --check and cargo clippy -D warnings
+  bench                     run the benchmarks (prints ours vs plain Redis and the ratio)
+  deps                      only install the system packages the project needs
+TXT
+}
+
+# Installs the Debian packages behind the commands/files we need, when any is missing.
+ensure_deps() {
+  local missing=()
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  command -v redis-benchmark >/dev/null 2>&1 || missing+=(redis-tools)
+  if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ldconfig -p 2>/dev/null | grep -q 'libclang[-.0-9]*\.so'; then
+    missing+=(libclang-dev)
+  fi
+  command -v cc >/dev/null 2>&1 || missing+=(gcc)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=()
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then sudo=(sudo); else
+      echo "error: missing packages: ${missing[*]}" >&2
+      echo "install them as root:  apt-get install -y ${missing[*]}" >&2
+      exit 1
+    fi
+  fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "error: missing ${missing[*]} and this is not a Debian/Ubuntu system (no apt-get); install them with your package manager" >&2
+    exit 1
+  fi
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -qq || { echo "error: apt-get update failed; check your network or package sources" >&2; exit 1; }
+  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    || { echo "error: apt-get install ${missing[*]} failed" >&2; exit 1; }
+  if [[ " ${missing[*]} " == *" redis-server "* ]]; then
+    # We only need the binary: the package's own service would hold port 6379.
+    "${sudo[@]}" systemctl disable --now redis-server >/dev/null 2>&1 \
+      || "${sudo[@]}" service redis-server stop >/dev/null 2>&1 || true
+  fi
+}
+
+cmd=${1:-}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+  up)
+    ensure_deps
+    cargo build --release --workspace
+    exec target/release/rcluster up --config config/cluster.yaml "$@"
+    ;;
+  test)
+    ensure_deps
+    cargo build --workspace
+    cargo test --workspace "$@"
+    ;;
+  check)
+    cargo fmt --all -- --check
+    ensure_deps
+    cargo clippy --workspace --all-targets -- -D warnings
+    ;;
+  bench)
+    ensure_deps
+    bash bench/module_put.sh
+    ;;
+  deps) ensure_deps ;;
+  -h|--help|help|"") usage ;;
+  *) echo "error: unknown command '$cmd'" >&2; usage >&2; exit 2 ;;
+esac

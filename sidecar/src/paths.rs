@@ -1,0 +1,65 @@
+//! Loading the cluster config file and resolving what it points to: the data folder and the
+//! Redis config (both relative to the config file's folder) and the module library.
+
+use std::path::{Path, PathBuf};
+
+use rcluster_domain::config::{self, ClusterConfig};
+
+use crate::CliError;
+
+/// A loaded, validated config with its paths made absolute.
+pub struct Loaded {
+    pub config: ClusterConfig,
+    pub config_path: PathBuf,
+    pub data_dir: PathBuf,
+    pub redis_conf: PathBuf,
+}
+
+pub fn load(path: &Path, low_resource: bool) -> Result<Loaded, CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::input(format!("cannot read config {}: {e}", path.display())))?;
+    let config = config::parse(&text)
+        .map_err(|e| CliError::input(format!("config {}: {e}", path.display())))?;
+    let config = if low_resource {
+        config.low_resource()
+    } else {
+        config
+    };
+    let config_path = std::path::absolute(path)
+        .map_err(|e| CliError::input(format!("config {}: {e}", path.display())))?;
+    let base = config_path.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let data_dir = base.join(&config.data_dir);
+    let redis_conf = base.join(&config.redis_conf);
+    if !redis_conf.is_file() {
+        return Err(CliError::input(format!(
+            "config {}: redis_conf {} does not exist",
+            path.display(),
+            redis_conf.display()
+        )));
+    }
+    Ok(Loaded {
+        config,
+        config_path,
+        data_dir,
+        redis_conf,
+    })
+}
+
+/// The module library: the one given, or `librcluster_module.so` beside this executable
+/// (where `cargo build` puts both).
+pub fn module(given: Option<PathBuf>) -> Result<PathBuf, CliError> {
+    let path = match given {
+        Some(p) => p,
+        None => std::env::current_exe()
+            .map_err(|e| CliError::failed(format!("cannot find this executable: {e}")))?
+            .with_file_name("librcluster_module.so"),
+    };
+    if !path.is_file() {
+        return Err(CliError::input(format!(
+            "module {} not found: build it with `cargo build --release` or pass --module",
+            path.display()
+        )));
+    }
+    std::path::absolute(&path)
+        .map_err(|e| CliError::input(format!("module {}: {e}", path.display())))
+}

@@ -1,0 +1,40 @@
+//! Bounded liveness probes: does a Redis answer PING, does a node's HTTP endpoint answer.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// True when the Redis at `host:port` answers PING within `timeout`.
+pub async fn redis_ping(host: &str, port: u16, timeout: Duration) -> bool {
+    let attempt = async {
+        let client = redis::Client::open(format!("redis://{host}:{port}/")).ok()?;
+        let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .ok()
+    };
+    matches!(tokio::time::timeout(timeout, attempt).await, Ok(Some(_)))
+}
+
+/// A plain HTTP/1.1 GET; returns (status, body) or `None` on any failure or timeout.
+pub async fn http_get(
+    host: &str,
+    port: u16,
+    path: &str,
+    timeout: Duration,
+) -> Option<(u16, String)> {
+    let attempt = async {
+        let mut stream = TcpStream::connect((host, port)).await.ok()?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut response = Vec::new();
+        stream.take(1 << 20).read_to_end(&mut response).await.ok()?;
+        let text = String::from_utf8_lossy(&response);
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        let status = head.split_whitespace().nth(1)?.parse().ok()?;
+        Some((status, body.to_string()))
+    };
+    tokio::time::timeout(timeout, attempt).await.ok().flatten()
+}

@@ -1,0 +1,264 @@
+//! `rcluster up`: the local launcher. Checks that no cluster already runs here, starts one
+//! `rcluster node` per configured node, waits until every Redis and HTTP endpoint answers,
+//! prints where they are, and stops them all on Ctrl-C or SIGTERM.
+
+use std::future::Future;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tokio::process::Child;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::{paths, probe, supervise, CliError};
+
+/// How long a node process may take to stop (it stops its Redis first, itself bounded).
+const NODE_STOP_GRACE: Duration = Duration::from_secs(25);
+
+pub struct UpArgs {
+    pub config: PathBuf,
+    pub low_resource: bool,
+    pub module: Option<PathBuf>,
+    pub start_timeout: Duration,
+}
+
+struct Started {
+    id: String,
+    host: String,
+    redis_port: u16,
+    http_port: u16,
+    log: PathBuf,
+    child: Child,
+}
+
+/// An exclusive lock on `<data_dir>/up.lock`, held while this launcher runs.
+struct LockFile {
+    _file: std::fs::File,
+}
+
+fn lock(data_dir: &std::path::Path) -> Result<LockFile, CliError> {
+    let path = data_dir.join("up.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| CliError::failed(format!("cannot open {}: {e}", path.display())))?;
+    // SAFETY: flock on a file descriptor we own.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let holder = std::fs::read_to_string(&path).unwrap_or_default();
+        return Err(CliError::input(format!(
+            "a cluster is already running from {} (launcher pid {}); stop it with Ctrl-C in its terminal or `kill {}` first",
+            data_dir.display(),
+            holder.trim(),
+            holder.trim()
+        )));
+    }
+    let _ = std::fs::write(&path, std::process::id().to_string());
+    Ok(LockFile { _file: file })
+}
+
+/// Refuses to start when any configured port is taken, naming the port and its owner.
+fn check_ports(config: &rcluster_domain::config::ClusterConfig) -> Result<(), CliError> {
+    for n in &config.nodes {
+        for (what, port) in [
+            ("redis_port", n.redis_port),
+            ("http_port", n.http_port),
+            ("peer_port", n.peer_port),
+        ] {
+            if let Err(e) = std::net::TcpListener::bind((n.host.as_str(), port)) {
+                return Err(CliError::input(format!(
+                    "port {port} ({} {what}) on {} is not available ({e}): is a cluster already running? Stop it, or change the ports in the config",
+                    n.id, n.host
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn run(args: UpArgs) -> Result<(), CliError> {
+    let loaded = paths::load(&args.config, args.low_resource)?;
+    let module = paths::module(args.module)?;
+    std::fs::create_dir_all(&loaded.data_dir).map_err(|e| {
+        CliError::failed(format!("cannot create {}: {e}", loaded.data_dir.display()))
+    })?;
+    let data_dir = loaded
+        .data_dir
+        .canonicalize()
+        .unwrap_or_else(|_| loaded.data_dir.clone());
+    let _lock = lock(&data_dir)?;
+    check_ports(&loaded.config)?;
+    let exe = std::env::current_exe()
+        .map_err(|e| CliError::failed(format!("cannot find this executable: {e}")))?;
+
+    let mode = if args.low_resource {
+        " (low-resource)"
+    } else {
+        ""
+    };
+    println!(
+        "starting cluster '{}' with {} nodes{mode}",
+        loaded.config.cluster_name,
+        loaded.config.nodes.len()
+    );
+    let mut nodes = Vec::new();
+    for n in &loaded.config.nodes {
+        let dir = loaded.data_dir.join(&n.id);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| CliError::failed(format!("cannot create {}: {e}", dir.display())))?;
+        let log = dir.join("node.log");
+        let mut cmd = supervise::command(&exe, &log)?;
+        cmd.arg("node")
+            .arg("--config")
+            .arg(&loaded.config_path)
+            .args(["--id", &n.id])
+            .arg("--module")
+            .arg(&module);
+        if args.low_resource {
+            cmd.arg("--low-resource");
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| CliError::failed(format!("cannot start node {}: {e}", n.id)))?;
+        nodes.push(Started {
+            id: n.id.clone(),
+            host: n.host.clone(),
+            redis_port: n.redis_port,
+            http_port: n.http_port,
+            log,
+            child,
+        });
+    }
+
+    if let Err(e) = wait_ready(&mut nodes, args.start_timeout).await {
+        stop_all(&mut nodes).await;
+        return Err(e);
+    }
+    print_table(&nodes);
+
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| CliError::failed(format!("cannot watch SIGTERM: {e}")))?;
+    let mut int = signal(SignalKind::interrupt())
+        .map_err(|e| CliError::failed(format!("cannot watch SIGINT: {e}")))?;
+    let exited = tokio::select! {
+        _ = term.recv() => None,
+        _ = int.recv() => None,
+        exited = first_exit(&mut nodes) => Some(exited),
+    };
+    if let Some((id, status, log)) = &exited {
+        eprintln!(
+            "node {id} exited ({status}); stopping the cluster. Last lines of {}:\n{}",
+            log.display(),
+            supervise::log_tail(log, 10)
+        );
+    }
+    println!("stopping {} nodes...", nodes.len());
+    stop_all(&mut nodes).await;
+    println!("cluster stopped");
+    match exited {
+        Some((id, _, _)) => Err(CliError::failed(format!("node {id} exited unexpectedly"))),
+        None => Ok(()),
+    }
+}
+
+/// Waits until every node's Redis answers PING and its HTTP health answers 200.
+async fn wait_ready(nodes: &mut [Started], timeout: Duration) -> Result<(), CliError> {
+    let deadline = Instant::now() + timeout;
+    let probe_timeout = Duration::from_millis(500);
+    let mut ready = vec![false; nodes.len()];
+    while ready.iter().any(|r| !r) {
+        for (i, n) in nodes.iter_mut().enumerate() {
+            if ready[i] {
+                continue;
+            }
+            if let Ok(Some(status)) = n.child.try_wait() {
+                return Err(CliError::failed(format!(
+                    "node {} exited during start-up ({status}); last lines of {}:\n{}",
+                    n.id,
+                    n.log.display(),
+                    supervise::log_tail(&n.log, 15)
+                )));
+            }
+            ready[i] = probe::redis_ping(&n.host, n.redis_port, probe_timeout).await
+                && matches!(
+                    probe::http_get(&n.host, n.http_port, "/api/health", probe_timeout).await,
+                    Some((200, _))
+                );
+        }
+        if ready.iter().all(|r| *r) {
+            break;
+        }
+        if Instant::now() > deadline {
+            let waiting: Vec<&str> = nodes
+                .iter()
+                .zip(&ready)
+                .filter(|(_, r)| !**r)
+                .map(|(n, _)| n.id.as_str())
+                .collect();
+            return Err(CliError::failed(format!(
+                "nodes {} did not answer within {timeout:?}; see their node.log and redis.log",
+                waiting.join(", ")
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+fn print_table(nodes: &[Started]) {
+    println!(
+        "{:<8} {:<16} {:>10} {:>10} {:>8}",
+        "NODE", "HOST", "REDIS", "HTTP", "PID"
+    );
+    for n in nodes {
+        println!(
+            "{:<8} {:<16} {:>10} {:>10} {:>8}",
+            n.id,
+            n.host,
+            n.redis_port,
+            n.http_port,
+            n.child.id().unwrap_or(0)
+        );
+    }
+    if let Some(first) = nodes.first() {
+        println!("admin: http://{}:{}/", first.host, first.http_port);
+    }
+    println!(
+        "try:   redis-cli -p {} RC.PUT greeting hello 1 n1",
+        nodes.first().map_or(6379, |n| n.redis_port)
+    );
+    println!("cluster ready; press Ctrl-C to stop it");
+}
+
+/// Resolves when the first node process exits, with its id, status and log.
+async fn first_exit(nodes: &mut [Started]) -> (String, std::process::ExitStatus, PathBuf) {
+    let mut waits: Vec<_> = nodes
+        .iter_mut()
+        .map(|n| Box::pin(async move { (n.id.clone(), n.child.wait().await, n.log.clone()) }))
+        .collect();
+    let (id, status, log) = std::future::poll_fn(|cx| {
+        for w in waits.iter_mut() {
+            if let std::task::Poll::Ready(out) = w.as_mut().poll(cx) {
+                return std::task::Poll::Ready(out);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await;
+    let status = status.unwrap_or_else(|_| std::os::unix::process::ExitStatusExt::from_raw(1));
+    (id, status, log)
+}
+
+/// Stops every node in parallel (each stops its own Redis) and reaps them.
+async fn stop_all(nodes: &mut [Started]) {
+    for n in nodes.iter() {
+        supervise::signal(&n.child, libc::SIGTERM);
+    }
+    for n in nodes.iter_mut() {
+        let status = supervise::stop(&mut n.child, NODE_STOP_GRACE).await;
+        println!("node {} stopped ({status})", n.id);
+    }
+}
