@@ -115,10 +115,22 @@ fn on_flush(_ctx: &Context, sub: FlushSubevent) {
     }
 }
 
+/// Inside Redis, memory comes from Redis's allocator (counted in `INFO memory`, bounded by
+/// maxmemory). The crate's unit-test binary runs outside Redis, where that allocator does not
+/// exist, so it uses the system allocator.
+#[cfg(not(test))]
+type ModuleAlloc = redis_module::alloc::RedisAlloc;
+#[cfg(not(test))]
+const MODULE_ALLOC: ModuleAlloc = redis_module::alloc::RedisAlloc;
+#[cfg(test)]
+type ModuleAlloc = std::alloc::System;
+#[cfg(test)]
+const MODULE_ALLOC: ModuleAlloc = std::alloc::System;
+
 redis_module! {
     name: "rcluster",
     version: MODULE_VERSION,
-    allocator: (redis_module::alloc::RedisAlloc, redis_module::alloc::RedisAlloc),
+    allocator: (ModuleAlloc, MODULE_ALLOC),
     data_types: [],
     info: info,
     commands: [

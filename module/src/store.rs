@@ -19,14 +19,20 @@ fn type_name(t: KeyType) -> &'static str {
 }
 
 /// `WRONGTYPE` unless the key is empty or of the `expected` type. Returns whether it exists.
-pub fn expect_type(name: &str, actual: KeyType, expected: KeyType) -> Result<bool, CodedError> {
+/// `name` renders the key for the message (only called on error).
+pub fn expect_type(
+    name: impl FnOnce() -> String,
+    actual: KeyType,
+    expected: KeyType,
+) -> Result<bool, CodedError> {
     match actual {
         KeyType::Empty => Ok(false),
         t if t == expected => Ok(true),
         t => Err(CodedError::new(
             Code::WrongType,
             format!(
-                "{name} holds {}, expected {}; it was left unchanged",
+                "{} holds {}, expected {}; it was left unchanged",
+                name(),
                 type_name(t),
                 type_name(expected)
             ),
@@ -44,7 +50,7 @@ pub fn field(ctx: &Context, key_name: &RedisString, field: &str) -> Option<Redis
 pub fn open_hash_writable(
     ctx: &Context,
     name: &RedisString,
-    display: &str,
+    display: impl FnOnce() -> String,
 ) -> Result<(RedisKeyWritable, bool), CodedError> {
     let key = ctx.open_key_writable(name);
     let exists = expect_type(display, key.key_type(), KeyType::Hash)?;
@@ -58,4 +64,10 @@ pub fn set_fields(key: &RedisKeyWritable, fields: Vec<(&str, RedisString)>) {
     for (field, value) in fields {
         let _replaced = key.hash_set(field, value);
     }
+}
+
+/// A Redis string of any bytes. (`Context::create_string` goes through a C string and panics on
+/// a NUL byte, which client input may contain.)
+pub fn string(ctx: &Context, bytes: impl AsRef<[u8]>) -> RedisString {
+    RedisString::create_from_slice(ctx.ctx, bytes.as_ref())
 }

@@ -197,3 +197,35 @@ fn chunk_limits_and_bad_ids() {
         .unwrap();
     assert_eq!(exists, 0, "a refused put stores nothing");
 }
+
+#[test]
+fn chunk_indexes_are_canonical_numbers() {
+    let r = Redis::start(&[]);
+    let mut c = r.conn();
+    let sha = sha256_hex(b"abc");
+    for index in [&b"007"[..], b"7", b"00"] {
+        call(
+            &mut c,
+            &[b"RC.CHUNK.PUT", b"f7", index, sha.as_bytes(), b"abc"],
+        )
+        .unwrap();
+    }
+    let list = call(&mut c, &[b"RC.CHUNK.LIST", b"f7"]).unwrap();
+    let Value::Array(rows) = list else {
+        panic!("{list:?}")
+    };
+    assert_eq!(
+        rows.len(),
+        2,
+        "index 7 and 007 are the same chunk: {rows:?}"
+    );
+    assert_eq!(
+        call(&mut c, &[b"RC.CHUNK.DEL", b"f7"]).unwrap(),
+        Value::Int(2)
+    );
+    let left: i64 = redis::cmd("EXISTS")
+        .arg("file:f7:chunks")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(left, 0);
+}

@@ -278,3 +278,18 @@ fn info_section_counts_keys_and_commands() {
         "{info}"
     );
 }
+
+#[test]
+fn keys_with_nul_bytes_are_stored_like_any_other() {
+    let r = Redis::start(&[]);
+    let mut c = r.conn();
+    let reply = words(call(&mut c, &[b"RC.PUT", b"k\x00nul", b"v", b"1", b"n1"]).unwrap());
+    assert_eq!(reply, ["applied", "1", "n1"]);
+    assert_eq!(
+        words(call(&mut c, &[b"RC.GET", b"k\x00nul"]).unwrap()),
+        ["v", "1", "n1", "0"]
+    );
+    assert_eq!(words(call(&mut c, &[b"RC.GET", b"k"]).unwrap()), ["nil"]);
+    let info: String = redis::cmd("INFO").arg("rcluster").query(&mut c).unwrap();
+    assert!(info.contains("rcluster_panics_caught:0"), "{info}");
+}

@@ -30,8 +30,12 @@ fn internal(what: &str, e: impl std::fmt::Display) -> CodedError {
 /// Requires the per-file index set to be a set (or absent) before anything is written.
 fn check_index_set(ctx: &Context, file_id: &str) -> Result<RedisString, CodedError> {
     let display = file_chunks_key(file_id);
-    let name = ctx.create_string(display.as_str());
-    store::expect_type(&display, ctx.open_key(&name).key_type(), KeyType::Set)?;
+    let name = store::string(ctx, display.as_str());
+    store::expect_type(
+        || display.clone(),
+        ctx.open_key(&name).key_type(),
+        KeyType::Set,
+    )?;
     Ok(name)
 }
 
@@ -88,20 +92,22 @@ pub fn put(ctx: &Context, args: Vec<RedisString>) -> Outcome {
         ));
     }
     let set_name = check_index_set(ctx, &file_id)?;
-    let name = ctx.create_string(display.as_str());
-    let (key, exists) = store::open_hash_writable(ctx, &name, &display)?;
+    let name = store::string(ctx, display.as_str());
+    let (key, exists) = store::open_hash_writable(ctx, &name, || display.clone())?;
     let old_len = if exists { stored_length(&key) } else { 0 };
     let len = i64::try_from(data.len()).unwrap_or(i64::MAX);
     store::set_fields(
         &key,
         vec![
-            (chunk_field::SHA256, ctx.create_string(actual)),
-            (chunk_field::LENGTH, ctx.create_string(len.to_string())),
+            (chunk_field::SHA256, store::string(ctx, actual)),
+            (chunk_field::LENGTH, store::string(ctx, len.to_string())),
             (chunk_field::DATA, data.safe_clone(ctx)),
         ],
     );
     drop(key);
-    ctx.call("SADD", &[&set_name, &args[2]])
+    // The index as a canonical number, so "7" and "007" are one member.
+    let member = store::string(ctx, index.to_string());
+    ctx.call("SADD", &[&set_name, &member])
         .map_err(|e| internal("recording the chunk in its file's index", e))?;
     stats::chunks_added(i64::from(!exists), len - old_len);
     ctx.replicate_verbatim();
@@ -113,9 +119,9 @@ pub fn get(ctx: &Context, args: Vec<RedisString>) -> Outcome {
     let file_id = validate::file_id(args[1].as_slice())?;
     let index = validate::chunk_index(args[2].as_slice())?;
     let display = chunk_key(&file_id, index);
-    let name = ctx.create_string(display.as_str());
+    let name = store::string(ctx, display.as_str());
     let key = ctx.open_key(&name);
-    if !store::expect_type(&display, key.key_type(), KeyType::Hash)? {
+    if !store::expect_type(|| display.clone(), key.key_type(), KeyType::Hash)? {
         return Ok(RedisValue::Null);
     }
     let field = |f: &str| key.hash_get(f).ok().flatten();
@@ -145,7 +151,7 @@ pub fn list(ctx: &Context, args: Vec<RedisString>) -> Outcome {
     let file_id = validate::file_id(args[1].as_slice())?;
     let mut rows = Vec::new();
     for index in indexes(ctx, &file_id)? {
-        let name = ctx.create_string(chunk_key(&file_id, index));
+        let name = store::string(ctx, chunk_key(&file_id, index));
         let key = ctx.open_key(&name);
         if key.key_type() != KeyType::Hash {
             continue; // Deleted behind the module's back: not held any more.
@@ -175,12 +181,16 @@ pub fn del(ctx: &Context, args: Vec<RedisString>) -> Outcome {
     // Type-check every target first, so a refusal leaves everything in place.
     for index in &targets {
         let display = chunk_key(&file_id, *index);
-        let name = ctx.create_string(display.as_str());
-        store::expect_type(&display, ctx.open_key(&name).key_type(), KeyType::Hash)?;
+        let name = store::string(ctx, display.as_str());
+        store::expect_type(
+            || display.clone(),
+            ctx.open_key(&name).key_type(),
+            KeyType::Hash,
+        )?;
     }
     let mut deleted = 0i64;
     for index in &targets {
-        let name = ctx.create_string(chunk_key(&file_id, *index));
+        let name = store::string(ctx, chunk_key(&file_id, *index));
         let key = ctx.open_key_writable(&name);
         if key.key_type() == KeyType::Hash {
             let len = stored_length(&key);
@@ -189,7 +199,7 @@ pub fn del(ctx: &Context, args: Vec<RedisString>) -> Outcome {
             deleted += 1;
         }
         drop(key);
-        let member = ctx.create_string(index.to_string());
+        let member = store::string(ctx, index.to_string());
         ctx.call("SREM", &[&set_name, &member])
             .map_err(|e| internal("updating the chunk index", e))?;
     }

@@ -9,6 +9,7 @@ use rcluster_domain::codes::{Code, CodedError};
 use rcluster_domain::keys::{kv_field, kv_key};
 use rcluster_domain::validate;
 use rcluster_domain::version::{decide, PutOutcome, Version};
+use redis_module::raw::KeyType;
 use redis_module::{Context, RedisString, RedisValue};
 
 use crate::commands::clock;
@@ -25,20 +26,32 @@ const GET_USAGE: &str = "RC.GET <key>";
 struct Record {
     version: Version,
     tombstone: bool,
-    value: Option<RedisString>,
 }
 
-/// Reads and checks the stored fields; a hash missing its version is reported as `CORRUPT`.
+/// The Redis key of a register, printable for messages.
+fn display(user_key: &str) -> String {
+    format!("kv:{}", validate::show(user_key.as_bytes()))
+}
+
+/// `CORRUPT` naming the register and what is wrong with it.
+fn corrupt(user_key: &str, what: &str) -> CodedError {
+    CodedError::new(
+        Code::Corrupt,
+        format!(
+            "{} has {what}; repair or delete it (it was left unchanged)",
+            display(user_key)
+        ),
+    )
+}
+
+/// Reads and checks the stored version fields (not the value: a write does not need it, and
+/// copying a large value out would cost as much as the write). A hash without a valid version
+/// is reported as `CORRUPT`.
 fn parse_record(
-    display: &str,
+    user_key: &str,
     get: impl Fn(&str) -> Option<RedisString>,
 ) -> Result<Record, CodedError> {
-    let corrupt = |what: &str| {
-        CodedError::new(
-            Code::Corrupt,
-            format!("{display} has {what}; repair or delete it (it was left unchanged)"),
-        )
-    };
+    let corrupt = |what: &str| corrupt(user_key, what);
     let ts = get(kv_field::VERSION)
         .and_then(|v| validate::u64_arg("version", v.as_slice()).ok())
         .ok_or_else(|| corrupt("no valid 'version' field"))?;
@@ -49,7 +62,6 @@ fn parse_record(
     Ok(Record {
         version: Version::new(ts, origin),
         tombstone,
-        value: get(kv_field::VALUE),
     })
 }
 
@@ -82,11 +94,10 @@ fn versioned_write(
     let origin = validate::node_id(origin_arg.as_slice())?;
     let incoming = Version::new(ts, origin);
 
-    let display = format!("kv:{user_key}");
-    let name = ctx.create_string(kv_key(key_arg.as_slice()));
-    let (key, exists) = store::open_hash_writable(ctx, &name, &display)?;
+    let name = store::string(ctx, kv_key(key_arg.as_slice()));
+    let (key, exists) = store::open_hash_writable(ctx, &name, || display(user_key))?;
     let stored = if exists {
-        Some(parse_record(&display, |f| key.hash_get(f).ok().flatten())?.version)
+        Some(parse_record(user_key, |f| key.hash_get(f).ok().flatten())?.version)
     } else {
         None
     };
@@ -98,7 +109,7 @@ fn versioned_write(
         let held = stored.unwrap_or(incoming);
         return Ok(write_reply(outcome, &held));
     }
-    let empty = || ctx.create_string("");
+    let empty = || store::string(ctx, "");
     store::set_fields(
         &key,
         vec![
@@ -106,11 +117,11 @@ fn versioned_write(
                 kv_field::VALUE,
                 value.map_or_else(empty, |v| v.safe_clone(ctx)),
             ),
-            (kv_field::VERSION, ctx.create_string(ts.to_string())),
+            (kv_field::VERSION, store::string(ctx, ts.to_string())),
             (kv_field::ORIGIN, origin_arg.safe_clone(ctx)),
             (
                 kv_field::TOMBSTONE,
-                ctx.create_string(if value.is_some() { "0" } else { "1" }),
+                store::string(ctx, if value.is_some() { "0" } else { "1" }),
             ),
         ],
     );
@@ -134,24 +145,18 @@ pub fn del(ctx: &Context, args: Vec<RedisString>) -> Outcome {
 pub fn get(ctx: &Context, args: Vec<RedisString>) -> Outcome {
     arity(Cmd::Get, &args, 2, 2, GET_USAGE)?;
     let user_key = validate::user_key(args[1].as_slice(), settings::max_key_bytes())?;
-    let display = format!("kv:{user_key}");
-    let name = ctx.create_string(kv_key(args[1].as_slice()));
+    let name = store::string(ctx, kv_key(args[1].as_slice()));
     let key = ctx.open_key(&name);
-    if !store::expect_type(&display, key.key_type(), redis_module::raw::KeyType::Hash)? {
+    if !store::expect_type(|| display(user_key), key.key_type(), KeyType::Hash)? {
         return Ok(RedisValue::Null);
     }
-    let record = parse_record(&display, |f| key.hash_get(f).ok().flatten())?;
-    let value =
-        match (record.tombstone, record.value) {
-            (false, Some(v)) => RedisValue::BulkRedisString(v),
-            (false, None) => return Err(CodedError::new(
-                Code::Corrupt,
-                format!(
-                    "{display} has no 'value' field; repair or delete it (it was left unchanged)"
-                ),
-            )),
-            (true, _) => RedisValue::Null,
-        };
+    let field = |f: &str| key.hash_get(f).ok().flatten();
+    let record = parse_record(user_key, field)?;
+    let value = match (record.tombstone, field(kv_field::VALUE)) {
+        (false, Some(v)) => RedisValue::BulkRedisString(v),
+        (false, None) => return Err(corrupt(user_key, "no 'value' field")),
+        (true, _) => RedisValue::Null,
+    };
     Ok(RedisValue::Array(vec![
         value,
         number(record.version.ts),
