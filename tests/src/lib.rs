@@ -109,6 +109,7 @@ pub struct Redis {
     pub port: u16,
     pub dir: TempDir,
     module_args: Vec<String>,
+    redis_args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -116,10 +117,17 @@ impl Redis {
     /// Starts Redis with the module and the given extra module arguments
     /// (e.g. `["max-key-bytes", "16"]`), and waits until it answers PING.
     pub fn start(module_args: &[&str]) -> Self {
+        Redis::start_with(&[], module_args)
+    }
+
+    /// Like [`Redis::start`], with extra `redis-server` arguments (e.g. `["--maxmemory", "4mb"]`).
+    pub fn start_with(redis_args: &[&str], module_args: &[&str]) -> Self {
+        let owned = |a: &[&str]| a.iter().map(|s| s.to_string()).collect();
         let mut r = Redis {
             port: free_port(),
             dir: TempDir::new("redis"),
-            module_args: module_args.iter().map(|s| s.to_string()).collect(),
+            module_args: owned(module_args),
+            redis_args: owned(redis_args),
             child: None,
         };
         r.spawn();
@@ -139,6 +147,7 @@ impl Redis {
             .args(["--port", &self.port.to_string()])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(&self.redis_args)
             .arg("--loadmodule")
             .args(&loadmodule)
             .stdin(Stdio::null())

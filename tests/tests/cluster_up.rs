@@ -43,13 +43,14 @@ fn write_config(tag: &str) -> Cluster {
 }
 
 /// Starts `rcluster up` and returns it once it printed "cluster ready", with its output lines.
-fn launch(config: &Path) -> (Child, mpsc::Receiver<String>) {
+fn launch(config: &Path, extra: &[&str]) -> (Child, mpsc::Receiver<String>) {
     let mut child = Command::new(rcluster_bin())
         .arg("up")
         .arg("--config")
         .arg(config)
         .arg("--module")
         .arg(module_path())
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -147,7 +148,7 @@ fn stop_and_check(mut up: Child, signal: i32, cluster: &Cluster) {
 fn up_starts_three_nodes_serves_and_stops_cleanly() {
     let cluster = write_config("up");
     let config = cluster.dir.path().join("cluster.yaml");
-    let (up, _out) = launch(&config);
+    let (up, _out) = launch(&config, &[]);
 
     for (i, port) in cluster.redis_ports.iter().enumerate() {
         let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
@@ -188,11 +189,18 @@ fn up_starts_three_nodes_serves_and_stops_cleanly() {
 
     stop_and_check(up, libc::SIGTERM, &cluster);
     // Data written before the stop is still there after a restart (AOF), then Ctrl-C stops it.
-    let (up, _out) = launch(&config);
+    // This time in low-resource mode: each Redis gets half the memory cap.
+    let (up, _out) = launch(&config, &["--low-resource"]);
     let mut c = redis::Client::open(format!("redis://127.0.0.1:{}/", cluster.redis_ports[1]))
         .unwrap()
         .get_connection()
         .unwrap();
+    let maxmemory: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(maxmemory[1], (32u64 << 20).to_string());
     let got = call(&mut c, &[b"RC.GET", b"key-on-n2"]).unwrap();
     assert!(
         matches!(got, redis::Value::Array(ref v) if v[0] == redis::Value::BulkString(b"v".to_vec())),

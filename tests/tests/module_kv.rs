@@ -293,3 +293,34 @@ fn keys_with_nul_bytes_are_stored_like_any_other() {
     let info: String = redis::cmd("INFO").arg("rcluster").query(&mut c).unwrap();
     assert!(info.contains("rcluster_panics_caught:0"), "{info}");
 }
+
+#[test]
+fn a_full_node_refuses_writes_with_oom_and_keeps_its_data() {
+    let r = Redis::start_with(&["--maxmemory", "3mb"], &[]);
+    let mut c = r.conn();
+    put(&mut c, "first", "kept", 1, "n1");
+    let value = vec![b'x'; 64 * 1024];
+    let mut written = 0u32;
+    let oom = loop {
+        let key = format!("fill{written}");
+        match call(&mut c, &[b"RC.PUT", key.as_bytes(), &value, b"1", b"n1"]) {
+            Ok(_) => written += 1,
+            Err(e) => break e,
+        }
+        assert!(
+            written < 1_000,
+            "3 MB never filled up: is maxmemory ignored?"
+        );
+    };
+    assert_eq!(oom.code(), Some("OOM"), "{oom}");
+    assert!(written > 0);
+    // Nothing was evicted: every acknowledged write is still readable.
+    assert_eq!(get(&mut c, "first"), ["kept", "1", "n1", "0"]);
+    for i in 0..written {
+        assert_eq!(
+            get(&mut c, &format!("fill{i}"))[1],
+            "1",
+            "fill{i} was evicted"
+        );
+    }
+}
