@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Benchmark: RC.PUT throughput against plain SET on one redis-server with the release module (target: RC.PUT >= 0.85 x SET).
+# Benchmark: RC.REPLICA.PUT throughput against plain SET on one redis-server with the release module (target: RC.REPLICA.PUT >= 0.85 x SET).
 #
 # Usage: bench/module_put.sh            (REQUESTS=200000 ROUNDS=3 by default)
 #        REQUESTS=50000 ROUNDS=5 bench/module_put.sh
-# Runs SET and RC.PUT alternately ROUNDS times each (FLUSHALL and an AOF rewrite between runs),
+# Runs SET and RC.REPLICA.PUT alternately ROUNDS times each (FLUSHALL and an AOF rewrite between runs),
 # prints the median requests/s of each and their ratio. Exits non-zero only when the setup fails
 # (build, start, or commands answering errors), never because the target was missed.
 set -euo pipefail
@@ -78,11 +78,11 @@ done
 
 # The measured commands must succeed: redis-benchmark counts error replies as requests.
 [[ $(cli SET key:check "$VALUE") == OK ]] || die "SET fails"
-[[ $(cli RC.PUT kcheck "$VALUE" 1 n1 | head -1) == applied ]] || die "RC.PUT fails: $(cli RC.PUT kcheck "$VALUE" 1 n1)"
+[[ $(cli RC.REPLICA.PUT kcheck "$VALUE" 1 n1 | head -1) == applied ]] || die "RC.REPLICA.PUT fails: $(cli RC.REPLICA.PUT kcheck "$VALUE" 1 n1)"
 
-# errors=N of RC.PUT in INFO rcluster.
+# errors=N of RC.REPLICA.PUT in INFO rcluster.
 put_errors() {
-    cli INFO rcluster | tr -d '\r' | sed -n 's/^rcluster_cmd_rc_put:calls=[0-9]*,errors=\([0-9]*\)$/\1/p'
+    cli INFO rcluster | tr -d '\r' | sed -n 's/^rcluster_cmd_rc_replica_put:calls=[0-9]*,errors=\([0-9]*\)$/\1/p'
 }
 
 # Empties the keyspace and compacts the AOF so every run starts from the same state.
@@ -125,17 +125,17 @@ for ((round = 1; round <= ROUNDS; round++)); do
     set_rps+=("$rps") set_p50+=("${p50:-0}")
     reset
     before=$(put_errors)
-    result=$(bench RC.PUT "k__rand_int__" "$VALUE" "__rand_int__" n1)
+    result=$(bench RC.REPLICA.PUT "k__rand_int__" "$VALUE" "__rand_int__" n1)
     read -r rps2 p502 <<<"$result"
     after=$(put_errors)
-    [[ $before == "$after" ]] || die "RC.PUT answered $((after - before)) errors during the run; the figure is not valid"
+    [[ $before == "$after" ]] || die "RC.REPLICA.PUT answered $((after - before)) errors during the run; the figure is not valid"
     put_rps+=("$rps2") put_p50+=("${p502:-0}")
-    echo "round $round: SET $rps req/s (p50 ${p50:-?} ms) | RC.PUT $rps2 req/s (p50 ${p502:-?} ms)" >&2
+    echo "round $round: SET $rps req/s (p50 ${p50:-?} ms) | RC.REPLICA.PUT $rps2 req/s (p50 ${p502:-?} ms)" >&2
 done
 
 SET_RPS=$(median "${set_rps[@]}")
 PUT_RPS=$(median "${put_rps[@]}")
 awk -v s="$SET_RPS" -v p="$PUT_RPS" -v t="$TARGET" -v sp="$(median "${set_p50[@]}")" -v pp="$(median "${put_p50[@]}")" 'BEGIN {
-    printf "SET %.0f req/s | RC.PUT %.0f req/s | ratio %.2f (target >= %.2f)\n", s, p, p / s, t
-    printf "p50: SET %.3f ms | RC.PUT %.3f ms\n", sp, pp
+    printf "SET %.0f req/s | RC.REPLICA.PUT %.0f req/s | ratio %.2f (target >= %.2f)\n", s, p, p / s, t
+    printf "p50: SET %.3f ms | RC.REPLICA.PUT %.3f ms\n", sp, pp
 }'

@@ -22,14 +22,14 @@ use stats::Cmd;
 /// The module version as Redis shows it (`MODULE LIST`): major * 10000 + minor * 100 + patch.
 pub const MODULE_VERSION: i32 = 100;
 
-fn rc_put(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    guard::run(Cmd::Put, ctx, args, kv::put)
+fn rc_replica_put(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    guard::run(Cmd::ReplicaPut, ctx, args, kv::put)
 }
-fn rc_get(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    guard::run(Cmd::Get, ctx, args, kv::get)
+fn rc_replica_get(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    guard::run(Cmd::ReplicaGet, ctx, args, kv::get)
 }
-fn rc_del(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    guard::run(Cmd::Del, ctx, args, kv::del)
+fn rc_replica_del(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    guard::run(Cmd::ReplicaDel, ctx, args, kv::del)
 }
 fn rc_chunk_put(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     guard::run(Cmd::ChunkPut, ctx, args, chunk::put)
@@ -136,9 +136,9 @@ redis_module! {
     commands: [
         // name, handler, flags, first key, last key, key step. Our commands derive the Redis
         // key from their arguments (kv:<key>, chunk:<id>:<n>), so none declares key positions.
-        ["RC.PUT", rc_put, "write deny-oom", 0, 0, 0],
-        ["RC.GET", rc_get, "readonly", 0, 0, 0],
-        ["RC.DEL", rc_del, "write deny-oom", 0, 0, 0],
+        ["RC.REPLICA.PUT", rc_replica_put, "write deny-oom", 0, 0, 0],
+        ["RC.REPLICA.GET", rc_replica_get, "readonly", 0, 0, 0],
+        ["RC.REPLICA.DEL", rc_replica_del, "write deny-oom", 0, 0, 0],
         ["RC.CHUNK.PUT", rc_chunk_put, "write deny-oom", 0, 0, 0],
         ["RC.CHUNK.GET", rc_chunk_get, "readonly", 0, 0, 0],
         ["RC.CHUNK.LIST", rc_chunk_list, "readonly", 0, 0, 0],

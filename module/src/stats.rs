@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 /// Every command of the module, in registration order; the index into the counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cmd {
-    Put,
-    Get,
-    Del,
+    ReplicaPut,
+    ReplicaGet,
+    ReplicaDel,
     ChunkPut,
     ChunkGet,
     ChunkList,
@@ -19,9 +19,9 @@ pub enum Cmd {
 
 impl Cmd {
     pub const ALL: [Cmd; 9] = [
-        Cmd::Put,
-        Cmd::Get,
-        Cmd::Del,
+        Cmd::ReplicaPut,
+        Cmd::ReplicaGet,
+        Cmd::ReplicaDel,
         Cmd::ChunkPut,
         Cmd::ChunkGet,
         Cmd::ChunkList,
@@ -33,9 +33,9 @@ impl Cmd {
     /// The command name as a client types it.
     pub fn name(self) -> &'static str {
         match self {
-            Cmd::Put => "RC.PUT",
-            Cmd::Get => "RC.GET",
-            Cmd::Del => "RC.DEL",
+            Cmd::ReplicaPut => "RC.REPLICA.PUT",
+            Cmd::ReplicaGet => "RC.REPLICA.GET",
+            Cmd::ReplicaDel => "RC.REPLICA.DEL",
             Cmd::ChunkPut => "RC.CHUNK.PUT",
             Cmd::ChunkGet => "RC.CHUNK.GET",
             Cmd::ChunkList => "RC.CHUNK.LIST",

@@ -156,7 +156,7 @@ fn up_starts_three_nodes_serves_and_stops_cleanly() {
             .get_connection()
             .unwrap();
         let key = format!("key-on-n{}", i + 1);
-        call(&mut c, &[b"RC.PUT", key.as_bytes(), b"v", b"1", b"n1"]).unwrap();
+        call(&mut c, &[b"RC.REPLICA.PUT", key.as_bytes(), b"v", b"1", b"n1"]).unwrap();
         let info: String = redis::cmd("INFO").arg("rcluster").query(&mut c).unwrap();
         assert!(
             info.contains(&format!("rcluster_node_id:n{}", i + 1)),
@@ -201,7 +201,7 @@ fn up_starts_three_nodes_serves_and_stops_cleanly() {
         .query(&mut c)
         .unwrap();
     assert_eq!(maxmemory[1], (32u64 << 20).to_string());
-    let got = call(&mut c, &[b"RC.GET", b"key-on-n2"]).unwrap();
+    let got = call(&mut c, &[b"RC.REPLICA.GET", b"key-on-n2"]).unwrap();
     assert!(
         matches!(got, redis::Value::Array(ref v) if v[0] == redis::Value::BulkString(b"v".to_vec())),
         "{got:?}"

@@ -14,7 +14,7 @@ fn sigkill_and_restart_keeps_every_acknowledged_write() {
         let reply = call(
             &mut c,
             &[
-                b"RC.PUT",
+                b"RC.REPLICA.PUT",
                 format!("k{i}").as_bytes(),
                 format!("v{i}").as_bytes(),
                 b"10",
@@ -25,8 +25,8 @@ fn sigkill_and_restart_keeps_every_acknowledged_write() {
         assert!(matches!(reply, Value::Array(_)));
     }
     // Overwrites, deletes and chunks must survive too.
-    call(&mut c, &[b"RC.PUT", b"k0", b"newer", b"11", b"n2"]).unwrap();
-    call(&mut c, &[b"RC.DEL", b"k1", b"12", b"n1"]).unwrap();
+    call(&mut c, &[b"RC.REPLICA.PUT", b"k0", b"newer", b"11", b"n2"]).unwrap();
+    call(&mut c, &[b"RC.REPLICA.DEL", b"k1", b"12", b"n1"]).unwrap();
     let chunk = vec![42u8; 300_000];
     call(
         &mut c,
@@ -46,7 +46,7 @@ fn sigkill_and_restart_keeps_every_acknowledged_write() {
     r.restart();
     let mut c = r.conn();
 
-    let get = |c: &mut redis::Connection, k: &str| call(c, &[b"RC.GET", k.as_bytes()]).unwrap();
+    let get = |c: &mut redis::Connection, k: &str| call(c, &[b"RC.REPLICA.GET", k.as_bytes()]).unwrap();
     assert_eq!(
         get(&mut c, "k0"),
         Value::Array(vec![

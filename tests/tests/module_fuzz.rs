@@ -66,9 +66,9 @@ impl Cmd {
 
     fn name(self) -> &'static str {
         match self {
-            Cmd::Put => "RC.PUT",
-            Cmd::Get => "RC.GET",
-            Cmd::Del => "RC.DEL",
+            Cmd::Put => "RC.REPLICA.PUT",
+            Cmd::Get => "RC.REPLICA.GET",
+            Cmd::Del => "RC.REPLICA.DEL",
             Cmd::ChunkPut => "RC.CHUNK.PUT",
             Cmd::ChunkGet => "RC.CHUNK.GET",
             Cmd::ChunkList => "RC.CHUNK.LIST",
@@ -767,9 +767,9 @@ fn a_panic_in_a_handler_is_caught_and_redis_keeps_its_data() {
     let mut c = r.conn();
     let put = call(
         &mut c,
-        &[b"RC.PUT", b"survivor", b"still here", b"100", b"n1"],
+        &[b"RC.REPLICA.PUT", b"survivor", b"still here", b"100", b"n1"],
     )
-    .expect("RC.PUT");
+    .expect("RC.REPLICA.PUT");
     assert_eq!(
         put,
         Value::Array(vec![
@@ -793,7 +793,7 @@ fn a_panic_in_a_handler_is_caught_and_redis_keeps_its_data() {
         Some("1"),
         "INFO rcluster: {info:?}"
     );
-    let got = call(&mut c, &[b"RC.GET", b"survivor"]).expect("RC.GET after the panic");
+    let got = call(&mut c, &[b"RC.REPLICA.GET", b"survivor"]).expect("RC.REPLICA.GET after the panic");
     assert_eq!(
         got,
         Value::Array(vec![

@@ -33,7 +33,7 @@ fn put(
         call(
             c,
             &[
-                b"RC.PUT",
+                b"RC.REPLICA.PUT",
                 key.as_bytes(),
                 value.as_bytes(),
                 version.to_string().as_bytes(),
@@ -45,7 +45,7 @@ fn put(
 }
 
 fn get(c: &mut redis::Connection, key: &str) -> Vec<String> {
-    words(call(c, &[b"RC.GET", key.as_bytes()]).unwrap())
+    words(call(c, &[b"RC.REPLICA.GET", key.as_bytes()]).unwrap())
 }
 
 #[test]
@@ -93,7 +93,7 @@ fn delete_writes_a_versioned_tombstone() {
     let r = Redis::start(&[]);
     let mut c = r.conn();
     put(&mut c, "d", "v", 10, "n1");
-    let del = words(call(&mut c, &[b"RC.DEL", b"d", b"20", b"n1"]).unwrap());
+    let del = words(call(&mut c, &[b"RC.REPLICA.DEL", b"d", b"20", b"n1"]).unwrap());
     assert_eq!(del, ["applied", "20", "n1"]);
     assert_eq!(get(&mut c, "d"), ["nil", "20", "n1", "1"]);
     // A late, older write does not bring the value back.
@@ -101,13 +101,13 @@ fn delete_writes_a_versioned_tombstone() {
     // An older delete does not remove a newer value.
     put(&mut c, "d", "again", 30, "n1");
     assert_eq!(
-        words(call(&mut c, &[b"RC.DEL", b"d", b"25", b"n9"]).unwrap())[0],
+        words(call(&mut c, &[b"RC.REPLICA.DEL", b"d", b"25", b"n9"]).unwrap())[0],
         "stale"
     );
     assert_eq!(get(&mut c, "d"), ["again", "30", "n1", "0"]);
     // Deleting a key never written still records the tombstone.
     assert_eq!(
-        words(call(&mut c, &[b"RC.DEL", b"never", b"5", b"n1"]).unwrap())[0],
+        words(call(&mut c, &[b"RC.REPLICA.DEL", b"never", b"5", b"n1"]).unwrap())[0],
         "applied"
     );
     assert_eq!(get(&mut c, "never"), ["nil", "5", "n1", "1"]);
@@ -119,54 +119,54 @@ fn bad_input_gets_a_coded_error_and_changes_nothing() {
     let mut c = r.conn();
     put(&mut c, "keep", "safe", 7, "n1");
     let cases: Vec<(Vec<&[u8]>, &str, &str)> = vec![
-        (vec![b"RC.PUT", b"keep"], "ERR", "wrong number of arguments"),
+        (vec![b"RC.REPLICA.PUT", b"keep"], "ERR", "wrong number of arguments"),
         (
-            vec![b"RC.PUT", b"keep", b"x", b"8", b"n1", b"extra"],
+            vec![b"RC.REPLICA.PUT", b"keep", b"x", b"8", b"n1", b"extra"],
             "ERR",
-            "usage: RC.PUT",
+            "usage: RC.REPLICA.PUT",
         ),
         (
-            vec![b"RC.PUT", b"keep", b"x", b"abc", b"n1"],
+            vec![b"RC.REPLICA.PUT", b"keep", b"x", b"abc", b"n1"],
             "BADARG",
             "version must be",
         ),
         (
-            vec![b"RC.PUT", b"keep", b"x", b"-8", b"n1"],
+            vec![b"RC.REPLICA.PUT", b"keep", b"x", b"-8", b"n1"],
             "BADARG",
             "version must be",
         ),
         (
-            vec![b"RC.PUT", b"keep", b"x", b"99999999999999999999", b"n1"],
+            vec![b"RC.REPLICA.PUT", b"keep", b"x", b"99999999999999999999", b"n1"],
             "BADARG",
             "version",
         ),
         (
-            vec![b"RC.PUT", b"keep", b"x", b"8", b"N 1"],
+            vec![b"RC.REPLICA.PUT", b"keep", b"x", b"8", b"N 1"],
             "BADARG",
             "node id",
         ),
         (
-            vec![b"RC.PUT", b"", b"x", b"8", b"n1"],
+            vec![b"RC.REPLICA.PUT", b"", b"x", b"8", b"n1"],
             "BADARG",
             "key must not be empty",
         ),
         (
-            vec![b"RC.PUT", b"\xff\xfe", b"x", b"8", b"n1"],
+            vec![b"RC.REPLICA.PUT", b"\xff\xfe", b"x", b"8", b"n1"],
             "BADARG",
             "UTF-8",
         ),
         (
-            vec![b"RC.PUT", b"k_is_much_too_long", b"x", b"8", b"n1"],
+            vec![b"RC.REPLICA.PUT", b"k_is_much_too_long", b"x", b"8", b"n1"],
             "TOOLARGE",
             "rcluster.max-key-bytes",
         ),
         (
-            vec![b"RC.PUT", b"keep", &[b'v'; 33], b"8", b"n1"],
+            vec![b"RC.REPLICA.PUT", b"keep", &[b'v'; 33], b"8", b"n1"],
             "TOOLARGE",
             "rcluster.max-value-bytes",
         ),
-        (vec![b"RC.GET"], "ERR", "usage: RC.GET"),
-        (vec![b"RC.DEL", b"keep", b"x", b"n1"], "BADARG", "version"),
+        (vec![b"RC.REPLICA.GET"], "ERR", "usage: RC.REPLICA.GET"),
+        (vec![b"RC.REPLICA.DEL", b"keep", b"x", b"n1"], "BADARG", "version"),
     ];
     for (args, code, needle) in cases {
         let (got_code, msg) = error_of(call(&mut c, &args));
@@ -188,10 +188,10 @@ fn key_of_another_type_is_wrongtype_and_untouched() {
         .arg("plain")
         .query(&mut c)
         .unwrap();
-    let (code, msg) = error_of(call(&mut c, &[b"RC.PUT", b"s", b"v", b"1", b"n1"]));
+    let (code, msg) = error_of(call(&mut c, &[b"RC.REPLICA.PUT", b"s", b"v", b"1", b"n1"]));
     assert_eq!(code, "WRONGTYPE");
     assert!(msg.contains("kv:s holds a string"), "{msg}");
-    let (code, _) = error_of(call(&mut c, &[b"RC.GET", b"s"]));
+    let (code, _) = error_of(call(&mut c, &[b"RC.REPLICA.GET", b"s"]));
     assert_eq!(code, "WRONGTYPE");
     let still: String = redis::cmd("GET").arg("kv:s").query(&mut c).unwrap();
     assert_eq!(still, "plain");
@@ -208,10 +208,10 @@ fn record_damaged_behind_the_module_is_reported_corrupt() {
         .arg("nine")
         .query(&mut c)
         .unwrap();
-    let (code, msg) = error_of(call(&mut c, &[b"RC.GET", b"x"]));
+    let (code, msg) = error_of(call(&mut c, &[b"RC.REPLICA.GET", b"x"]));
     assert_eq!(code, "CORRUPT");
     assert!(msg.contains("kv:x") && msg.contains("version"), "{msg}");
-    let (code, _) = error_of(call(&mut c, &[b"RC.PUT", b"x", b"w", b"10", b"n1"]));
+    let (code, _) = error_of(call(&mut c, &[b"RC.REPLICA.PUT", b"x", b"w", b"10", b"n1"]));
     assert_eq!(code, "CORRUPT");
 }
 
@@ -220,8 +220,8 @@ fn binary_values_round_trip() {
     let r = Redis::start(&[]);
     let mut c = r.conn();
     let value: Vec<u8> = (0..=255u8).collect();
-    call(&mut c, &[b"RC.PUT", b"bin", &value, b"1", b"n1"]).unwrap();
-    match call(&mut c, &[b"RC.GET", b"bin"]).unwrap() {
+    call(&mut c, &[b"RC.REPLICA.PUT", b"bin", &value, b"1", b"n1"]).unwrap();
+    match call(&mut c, &[b"RC.REPLICA.GET", b"bin"]).unwrap() {
         Value::Array(items) => assert_eq!(items[0], Value::BulkString(value)),
         other => panic!("unexpected {other:?}"),
     }
@@ -268,13 +268,13 @@ fn info_section_counts_keys_and_commands() {
     let mut c = r.conn();
     put(&mut c, "a", "1", 1, "n1");
     put(&mut c, "b", "1", 1, "n1");
-    let _ = call(&mut c, &[b"RC.PUT", b"a"]);
+    let _ = call(&mut c, &[b"RC.REPLICA.PUT", b"a"]);
     let info: String = redis::cmd("INFO").arg("rcluster").query(&mut c).unwrap();
     assert!(info.contains("# rcluster"), "{info}");
     assert!(info.contains("rcluster_module_version:0.1.0"), "{info}");
     assert!(info.contains("rcluster_kv_keys:2"), "{info}");
     assert!(
-        info.contains("rcluster_cmd_rc_put:calls=3,errors=1"),
+        info.contains("rcluster_cmd_rc_replica_put:calls=3,errors=1"),
         "{info}"
     );
 }
@@ -283,13 +283,13 @@ fn info_section_counts_keys_and_commands() {
 fn keys_with_nul_bytes_are_stored_like_any_other() {
     let r = Redis::start(&[]);
     let mut c = r.conn();
-    let reply = words(call(&mut c, &[b"RC.PUT", b"k\x00nul", b"v", b"1", b"n1"]).unwrap());
+    let reply = words(call(&mut c, &[b"RC.REPLICA.PUT", b"k\x00nul", b"v", b"1", b"n1"]).unwrap());
     assert_eq!(reply, ["applied", "1", "n1"]);
     assert_eq!(
-        words(call(&mut c, &[b"RC.GET", b"k\x00nul"]).unwrap()),
+        words(call(&mut c, &[b"RC.REPLICA.GET", b"k\x00nul"]).unwrap()),
         ["v", "1", "n1", "0"]
     );
-    assert_eq!(words(call(&mut c, &[b"RC.GET", b"k"]).unwrap()), ["nil"]);
+    assert_eq!(words(call(&mut c, &[b"RC.REPLICA.GET", b"k"]).unwrap()), ["nil"]);
     let info: String = redis::cmd("INFO").arg("rcluster").query(&mut c).unwrap();
     assert!(info.contains("rcluster_panics_caught:0"), "{info}");
 }
@@ -303,7 +303,7 @@ fn a_full_node_refuses_writes_with_oom_and_keeps_its_data() {
     let mut written = 0u32;
     let oom = loop {
         let key = format!("fill{written}");
-        match call(&mut c, &[b"RC.PUT", key.as_bytes(), &value, b"1", b"n1"]) {
+        match call(&mut c, &[b"RC.REPLICA.PUT", key.as_bytes(), &value, b"1", b"n1"]) {
             Ok(_) => written += 1,
             Err(e) => break e,
         }

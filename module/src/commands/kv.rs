@@ -1,8 +1,8 @@
 //! Versioned registers on this Redis only (the replica level under the quorum commands):
 //!
-//! `RC.PUT key value version origin` stores if (version, origin) is newer than what is held;
-//! `RC.DEL key version origin` does the same with a tombstone;
-//! `RC.GET key` returns `[value|nil, version, origin, tombstone]` or nil.
+//! `RC.REPLICA.PUT key value version origin` stores if (version, origin) is newer than what is held;
+//! `RC.REPLICA.DEL key version origin` does the same with a tombstone;
+//! `RC.REPLICA.GET key` returns `[value|nil, version, origin, tombstone]` or nil.
 //! Both writes reply `[applied|duplicate|stale, version, origin]` with the version now held.
 
 use rcluster_domain::codes::{Code, CodedError};
@@ -18,9 +18,9 @@ use crate::settings;
 use crate::stats::{self, Cmd};
 use crate::store;
 
-const PUT_USAGE: &str = "RC.PUT <key> <value> <version> <origin-node>";
-const DEL_USAGE: &str = "RC.DEL <key> <version> <origin-node>";
-const GET_USAGE: &str = "RC.GET <key>";
+const PUT_USAGE: &str = "RC.REPLICA.PUT <key> <value> <version> <origin-node>";
+const DEL_USAGE: &str = "RC.REPLICA.DEL <key> <version> <origin-node>";
+const GET_USAGE: &str = "RC.REPLICA.GET <key>";
 
 /// A stored register as read back from its hash.
 struct Record {
@@ -133,17 +133,17 @@ fn versioned_write(
 }
 
 pub fn put(ctx: &Context, args: Vec<RedisString>) -> Outcome {
-    arity(Cmd::Put, &args, 5, 5, PUT_USAGE)?;
+    arity(Cmd::ReplicaPut, &args, 5, 5, PUT_USAGE)?;
     versioned_write(ctx, &args[1], Some(&args[2]), &args[3], &args[4])
 }
 
 pub fn del(ctx: &Context, args: Vec<RedisString>) -> Outcome {
-    arity(Cmd::Del, &args, 4, 4, DEL_USAGE)?;
+    arity(Cmd::ReplicaDel, &args, 4, 4, DEL_USAGE)?;
     versioned_write(ctx, &args[1], None, &args[2], &args[3])
 }
 
 pub fn get(ctx: &Context, args: Vec<RedisString>) -> Outcome {
-    arity(Cmd::Get, &args, 2, 2, GET_USAGE)?;
+    arity(Cmd::ReplicaGet, &args, 2, 2, GET_USAGE)?;
     let user_key = validate::user_key(args[1].as_slice(), settings::max_key_bytes())?;
     let name = store::string(ctx, kv_key(args[1].as_slice()));
     let key = ctx.open_key(&name);
