@@ -17,6 +17,10 @@ pub enum Code {
     Corrupt,
     /// A timestamp is too far from the local clock to be accepted.
     ClockSkew,
+    /// Fewer replicas answered than the quorum needs, within the timeout.
+    NoQuorum,
+    /// This node cannot coordinate yet: no cluster topology or node id was loaded.
+    NotReady,
     /// A bug: the handler panicked. Redis keeps running and nothing was changed.
     Internal,
 }
@@ -31,6 +35,8 @@ impl Code {
             Code::WrongType => "WRONGTYPE",
             Code::Corrupt => "CORRUPT",
             Code::ClockSkew => "CLOCKSKEW",
+            Code::NoQuorum => "NOQUORUM",
+            Code::NotReady => "NOTREADY",
             Code::Internal => "INTERNAL",
         }
     }

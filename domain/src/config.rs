@@ -21,6 +21,14 @@ pub const REQUEST_TIMEOUT_MS_RANGE: RangeInclusive<u64> = 10..=60_000;
 pub const MAX_KEY_BYTES_RANGE: RangeInclusive<u64> = 1..=65_536;
 /// Allowed `limits.max_value_bytes`: 1 byte ..= 512 MiB.
 pub const MAX_VALUE_BYTES_RANGE: RangeInclusive<u64> = 1..=512 * MIB;
+/// Allowed `intervals.hint_replay_ms`.
+pub const HINT_REPLAY_MS_RANGE: RangeInclusive<u64> = 50..=60_000;
+/// Allowed `intervals.tombstone_grace_ms`: one second to 30 days.
+pub const TOMBSTONE_GRACE_MS_RANGE: RangeInclusive<u64> = 1_000..=30 * 86_400_000;
+/// Allowed `vnodes` (virtual nodes per node on the hash ring; 1 = none).
+pub const VNODES_RANGE: RangeInclusive<u64> = 1..=4096;
+/// Allowed length of `internal_password`.
+pub const INTERNAL_PASSWORD_LEN_RANGE: RangeInclusive<u64> = 8..=128;
 /// Allowed `redis_maxmemory_mb`.
 pub const REDIS_MAXMEMORY_MB_RANGE: RangeInclusive<u64> = 16..=65_536;
 
@@ -45,6 +53,12 @@ pub struct ClusterConfig {
     pub limits: Limits,
     #[serde(default = "default_redis_maxmemory_mb")]
     pub redis_maxmemory_mb: u64,
+    /// Virtual nodes per node on the hash ring (1 = no virtual nodes).
+    #[serde(default = "default_vnodes")]
+    pub vnodes: u32,
+    /// Password of the internal Redis user the modules use to reach each other.
+    #[serde(default = "default_internal_password")]
+    pub internal_password: String,
     pub nodes: Vec<NodeConfig>,
 }
 
@@ -69,6 +83,10 @@ impl Default for Quorum {
 pub struct Intervals {
     pub heartbeat_ms: u64,
     pub request_timeout_ms: u64,
+    /// How often a node retries delivering the hints it holds for nodes that were down.
+    pub hint_replay_ms: u64,
+    /// How long a delete's tombstone is kept before it is purged.
+    pub tombstone_grace_ms: u64,
 }
 
 impl Default for Intervals {
@@ -76,6 +94,8 @@ impl Default for Intervals {
         Intervals {
             heartbeat_ms: 1000,
             request_timeout_ms: 2000,
+            hint_replay_ms: 1000,
+            tombstone_grace_ms: 86_400_000,
         }
     }
 }
@@ -125,6 +145,14 @@ fn default_redis_maxmemory_mb() -> u64 {
     256
 }
 
+fn default_vnodes() -> u32 {
+    crate::ring::DEFAULT_VNODES
+}
+
+fn default_internal_password() -> String {
+    "rcluster-internal-dev".to_owned()
+}
+
 fn default_host() -> String {
     "127.0.0.1".to_owned()
 }
@@ -165,6 +193,8 @@ pub enum ConfigError {
         if *nodes == 1 { "node is" } else { "nodes are" }
     )]
     NotEnoughNodes { n: u8, nodes: usize },
+    #[error("internal_password must be printable ASCII without spaces")]
+    BadPassword,
     #[error("{field} {value} is out of range {}..={}", range.start(), range.end())]
     OutOfRange {
         field: &'static str,
@@ -243,6 +273,26 @@ impl ClusterConfig {
             self.redis_maxmemory_mb,
             REDIS_MAXMEMORY_MB_RANGE,
         )?;
+        check_range(
+            "intervals.hint_replay_ms",
+            self.intervals.hint_replay_ms,
+            HINT_REPLAY_MS_RANGE,
+        )?;
+        check_range(
+            "intervals.tombstone_grace_ms",
+            self.intervals.tombstone_grace_ms,
+            TOMBSTONE_GRACE_MS_RANGE,
+        )?;
+        check_range("vnodes", u64::from(self.vnodes), VNODES_RANGE)?;
+        let pw = &self.internal_password;
+        check_range(
+            "internal_password length",
+            pw.len() as u64,
+            INTERNAL_PASSWORD_LEN_RANGE,
+        )?;
+        if !pw.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ConfigError::BadPassword);
+        }
         Ok(())
     }
 
@@ -310,7 +360,8 @@ impl ClusterConfig {
     }
 
     /// A copy tuned for a small machine: half the Redis memory (never below 16 MB),
-    /// heartbeats 10x slower (at most 30000 ms), request timeout doubled (at most 60000 ms).
+    /// heartbeats and hint replay 10x slower (at most 30000 / 60000 ms), request timeout doubled
+    /// (at most 60000 ms), and no virtual nodes on the ring.
     pub fn low_resource(&self) -> ClusterConfig {
         let mut config = self.clone();
         config.redis_maxmemory_mb =
@@ -325,6 +376,13 @@ impl ClusterConfig {
             .request_timeout_ms
             .saturating_mul(2)
             .min(*REQUEST_TIMEOUT_MS_RANGE.end());
+        config.intervals.hint_replay_ms = self
+            .intervals
+            .hint_replay_ms
+            .saturating_mul(10)
+            .min(*HINT_REPLAY_MS_RANGE.end());
+        // No virtual nodes: the smallest ring (at the price of an uneven spread beyond N nodes).
+        config.vnodes = 1;
         config
     }
 }
@@ -395,9 +453,12 @@ nodes:
             config.intervals,
             Intervals {
                 heartbeat_ms: 1000,
-                request_timeout_ms: 2000
+                request_timeout_ms: 2000,
+                hint_replay_ms: 1000,
+                tombstone_grace_ms: 86_400_000,
             }
         );
+        assert_eq!(config.vnodes, crate::ring::DEFAULT_VNODES);
         assert_eq!(
             config.limits,
             Limits {
@@ -662,10 +723,13 @@ nodes:
         assert_eq!(low.redis_maxmemory_mb, 128);
         assert_eq!(low.intervals.heartbeat_ms, 10_000);
         assert_eq!(low.intervals.request_timeout_ms, 4000);
+        assert_eq!(low.intervals.hint_replay_ms, 10_000);
+        assert_eq!(low.vnodes, 1);
         // Everything else is unchanged, and the original is untouched.
         let mut back = low.clone();
         back.redis_maxmemory_mb = config.redis_maxmemory_mb;
         back.intervals = config.intervals;
+        back.vnodes = config.vnodes;
         assert_eq!(back, config);
         assert_eq!(config.redis_maxmemory_mb, 256);
         assert_eq!(low.validate(), Ok(()));
@@ -739,12 +803,15 @@ nodes:
                     intervals: Intervals {
                         heartbeat_ms: heartbeat,
                         request_timeout_ms: timeout,
+                        ..Intervals::default()
                     },
                     limits: Limits {
                         max_key_bytes: key,
                         max_value_bytes: value,
                     },
                     redis_maxmemory_mb: memory,
+                    vnodes: default_vnodes(),
+                    internal_password: default_internal_password(),
                     nodes,
                 }
             })

@@ -18,6 +18,7 @@ pub mod chunk_field {
 
 pub const KV_PREFIX: &[u8] = b"kv:";
 pub const CHUNK_PREFIX: &[u8] = b"chunk:";
+pub const HINT_PREFIX: &[u8] = b"hint:";
 
 /// `kv:<key>`: the versioned register of a user key.
 pub fn kv_key(user_key: &[u8]) -> Vec<u8> {
@@ -41,17 +42,21 @@ pub fn file_metadata_key(file_id: &str) -> String {
 
 /// What kind of our records a Redis key name is, for counting what a node holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RecordKind {
+pub enum RecordKind<'a> {
     Kv,
     Chunk,
+    /// `hint:<node>`: writes held for that node.
+    Hint(&'a [u8]),
     Other,
 }
 
-pub fn classify(key: &[u8]) -> RecordKind {
+pub fn classify(key: &[u8]) -> RecordKind<'_> {
     if key.starts_with(KV_PREFIX) {
         RecordKind::Kv
     } else if key.starts_with(CHUNK_PREFIX) {
         RecordKind::Chunk
+    } else if let Some(node) = key.strip_prefix(HINT_PREFIX) {
+        RecordKind::Hint(node)
     } else {
         RecordKind::Other
     }
@@ -70,5 +75,6 @@ mod tests {
         assert_eq!(classify(b"kv:x"), RecordKind::Kv);
         assert_eq!(classify(b"chunk:f:0"), RecordKind::Chunk);
         assert_eq!(classify(b"file:f:chunks"), RecordKind::Other);
+        assert_eq!(classify(b"hint:n2"), RecordKind::Hint(b"n2"));
     }
 }

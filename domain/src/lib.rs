@@ -5,7 +5,11 @@
 pub mod checksum;
 pub mod codes;
 pub mod config;
+pub mod hint;
 pub mod hlc;
 pub mod keys;
+pub mod quorum;
+pub mod ring;
+pub mod topology;
 pub mod validate;
 pub mod version;

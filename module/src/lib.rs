@@ -2,7 +2,9 @@
 //! module's configuration, the `INFO rcluster` section, and the server-event hooks that keep its
 //! counters true across loads and flushes.
 
+pub mod cluster;
 pub mod commands;
+pub mod coord;
 pub mod guard;
 pub mod settings;
 pub mod stats;
@@ -16,12 +18,24 @@ use redis_module::server_events::{FlushSubevent, LoadingSubevent};
 use redis_module::{redis_module, Context, InfoContext, KeysCursor, RedisResult, RedisString};
 use redis_module_macros::{cron_event_handler, flush_event_handler, loading_event_handler};
 
-use commands::{chunk, clock, debug, kv};
+use commands::{chunk, clock, debug, hint, kv, quorum};
 use stats::Cmd;
 
 /// The module version as Redis shows it (`MODULE LIST`): major * 10000 + minor * 100 + patch.
 pub const MODULE_VERSION: i32 = 100;
 
+fn rc_set(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    guard::run(Cmd::Set, ctx, args, quorum::set)
+}
+fn rc_get(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    guard::run(Cmd::Get, ctx, args, quorum::get)
+}
+fn rc_del(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    guard::run(Cmd::Del, ctx, args, quorum::del)
+}
+fn rc_locate(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    guard::run(Cmd::Locate, ctx, args, quorum::locate)
+}
 fn rc_replica_put(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     guard::run(Cmd::ReplicaPut, ctx, args, kv::put)
 }
@@ -30,6 +44,15 @@ fn rc_replica_get(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 }
 fn rc_replica_del(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     guard::run(Cmd::ReplicaDel, ctx, args, kv::del)
+}
+fn rc_replica_purge(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    guard::run(Cmd::ReplicaPurge, ctx, args, kv::purge)
+}
+fn rc_hint_put(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    guard::run(Cmd::HintPut, ctx, args, hint::put)
+}
+fn rc_hint_done(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    guard::run(Cmd::HintDone, ctx, args, hint::done)
 }
 fn rc_chunk_put(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     guard::run(Cmd::ChunkPut, ctx, args, chunk::put)
@@ -45,6 +68,12 @@ fn rc_chunk_del(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 }
 fn rc_clock(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     guard::run(Cmd::Clock, ctx, args, clock::clock)
+}
+fn rc_cluster_set(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    guard::run(Cmd::ClusterSet, ctx, args, cluster::set)
+}
+fn rc_cluster_get(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    guard::run(Cmd::ClusterGet, ctx, args, cluster::get)
 }
 fn rc_debug(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     guard::run(Cmd::Debug, ctx, args, debug::debug)
@@ -65,6 +94,44 @@ fn info(ctx: &InfoContext, _for_crash_report: bool) {
     ctx.add_info_field_long_long("chunk_bytes", chunk_bytes);
     ctx.add_info_field_long_long("checksum_failures", to_i64(stats::checksum_failures()));
     ctx.add_info_field_long_long("panics_caught", to_i64(stats::panics()));
+    for (op, name) in [
+        (stats::Op::Set, "set"),
+        (stats::Op::Get, "get"),
+        (stats::Op::Del, "del"),
+    ] {
+        let value = format!(
+            "ok={},noquorum={}",
+            stats::quorum_ops(op, stats::End::Ok),
+            stats::quorum_ops(op, stats::End::NoQuorum)
+        );
+        ctx.add_info_field_str(&format!("quorum_{name}"), &value);
+    }
+    let failures = format!(
+        "timeout={},unreachable={},error_reply={}",
+        stats::replica_failures(stats::ReplicaFailure::Timeout),
+        stats::replica_failures(stats::ReplicaFailure::Unreachable),
+        stats::replica_failures(stats::ReplicaFailure::ErrorReply)
+    );
+    ctx.add_info_field_str("replica_failures", &failures);
+    ctx.add_info_field_long_long("read_repairs", to_i64(stats::read_repairs()));
+    ctx.add_info_field_long_long("hints_stored", to_i64(stats::hints_stored()));
+    ctx.add_info_field_long_long("hints_replayed", to_i64(stats::hints_replayed()));
+    ctx.add_info_field_long_long("tombstones_purged", to_i64(stats::tombstones_purged()));
+    let cumulative = stats::latency_cumulative();
+    let mut buckets: Vec<String> = stats::LATENCY_BOUNDS_MS
+        .iter()
+        .zip(&cumulative)
+        .map(|(bound, count)| format!("le_{bound}={count}"))
+        .collect();
+    buckets.push(format!(
+        "le_inf={}",
+        cumulative.last().copied().unwrap_or(0)
+    ));
+    ctx.add_info_field_str("quorum_latency_ms", &buckets.join(","));
+    ctx.add_info_field_str(
+        "topology_epoch",
+        &cluster::current().map_or_else(|| "none".to_string(), |v| v.topology.epoch.to_string()),
+    );
     for cmd in Cmd::ALL {
         let name = format!("cmd_{}", cmd.name().to_ascii_lowercase().replace('.', "_"));
         let value = format!("calls={},errors={}", stats::calls(cmd), stats::errors(cmd));
@@ -87,11 +154,23 @@ fn recount(ctx: &Context) {
                     .unwrap_or(0);
                 bytes.set(bytes.get() + len);
             }
+            RecordKind::Hint(node) => coord::hints::note(&String::from_utf8_lossy(node)),
             RecordKind::Other => {}
         }
     };
     while cursor.scan(ctx, &count) {}
     stats::set_held(kv.get(), chunks.get(), bytes.get());
+}
+
+/// Module load: start the coordinator runtime and its background duties.
+fn init(ctx: &Context, _args: &[RedisString]) -> redis_module::Status {
+    match coord::start() {
+        Ok(()) => redis_module::Status::Ok,
+        Err(e) => {
+            ctx.log_warning(&format!("rcluster: {e}"));
+            redis_module::Status::Err
+        }
+    }
 }
 
 #[cron_event_handler]
@@ -102,9 +181,10 @@ fn on_cron(ctx: &Context, _hz: u64) {
 }
 
 #[loading_event_handler]
-fn on_loading(_ctx: &Context, sub: LoadingSubevent) {
+fn on_loading(ctx: &Context, sub: LoadingSubevent) {
     if matches!(sub, LoadingSubevent::Ended) {
         stats::request_recount();
+        cluster::restore(ctx);
     }
 }
 
@@ -132,18 +212,28 @@ redis_module! {
     version: MODULE_VERSION,
     allocator: (ModuleAlloc, MODULE_ALLOC),
     data_types: [],
+    init: init,
     info: info,
     commands: [
         // name, handler, flags, first key, last key, key step. Our commands derive the Redis
         // key from their arguments (kv:<key>, chunk:<id>:<n>), so none declares key positions.
+        ["RC.SET", rc_set, "write deny-oom", 0, 0, 0],
+        ["RC.GET", rc_get, "readonly", 0, 0, 0],
+        ["RC.DEL", rc_del, "write deny-oom", 0, 0, 0],
+        ["RC.LOCATE", rc_locate, "readonly fast", 0, 0, 0],
         ["RC.REPLICA.PUT", rc_replica_put, "write deny-oom", 0, 0, 0],
         ["RC.REPLICA.GET", rc_replica_get, "readonly", 0, 0, 0],
         ["RC.REPLICA.DEL", rc_replica_del, "write deny-oom", 0, 0, 0],
+        ["RC.REPLICA.PURGE", rc_replica_purge, "write", 0, 0, 0],
+        ["RC.HINT.PUT", rc_hint_put, "write deny-oom", 0, 0, 0],
+        ["RC.HINT.DONE", rc_hint_done, "write", 0, 0, 0],
         ["RC.CHUNK.PUT", rc_chunk_put, "write deny-oom", 0, 0, 0],
         ["RC.CHUNK.GET", rc_chunk_get, "readonly", 0, 0, 0],
         ["RC.CHUNK.LIST", rc_chunk_list, "readonly", 0, 0, 0],
         ["RC.CHUNK.DEL", rc_chunk_del, "write", 0, 0, 0],
         ["RC.CLOCK", rc_clock, "fast", 0, 0, 0],
+        ["RC.CLUSTER.SET", rc_cluster_set, "write deny-oom", 0, 0, 0],
+        ["RC.CLUSTER.GET", rc_cluster_get, "readonly", 0, 0, 0],
         ["RC.DEBUG", rc_debug, "", 0, 0, 0],
     ],
     configurations: [
@@ -156,6 +246,7 @@ redis_module! {
         ],
         string: [
             ["node-id", &settings::NODE_ID, "", ConfigurationFlags::DEFAULT, None],
+            ["internal-password", &settings::INTERNAL_PASSWORD, "", ConfigurationFlags::SENSITIVE, None],
         ],
         bool: [
             ["enable-debug-command", &debug::ENABLED, false, ConfigurationFlags::IMMUTABLE, None],

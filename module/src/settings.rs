@@ -10,6 +10,8 @@ pub static MAX_CHUNK_BYTES: AtomicI64 = AtomicI64::new(DEFAULT_MAX_CHUNK_BYTES);
 pub static CLOCK_MAX_FORWARD_MS: AtomicI64 = AtomicI64::new(DEFAULT_CLOCK_MAX_FORWARD_MS);
 pub static CLOCK_OFFSET_MS: AtomicI64 = AtomicI64::new(0);
 pub static NODE_ID: Mutex<String> = Mutex::new(String::new());
+/// Password of the internal user (`rcluster-internal`) on every peer's Redis.
+pub static INTERNAL_PASSWORD: Mutex<String> = Mutex::new(String::new());
 
 pub const DEFAULT_MAX_KEY_BYTES: i64 = 1024;
 pub const DEFAULT_MAX_VALUE_BYTES: i64 = 8 << 20;
@@ -38,9 +40,16 @@ pub fn clock_max_forward_ms() -> u64 {
 pub fn clock_offset_ms() -> i64 {
     CLOCK_OFFSET_MS.load(Ordering::Relaxed)
 }
-pub fn node_id() -> String {
-    match NODE_ID.lock() {
-        Ok(id) => id.clone(),
+fn text(v: &Mutex<String>) -> String {
+    match v.lock() {
+        Ok(s) => s.clone(),
         Err(poisoned) => poisoned.into_inner().clone(),
     }
+}
+
+pub fn node_id() -> String {
+    text(&NODE_ID)
+}
+pub fn internal_password() -> String {
+    text(&INTERNAL_PASSWORD)
 }

@@ -6,41 +6,68 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 /// Every command of the module, in registration order; the index into the counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cmd {
+    Set,
+    Get,
+    Del,
+    Locate,
     ReplicaPut,
     ReplicaGet,
     ReplicaDel,
+    ReplicaPurge,
+    HintPut,
+    HintDone,
     ChunkPut,
     ChunkGet,
     ChunkList,
     ChunkDel,
     Clock,
+    ClusterSet,
+    ClusterGet,
     Debug,
 }
 
 impl Cmd {
-    pub const ALL: [Cmd; 9] = [
+    pub const ALL: [Cmd; 18] = [
+        Cmd::Set,
+        Cmd::Get,
+        Cmd::Del,
+        Cmd::Locate,
         Cmd::ReplicaPut,
         Cmd::ReplicaGet,
         Cmd::ReplicaDel,
+        Cmd::ReplicaPurge,
+        Cmd::HintPut,
+        Cmd::HintDone,
         Cmd::ChunkPut,
         Cmd::ChunkGet,
         Cmd::ChunkList,
         Cmd::ChunkDel,
         Cmd::Clock,
+        Cmd::ClusterSet,
+        Cmd::ClusterGet,
         Cmd::Debug,
     ];
 
     /// The command name as a client types it.
     pub fn name(self) -> &'static str {
         match self {
+            Cmd::Set => "RC.SET",
+            Cmd::Get => "RC.GET",
+            Cmd::Del => "RC.DEL",
+            Cmd::Locate => "RC.LOCATE",
             Cmd::ReplicaPut => "RC.REPLICA.PUT",
             Cmd::ReplicaGet => "RC.REPLICA.GET",
             Cmd::ReplicaDel => "RC.REPLICA.DEL",
+            Cmd::ReplicaPurge => "RC.REPLICA.PURGE",
+            Cmd::HintPut => "RC.HINT.PUT",
+            Cmd::HintDone => "RC.HINT.DONE",
             Cmd::ChunkPut => "RC.CHUNK.PUT",
             Cmd::ChunkGet => "RC.CHUNK.GET",
             Cmd::ChunkList => "RC.CHUNK.LIST",
             Cmd::ChunkDel => "RC.CHUNK.DEL",
             Cmd::Clock => "RC.CLOCK",
+            Cmd::ClusterSet => "RC.CLUSTER.SET",
+            Cmd::ClusterGet => "RC.CLUSTER.GET",
             Cmd::Debug => "RC.DEBUG",
         }
     }
@@ -98,6 +125,97 @@ pub fn checksum_failures() -> u64 {
 }
 pub fn panics() -> u64 {
     PANICS.load(Ordering::Relaxed)
+}
+
+/// A quorum operation kind, for the per-operation counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Set = 0,
+    Get = 1,
+    Del = 2,
+}
+
+/// How a quorum operation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    Ok = 0,
+    NoQuorum = 1,
+}
+
+/// Why one replica did not answer usefully.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplicaFailure {
+    Timeout = 0,
+    Unreachable = 1,
+    ErrorReply = 2,
+}
+
+/// Upper bounds (ms) of the latency histogram buckets; the last bucket is everything above.
+pub const LATENCY_BOUNDS_MS: [u64; 10] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000];
+
+static QUORUM_OPS: [[AtomicU64; 2]; 3] = [const { [const { AtomicU64::new(0) }; 2] }; 3];
+static REPLICA_FAILURES: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+static LATENCY: [AtomicU64; LATENCY_BOUNDS_MS.len() + 1] =
+    [const { AtomicU64::new(0) }; LATENCY_BOUNDS_MS.len() + 1];
+static READ_REPAIRS: AtomicU64 = AtomicU64::new(0);
+static HINTS_STORED: AtomicU64 = AtomicU64::new(0);
+static HINTS_REPLAYED: AtomicU64 = AtomicU64::new(0);
+static TOMBSTONES_PURGED: AtomicU64 = AtomicU64::new(0);
+
+pub fn quorum_op(op: Op, end: End, elapsed: std::time::Duration) {
+    QUORUM_OPS[op as usize][end as usize].fetch_add(1, Ordering::Relaxed);
+    let ms = u64::try_from(elapsed.as_micros())
+        .unwrap_or(u64::MAX)
+        .div_ceil(1000);
+    let bucket = LATENCY_BOUNDS_MS
+        .iter()
+        .position(|b| ms <= *b)
+        .unwrap_or(LATENCY_BOUNDS_MS.len());
+    LATENCY[bucket].fetch_add(1, Ordering::Relaxed);
+}
+pub fn quorum_ops(op: Op, end: End) -> u64 {
+    QUORUM_OPS[op as usize][end as usize].load(Ordering::Relaxed)
+}
+pub fn replica_failure(kind: ReplicaFailure) {
+    REPLICA_FAILURES[kind as usize].fetch_add(1, Ordering::Relaxed);
+}
+pub fn replica_failures(kind: ReplicaFailure) -> u64 {
+    REPLICA_FAILURES[kind as usize].load(Ordering::Relaxed)
+}
+/// Cumulative latency histogram: count of operations at or below each bound, then the total.
+pub fn latency_cumulative() -> Vec<u64> {
+    let mut sum = 0;
+    LATENCY
+        .iter()
+        .map(|c| {
+            sum += c.load(Ordering::Relaxed);
+            sum
+        })
+        .collect()
+}
+pub fn read_repaired() {
+    READ_REPAIRS.fetch_add(1, Ordering::Relaxed);
+}
+pub fn read_repairs() -> u64 {
+    READ_REPAIRS.load(Ordering::Relaxed)
+}
+pub fn hint_stored() {
+    HINTS_STORED.fetch_add(1, Ordering::Relaxed);
+}
+pub fn hints_stored() -> u64 {
+    HINTS_STORED.load(Ordering::Relaxed)
+}
+pub fn hint_replayed() {
+    HINTS_REPLAYED.fetch_add(1, Ordering::Relaxed);
+}
+pub fn hints_replayed() -> u64 {
+    HINTS_REPLAYED.load(Ordering::Relaxed)
+}
+pub fn tombstone_purged() {
+    TOMBSTONES_PURGED.fetch_add(1, Ordering::Relaxed);
+}
+pub fn tombstones_purged() -> u64 {
+    TOMBSTONES_PURGED.load(Ordering::Relaxed)
 }
 
 pub fn request_recount() {

@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use tokio::signal::unix::{signal, SignalKind};
 
+use rcluster_domain::config::NodeConfig;
+use rcluster_domain::topology::{internal_user_directive, Topology};
+
 use crate::web::{router, NodeState};
 use crate::{paths, probe, supervise, CliError};
 
@@ -15,6 +18,35 @@ use crate::{paths, probe, supervise, CliError};
 const REDIS_START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long Redis may take to shut down cleanly before it is killed.
 const REDIS_STOP_GRACE: Duration = Duration::from_secs(15);
+
+/// The topology comes from the config file for now (Raft-managed epochs come later).
+const TOPOLOGY_EPOCH: u64 = 1;
+
+/// Loads the cluster topology into this node's module, so its quorum commands can route.
+async fn push_topology(node: &NodeConfig, topology: &Topology) -> Result<(), CliError> {
+    let fail = |e: redis::RedisError| {
+        CliError::failed(format!(
+            "cannot load the topology into the module of {}: {e}",
+            node.id
+        ))
+    };
+    let client =
+        redis::Client::open(format!("redis://{}:{}/", node.host, node.redis_port)).map_err(fail)?;
+    let push = async {
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("RC.CLUSTER.SET")
+            .arg(topology.to_json())
+            .query_async::<()>(&mut conn)
+            .await
+    };
+    match tokio::time::timeout(Duration::from_secs(10), push).await {
+        Ok(result) => result.map_err(fail),
+        Err(_) => Err(CliError::failed(format!(
+            "loading the topology into {} timed out",
+            node.id
+        ))),
+    }
+}
 
 pub async fn run(
     config_path: PathBuf,
@@ -64,7 +96,10 @@ pub async fn run(
         .args(["node-id", &node.id])
         .args(["max-key-bytes", &cfg.limits.max_key_bytes.to_string()])
         .args(["max-value-bytes", &cfg.limits.max_value_bytes.to_string()])
-        .args(["max-chunk-bytes", &cfg.chunk_size_bytes.to_string()]);
+        .args(["max-chunk-bytes", &cfg.chunk_size_bytes.to_string()])
+        .args(["internal-password", &cfg.internal_password])
+        .arg("--user")
+        .args(internal_user_directive(&cfg.internal_password));
     let mut redis = cmd.spawn().map_err(|e| {
         CliError::failed(format!(
             "cannot start redis-server (is it installed? ./rc.sh installs it): {e}"
@@ -101,6 +136,10 @@ pub async fn run(
         node.host,
         node.redis_port
     );
+    if let Err(e) = push_topology(&node, &Topology::from_config(cfg, TOPOLOGY_EPOCH)).await {
+        supervise::stop(&mut redis, REDIS_STOP_GRACE).await;
+        return Err(e);
+    }
 
     let state = Arc::new(NodeState {
         config: loaded.config.clone(),

@@ -227,7 +227,7 @@ fn print_table(nodes: &[Started]) {
         println!("admin: http://{}:{}/", first.host, first.http_port);
     }
     println!(
-        "try:   redis-cli -p {} RC.REPLICA.PUT greeting hello 1 n1",
+        "try:   redis-cli -p {} RC.SET greeting hello",
         nodes.first().map_or(6379, |n| n.redis_port)
     );
     println!("cluster ready; press Ctrl-C to stop it");

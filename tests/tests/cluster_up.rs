@@ -156,7 +156,11 @@ fn up_starts_three_nodes_serves_and_stops_cleanly() {
             .get_connection()
             .unwrap();
         let key = format!("key-on-n{}", i + 1);
-        call(&mut c, &[b"RC.REPLICA.PUT", key.as_bytes(), b"v", b"1", b"n1"]).unwrap();
+        call(
+            &mut c,
+            &[b"RC.REPLICA.PUT", key.as_bytes(), b"v", b"1", b"n1"],
+        )
+        .unwrap();
         let info: String = redis::cmd("INFO").arg("rcluster").query(&mut c).unwrap();
         assert!(
             info.contains(&format!("rcluster_node_id:n{}", i + 1)),

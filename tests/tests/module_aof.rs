@@ -46,7 +46,8 @@ fn sigkill_and_restart_keeps_every_acknowledged_write() {
     r.restart();
     let mut c = r.conn();
 
-    let get = |c: &mut redis::Connection, k: &str| call(c, &[b"RC.REPLICA.GET", k.as_bytes()]).unwrap();
+    let get =
+        |c: &mut redis::Connection, k: &str| call(c, &[b"RC.REPLICA.GET", k.as_bytes()]).unwrap();
     assert_eq!(
         get(&mut c, "k0"),
         Value::Array(vec![

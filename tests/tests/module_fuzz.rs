@@ -793,7 +793,8 @@ fn a_panic_in_a_handler_is_caught_and_redis_keeps_its_data() {
         Some("1"),
         "INFO rcluster: {info:?}"
     );
-    let got = call(&mut c, &[b"RC.REPLICA.GET", b"survivor"]).expect("RC.REPLICA.GET after the panic");
+    let got =
+        call(&mut c, &[b"RC.REPLICA.GET", b"survivor"]).expect("RC.REPLICA.GET after the panic");
     assert_eq!(
         got,
         Value::Array(vec![

@@ -119,7 +119,11 @@ fn bad_input_gets_a_coded_error_and_changes_nothing() {
     let mut c = r.conn();
     put(&mut c, "keep", "safe", 7, "n1");
     let cases: Vec<(Vec<&[u8]>, &str, &str)> = vec![
-        (vec![b"RC.REPLICA.PUT", b"keep"], "ERR", "wrong number of arguments"),
+        (
+            vec![b"RC.REPLICA.PUT", b"keep"],
+            "ERR",
+            "wrong number of arguments",
+        ),
         (
             vec![b"RC.REPLICA.PUT", b"keep", b"x", b"8", b"n1", b"extra"],
             "ERR",
@@ -136,7 +140,13 @@ fn bad_input_gets_a_coded_error_and_changes_nothing() {
             "version must be",
         ),
         (
-            vec![b"RC.REPLICA.PUT", b"keep", b"x", b"99999999999999999999", b"n1"],
+            vec![
+                b"RC.REPLICA.PUT",
+                b"keep",
+                b"x",
+                b"99999999999999999999",
+                b"n1",
+            ],
             "BADARG",
             "version",
         ),
@@ -166,7 +176,11 @@ fn bad_input_gets_a_coded_error_and_changes_nothing() {
             "rcluster.max-value-bytes",
         ),
         (vec![b"RC.REPLICA.GET"], "ERR", "usage: RC.REPLICA.GET"),
-        (vec![b"RC.REPLICA.DEL", b"keep", b"x", b"n1"], "BADARG", "version"),
+        (
+            vec![b"RC.REPLICA.DEL", b"keep", b"x", b"n1"],
+            "BADARG",
+            "version",
+        ),
     ];
     for (args, code, needle) in cases {
         let (got_code, msg) = error_of(call(&mut c, &args));
@@ -289,7 +303,10 @@ fn keys_with_nul_bytes_are_stored_like_any_other() {
         words(call(&mut c, &[b"RC.REPLICA.GET", b"k\x00nul"]).unwrap()),
         ["v", "1", "n1", "0"]
     );
-    assert_eq!(words(call(&mut c, &[b"RC.REPLICA.GET", b"k"]).unwrap()), ["nil"]);
+    assert_eq!(
+        words(call(&mut c, &[b"RC.REPLICA.GET", b"k"]).unwrap()),
+        ["nil"]
+    );
     let info: String = redis::cmd("INFO").arg("rcluster").query(&mut c).unwrap();
     assert!(info.contains("rcluster_panics_caught:0"), "{info}");
 }
@@ -303,7 +320,10 @@ fn a_full_node_refuses_writes_with_oom_and_keeps_its_data() {
     let mut written = 0u32;
     let oom = loop {
         let key = format!("fill{written}");
-        match call(&mut c, &[b"RC.REPLICA.PUT", key.as_bytes(), &value, b"1", b"n1"]) {
+        match call(
+            &mut c,
+            &[b"RC.REPLICA.PUT", key.as_bytes(), &value, b"1", b"n1"],
+        ) {
             Ok(_) => written += 1,
             Err(e) => break e,
         }

@@ -35,6 +35,12 @@ fn with_clock<T>(f: impl FnOnce(&mut Hlc) -> T) -> T {
     f(&mut guard)
 }
 
+/// A new timestamp for a write this node coordinates.
+pub fn tick() -> u64 {
+    let wall = wall_ms();
+    with_clock(|c| c.tick(wall)).0
+}
+
 /// Moves the clock past a version this replica stores (ignored when too far ahead).
 pub fn observe(ts: u64) {
     let wall = wall_ms();

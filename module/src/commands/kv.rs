@@ -1,12 +1,15 @@
 //! Versioned registers on this Redis only (the replica level under the quorum commands):
 //!
-//! `RC.REPLICA.PUT key value version origin` stores if (version, origin) is newer than what is held;
-//! `RC.REPLICA.DEL key version origin` does the same with a tombstone;
-//! `RC.REPLICA.GET key` returns `[value|nil, version, origin, tombstone]` or nil.
+//! `RC.REPLICA.PUT key value version origin` stores if (version, origin) is newer than what is
+//! held; `RC.REPLICA.DEL key version origin` does the same with a tombstone;
+//! `RC.REPLICA.GET key` returns `[value|nil, version, origin, tombstone]` or nil;
+//! `RC.REPLICA.PURGE key version origin` removes a tombstone of exactly that version (1 or 0).
 //! Both writes reply `[applied|duplicate|stale, version, origin]` with the version now held.
+//! [`apply`] and [`read`] are also the local half of the quorum commands.
 
 use rcluster_domain::codes::{Code, CodedError};
 use rcluster_domain::keys::{kv_field, kv_key};
+use rcluster_domain::quorum::Held;
 use rcluster_domain::validate;
 use rcluster_domain::version::{decide, PutOutcome, Version};
 use redis_module::raw::KeyType;
@@ -21,8 +24,9 @@ use crate::store;
 const PUT_USAGE: &str = "RC.REPLICA.PUT <key> <value> <version> <origin-node>";
 const DEL_USAGE: &str = "RC.REPLICA.DEL <key> <version> <origin-node>";
 const GET_USAGE: &str = "RC.REPLICA.GET <key>";
+const PURGE_USAGE: &str = "RC.REPLICA.PURGE <key> <version> <origin-node>";
 
-/// A stored register as read back from its hash.
+/// The stored version fields of a register.
 struct Record {
     version: Version,
     tombstone: bool,
@@ -51,13 +55,12 @@ fn parse_record(
     user_key: &str,
     get: impl Fn(&str) -> Option<RedisString>,
 ) -> Result<Record, CodedError> {
-    let corrupt = |what: &str| corrupt(user_key, what);
     let ts = get(kv_field::VERSION)
         .and_then(|v| validate::u64_arg("version", v.as_slice()).ok())
-        .ok_or_else(|| corrupt("no valid 'version' field"))?;
+        .ok_or_else(|| corrupt(user_key, "no valid 'version' field"))?;
     let origin = get(kv_field::ORIGIN)
         .and_then(|v| validate::node_id(v.as_slice()).ok())
-        .ok_or_else(|| corrupt("no valid 'origin' field"))?;
+        .ok_or_else(|| corrupt(user_key, "no valid 'origin' field"))?;
     let tombstone = get(kv_field::TOMBSTONE).is_some_and(|t| t.as_slice() == b"1");
     Ok(Record {
         version: Version::new(ts, origin),
@@ -73,27 +76,34 @@ fn write_reply(outcome: PutOutcome, held: &Version) -> RedisValue {
     ])
 }
 
-/// Put-if-newer of a value (`Some`) or a tombstone (`None`).
-fn versioned_write(
+/// Checks a key argument against the limits.
+pub fn check_key(key: &RedisString) -> Result<&str, CodedError> {
+    validate::user_key(key.as_slice(), settings::max_key_bytes())
+}
+
+/// Checks a value argument against the limits.
+pub fn check_value(value: &RedisString) -> Result<(), CodedError> {
+    validate::check_size(
+        "value",
+        value.len(),
+        settings::max_value_bytes(),
+        "rcluster.max-value-bytes",
+    )
+}
+
+/// Put-if-newer of a value (`Some`) or a tombstone (`None`) on this Redis. Propagates the write
+/// to the AOF as `RC.REPLICA.PUT`/`RC.REPLICA.DEL` when it changed something. Returns the
+/// outcome and the version held afterwards.
+pub fn apply(
     ctx: &Context,
     key_arg: &RedisString,
     value: Option<&RedisString>,
-    version_arg: &RedisString,
-    origin_arg: &RedisString,
-) -> Outcome {
-    let user_key = validate::user_key(key_arg.as_slice(), settings::max_key_bytes())?;
+    incoming: Version,
+) -> Result<(PutOutcome, Version), CodedError> {
+    let user_key = check_key(key_arg)?;
     if let Some(v) = value {
-        validate::check_size(
-            "value",
-            v.len(),
-            settings::max_value_bytes(),
-            "rcluster.max-value-bytes",
-        )?;
+        check_value(v)?;
     }
-    let ts = validate::u64_arg("version", version_arg.as_slice())?;
-    let origin = validate::node_id(origin_arg.as_slice())?;
-    let incoming = Version::new(ts, origin);
-
     let name = store::string(ctx, kv_key(key_arg.as_slice()));
     let (key, exists) = store::open_hash_writable(ctx, &name, || display(user_key))?;
     let stored = if exists {
@@ -103,64 +113,125 @@ fn versioned_write(
     };
     // Lamport receive rule: a replica's clock moves past every version it stores. A version too
     // far in the future is still stored (it is data), but does not drag the clock along.
-    clock::observe(ts);
+    clock::observe(incoming.ts);
     let outcome = decide(stored.as_ref(), &incoming);
     if outcome != PutOutcome::Applied {
-        let held = stored.unwrap_or(incoming);
-        return Ok(write_reply(outcome, &held));
+        return Ok((outcome, stored.unwrap_or(incoming)));
     }
-    let empty = || store::string(ctx, "");
+    let ts = store::string(ctx, incoming.ts.to_string());
+    let origin = store::string(ctx, &incoming.node);
     store::set_fields(
         &key,
         vec![
             (
                 kv_field::VALUE,
-                value.map_or_else(empty, |v| v.safe_clone(ctx)),
+                value.map_or_else(|| store::string(ctx, ""), |v| v.safe_clone(ctx)),
             ),
-            (kv_field::VERSION, store::string(ctx, ts.to_string())),
-            (kv_field::ORIGIN, origin_arg.safe_clone(ctx)),
+            (kv_field::VERSION, ts.safe_clone(ctx)),
+            (kv_field::ORIGIN, origin.safe_clone(ctx)),
             (
                 kv_field::TOMBSTONE,
                 store::string(ctx, if value.is_some() { "0" } else { "1" }),
             ),
         ],
     );
+    drop(key);
     if !exists {
         stats::kv_keys_added(1);
     }
-    ctx.replicate_verbatim();
-    Ok(write_reply(outcome, &incoming))
+    match value {
+        Some(v) => ctx.replicate("RC.REPLICA.PUT", &[key_arg, v, &ts, &origin][..]),
+        None => ctx.replicate("RC.REPLICA.DEL", &[key_arg, &ts, &origin][..]),
+    }
+    Ok((outcome, incoming))
 }
 
-pub fn put(ctx: &Context, args: Vec<RedisString>) -> Outcome {
-    arity(Cmd::ReplicaPut, &args, 5, 5, PUT_USAGE)?;
-    versioned_write(ctx, &args[1], Some(&args[2]), &args[3], &args[4])
-}
-
-pub fn del(ctx: &Context, args: Vec<RedisString>) -> Outcome {
-    arity(Cmd::ReplicaDel, &args, 4, 4, DEL_USAGE)?;
-    versioned_write(ctx, &args[1], None, &args[2], &args[3])
-}
-
-pub fn get(ctx: &Context, args: Vec<RedisString>) -> Outcome {
-    arity(Cmd::ReplicaGet, &args, 2, 2, GET_USAGE)?;
-    let user_key = validate::user_key(args[1].as_slice(), settings::max_key_bytes())?;
-    let name = store::string(ctx, kv_key(args[1].as_slice()));
+/// What this Redis holds for a key (value copied out), `None` when nothing.
+pub fn read(ctx: &Context, key_arg: &RedisString) -> Result<Option<Held>, CodedError> {
+    let user_key = check_key(key_arg)?;
+    let name = store::string(ctx, kv_key(key_arg.as_slice()));
     let key = ctx.open_key(&name);
     if !store::expect_type(|| display(user_key), key.key_type(), KeyType::Hash)? {
-        return Ok(RedisValue::Null);
+        return Ok(None);
     }
     let field = |f: &str| key.hash_get(f).ok().flatten();
     let record = parse_record(user_key, field)?;
     let value = match (record.tombstone, field(kv_field::VALUE)) {
-        (false, Some(v)) => RedisValue::BulkRedisString(v),
+        (false, Some(v)) => v.as_slice().to_vec(),
         (false, None) => return Err(corrupt(user_key, "no 'value' field")),
-        (true, _) => RedisValue::Null,
+        (true, _) => Vec::new(),
     };
-    Ok(RedisValue::Array(vec![
+    Ok(Some(Held {
+        version: record.version,
+        tombstone: record.tombstone,
         value,
-        number(record.version.ts),
-        RedisValue::BulkString(record.version.node),
-        RedisValue::Integer(i64::from(record.tombstone)),
-    ]))
+    }))
+}
+
+fn version_args(version: &RedisString, origin: &RedisString) -> Result<Version, CodedError> {
+    let ts = validate::u64_arg("version", version.as_slice())?;
+    let node = validate::node_id(origin.as_slice())?;
+    Ok(Version::new(ts, node))
+}
+
+pub fn put(ctx: &Context, args: Vec<RedisString>) -> Outcome {
+    arity(Cmd::ReplicaPut, &args, 5, 5, PUT_USAGE)?;
+    check_key(&args[1])?;
+    check_value(&args[2])?;
+    let (outcome, held) = apply(
+        ctx,
+        &args[1],
+        Some(&args[2]),
+        version_args(&args[3], &args[4])?,
+    )?;
+    Ok(write_reply(outcome, &held))
+}
+
+pub fn del(ctx: &Context, args: Vec<RedisString>) -> Outcome {
+    arity(Cmd::ReplicaDel, &args, 4, 4, DEL_USAGE)?;
+    check_key(&args[1])?;
+    let (outcome, held) = apply(ctx, &args[1], None, version_args(&args[2], &args[3])?)?;
+    Ok(write_reply(outcome, &held))
+}
+
+pub fn get(ctx: &Context, args: Vec<RedisString>) -> Outcome {
+    arity(Cmd::ReplicaGet, &args, 2, 2, GET_USAGE)?;
+    Ok(match read(ctx, &args[1])? {
+        None => RedisValue::Null,
+        Some(h) => RedisValue::Array(vec![
+            if h.tombstone {
+                RedisValue::Null
+            } else {
+                RedisValue::StringBuffer(h.value)
+            },
+            number(h.version.ts),
+            RedisValue::BulkString(h.version.node),
+            RedisValue::Integer(i64::from(h.tombstone)),
+        ]),
+    })
+}
+
+pub fn purge(ctx: &Context, args: Vec<RedisString>) -> Outcome {
+    arity(Cmd::ReplicaPurge, &args, 4, 4, PURGE_USAGE)?;
+    let user_key = check_key(&args[1])?;
+    let version = version_args(&args[2], &args[3])?;
+    let name = store::string(ctx, kv_key(args[1].as_slice()));
+    let key = ctx.open_key_writable(&name);
+    if !store::expect_type(|| display(user_key), key.key_type(), KeyType::Hash)? {
+        return Ok(RedisValue::Integer(0));
+    }
+    let record = parse_record(user_key, |f| key.hash_get(f).ok().flatten())?;
+    if !record.tombstone || record.version != version {
+        return Ok(RedisValue::Integer(0));
+    }
+    key.delete().map_err(|e| {
+        CodedError::new(
+            Code::Internal,
+            format!("purging {}: {e}", display(user_key)),
+        )
+    })?;
+    stats::kv_keys_added(-1);
+    stats::tombstone_purged();
+    ctx.replicate_verbatim();
+    Ok(RedisValue::Integer(1))
 }

@@ -1,0 +1,125 @@
+//! The cluster view this module coordinates with: the topology pushed by the node process
+//! (`RC.CLUSTER.SET <json>`), its hash ring, and its persistence in `cluster:config` and
+//! `cluster:quorum` so that a restarted Redis serves before the node process pushes again.
+//!
+//! `RC.CLUSTER.SET json` validates and installs a topology (an older epoch is refused);
+//! `RC.CLUSTER.GET` returns the installed one as JSON, or nil.
+
+use std::sync::{Arc, RwLock};
+
+use rcluster_domain::codes::{Code, CodedError};
+use rcluster_domain::ring::Ring;
+use rcluster_domain::topology::Topology;
+use redis_module::{Context, RedisString, RedisValue};
+
+use crate::guard::{arity, Outcome};
+use crate::stats::Cmd;
+use crate::store;
+
+pub const CONFIG_KEY: &str = "cluster:config";
+pub const QUORUM_KEY: &str = "cluster:quorum";
+
+/// An installed topology with its ring.
+pub struct View {
+    pub topology: Topology,
+    pub ring: Ring,
+}
+
+static VIEW: RwLock<Option<Arc<View>>> = RwLock::new(None);
+
+/// The installed view, if any.
+pub fn current() -> Option<Arc<View>> {
+    VIEW.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+fn install(topology: Topology) -> Result<(), CodedError> {
+    let ring = topology.ring()?;
+    *VIEW.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(View { topology, ring }));
+    Ok(())
+}
+
+/// The installed view, or `NOTREADY` naming what is missing.
+pub fn ready() -> Result<Arc<View>, CodedError> {
+    current().ok_or_else(|| {
+        CodedError::new(
+            Code::NotReady,
+            "no cluster topology loaded yet; the node process pushes it with RC.CLUSTER.SET",
+        )
+    })
+}
+
+pub fn set(ctx: &Context, args: Vec<RedisString>) -> Outcome {
+    arity(
+        Cmd::ClusterSet,
+        &args,
+        2,
+        2,
+        "RC.CLUSTER.SET <topology-json>",
+    )?;
+    let topology = Topology::parse(args[1].as_slice())?;
+    if let Some(old) = current() {
+        if topology.epoch < old.topology.epoch {
+            return Err(CodedError::new(
+                Code::BadArg,
+                format!(
+                    "topology epoch {} is older than the installed {}; not applied",
+                    topology.epoch, old.topology.epoch
+                ),
+            ));
+        }
+    }
+    let json = topology.to_json();
+    let q = topology.quorum;
+    install(topology)?;
+    // Stored with plain commands so Redis Insight shows them; RM_Call does not propagate, the
+    // verbatim replication of RC.CLUSTER.SET below does.
+    let call = |cmd: &str, args: &[&str]| {
+        ctx.call(cmd, args)
+            .map_err(|e| CodedError::new(Code::Internal, format!("storing the topology: {e}")))
+    };
+    call("SET", &[CONFIG_KEY, &json])?;
+    call(
+        "HSET",
+        &[
+            QUORUM_KEY,
+            "n",
+            &q.n.to_string(),
+            "w",
+            &q.w.to_string(),
+            "r",
+            &q.r.to_string(),
+        ],
+    )?;
+    ctx.replicate_verbatim();
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
+pub fn get(_ctx: &Context, args: Vec<RedisString>) -> Outcome {
+    arity(Cmd::ClusterGet, &args, 1, 1, "RC.CLUSTER.GET")?;
+    Ok(current().map_or(RedisValue::Null, |v| {
+        RedisValue::BulkString(v.topology.to_json())
+    }))
+}
+
+/// Re-installs the topology stored in `cluster:config` (after Redis loaded its data).
+pub fn restore(ctx: &Context) {
+    let name = store::string(ctx, CONFIG_KEY);
+    let key = ctx.open_key(&name);
+    let Ok(Some(bytes)) = key.read() else {
+        return;
+    };
+    match Topology::parse(bytes) {
+        Ok(t) => {
+            let epoch = t.epoch;
+            match install(t) {
+                Ok(()) => ctx.log_notice(&format!(
+                    "rcluster: restored topology epoch {epoch} from {CONFIG_KEY}"
+                )),
+                Err(e) => ctx.log_warning(&format!("rcluster: stored topology not usable: {e}")),
+            }
+        }
+        Err(e) => ctx.log_warning(&format!(
+            "rcluster: {CONFIG_KEY} is not a valid topology: {e}"
+        )),
+    }
+}

@@ -1,0 +1,216 @@
+//! The quorum commands, callable on any node by any Redis client:
+//!
+//! `RC.SET key value [W n] [TIMEOUT ms]` → OK once W replicas hold it;
+//! `RC.GET key [R n] [TIMEOUT ms]` → the newest value among R replicas, or nil;
+//! `RC.DEL key [W n] [TIMEOUT ms]` → OK once W replicas hold the tombstone;
+//! `RC.LOCATE key` → the key's preference list: `[[node, address, state], ...]`.
+//! A failure is `NOQUORUM needed W got k (node: why, ...)`. This node's own replica is read or
+//! written here, on the main thread; the other replicas are reached from the coordinator runtime
+//! while the client waits blocked.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rcluster_domain::codes::{Code, CodedError};
+use rcluster_domain::quorum::{parse_options, Options};
+use rcluster_domain::validate;
+use rcluster_domain::version::Version;
+use redis_module::{Context, RedisString, RedisValue};
+
+use crate::cluster::{self, View};
+use crate::commands::{clock, kv};
+use crate::coord::block::{can_block, Blocked};
+use crate::coord::peers::{self, Peer};
+use crate::coord::read::ReadJob;
+use crate::coord::write::WriteJob;
+use crate::coord::{self, me};
+use crate::guard::{arity, Outcome};
+use crate::stats::{Cmd, End, Op};
+
+const SET_USAGE: &str = "RC.SET <key> <value> [W <n>] [TIMEOUT <ms>]";
+const GET_USAGE: &str = "RC.GET <key> [R <n>] [TIMEOUT <ms>]";
+const DEL_USAGE: &str = "RC.DEL <key> [W <n>] [TIMEOUT <ms>]";
+const LOCATE_USAGE: &str = "RC.LOCATE <key>";
+/// Redis's own timeout for a blocked client is the request timeout plus this margin: it only
+/// answers if the coordinator itself failed to.
+const SAFETY_MARGIN_MS: u64 = 1_000;
+
+fn options(args: &[RedisString], name: &str, view: &View) -> Result<Options, CodedError> {
+    let raw: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
+    parse_options(&raw, name, view.topology.quorum.n)
+}
+
+/// The key's preference list split into this node (if on it) and the other members.
+fn placement(
+    view: &View,
+    key: &[u8],
+) -> Result<(String, bool, Vec<Arc<Peer>>, Vec<Arc<Peer>>), CodedError> {
+    let me_id = me(view).map(|(id, _)| id).ok_or_else(|| {
+        CodedError::new(
+            Code::NotReady,
+            format!(
+                "this node's id '{}' is not a member of the loaded topology; set rcluster.node-id",
+                validate::show(crate::settings::node_id().as_bytes())
+            ),
+        )
+    })?;
+    let n = usize::from(view.topology.quorum.n);
+    let all = view.ring.successors(key);
+    let member = |id: &str| view.topology.member(id).map(peers::peer);
+    let replicas: Vec<Arc<Peer>> = all[..n]
+        .iter()
+        .filter(|id| **id != me_id)
+        .filter_map(|id| member(id))
+        .collect();
+    let substitutes: Vec<Arc<Peer>> = all[n..]
+        .iter()
+        .filter(|id| **id != me_id)
+        .filter_map(|id| member(id))
+        .collect();
+    let is_replica = all[..n].contains(&me_id.as_str());
+    Ok((me_id, is_replica, replicas, substitutes))
+}
+
+fn cannot_block(cmd: Cmd) -> CodedError {
+    CodedError::new(
+        Code::BadArg,
+        format!(
+            "{} waits for other replicas and cannot run inside MULTI or a script",
+            cmd.name()
+        ),
+    )
+}
+
+fn write(
+    ctx: &Context,
+    cmd: Cmd,
+    key: &RedisString,
+    value: Option<&RedisString>,
+    opts: &[RedisString],
+) -> Outcome {
+    let view = cluster::ready()?;
+    let opts = options(opts, "W", &view)?;
+    let w = usize::from(opts.count.unwrap_or(view.topology.quorum.w));
+    let timeout_ms = opts.timeout_ms.unwrap_or(view.topology.request_timeout_ms);
+    let (me_id, is_replica, replicas, substitutes) = placement(&view, key.as_slice())?;
+    let local_acks = usize::from(is_replica);
+    if local_acks < w && !can_block(ctx) {
+        return Err(cannot_block(cmd));
+    }
+    let started = Instant::now();
+    let version = Version::new(clock::tick(), me_id.clone());
+    if is_replica {
+        kv::apply(ctx, key, value, version.clone())?;
+    }
+    let job = WriteJob {
+        op: if value.is_some() { Op::Set } else { Op::Del },
+        key: key.as_slice().to_vec(),
+        value: value.map(|v| v.as_slice().to_vec()),
+        version,
+        w,
+        local_acks,
+        replicas,
+        substitutes,
+        me: view.topology.member(&me_id).map(peers::peer),
+        timeout_ms,
+        started,
+    };
+    if local_acks >= w {
+        crate::stats::quorum_op(job.op, End::Ok, started.elapsed());
+        coord::spawn(job.run(None));
+        return Ok(RedisValue::SimpleStringStatic("OK"));
+    }
+    let blocked =
+        Blocked::new(ctx, timeout_ms + SAFETY_MARGIN_MS).ok_or_else(|| cannot_block(cmd))?;
+    coord::spawn(job.run(Some(blocked)));
+    Ok(RedisValue::NoReply)
+}
+
+pub fn set(ctx: &Context, args: Vec<RedisString>) -> Outcome {
+    arity(Cmd::Set, &args, 3, 7, SET_USAGE)?;
+    kv::check_key(&args[1])?;
+    kv::check_value(&args[2])?;
+    write(ctx, Cmd::Set, &args[1], Some(&args[2]), &args[3..])
+}
+
+pub fn del(ctx: &Context, args: Vec<RedisString>) -> Outcome {
+    arity(Cmd::Del, &args, 2, 6, DEL_USAGE)?;
+    kv::check_key(&args[1])?;
+    write(ctx, Cmd::Del, &args[1], None, &args[2..])
+}
+
+pub fn get(ctx: &Context, args: Vec<RedisString>) -> Outcome {
+    arity(Cmd::Get, &args, 2, 6, GET_USAGE)?;
+    kv::check_key(&args[1])?;
+    let view = cluster::ready()?;
+    let opts = options(&args[2..], "R", &view)?;
+    let r = usize::from(opts.count.unwrap_or(view.topology.quorum.r));
+    let timeout_ms = opts.timeout_ms.unwrap_or(view.topology.request_timeout_ms);
+    let (me_id, is_replica, replicas, _) = placement(&view, args[1].as_slice())?;
+    let started = Instant::now();
+    // This node's own answer; a damaged local record counts as one replica not answering.
+    let local = match (is_replica, view.topology.member(&me_id)) {
+        (true, Some(m)) => kv::read(ctx, &args[1])
+            .ok()
+            .map(|held| (peers::peer(m), held)),
+        _ => None,
+    };
+    let local_answers = usize::from(local.is_some());
+    if local_answers < r && !can_block(ctx) {
+        return Err(cannot_block(Cmd::Get));
+    }
+    let immediate = (local_answers >= r).then(|| {
+        local
+            .as_ref()
+            .and_then(|(_, h)| h.as_ref())
+            .filter(|h| !h.tombstone)
+            .map(|h| h.value.clone())
+    });
+    let job = ReadJob {
+        key: args[1].as_slice().to_vec(),
+        r,
+        local,
+        replicas,
+        timeout_ms,
+        started,
+    };
+    if let Some(value) = immediate {
+        crate::stats::quorum_op(Op::Get, End::Ok, started.elapsed());
+        coord::spawn(job.run(None)); // Read repair still runs.
+        return Ok(value.map_or(RedisValue::Null, RedisValue::StringBuffer));
+    }
+    let blocked =
+        Blocked::new(ctx, timeout_ms + SAFETY_MARGIN_MS).ok_or_else(|| cannot_block(Cmd::Get))?;
+    coord::spawn(job.run(Some(blocked)));
+    Ok(RedisValue::NoReply)
+}
+
+pub fn locate(_ctx: &Context, args: Vec<RedisString>) -> Outcome {
+    arity(Cmd::Locate, &args, 2, 2, LOCATE_USAGE)?;
+    kv::check_key(&args[1])?;
+    let view = cluster::ready()?;
+    let me_id = crate::settings::node_id();
+    let n = usize::from(view.topology.quorum.n);
+    let rows = view
+        .ring
+        .preference_list(args[1].as_slice(), n)
+        .into_iter()
+        .map(|id| {
+            let addr = view
+                .topology
+                .member(id)
+                .map_or_else(String::new, |m| format!("{}:{}", m.host, m.redis_port));
+            let state = if id == me_id {
+                "self"
+            } else {
+                peers::state_of(id).as_str()
+            };
+            RedisValue::Array(vec![
+                RedisValue::BulkString(id.to_string()),
+                RedisValue::BulkString(addr),
+                RedisValue::SimpleStringStatic(state),
+            ])
+        })
+        .collect();
+    Ok(RedisValue::Array(rows))
+}

@@ -1,0 +1,169 @@
+//! Connections from this module to every member's Redis (itself included), as the internal
+//! user: one multiplexed connection per member (concurrent requests pipeline on it), opened on
+//! first use, reopened after it broke. Every call is bounded by a deadline and ends in a value
+//! or a [`Failure`] that says what happened; each member's last outcome is its state for
+//! `RC.LOCATE`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rcluster_domain::topology::{Member, INTERNAL_USER};
+use redis::aio::MultiplexedConnection;
+use tokio::time::{timeout_at, Instant};
+
+use crate::settings;
+
+/// Why a call to a member did not produce a value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Failure {
+    Timeout,
+    /// Could not connect or the connection broke.
+    Unreachable(String),
+    /// The member answered with an error reply.
+    Replied(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Timeout => f.write_str("timeout"),
+            Failure::Unreachable(why) => f.write_str(why),
+            Failure::Replied(e) => write!(f, "replied {e}"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Unknown = 0,
+    Up = 1,
+    Down = 2,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Unknown => "unknown",
+            State::Up => "up",
+            State::Down => "down",
+        }
+    }
+}
+
+pub struct Peer {
+    pub id: String,
+    host: String,
+    port: u16,
+    conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    state: AtomicU8,
+}
+
+static PEERS: Mutex<Option<HashMap<String, Arc<Peer>>>> = Mutex::new(None);
+
+/// The connection handle for `member` (created on first use; replaced when its address changed).
+pub fn peer(member: &Member) -> Arc<Peer> {
+    let mut guard = PEERS.lock().unwrap_or_else(|p| p.into_inner());
+    let map = guard.get_or_insert_with(HashMap::new);
+    if let Some(p) = map.get(&member.id) {
+        if p.host == member.host && p.port == member.redis_port {
+            return p.clone();
+        }
+    }
+    let p = Arc::new(Peer {
+        id: member.id.clone(),
+        host: member.host.clone(),
+        port: member.redis_port,
+        conn: tokio::sync::Mutex::new(None),
+        state: AtomicU8::new(State::Unknown as u8),
+    });
+    map.insert(member.id.clone(), p.clone());
+    p
+}
+
+/// The last known state of member `id` as seen by this module.
+pub fn state_of(id: &str) -> State {
+    let guard = PEERS.lock().unwrap_or_else(|p| p.into_inner());
+    match guard
+        .as_ref()
+        .and_then(|m| m.get(id))
+        .map(|p| p.state.load(Ordering::Relaxed))
+    {
+        Some(1) => State::Up,
+        Some(2) => State::Down,
+        _ => State::Unknown,
+    }
+}
+
+fn describe(e: &redis::RedisError) -> String {
+    if e.is_connection_refusal() {
+        "connection refused".into()
+    } else if e.is_timeout() {
+        "timeout".into()
+    } else if e.is_connection_dropped() {
+        "connection lost".into()
+    } else {
+        e.to_string()
+    }
+}
+
+impl Peer {
+    async fn connection(&self, deadline: Instant) -> Result<MultiplexedConnection, Failure> {
+        let mut slot = timeout_at(deadline, self.conn.lock())
+            .await
+            .map_err(|_| Failure::Timeout)?;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let info = redis::ConnectionInfo {
+            addr: redis::ConnectionAddr::Tcp(self.host.clone(), self.port),
+            redis: redis::RedisConnectionInfo {
+                db: 0,
+                username: Some(INTERNAL_USER.to_string()),
+                password: Some(settings::internal_password()),
+                protocol: redis::ProtocolVersion::RESP2,
+            },
+        };
+        let client = redis::Client::open(info).map_err(|e| Failure::Unreachable(describe(&e)))?;
+        let conn = timeout_at(deadline, client.get_multiplexed_async_connection())
+            .await
+            .map_err(|_| Failure::Timeout)?
+            .map_err(|e| Failure::Unreachable(describe(&e)))?;
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    fn mark(&self, state: State) {
+        self.state.store(state as u8, Ordering::Relaxed);
+    }
+
+    /// Runs `cmd` on this member, bounded by `deadline`.
+    pub async fn call(&self, cmd: &redis::Cmd, deadline: Instant) -> Result<redis::Value, Failure> {
+        let result = match self.connection(deadline).await {
+            Ok(mut conn) => {
+                match timeout_at(deadline, cmd.query_async::<redis::Value>(&mut conn)).await {
+                    Err(_) => Err(Failure::Timeout),
+                    Ok(Ok(v)) => Ok(v),
+                    Ok(Err(e))
+                        if e.kind() == redis::ErrorKind::IoError || e.is_connection_dropped() =>
+                    {
+                        *self.conn.lock().await = None;
+                        Err(Failure::Unreachable(describe(&e)))
+                    }
+                    Ok(Err(e)) => Err(Failure::Replied(
+                        [e.code().unwrap_or(""), e.detail().unwrap_or("")]
+                            .join(" ")
+                            .trim()
+                            .to_string(),
+                    )),
+                }
+            }
+            Err(f) => Err(f),
+        };
+        self.mark(match &result {
+            Ok(_) | Err(Failure::Replied(_)) => State::Up,
+            Err(_) => State::Down,
+        });
+        result
+    }
+}

@@ -1,0 +1,187 @@
+//! The write fan-out behind `RC.SET` and `RC.DEL`: the local replica is written on Redis's main
+//! thread before this starts; this sends the write to the other preference nodes in parallel,
+//! answers the client at the W-th acknowledgement (or `NOQUORUM` once W cannot be reached or the
+//! deadline passes), and lets the remaining writes finish on their own. A replica that fails gets
+//! its write as a hint: on the next node of the ring outside the preference list (which then
+//! counts toward W: sloppy quorum), or, when there is none, on this node.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rcluster_domain::codes::Code;
+use rcluster_domain::quorum::shortfall;
+use rcluster_domain::version::Version;
+use redis::Value;
+use tokio::task::JoinSet;
+
+use crate::coord::block::{Answer, Blocked};
+use crate::coord::peers::{Failure, Peer};
+use crate::coord::{deadline_in, read::count_failure};
+use crate::stats::{self, End, Op};
+
+pub struct WriteJob {
+    pub op: Op,
+    pub key: Vec<u8>,
+    /// `None` writes a tombstone.
+    pub value: Option<Vec<u8>>,
+    pub version: Version,
+    pub w: usize,
+    /// 1 when this node is a preference node and already holds the write.
+    pub local_acks: usize,
+    pub replicas: Vec<Arc<Peer>>,
+    pub substitutes: Vec<Arc<Peer>>,
+    pub me: Option<Arc<Peer>>,
+    pub timeout_ms: u64,
+    pub started: Instant,
+}
+
+/// The replica-level write command for this job.
+pub fn replica_cmd(key: &[u8], value: Option<&[u8]>, version: &Version) -> redis::Cmd {
+    let mut cmd = match value {
+        Some(v) => {
+            let mut c = redis::cmd("RC.REPLICA.PUT");
+            c.arg(key).arg(v);
+            c
+        }
+        None => {
+            let mut c = redis::cmd("RC.REPLICA.DEL");
+            c.arg(key);
+            c
+        }
+    };
+    cmd.arg(version.ts).arg(&version.node);
+    cmd
+}
+
+/// The hint command holding this write for `intended`.
+pub fn hint_cmd(intended: &str, key: &[u8], value: Option<&[u8]>, version: &Version) -> redis::Cmd {
+    let mut cmd = redis::cmd("RC.HINT.PUT");
+    cmd.arg(intended)
+        .arg(key)
+        .arg(version.ts)
+        .arg(&version.node)
+        .arg(if value.is_some() { "0" } else { "1" })
+        .arg(value.unwrap_or_default());
+    cmd
+}
+
+/// A write reply (`[applied|duplicate|stale, ...]` or a bare status) means the replica holds
+/// this version or a newer one: an acknowledgement.
+pub fn is_ack(reply: &Value) -> bool {
+    let status = |v: &Value| matches!(v, Value::SimpleString(s) if matches!(s.as_str(), "applied" | "duplicate" | "stale"));
+    match reply {
+        Value::Array(items) => items.first().is_some_and(status),
+        other => status(other),
+    }
+}
+
+struct Outcome {
+    /// The node the write was meant for.
+    intended: String,
+    /// Who was asked: the node itself, or a substitute holding a hint for it.
+    via: Option<String>,
+    result: Result<Value, Failure>,
+}
+
+impl WriteJob {
+    pub async fn run(self, mut blocked: Option<Blocked>) {
+        let deadline = deadline_in(self.timeout_ms);
+        let mut acks = self.local_acks;
+        let mut failures: Vec<(String, String)> = Vec::new();
+        let mut local_hints: Vec<String> = Vec::new();
+        let mut substitutes: VecDeque<Arc<Peer>> = self.substitutes.iter().cloned().collect();
+        let mut tasks = JoinSet::new();
+        let replica = Arc::new(replica_cmd(&self.key, self.value.as_deref(), &self.version));
+        for peer in &self.replicas {
+            let (peer, cmd) = (peer.clone(), replica.clone());
+            tasks.spawn(async move {
+                let result = peer.call(&cmd, deadline).await;
+                Outcome {
+                    intended: peer.id.clone(),
+                    via: None,
+                    result,
+                }
+            });
+        }
+        let finish = |blocked: &mut Option<Blocked>, answer: Answer, end: End| {
+            if let Some(b) = blocked.take() {
+                b.finish(answer);
+                stats::quorum_op(self.op, end, self.started.elapsed());
+            }
+        };
+        if acks >= self.w {
+            finish(&mut blocked, Answer::Ok, End::Ok);
+        }
+        while let Some(joined) = tasks.join_next().await {
+            let Ok(out) = joined else { continue };
+            match out.result {
+                Ok(reply) if is_ack(&reply) => acks += 1,
+                other => {
+                    let why = match other {
+                        Err(f) => {
+                            count_failure(&f);
+                            f.to_string()
+                        }
+                        Ok(v) => format!("unexpected reply {v:?}"),
+                    };
+                    let who = match &out.via {
+                        Some(sub) => format!("{sub} (hint for {})", out.intended),
+                        None => out.intended.clone(),
+                    };
+                    failures.push((who, why));
+                    // Hand the write to the next substitute, or keep the hint here.
+                    if let Some(sub) = substitutes.pop_front() {
+                        let cmd = hint_cmd(
+                            &out.intended,
+                            &self.key,
+                            self.value.as_deref(),
+                            &self.version,
+                        );
+                        let intended = out.intended.clone();
+                        tasks.spawn(async move {
+                            let result = sub.call(&cmd, deadline).await;
+                            Outcome {
+                                intended,
+                                via: Some(sub.id.clone()),
+                                result,
+                            }
+                        });
+                    } else {
+                        local_hints.push(out.intended);
+                    }
+                }
+            }
+            if acks >= self.w {
+                finish(&mut blocked, Answer::Ok, End::Ok);
+            } else if acks + tasks.len() < self.w && blocked.is_some() {
+                // Every pending call can add at most one ack: W is out of reach.
+                let msg = format!(
+                    "{} {}",
+                    Code::NoQuorum.as_str(),
+                    shortfall(self.w as u8, acks, &failures)
+                );
+                finish(&mut blocked, Answer::Error(msg), End::NoQuorum);
+            }
+        }
+        if blocked.is_some() {
+            let msg = format!(
+                "{} {}",
+                Code::NoQuorum.as_str(),
+                shortfall(self.w as u8, acks, &failures)
+            );
+            finish(&mut blocked, Answer::Error(msg), End::NoQuorum);
+        }
+        self.store_local_hints(local_hints).await;
+    }
+
+    async fn store_local_hints(&self, intended: Vec<String>) {
+        let Some(me) = &self.me else { return };
+        for node in intended {
+            let cmd = hint_cmd(&node, &self.key, self.value.as_deref(), &self.version);
+            if let Err(f) = me.call(&cmd, deadline_in(self.timeout_ms)).await {
+                eprintln!("rcluster: could not keep a hint for {node}: {f}");
+            }
+        }
+    }
+}
