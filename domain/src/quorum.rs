@@ -20,7 +20,7 @@ pub struct Options {
 /// `count_name` is `W` for writes and `R` for reads; `n` is the replica count of the cluster.
 pub fn parse_options(args: &[&[u8]], count_name: &str, n: u8) -> Result<Options, CodedError> {
     let bad = |m: String| CodedError::new(Code::BadArg, m);
-    if args.len() % 2 != 0 {
+    if !args.len().is_multiple_of(2) {
         return Err(bad(format!(
             "options come in pairs: [{count_name} <n>] [TIMEOUT <ms>], got '{}' without a value",
             validate::show(args[args.len() - 1])

@@ -203,6 +203,11 @@ impl Redis {
         self.spawn();
     }
 
+    /// The process id while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether the process is still running.
     pub fn alive(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
@@ -240,4 +245,119 @@ pub fn error_of(result: redis::RedisResult<redis::Value>) -> (String, String) {
     let err = result.expect_err("expected an error reply");
     let code = err.code().unwrap_or("").to_string();
     (code, err.detail().unwrap_or("").to_string())
+}
+
+/// Password of the internal user in test clusters.
+pub const TEST_PASSWORD: &str = "test-internal-password";
+
+/// Several real Redis servers with the module, wired into one cluster by pushing a topology
+/// (`RC.CLUSTER.SET`) the way the node process does, without node processes: the tests drive
+/// failures (SIGKILL, SIGSTOP, restart) on the Redis servers directly.
+pub struct TestCluster {
+    pub nodes: Vec<Redis>,
+    pub topology: rcluster_domain::topology::Topology,
+}
+
+impl TestCluster {
+    /// `count` nodes `n1..`, N/W/R 3/2/2 (or fewer nodes' worth), 1 s timeout, fast hint replay.
+    /// `tune` may change the topology before it is pushed.
+    pub fn start(
+        count: usize,
+        tune: impl FnOnce(&mut rcluster_domain::topology::Topology),
+    ) -> Self {
+        use rcluster_domain::config::Quorum;
+        use rcluster_domain::topology::{internal_user_directive, Member, Topology};
+        let mut nodes = Vec::new();
+        let mut members = Vec::new();
+        for i in 1..=count {
+            let id = format!("n{i}");
+            let mut redis_args = vec!["--user".to_string()];
+            redis_args.extend(internal_user_directive(TEST_PASSWORD));
+            let redis_args: Vec<&str> = redis_args.iter().map(String::as_str).collect();
+            let r = Redis::start_with(
+                &redis_args,
+                &["node-id", &id, "internal-password", TEST_PASSWORD],
+            );
+            members.push(Member {
+                id,
+                host: "127.0.0.1".into(),
+                redis_port: r.port,
+            });
+            nodes.push(r);
+        }
+        let n = u8::try_from(count.min(3)).expect("small cluster");
+        let mut topology = Topology {
+            epoch: 1,
+            members,
+            vnodes: rcluster_domain::ring::DEFAULT_VNODES,
+            quorum: Quorum {
+                n,
+                w: n.min(2),
+                r: n.min(2),
+            },
+            request_timeout_ms: 1_000,
+            hint_replay_ms: 100,
+            tombstone_grace_ms: 86_400_000,
+        };
+        tune(&mut topology);
+        let cluster = TestCluster { nodes, topology };
+        for i in 0..count {
+            cluster.push(i);
+        }
+        cluster
+    }
+
+    /// Loads the topology into node `i`'s module.
+    pub fn push(&self, i: usize) {
+        let mut c = self.conn(i);
+        let _: () = redis::cmd("RC.CLUSTER.SET")
+            .arg(self.topology.to_json())
+            .query(&mut c)
+            .expect("RC.CLUSTER.SET");
+    }
+
+    pub fn conn(&self, i: usize) -> redis::Connection {
+        self.nodes[i].conn()
+    }
+
+    /// Index of the node with this id.
+    pub fn index(&self, id: &str) -> usize {
+        self.topology
+            .members
+            .iter()
+            .position(|m| m.id == id)
+            .expect("known node id")
+    }
+
+    /// The ids of the key's preference list, as the module computes them.
+    pub fn preference(&self, key: &str) -> Vec<String> {
+        let ring = self.topology.ring().expect("valid ring");
+        ring.preference_list(key.as_bytes(), usize::from(self.topology.quorum.n))
+            .into_iter()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Sends a signal to node `i`'s redis-server (SIGSTOP / SIGCONT).
+    pub fn signal(&self, i: usize, signal: i32) {
+        let pid = self.nodes[i].pid().expect("running");
+        // SAFETY: kill(2) on a child process we started.
+        unsafe {
+            libc::kill(pid as i32, signal);
+        }
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        // A stopped process cannot die of SIGKILL until continued; wake them all first.
+        for r in &self.nodes {
+            if let Some(pid) = r.pid() {
+                // SAFETY: as above.
+                unsafe {
+                    libc::kill(pid as i32, libc::SIGCONT);
+                }
+            }
+        }
+    }
 }

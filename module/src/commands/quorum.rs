@@ -40,12 +40,19 @@ fn options(args: &[RedisString], name: &str, view: &View) -> Result<Options, Cod
     parse_options(&raw, name, view.topology.quorum.n)
 }
 
-/// The key's preference list split into this node (if on it) and the other members.
-fn placement(
-    view: &View,
-    key: &[u8],
-) -> Result<(String, bool, Vec<Arc<Peer>>, Vec<Arc<Peer>>), CodedError> {
-    let me_id = me(view).map(|(id, _)| id).ok_or_else(|| {
+/// Where a key lives, seen from this node.
+struct Placement {
+    me: String,
+    /// Whether this node is one of the key's N preference nodes.
+    is_replica: bool,
+    /// The other preference nodes.
+    replicas: Vec<Arc<Peer>>,
+    /// The rest of the ring in order: sloppy-quorum substitutes.
+    substitutes: Vec<Arc<Peer>>,
+}
+
+fn placement(view: &View, key: &[u8]) -> Result<Placement, CodedError> {
+    let me = me(view).map(|(id, _)| id).ok_or_else(|| {
         CodedError::new(
             Code::NotReady,
             format!(
@@ -56,19 +63,18 @@ fn placement(
     })?;
     let n = usize::from(view.topology.quorum.n);
     let all = view.ring.successors(key);
-    let member = |id: &str| view.topology.member(id).map(peers::peer);
-    let replicas: Vec<Arc<Peer>> = all[..n]
-        .iter()
-        .filter(|id| **id != me_id)
-        .filter_map(|id| member(id))
-        .collect();
-    let substitutes: Vec<Arc<Peer>> = all[n..]
-        .iter()
-        .filter(|id| **id != me_id)
-        .filter_map(|id| member(id))
-        .collect();
-    let is_replica = all[..n].contains(&me_id.as_str());
-    Ok((me_id, is_replica, replicas, substitutes))
+    let others = |ids: &[&str]| -> Vec<Arc<Peer>> {
+        ids.iter()
+            .filter(|id| **id != me)
+            .filter_map(|id| view.topology.member(id).map(peers::peer))
+            .collect()
+    };
+    Ok(Placement {
+        is_replica: all[..n].contains(&me.as_str()),
+        replicas: others(&all[..n]),
+        substitutes: others(&all[n..]),
+        me,
+    })
 }
 
 fn cannot_block(cmd: Cmd) -> CodedError {
@@ -92,7 +98,12 @@ fn write(
     let opts = options(opts, "W", &view)?;
     let w = usize::from(opts.count.unwrap_or(view.topology.quorum.w));
     let timeout_ms = opts.timeout_ms.unwrap_or(view.topology.request_timeout_ms);
-    let (me_id, is_replica, replicas, substitutes) = placement(&view, key.as_slice())?;
+    let Placement {
+        me: me_id,
+        is_replica,
+        replicas,
+        substitutes,
+    } = placement(&view, key.as_slice())?;
     let local_acks = usize::from(is_replica);
     if local_acks < w && !can_block(ctx) {
         return Err(cannot_block(cmd));
@@ -146,7 +157,12 @@ pub fn get(ctx: &Context, args: Vec<RedisString>) -> Outcome {
     let opts = options(&args[2..], "R", &view)?;
     let r = usize::from(opts.count.unwrap_or(view.topology.quorum.r));
     let timeout_ms = opts.timeout_ms.unwrap_or(view.topology.request_timeout_ms);
-    let (me_id, is_replica, replicas, _) = placement(&view, args[1].as_slice())?;
+    let Placement {
+        me: me_id,
+        is_replica,
+        replicas,
+        ..
+    } = placement(&view, args[1].as_slice())?;
     let started = Instant::now();
     // This node's own answer; a damaged local record counts as one replica not answering.
     let local = match (is_replica, view.topology.member(&me_id)) {

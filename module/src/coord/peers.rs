@@ -108,12 +108,16 @@ fn describe(e: &redis::RedisError) -> String {
 }
 
 impl Peer {
-    async fn connection(&self, deadline: Instant) -> Result<MultiplexedConnection, Failure> {
+    /// The cached connection (and `true`), or a new one (and `false`).
+    async fn connection(
+        &self,
+        deadline: Instant,
+    ) -> Result<(MultiplexedConnection, bool), Failure> {
         let mut slot = timeout_at(deadline, self.conn.lock())
             .await
             .map_err(|_| Failure::Timeout)?;
         if let Some(c) = slot.as_ref() {
-            return Ok(c.clone());
+            return Ok((c.clone(), true));
         }
         let info = redis::ConnectionInfo {
             addr: redis::ConnectionAddr::Tcp(self.host.clone(), self.port),
@@ -130,36 +134,49 @@ impl Peer {
             .map_err(|_| Failure::Timeout)?
             .map_err(|e| Failure::Unreachable(describe(&e)))?;
         *slot = Some(conn.clone());
-        Ok(conn)
+        Ok((conn, false))
+    }
+
+    /// One attempt; a broken connection is dropped so the next attempt opens a new one.
+    async fn attempt(
+        &self,
+        cmd: &redis::Cmd,
+        deadline: Instant,
+    ) -> (Result<redis::Value, Failure>, bool) {
+        let (mut conn, cached) = match self.connection(deadline).await {
+            Ok(c) => c,
+            Err(f) => return (Err(f), false),
+        };
+        let result = match timeout_at(deadline, cmd.query_async::<redis::Value>(&mut conn)).await {
+            Err(_) => Err(Failure::Timeout),
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) if e.kind() == redis::ErrorKind::IoError || e.is_connection_dropped() => {
+                *self.conn.lock().await = None;
+                Err(Failure::Unreachable(describe(&e)))
+            }
+            Ok(Err(e)) => Err(Failure::Replied(
+                [e.code().unwrap_or(""), e.detail().unwrap_or("")]
+                    .join(" ")
+                    .trim()
+                    .to_string(),
+            )),
+        };
+        (result, cached)
     }
 
     fn mark(&self, state: State) {
         self.state.store(state as u8, Ordering::Relaxed);
     }
 
-    /// Runs `cmd` on this member, bounded by `deadline`.
+    /// Runs `cmd` on this member, bounded by `deadline`. A cached connection found broken (the
+    /// member restarted or died) is replaced once, so the failure reported is the current one
+    /// ("connection refused"), not the stale connection's.
     pub async fn call(&self, cmd: &redis::Cmd, deadline: Instant) -> Result<redis::Value, Failure> {
-        let result = match self.connection(deadline).await {
-            Ok(mut conn) => {
-                match timeout_at(deadline, cmd.query_async::<redis::Value>(&mut conn)).await {
-                    Err(_) => Err(Failure::Timeout),
-                    Ok(Ok(v)) => Ok(v),
-                    Ok(Err(e))
-                        if e.kind() == redis::ErrorKind::IoError || e.is_connection_dropped() =>
-                    {
-                        *self.conn.lock().await = None;
-                        Err(Failure::Unreachable(describe(&e)))
-                    }
-                    Ok(Err(e)) => Err(Failure::Replied(
-                        [e.code().unwrap_or(""), e.detail().unwrap_or("")]
-                            .join(" ")
-                            .trim()
-                            .to_string(),
-                    )),
-                }
-            }
-            Err(f) => Err(f),
-        };
+        let mut result = self.attempt(cmd, deadline).await;
+        if let (Err(Failure::Unreachable(_)), true) = &result {
+            result = self.attempt(cmd, deadline).await;
+        }
+        let result = result.0;
         self.mark(match &result {
             Ok(_) | Err(Failure::Replied(_)) => State::Up,
             Err(_) => State::Down,

@@ -1,0 +1,448 @@
+//! Quorum reads and writes on a real 3-node cluster (real `redis-server` processes with the
+//! module, wired by a pushed topology): any node coordinates, one node down is tolerated, hints
+//! reach a node when it returns, reads repair stale replicas, two nodes down or frozen give
+//! `NOQUORUM` within the timeout, and concurrent writers converge.
+
+use std::time::{Duration, Instant};
+
+use rcluster_tests::{call, error_of, wait_for, Redis, TestCluster};
+use redis::Value;
+
+fn set(
+    c: &mut redis::Connection,
+    key: &str,
+    value: &str,
+    extra: &[&str],
+) -> redis::RedisResult<Value> {
+    let mut args: Vec<&[u8]> = vec![b"RC.SET", key.as_bytes(), value.as_bytes()];
+    args.extend(extra.iter().map(|a| a.as_bytes()));
+    call(c, &args)
+}
+
+fn get(c: &mut redis::Connection, key: &str, extra: &[&str]) -> redis::RedisResult<Value> {
+    let mut args: Vec<&[u8]> = vec![b"RC.GET", key.as_bytes()];
+    args.extend(extra.iter().map(|a| a.as_bytes()));
+    call(c, &args)
+}
+
+fn bulk(s: &str) -> Value {
+    Value::BulkString(s.as_bytes().to_vec())
+}
+
+/// What one replica holds: (value or None for tombstone/missing, version).
+fn replica(c: &mut redis::Connection, key: &str) -> Option<(Option<Vec<u8>>, String)> {
+    match call(c, &[b"RC.REPLICA.GET", key.as_bytes()]).unwrap() {
+        Value::Nil => None,
+        Value::Array(items) => {
+            let value = match &items[0] {
+                Value::BulkString(b) => Some(b.clone()),
+                _ => None,
+            };
+            let version = match &items[1] {
+                Value::BulkString(b) => String::from_utf8(b.clone()).unwrap(),
+                other => panic!("{other:?}"),
+            };
+            Some((value, version))
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn info(c: &mut redis::Connection) -> String {
+    redis::cmd("INFO").arg("rcluster").query(c).unwrap()
+}
+
+fn info_field(c: &mut redis::Connection, field: &str) -> i64 {
+    let text = info(c);
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("rcluster_{field}:")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in {text}"))
+}
+
+#[test]
+fn write_through_one_node_read_through_another() {
+    let cluster = TestCluster::start(3, |_| {});
+    let mut c1 = cluster.conn(0);
+    let mut c3 = cluster.conn(2);
+    assert_eq!(set(&mut c1, "greeting", "hello", &[]).unwrap(), Value::Okay);
+    assert_eq!(get(&mut c3, "greeting", &[]).unwrap(), bulk("hello"));
+    assert_eq!(get(&mut c3, "never-written", &[]).unwrap(), Value::Nil);
+    // All three replicas end up with the value (W=2 answers before the third may have it).
+    for i in 0..3 {
+        let mut c = cluster.conn(i);
+        wait_for(
+            "every replica to hold the write",
+            Duration::from_secs(5),
+            || replica(&mut c, "greeting").filter(|(v, _)| v.as_deref() == Some(&b"hello"[..])),
+        );
+    }
+    // A delete is a quorum tombstone.
+    assert_eq!(
+        call(&mut c3, &[b"RC.DEL", b"greeting"]).unwrap(),
+        Value::Okay
+    );
+    assert_eq!(get(&mut c1, "greeting", &[]).unwrap(), Value::Nil);
+    // The preference list is the same from every node.
+    let locate = |c: &mut redis::Connection| match call(c, &[b"RC.LOCATE", b"greeting"]).unwrap() {
+        Value::Array(rows) => rows
+            .into_iter()
+            .map(|r| match r {
+                Value::Array(f) => match &f[0] {
+                    Value::BulkString(b) => String::from_utf8(b.clone()).unwrap(),
+                    o => panic!("{o:?}"),
+                },
+                o => panic!("{o:?}"),
+            })
+            .collect::<Vec<_>>(),
+        o => panic!("{o:?}"),
+    };
+    let from1 = locate(&mut c1);
+    assert_eq!(from1, locate(&mut c3));
+    assert_eq!(from1, cluster.preference("greeting"));
+}
+
+#[test]
+fn one_node_killed_then_back_gets_its_hints_without_any_read() {
+    let mut cluster = TestCluster::start(3, |_| {});
+    let mut c1 = cluster.conn(0);
+    let mut c3 = cluster.conn(2);
+    cluster.nodes[1].kill9();
+    let keys: Vec<String> = (0..40).map(|i| format!("while-down-{i}")).collect();
+    for (i, key) in keys.iter().enumerate() {
+        let c = if i % 2 == 0 { &mut c1 } else { &mut c3 };
+        assert_eq!(
+            set(c, key, &format!("v{i}"), &["W", "2"]).unwrap(),
+            Value::Okay,
+            "{key}"
+        );
+    }
+    for (i, key) in keys.iter().enumerate() {
+        let c = if i % 2 == 0 { &mut c3 } else { &mut c1 };
+        assert_eq!(
+            get(c, key, &["R", "2"]).unwrap(),
+            bulk(&format!("v{i}")),
+            "{key}"
+        );
+    }
+    let hints = info_field(&mut c1, "hints_stored") + info_field(&mut c3, "hints_stored");
+    assert!(hints >= 40, "a hint per write for n2, got {hints}");
+
+    cluster.nodes[1].restart();
+    let mut c2 = cluster.conn(1);
+    // The restarted node restored its topology from its AOF, without a new push.
+    let topo: String = redis::cmd("RC.CLUSTER.GET").query(&mut c2).unwrap();
+    assert!(topo.contains("\"epoch\":1"), "{topo}");
+    for (i, key) in keys.iter().enumerate() {
+        let want = format!("v{i}").into_bytes();
+        wait_for(
+            &format!("hint for {key} delivered to n2"),
+            Duration::from_secs(10),
+            || replica(&mut c2, key).filter(|(v, _)| v.as_deref() == Some(&want[..])),
+        );
+    }
+    let replayed = info_field(&mut c1, "hints_replayed") + info_field(&mut c3, "hints_replayed");
+    assert!(replayed >= 40, "hints replayed: {replayed}");
+    let n2 = info(&mut c2);
+    assert!(
+        n2.contains("rcluster_quorum_get:ok=0,"),
+        "n2 served no quorum read: {n2}"
+    );
+}
+
+#[test]
+fn a_read_repairs_stale_and_missing_replicas() {
+    let cluster = TestCluster::start(3, |_| {});
+    let mut c = (0..3).map(|i| cluster.conn(i)).collect::<Vec<_>>();
+    set(&mut c[0], "r", "old", &["W", "3"]).unwrap();
+    set(&mut c[0], "gone", "value", &["W", "3"]).unwrap();
+    // Make n1 and n2 newer behind the quorum layer: n3 is stale. And n3 loses "gone" entirely.
+    let (_, old_version) = replica(&mut c[2], "r").unwrap();
+    let newer = (old_version.parse::<u64>().unwrap() + 1000).to_string();
+    for conn in c.iter_mut().take(2) {
+        call(
+            conn,
+            &[b"RC.REPLICA.PUT", b"r", b"new", newer.as_bytes(), b"n1"],
+        )
+        .unwrap();
+    }
+    let _: i64 = redis::cmd("DEL").arg("kv:gone").query(&mut c[2]).unwrap();
+    let before = info_field(&mut c[0], "read_repairs");
+
+    assert_eq!(get(&mut c[0], "r", &["R", "2"]).unwrap(), bulk("new"));
+    assert_eq!(get(&mut c[0], "gone", &["R", "2"]).unwrap(), bulk("value"));
+    let mut c3 = cluster.conn(2);
+    wait_for(
+        "n3 repaired to the newest version",
+        Duration::from_secs(5),
+        || {
+            replica(&mut c3, "r")
+                .filter(|(v, ver)| v.as_deref() == Some(&b"new"[..]) && *ver == newer)
+        },
+    );
+    wait_for("n3 given the missing key", Duration::from_secs(5), || {
+        replica(&mut c3, "gone").filter(|(v, _)| v.as_deref() == Some(&b"value"[..]))
+    });
+    assert!(info_field(&mut c[0], "read_repairs") >= before + 2);
+}
+
+#[test]
+fn two_nodes_down_is_noquorum_within_the_timeout() {
+    let mut cluster = TestCluster::start(3, |_| {});
+    let mut c1 = cluster.conn(0);
+    set(&mut c1, "k", "v", &["W", "3"]).unwrap();
+    cluster.nodes[1].kill9();
+    cluster.nodes[2].kill9();
+    let started = Instant::now();
+    let (code, msg) = error_of(set(&mut c1, "k", "w", &["TIMEOUT", "500"]));
+    assert_eq!(code, "NOQUORUM");
+    assert!(msg.starts_with("needed 2 got 1 ("), "{msg}");
+    assert!(
+        msg.contains("n2: connection refused") && msg.contains("n3: connection refused"),
+        "{msg}"
+    );
+    let (code, msg) = error_of(get(&mut c1, "k", &["TIMEOUT", "500"]));
+    assert_eq!(code, "NOQUORUM", "{msg}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "took {:?}",
+        started.elapsed()
+    );
+    // R=1 and W=1 still work on the survivor.
+    assert_eq!(get(&mut c1, "k", &["R", "1"]).unwrap(), bulk("w"));
+    assert_eq!(set(&mut c1, "k", "x", &["W", "1"]).unwrap(), Value::Okay);
+    let noquorum = info(&mut c1);
+    assert!(
+        noquorum.contains("rcluster_quorum_set:ok=2,noquorum=1"),
+        "{noquorum}"
+    );
+}
+
+#[test]
+fn frozen_peers_are_bounded_by_the_timeout() {
+    let cluster = TestCluster::start(3, |_| {});
+    let mut c1 = cluster.conn(0);
+    set(&mut c1, "f", "v", &["W", "3"]).unwrap();
+    // One frozen peer: W=2 and R=2 still answer at once from the other two.
+    cluster.signal(1, libc::SIGSTOP);
+    let started = Instant::now();
+    assert_eq!(
+        set(&mut c1, "f", "one-frozen", &["TIMEOUT", "800"]).unwrap(),
+        Value::Okay
+    );
+    assert_eq!(
+        get(&mut c1, "f", &["TIMEOUT", "800"]).unwrap(),
+        bulk("one-frozen")
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(700),
+        "waited for the frozen peer: {:?}",
+        started.elapsed()
+    );
+    // Two frozen peers: NOQUORUM naming the timeouts, after the timeout and not much later.
+    cluster.signal(2, libc::SIGSTOP);
+    let started = Instant::now();
+    let (code, msg) = error_of(set(&mut c1, "f", "two-frozen", &["TIMEOUT", "300"]));
+    let took = started.elapsed();
+    assert_eq!(code, "NOQUORUM", "{msg}");
+    assert!(
+        msg.contains("n2: timeout") && msg.contains("n3: timeout"),
+        "{msg}"
+    );
+    assert!(
+        took >= Duration::from_millis(290) && took < Duration::from_millis(1300),
+        "took {took:?}"
+    );
+    let started = Instant::now();
+    let (code, _) = error_of(get(&mut c1, "f", &["TIMEOUT", "300"]));
+    assert_eq!(code, "NOQUORUM");
+    assert!(started.elapsed() < Duration::from_millis(1300));
+    // Redis itself never stopped answering other clients meanwhile.
+    let pong: String = redis::cmd("PING").query(&mut c1).unwrap();
+    assert_eq!(pong, "PONG");
+    cluster.signal(1, libc::SIGCONT);
+    cluster.signal(2, libc::SIGCONT);
+    let mut c3 = cluster.conn(2);
+    assert_eq!(
+        get(&mut c3, "f", &["R", "3", "TIMEOUT", "2000"]).unwrap(),
+        bulk("two-frozen")
+    );
+}
+
+#[test]
+fn concurrent_writers_on_every_node_converge() {
+    let cluster = TestCluster::start(3, |_| {});
+    const KEYS: usize = 30;
+    const ROUNDS: usize = 15;
+    std::thread::scope(|s| {
+        for writer in 0..3 {
+            let mut c = cluster.conn(writer);
+            s.spawn(move || {
+                for round in 0..ROUNDS {
+                    for k in 0..KEYS {
+                        let reply = set(
+                            &mut c,
+                            &format!("hot{k}"),
+                            &format!("w{writer}-r{round}"),
+                            &[],
+                        );
+                        assert_eq!(reply.unwrap(), Value::Okay);
+                    }
+                }
+            });
+        }
+    });
+    let mut conns: Vec<_> = (0..3).map(|i| cluster.conn(i)).collect();
+    for k in 0..KEYS {
+        let key = format!("hot{k}");
+        wait_for(
+            &format!("{key} identical on every replica"),
+            Duration::from_secs(10),
+            || {
+                // Reads through every node repair whatever lags behind.
+                for c in conns.iter_mut() {
+                    get(c, &key, &["R", "3"]).ok()?;
+                }
+                let held: Vec<_> = conns.iter_mut().map(|c| replica(c, &key)).collect();
+                let first = held[0].clone()?;
+                held.iter()
+                    .all(|h| h.as_ref() == Some(&first))
+                    .then_some(())
+            },
+        );
+        // And every node's quorum read returns that one value.
+        let values: Vec<Value> = conns
+            .iter_mut()
+            .map(|c| get(c, &key, &[]).unwrap())
+            .collect();
+        assert!(values.iter().all(|v| *v == values[0]), "{key}: {values:?}");
+    }
+}
+
+#[test]
+fn sloppy_quorum_counts_a_substitute_and_its_hint_reaches_the_node() {
+    // Four nodes, N=3: one preference node down, a W=3 write still succeeds via the fourth.
+    let mut cluster = TestCluster::start(4, |t| t.quorum.w = 3);
+    let key = "sloppy";
+    let pref = cluster.preference(key);
+    let down = cluster.index(&pref[1]);
+    let coordinator = cluster.index(&pref[0]);
+    let outsider = (0..4)
+        .find(|i| !pref.contains(&cluster.topology.members[*i].id))
+        .unwrap();
+    cluster.nodes[down].kill9();
+    let mut c = cluster.conn(coordinator);
+    assert_eq!(set(&mut c, key, "v", &["W", "3"]).unwrap(), Value::Okay);
+    let mut sub = cluster.conn(outsider);
+    assert!(
+        info_field(&mut sub, "hints_stored") >= 1,
+        "the substitute holds the hint"
+    );
+    cluster.nodes[down].restart();
+    let mut back = cluster.conn(down);
+    wait_for(
+        "the substitute's hint delivered",
+        Duration::from_secs(10),
+        || replica(&mut back, key).filter(|(v, _)| v.as_deref() == Some(&b"v"[..])),
+    );
+    wait_for(
+        "the hint dropped once delivered",
+        Duration::from_secs(5),
+        || {
+            let n: i64 = redis::cmd("EXISTS")
+                .arg(format!("hint:{}", pref[1]))
+                .query(&mut sub)
+                .ok()?;
+            (n == 0).then_some(())
+        },
+    );
+}
+
+#[test]
+fn tombstones_are_purged_after_the_grace_period() {
+    let cluster = TestCluster::start(3, |t| t.tombstone_grace_ms = 1_000);
+    let mut c1 = cluster.conn(0);
+    set(&mut c1, "temp", "v", &["W", "3"]).unwrap();
+    call(&mut c1, &[b"RC.DEL", b"temp", b"W", b"3"]).unwrap();
+    for i in 0..3 {
+        let mut c = cluster.conn(i);
+        wait_for("the tombstone purged", Duration::from_secs(10), || {
+            let n: i64 = redis::cmd("EXISTS").arg("kv:temp").query(&mut c).ok()?;
+            (n == 0).then_some(())
+        });
+    }
+    assert_eq!(get(&mut c1, "temp", &[]).unwrap(), Value::Nil);
+}
+
+#[test]
+fn bad_requests_are_refused_with_a_code() {
+    let cluster = TestCluster::start(3, |_| {});
+    let mut c = cluster.conn(0);
+    for (args, code, needle) in [
+        (vec![&b"RC.SET"[..], b"k"], "ERR", "usage: RC.SET"),
+        (
+            vec![b"RC.SET", b"k", b"v", b"W", b"0"],
+            "BADARG",
+            "between 1 and N=3",
+        ),
+        (
+            vec![b"RC.SET", b"k", b"v", b"W", b"4"],
+            "BADARG",
+            "between 1 and N=3",
+        ),
+        (
+            vec![b"RC.GET", b"k", b"R", b"9"],
+            "BADARG",
+            "between 1 and N=3",
+        ),
+        (
+            vec![b"RC.GET", b"k", b"W", b"2"],
+            "BADARG",
+            "unknown option 'W'",
+        ),
+        (
+            vec![b"RC.SET", b"k", b"v", b"TIMEOUT", b"0"],
+            "BADARG",
+            "TIMEOUT",
+        ),
+        (vec![b"RC.SET", b"k", b"v", b"TIMEOUT"], "BADARG", "pairs"),
+        (
+            vec![b"RC.DEL", b"", b"W", b"2"],
+            "BADARG",
+            "key must not be empty",
+        ),
+        (vec![b"RC.CLUSTER.SET", b"{}"], "BADARG", "topology"),
+    ] {
+        let (got, msg) = error_of(call(&mut c, &args));
+        assert_eq!(got, code, "{args:?}: {msg}");
+        assert!(msg.contains(needle), "{args:?}: {msg}");
+    }
+    // Inside MULTI a quorum write cannot wait for peers: refused, nothing hangs.
+    let (_, msg) = error_of(
+        redis::pipe()
+            .atomic()
+            .cmd("RC.SET")
+            .arg("m")
+            .arg("v")
+            .query::<Value>(&mut c),
+    );
+    assert!(msg.contains("cannot run inside MULTI"), "{msg}");
+    // An older topology epoch is refused.
+    let mut older = cluster.topology.clone();
+    older.epoch = 0;
+    let (code, msg) = error_of(call(
+        &mut c,
+        &[b"RC.CLUSTER.SET", older.to_json().as_bytes()],
+    ));
+    assert_eq!(code, "BADARG");
+    assert!(msg.contains("older"), "{msg}");
+}
+
+#[test]
+fn without_a_topology_quorum_commands_say_not_ready() {
+    let r = Redis::start(&["node-id", "n1"]);
+    let mut c = r.conn();
+    let (code, msg) = error_of(call(&mut c, &[b"RC.SET", b"k", b"v"]));
+    assert_eq!(code, "NOTREADY");
+    assert!(msg.contains("RC.CLUSTER.SET"), "{msg}");
+}
