@@ -73,22 +73,17 @@ pub fn set(ctx: &Context, args: Vec<RedisString>) -> Outcome {
     install(topology)?;
     // Stored with plain commands so Redis Insight shows them; RM_Call does not propagate, the
     // verbatim replication of RC.CLUSTER.SET below does.
-    let call = |cmd: &str, args: &[&str]| {
-        ctx.call(cmd, args)
-            .map_err(|e| CodedError::new(Code::Internal, format!("storing the topology: {e}")))
-    };
-    call("SET", &[CONFIG_KEY, &json])?;
-    call(
+    let s = |text: &str| store::string(ctx, text);
+    store::call(ctx, "SET", &[&s(CONFIG_KEY), &s(&json)])?;
+    let (n, w, r) = (
+        s(&q.n.to_string()),
+        s(&q.w.to_string()),
+        s(&q.r.to_string()),
+    );
+    store::call(
+        ctx,
         "HSET",
-        &[
-            QUORUM_KEY,
-            "n",
-            &q.n.to_string(),
-            "w",
-            &q.w.to_string(),
-            "r",
-            &q.r.to_string(),
-        ],
+        &[&s(QUORUM_KEY), &s("n"), &n, &s("w"), &w, &s("r"), &r],
     )?;
     ctx.replicate_verbatim();
     Ok(RedisValue::SimpleStringStatic("OK"))

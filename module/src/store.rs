@@ -2,7 +2,10 @@
 //! read fields as bytes, and name the problem when a key holds something else.
 
 use rcluster_domain::codes::{Code, CodedError};
-use redis_module::{key::RedisKeyWritable, raw::KeyType, Context, RedisString};
+use redis_module::{
+    key::RedisKeyWritable, raw::KeyType, CallOptionsBuilder, CallReply, CallResult, Context,
+    RedisString,
+};
 
 /// The Redis type name of a key type, for error messages.
 fn type_name(t: KeyType) -> &'static str {
@@ -70,4 +73,59 @@ pub fn set_fields(key: &RedisKeyWritable, fields: Vec<(&str, RedisString)>) {
 /// a NUL byte, which client input may contain.)
 pub fn string(ctx: &Context, bytes: impl AsRef<[u8]>) -> RedisString {
     RedisString::create_from_slice(ctx.ctx, bytes.as_ref())
+}
+
+/// A reply of a command run inside Redis, as owned bytes (no UTF-8 assumption: the crate's own
+/// conversion of `ctx.call` replies panics on binary strings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Raw {
+    Nil,
+    Int(i64),
+    Bytes(Vec<u8>),
+    Array(Vec<Raw>),
+    Other,
+}
+
+impl Raw {
+    fn from_reply(reply: &CallReply<'_>) -> Raw {
+        match reply {
+            CallReply::String(s) => Raw::Bytes(s.as_bytes().to_vec()),
+            CallReply::I64(i) => Raw::Int(i.to_i64()),
+            CallReply::Null(_) => Raw::Nil,
+            CallReply::Array(a) => Raw::Array(
+                a.iter()
+                    .map(|item| item.map_or(Raw::Other, |r| Raw::from_reply(&r)))
+                    .collect(),
+            ),
+            CallReply::Set(set) => Raw::Array(
+                set.iter()
+                    .map(|item| item.map_or(Raw::Other, |r| Raw::from_reply(&r)))
+                    .collect(),
+            ),
+            _ => Raw::Other,
+        }
+    }
+
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            Raw::Bytes(b) => Some(b),
+            _ => None,
+        }
+    }
+}
+
+/// Runs a command inside Redis (not propagated, not ACL-checked) and returns its reply as bytes.
+pub fn call(ctx: &Context, command: &str, args: &[&RedisString]) -> Result<Raw, CodedError> {
+    let options = CallOptionsBuilder::new().build();
+    let result: CallResult<'static> = ctx.call_ext(command, &options, args);
+    match result {
+        Ok(reply) => Ok(Raw::from_reply(&reply)),
+        Err(e) => Err(CodedError::new(
+            Code::Internal,
+            format!(
+                "{command} failed: {}",
+                e.to_utf8_string().unwrap_or_default()
+            ),
+        )),
+    }
 }

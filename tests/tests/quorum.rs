@@ -446,3 +446,37 @@ fn without_a_topology_quorum_commands_say_not_ready() {
     assert_eq!(code, "NOTREADY");
     assert!(msg.contains("RC.CLUSTER.SET"), "{msg}");
 }
+
+#[test]
+fn hints_with_binary_values_are_kept_and_dropped() {
+    let cluster = TestCluster::start(3, |_| {});
+    let mut c = cluster.conn(0);
+    let put = |c: &mut redis::Connection, version: &[u8]| {
+        call(
+            c,
+            &[
+                b"RC.HINT.PUT",
+                b"n9",
+                b"k",
+                version,
+                b"n1",
+                b"0",
+                b"\xff\x00\xfe",
+            ],
+        )
+        .unwrap()
+    };
+    assert_eq!(put(&mut c, b"5"), Value::SimpleString("applied".into()));
+    assert_eq!(put(&mut c, b"4"), Value::SimpleString("stale".into()));
+    assert_eq!(
+        call(&mut c, &[b"RC.HINT.DONE", b"n9", b"k", b"4", b"n1"]).unwrap(),
+        Value::Int(0)
+    );
+    assert_eq!(
+        call(&mut c, &[b"RC.HINT.DONE", b"n9", b"k", b"5", b"n1"]).unwrap(),
+        Value::Int(1)
+    );
+    let left: i64 = redis::cmd("EXISTS").arg("hint:n9").query(&mut c).unwrap();
+    assert_eq!(left, 0);
+    assert_eq!(info_field(&mut c, "panics_caught"), 0);
+}

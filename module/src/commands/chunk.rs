@@ -42,19 +42,13 @@ fn check_index_set(ctx: &Context, file_id: &str) -> Result<RedisString, CodedErr
 /// The chunk indexes recorded for a file, ascending.
 fn indexes(ctx: &Context, file_id: &str) -> Result<Vec<u32>, CodedError> {
     check_index_set(ctx, file_id)?;
-    let members = ctx
-        .call("SMEMBERS", &[file_chunks_key(file_id).as_str()])
-        .map_err(|e| internal("reading the chunk index", e))?;
+    let name = store::string(ctx, file_chunks_key(file_id));
+    let members = store::call(ctx, "SMEMBERS", &[&name])?;
     let mut out: Vec<u32> = match members {
-        RedisValue::Array(items) => items
-            .into_iter()
-            .filter_map(|item| match item {
-                RedisValue::BulkString(s) | RedisValue::SimpleString(s) => Some(s.into_bytes()),
-                RedisValue::StringBuffer(b) => Some(b),
-                RedisValue::BulkRedisString(s) => Some(s.as_slice().to_vec()),
-                _ => None,
-            })
-            .filter_map(|b| validate::chunk_index(&b).ok())
+        store::Raw::Array(items) => items
+            .iter()
+            .filter_map(|item| item.bytes())
+            .filter_map(|b| validate::chunk_index(b).ok())
             .collect(),
         _ => Vec::new(),
     };
@@ -107,8 +101,7 @@ pub fn put(ctx: &Context, args: Vec<RedisString>) -> Outcome {
     drop(key);
     // The index as a canonical number, so "7" and "007" are one member.
     let member = store::string(ctx, index.to_string());
-    ctx.call("SADD", &[&set_name, &member])
-        .map_err(|e| internal("recording the chunk in its file's index", e))?;
+    store::call(ctx, "SADD", &[&set_name, &member])?;
     stats::chunks_added(i64::from(!exists), len - old_len);
     ctx.replicate_verbatim();
     Ok(RedisValue::SimpleStringStatic("OK"))
@@ -200,8 +193,7 @@ pub fn del(ctx: &Context, args: Vec<RedisString>) -> Outcome {
         }
         drop(key);
         let member = store::string(ctx, index.to_string());
-        ctx.call("SREM", &[&set_name, &member])
-            .map_err(|e| internal("updating the chunk index", e))?;
+        store::call(ctx, "SREM", &[&set_name, &member])?;
     }
     if deleted > 0 || !targets.is_empty() {
         ctx.replicate_verbatim();

@@ -21,23 +21,14 @@ use crate::store;
 const PUT_USAGE: &str = "RC.HINT.PUT <node> <key> <version> <origin> <0|1 tombstone> <value>";
 const DONE_USAGE: &str = "RC.HINT.DONE <node> <key> <version> <origin>";
 
-fn internal(e: impl std::fmt::Display) -> CodedError {
-    CodedError::new(Code::Internal, format!("hint storage: {e}"))
-}
-
 /// The hint held for `key` in `hint:<node>`, if any and readable.
 fn held(
     ctx: &Context,
     hash: &RedisString,
     key: &RedisString,
 ) -> Result<Option<hint::Hint>, CodedError> {
-    let reply = ctx.call("HGET", &[hash, key][..]).map_err(internal)?;
-    Ok(match reply {
-        RedisValue::StringBuffer(b) => hint::decode(&b),
-        RedisValue::BulkString(s) | RedisValue::SimpleString(s) => hint::decode(s.as_bytes()),
-        RedisValue::BulkRedisString(s) => hint::decode(s.as_slice()),
-        _ => None,
-    })
+    let reply = store::call(ctx, "HGET", &[hash, key])?;
+    Ok(reply.bytes().and_then(hint::decode))
 }
 
 fn open_hints(ctx: &Context, node: &str) -> Result<RedisString, CodedError> {
@@ -77,8 +68,7 @@ pub fn put(ctx: &Context, args: Vec<RedisString>) -> Outcome {
     let outcome = decide(stored.as_ref(), &incoming);
     if outcome == PutOutcome::Applied {
         let encoded = store::string(ctx, hint::encode(&incoming, tombstone, args[6].as_slice()));
-        ctx.call("HSET", &[&hash, &args[2], &encoded][..])
-            .map_err(internal)?;
+        store::call(ctx, "HSET", &[&hash, &args[2], &encoded])?;
         hints::note(&node);
         stats::hint_stored();
         ctx.replicate_verbatim();
@@ -98,7 +88,7 @@ pub fn done(ctx: &Context, args: Vec<RedisString>) -> Outcome {
     if !matches {
         return Ok(RedisValue::Integer(0));
     }
-    ctx.call("HDEL", &[&hash, &args[2]][..]).map_err(internal)?;
+    store::call(ctx, "HDEL", &[&hash, &args[2]])?;
     if ctx.open_key(&hash).key_type() == KeyType::Empty {
         hints::forget(&node);
     }

@@ -1,0 +1,359 @@
+#!/usr/bin/env bash
+# Benchmark: quorum RC.SET / RC.GET on a local 3-node cluster against plain SET / GET on one redis-server (targets: RC.SET >= 0.8 x SET, p99 < 5 ms).
+#
+# Usage: bench/quorum.sh            (REQUESTS=100000 ROUNDS=3 by default)
+#        REQUESTS=50000 ROUNDS=5 bench/quorum.sh
+# Builds release, starts a 3-node cluster with `rcluster up` (N=3, W=2, R=2) on free ports and one
+# plain redis-server (repo redis.conf, appendonly yes, no module) as the baseline, pre-fills the
+# key space k:0..k:99999 on both, then runs ROUNDS alternating rounds of
+#   SET (baseline) | RC.SET one entry | RC.SET spread | GET (baseline) | RC.GET one entry | RC.GET spread
+# with 50 clients, -r 100000 and 16-byte values, and prints the medians (req/s, p50, p99).
+#   one entry: all 50 clients on n1.
+#   spread:    three redis-benchmark processes at once, 17/17/16 clients on n1/n2/n3, the requests
+#              split the same way; req/s = sum of the three, p50/p99 = the worst of the three.
+# Exits non-zero only when the setup fails (build, start, commands answering errors, processes left
+# behind), never because a target was missed.
+set -euo pipefail
+
+REQUESTS=${REQUESTS:-100000}
+ROUNDS=${ROUNDS:-3}
+CLIENTS=50
+SPREAD_CLIENTS=(17 17 16) # n1 n2 n3; sums to CLIENTS
+KEYSPACE=100000           # redis-benchmark -r
+VALUE=0123456789abcdef    # 16 bytes
+TARGET_RATIO=0.8
+TARGET_P99_MS=5
+READY_TIMEOUT_S=90
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+RCLUSTER=$ROOT/target/release/rcluster
+MODULE=$ROOT/target/release/librcluster_module.so
+
+die() {
+    echo "quorum.sh: $*" >&2
+    exit 1
+}
+
+for tool in cargo redis-server redis-cli redis-benchmark pgrep; do
+    command -v "$tool" >/dev/null || die "$tool is not installed"
+done
+[[ $REQUESTS =~ ^[1-9][0-9]*$ ]] || die "REQUESTS must be a positive integer, got '$REQUESTS'"
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, got '$ROUNDS'"
+((REQUESTS >= 3)) || die "REQUESTS must be at least 3 (the spread runs split it over three nodes)"
+
+echo "building release (rcluster and the module)..." >&2
+(cd "$ROOT" && cargo build --release -q --workspace) || die "cargo build --release --workspace failed"
+[[ -x $RCLUSTER ]] || die "$RCLUSTER is missing after the build"
+[[ -f $MODULE ]] || die "$MODULE is missing after the build"
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/rcluster-quorum.XXXXXX")
+UP_PID=
+BASE_PID=
+BENCH_PIDS=()
+REDIS_PORTS=()
+
+# Stops what this run started (benchmarks, the cluster, the baseline), then checks nothing is left.
+cleanup() {
+    local status=$? pid i left
+    trap - EXIT INT TERM
+    for pid in "${BENCH_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    if [[ -n $UP_PID ]]; then
+        kill -TERM "$UP_PID" 2>/dev/null || true
+        # rcluster up stops its nodes (each bounded to 25 s) before it exits.
+        for ((i = 0; i < 600; i++)); do
+            kill -0 "$UP_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$UP_PID" 2>/dev/null; then
+            echo "quorum.sh: rcluster up (pid $UP_PID) did not stop within 60 s; killing it" >&2
+            kill -KILL "$UP_PID" 2>/dev/null || true
+            status=1
+        fi
+        wait "$UP_PID" 2>/dev/null || true
+    fi
+    if [[ -n $BASE_PID ]]; then
+        kill "$BASE_PID" 2>/dev/null || true
+        wait "$BASE_PID" 2>/dev/null || true
+    fi
+    # Node processes carry the config path (in $TMP); redis-servers rename themselves to
+    # "redis-server <host>:<port>", so look for them by port.
+    sleep 0.2
+    left=$(pgrep -f "$TMP" || true)
+    for port in "${REDIS_PORTS[@]}"; do
+        left+=" $(pgrep -f "^redis-server [^ ]*:$port( |$)" || true)"
+    done
+    left=$(echo $left)
+    if [[ -n $left ]]; then
+        echo "quorum.sh: processes from this run are still running after cleanup:" >&2
+        ps -o pid,args -p "${left// /,}" >&2 || true
+        for pid in $left; do kill -KILL "$pid" 2>/dev/null || true; done
+        status=1
+    else
+        echo "cleanup: cluster and baseline stopped, no redis-server or rcluster process of this run is left" >&2
+    fi
+    rm -rf "$TMP"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# True when something listens on (or answers at) the port.
+port_busy() {
+    if command -v ss >/dev/null; then
+        ss -Htln "sport = :$1" 2>/dev/null | grep -q . && return 0
+    fi
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# Ten free ports in 20000-32000 (below the ephemeral range): 3 per node + the baseline.
+PORTS=()
+start=$((20000 + RANDOM % 12000))
+for ((i = 0; i < 12000 && ${#PORTS[@]} < 10; i++)); do
+    candidate=$((20000 + (start - 20000 + i) % 12000))
+    port_busy "$candidate" || PORTS+=("$candidate")
+done
+((${#PORTS[@]} == 10)) || die "no 10 free ports found in 20000-32000"
+NODE_PORTS=("${PORTS[0]}" "${PORTS[1]}" "${PORTS[2]}") # redis ports of n1 n2 n3
+BASE_PORT=${PORTS[9]}
+REDIS_PORTS=("${NODE_PORTS[@]}" "$BASE_PORT")
+
+CONFIG=$TMP/cluster.yaml
+cat >"$CONFIG" <<EOF
+cluster_name: bench
+data_dir: $TMP/data
+redis_conf: $ROOT/redis.conf
+nodes:
+  - { id: n1, redis_port: ${PORTS[0]}, http_port: ${PORTS[3]}, peer_port: ${PORTS[6]} }
+  - { id: n2, redis_port: ${PORTS[1]}, http_port: ${PORTS[4]}, peer_port: ${PORTS[7]} }
+  - { id: n3, redis_port: ${PORTS[2]}, http_port: ${PORTS[5]}, peer_port: ${PORTS[8]} }
+EOF
+
+"$RCLUSTER" up --config "$CONFIG" >"$TMP/up.out" 2>&1 &
+UP_PID=$!
+mkdir -p "$TMP/baseline"
+redis-server "$ROOT/redis.conf" --port "$BASE_PORT" --appendonly yes --dir "$TMP/baseline" \
+    >"$TMP/baseline/redis.log" 2>&1 &
+BASE_PID=$!
+
+cli() {
+    local port=$1
+    shift
+    redis-cli -p "$port" "$@"
+}
+
+for ((i = 0; i < READY_TIMEOUT_S * 10; i++)); do
+    grep -q 'cluster ready' "$TMP/up.out" && break
+    kill -0 "$UP_PID" 2>/dev/null || { cat "$TMP/up.out" >&2; die "rcluster up exited during start-up"; }
+    sleep 0.1
+done
+grep -q 'cluster ready' "$TMP/up.out" || { cat "$TMP/up.out" >&2; die "the cluster was not ready within ${READY_TIMEOUT_S} s"; }
+for ((i = 0; i < 100; i++)); do
+    [[ $(cli "$BASE_PORT" PING 2>/dev/null) == PONG ]] && break
+    kill -0 "$BASE_PID" 2>/dev/null || { cat "$TMP/baseline/redis.log" >&2; die "the baseline redis-server exited during start-up"; }
+    sleep 0.1
+done
+[[ $(cli "$BASE_PORT" PING 2>/dev/null) == PONG ]] ||
+    { cat "$TMP/baseline/redis.log" >&2; die "the baseline redis-server did not answer PING on port $BASE_PORT"; }
+[[ -z $(cli "$BASE_PORT" MODULE LIST) ]] || die "the baseline redis-server has a module loaded"
+
+# The measured commands must succeed: redis-benchmark 7 stops at the first error reply, and a
+# quorum error would make the figure meaningless.
+[[ $(cli "$BASE_PORT" SET k:check "$VALUE") == OK ]] || die "SET fails on the baseline"
+[[ $(cli "$BASE_PORT" GET k:check) == "$VALUE" ]] || die "GET fails on the baseline"
+for n in 0 1 2; do
+    reply=$(cli "${NODE_PORTS[n]}" RC.SET "k:check$n" "$VALUE" 2>&1)
+    [[ $reply == OK ]] || die "RC.SET on n$((n + 1)) answers '$reply'"
+    reply=$(cli "${NODE_PORTS[(n + 1) % 3]}" RC.GET "k:check$n" 2>&1)
+    [[ $reply == "$VALUE" ]] || die "RC.GET on n$(((n + 1) % 3 + 1)) of a key written on n$((n + 1)) answers '$reply'"
+done
+
+# Pre-fill every key the benchmarks touch (k:000000000000 .. k:000000099999, as redis-benchmark
+# formats __rand_int__), so GET and RC.GET read written keys and every SET overwrites.
+awk -v n="$KEYSPACE" -v v="$VALUE" -v cmd=SET 'BEGIN { for (i = 0; i < n; i++) printf "%s k:%012d %s\r\n", cmd, i, v }' >"$TMP/fill.base"
+for n in 0 1 2; do # one third of the keys through each node, at once
+    awk -v n="$KEYSPACE" -v v="$VALUE" -v part="$n" 'BEGIN {
+        for (i = part; i < n; i += 3) printf "RC.SET k:%012d %s\r\n", i, v }' >"$TMP/fill.n$n"
+done
+echo "pre-filling $KEYSPACE keys on the baseline and the cluster..." >&2
+out=$(cli "$BASE_PORT" --pipe <"$TMP/fill.base" 2>&1) || die "pre-filling the baseline failed: $out"
+[[ $out == *"errors: 0,"* ]] || die "pre-filling the baseline answered errors: $out"
+fill_start=$SECONDS
+for n in 0 1 2; do
+    cli "${NODE_PORTS[n]}" --pipe <"$TMP/fill.n$n" >"$TMP/fill.n$n.out" 2>&1 &
+    BENCH_PIDS+=($!)
+done
+for n in 0 1 2; do
+    wait "${BENCH_PIDS[n]}" || die "pre-filling the cluster through n$((n + 1)) failed: $(cat "$TMP/fill.n$n.out")"
+    grep -q 'errors: 0,' "$TMP/fill.n$n.out" ||
+        die "pre-filling the cluster through n$((n + 1)) answered errors: $(cat "$TMP/fill.n$n.out")"
+done
+BENCH_PIDS=()
+echo "pre-fill of the cluster took $((SECONDS - fill_start)) s" >&2
+
+# Module-side error count over the three nodes: RC.SET/RC.GET errors plus error replies of any
+# code other than plain ERR (NOQUORUM, INTERNAL, ... are answered asynchronously).
+cluster_errors() {
+    local total=0 port count
+    for port in "${NODE_PORTS[@]}"; do
+        count=$(
+            {
+                cli "$port" INFO rcluster
+                cli "$port" INFO errorstats
+            } | tr -d '\r' | awk -F'[=,:]' '
+                /^rcluster_cmd_rc_(set|get):/ { s += $5 }
+                /^errorstat_/ && $1 != "errorstat_ERR" { s += $3 }
+                END { print s + 0 }'
+        )
+        total=$((total + count))
+    done
+    echo "$total"
+}
+
+# NOQUORUM replies counted by the coordinators, summed over the nodes.
+noquorum_count() {
+    local port
+    for port in "${NODE_PORTS[@]}"; do
+        cli "$port" INFO errorstats | tr -d '\r' | sed -n 's/^errorstat_NOQUORUM:count=\([0-9]*\).*/\1/p'
+    done | awk '{ s += $1 } END { print s + 0 }'
+}
+
+# Quorum operations of one kind (set|get) that ended OK, summed over the coordinators.
+quorum_ok() {
+    local port
+    for port in "${NODE_PORTS[@]}"; do
+        cli "$port" INFO rcluster | tr -d '\r' | sed -n "s/^rcluster_quorum_$1:ok=\([0-9]*\),.*/\1/p"
+    done | awk '{ s += $1 } END { print s + 0 }'
+}
+
+# Parses a redis-benchmark --csv file into "rps p50_ms p99_ms".
+parse_csv() {
+    local file=$1
+    head -1 "$file" | grep -q 'p99_latency_ms' || die "unexpected redis-benchmark --csv output: $(cat "$file")"
+    tail -1 "$file" | tr -d '"\r' | awk -F, '
+        NF >= 8 && $(NF - 6) ~ /^[0-9.]+$/ { print $(NF - 6), $(NF - 3), $(NF - 1); ok = 1 }
+        END { exit !ok }' || die "no result in redis-benchmark output: $(cat "$file")"
+}
+
+# Runs one redis-benchmark (port clients requests command...) into $TMP/<tag>.csv, in the background.
+start_bench() {
+    local tag=$1 port=$2 clients=$3 requests=$4
+    shift 4
+    redis-benchmark -p "$port" -c "$clients" -n "$requests" -r "$KEYSPACE" --csv "$@" \
+        >"$TMP/$tag.csv" 2>"$TMP/$tag.err" &
+    BENCH_PIDS+=($!)
+}
+
+# Waits for the running benchmarks; dies naming the error reply when one failed.
+wait_benches() {
+    local i failed=
+    for i in "${!BENCH_PIDS[@]}"; do
+        wait "${BENCH_PIDS[i]}" || failed+=" ${BENCH_PIDS[i]}"
+    done
+    BENCH_PIDS=()
+    [[ -z $failed ]] || return 1
+}
+
+# One measured run; sets RESULT to "rps p50 p99". Modes: base (baseline Redis), one (50 clients
+# on n1), spread (17/17/16 clients on n1/n2/n3 at once: summed rps, worst p50 and p99).
+RESULT=
+measure() {
+    local mode=$1 what=$2 errors_before=0 errors_after nq_before=0 nq_after ok_before=0 ok_after op n part sent f
+    shift 2
+    op=$(tr '[:upper:]' '[:lower:]' <<<"${what#RC.}")
+    if [[ $mode != base ]]; then
+        errors_before=$(cluster_errors)
+        nq_before=$(noquorum_count)
+        ok_before=$(quorum_ok "$op")
+    fi
+    rm -f "$TMP"/run*.csv "$TMP"/run*.err
+    case $mode in
+    base) start_bench run0 "$BASE_PORT" "$CLIENTS" "$REQUESTS" "$@" ;;
+    one) start_bench run0 "${NODE_PORTS[0]}" "$CLIENTS" "$REQUESTS" "$@" ;;
+    spread)
+        sent=0
+        for n in 0 1 2; do
+            if ((n < 2)); then part=$((REQUESTS * SPREAD_CLIENTS[n] / CLIENTS)); else part=$((REQUESTS - sent)); fi
+            sent=$((sent + part))
+            start_bench "run$n" "${NODE_PORTS[n]}" "${SPREAD_CLIENTS[n]}" "$part" "$@"
+        done
+        ;;
+    esac
+    if ! wait_benches; then
+        local nq=
+        [[ $mode == base ]] || nq=" (NOQUORUM replies during the run: $(($(noquorum_count) - nq_before)))"
+        die "$what ($mode) failed$nq: $(cat "$TMP"/run*.err | tr '\r' '\n' | grep -v '^$' | tail -3 | tr '\n' ' ')"
+    fi
+    if [[ $mode != base ]]; then
+        errors_after=$(cluster_errors)
+        nq_after=$(noquorum_count)
+        ((errors_after == errors_before)) ||
+            die "$what ($mode): the cluster answered $((errors_after - errors_before)) errors ($((nq_after - nq_before)) NOQUORUM) during the run; the figure is not valid"
+        ok_after=$(quorum_ok "$op")
+        ((ok_after - ok_before >= REQUESTS)) ||
+            die "$what ($mode): the coordinators counted $((ok_after - ok_before)) successful quorum operations for $REQUESTS requests"
+    fi
+    : >"$TMP/parsed"
+    for f in "$TMP"/run*.csv; do parse_csv "$f" >>"$TMP/parsed"; done
+    RESULT=$(awk '{ rps += $1; if ($2 > p50) p50 = $2; if ($3 > p99) p99 = $3 }
+        END { printf "%.2f %.3f %.3f\n", rps, p50, p99 }' "$TMP/parsed")
+}
+
+# Median of the numbers given as arguments.
+median() {
+    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
+        if (NR % 2) printf "%.3f", v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+RUNS=(set_base set_one set_spread get_base get_one get_spread)
+declare -A RPS P50 P99
+for r in "${RUNS[@]}"; do RPS[$r]="" P50[$r]="" P99[$r]=""; done
+# Runs one measurement (run label measure-args...) and keeps its figures.
+record() {
+    local run=$1 label=$2 rps p50 p99
+    shift 2
+    measure "$@"
+    read -r rps p50 p99 <<<"$RESULT"
+    RPS[$run]+=" $rps" P50[$run]+=" $p50" P99[$run]+=" $p99"
+    printf '  %-34s %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms\n' "$label" "$rps" "$p50" "$p99" >&2
+}
+
+echo "redis $(redis-server --version | sed -E 's/.*v=([^ ]+).*/\1/'), appendonly yes on all; baseline on port $BASE_PORT," \
+    "cluster n1/n2/n3 on ${NODE_PORTS[*]} (N=3 W=2 R=2); $CLIENTS clients, $REQUESTS requests, -r $KEYSPACE," \
+    "${#VALUE}-byte values, $ROUNDS rounds, $(nproc) CPUs" >&2
+for ((round = 1; round <= ROUNDS; round++)); do
+    echo "round $round:" >&2
+    record set_base "SET baseline" base SET SET 'k:__rand_int__' "$VALUE"
+    record set_one "RC.SET one entry (n1)" one RC.SET RC.SET 'k:__rand_int__' "$VALUE"
+    record set_spread "RC.SET spread (n1+n2+n3)" spread RC.SET RC.SET 'k:__rand_int__' "$VALUE"
+    record get_base "GET baseline" base GET GET 'k:__rand_int__'
+    record get_one "RC.GET one entry (n1)" one RC.GET RC.GET 'k:__rand_int__'
+    record get_spread "RC.GET spread (n1+n2+n3)" spread RC.GET RC.GET 'k:__rand_int__'
+done
+
+# Report: medians over the rounds.
+echo
+echo "medians of $ROUNDS rounds; $CLIENTS clients, $REQUESTS requests, -r $KEYSPACE, ${#VALUE}-byte values, appendonly yes"
+echo "spread = 17/17/16 clients on n1/n2/n3 at once: req/s is the sum of the three, p50/p99 the worst of the three"
+for op in set get; do
+    OP=${op^^}
+    base_rps=$(median ${RPS[${op}_base]})
+    printf '%-28s %10s %9s %9s %18s\n' "" "req/s" "p50 ms" "p99 ms" "ratio vs $OP"
+    printf '%-28s %10.0f %9.3f %9.3f\n' "$OP baseline" "$base_rps" "$(median ${P50[${op}_base]})" "$(median ${P99[${op}_base]})"
+    for way in one spread; do
+        label="RC.$OP one entry (n1)"
+        [[ $way == spread ]] && label="RC.$OP spread (n1+n2+n3)"
+        run=${op}_$way
+        rps=$(median ${RPS[$run]})
+        p99=$(median ${P99[$run]})
+        ratio=$(awk -v a="$rps" -v b="$base_rps" 'BEGIN { printf "%.2f", a / b }')
+        printf '%-28s %10.0f %9.3f %9.3f %18s\n' "$label" "$rps" "$(median ${P50[$run]})" "$p99" "$ratio"
+        verdicts=$(awk -v r="$ratio" -v t="$TARGET_RATIO" -v p="$p99" -v tp="$TARGET_P99_MS" -v op="$OP" 'BEGIN {
+            if (op == "SET") printf "RC.SET >= %.1f x SET: %s (%.2f); ", t, (r >= t ? "met" : "MISSED"), r
+            printf "p99 < %d ms: %s (%.3f ms)", tp, (p >= tp ? "MISSED" : "met"), p }')
+        printf '  %-26s %s\n' "targets:" "$verdicts"
+    done
+done
