@@ -55,7 +55,10 @@ pub struct Peer {
     pub id: String,
     host: String,
     port: u16,
-    conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    /// The open connection, cloned out under a short std lock on every call (the fast path).
+    conn: Mutex<Option<MultiplexedConnection>>,
+    /// Held while opening a connection, so concurrent calls do not all connect at once.
+    connecting: tokio::sync::Mutex<()>,
     state: AtomicU8,
 }
 
@@ -74,7 +77,8 @@ pub fn peer(member: &Member) -> Arc<Peer> {
         id: member.id.clone(),
         host: member.host.clone(),
         port: member.redis_port,
-        conn: tokio::sync::Mutex::new(None),
+        conn: Mutex::new(None),
+        connecting: tokio::sync::Mutex::new(()),
         state: AtomicU8::new(State::Unknown as u8),
     });
     map.insert(member.id.clone(), p.clone());
@@ -108,16 +112,28 @@ fn describe(e: &redis::RedisError) -> String {
 }
 
 impl Peer {
+    fn cached(&self) -> Option<MultiplexedConnection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_cached(&self, conn: Option<MultiplexedConnection>) {
+        *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = conn;
+    }
+
     /// The cached connection (and `true`), or a new one (and `false`).
     async fn connection(
         &self,
         deadline: Instant,
     ) -> Result<(MultiplexedConnection, bool), Failure> {
-        let mut slot = timeout_at(deadline, self.conn.lock())
+        if let Some(c) = self.cached() {
+            return Ok((c, true));
+        }
+        let _connecting = timeout_at(deadline, self.connecting.lock())
             .await
             .map_err(|_| Failure::Timeout)?;
-        if let Some(c) = slot.as_ref() {
-            return Ok((c.clone(), true));
+        // Another call may have connected while this one waited.
+        if let Some(c) = self.cached() {
+            return Ok((c, false));
         }
         let info = redis::ConnectionInfo {
             addr: redis::ConnectionAddr::Tcp(self.host.clone(), self.port),
@@ -133,7 +149,7 @@ impl Peer {
             .await
             .map_err(|_| Failure::Timeout)?
             .map_err(|e| Failure::Unreachable(describe(&e)))?;
-        *slot = Some(conn.clone());
+        self.set_cached(Some(conn.clone()));
         Ok((conn, false))
     }
 
@@ -151,7 +167,7 @@ impl Peer {
             Err(_) => Err(Failure::Timeout),
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) if e.kind() == redis::ErrorKind::IoError || e.is_connection_dropped() => {
-                *self.conn.lock().await = None;
+                self.set_cached(None);
                 Err(Failure::Unreachable(describe(&e)))
             }
             Ok(Err(e)) => Err(Failure::Replied(

@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use rcluster_domain::codes::Code;
 use rcluster_domain::quorum::{needs_repair, newest, shortfall, Held};
 use rcluster_domain::version::Version;
 use redis::Value;
-use tokio::task::JoinSet;
 
 use crate::coord::block::{Answer, Blocked};
 use crate::coord::deadline_in;
@@ -81,7 +81,8 @@ impl ReadJob {
         let deadline = deadline_in(self.timeout_ms);
         let mut answers: Vec<(Arc<Peer>, Option<Held>)> = self.local.into_iter().collect();
         let mut failures: Vec<(String, String)> = Vec::new();
-        let mut tasks = JoinSet::new();
+        // The calls run concurrently inside this one task (no task per replica).
+        let mut tasks = FuturesUnordered::new();
         let cmd = Arc::new({
             let mut c = redis::cmd("RC.REPLICA.GET");
             c.arg(&self.key);
@@ -89,7 +90,7 @@ impl ReadJob {
         });
         for peer in &self.replicas {
             let (peer, cmd) = (peer.clone(), cmd.clone());
-            tasks.spawn(async move {
+            tasks.push(async move {
                 let result = peer.call(&cmd, deadline).await.and_then(|v| parse_held(&v));
                 (peer, result)
             });
@@ -123,8 +124,7 @@ impl ReadJob {
             }
         };
         finish(&mut blocked, &answers, &failures, false, tasks.len());
-        while let Some(joined) = tasks.join_next().await {
-            let Ok((peer, result)) = joined else { continue };
+        while let Some((peer, result)) = tasks.next().await {
             match result {
                 Ok(held) => answers.push((peer, held)),
                 Err(f) => {

@@ -9,11 +9,12 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::FutureExt;
 use rcluster_domain::codes::Code;
 use rcluster_domain::quorum::shortfall;
 use rcluster_domain::version::Version;
 use redis::Value;
-use tokio::task::JoinSet;
 
 use crate::coord::block::{Answer, Blocked};
 use crate::coord::peers::{Failure, Peer};
@@ -91,18 +92,22 @@ impl WriteJob {
         let mut failures: Vec<(String, String)> = Vec::new();
         let mut local_hints: Vec<String> = Vec::new();
         let mut substitutes: VecDeque<Arc<Peer>> = self.substitutes.iter().cloned().collect();
-        let mut tasks = JoinSet::new();
+        // The calls run concurrently inside this one task (no task per replica).
+        let mut tasks = FuturesUnordered::new();
         let replica = Arc::new(replica_cmd(&self.key, self.value.as_deref(), &self.version));
         for peer in &self.replicas {
             let (peer, cmd) = (peer.clone(), replica.clone());
-            tasks.spawn(async move {
-                let result = peer.call(&cmd, deadline).await;
-                Outcome {
-                    intended: peer.id.clone(),
-                    via: None,
-                    result,
+            tasks.push(
+                async move {
+                    let result = peer.call(&cmd, deadline).await;
+                    Outcome {
+                        intended: peer.id.clone(),
+                        via: None,
+                        result,
+                    }
                 }
-            });
+                .boxed(),
+            );
         }
         let finish = |blocked: &mut Option<Blocked>, answer: Answer, end: End| {
             if let Some(b) = blocked.take() {
@@ -113,8 +118,7 @@ impl WriteJob {
         if acks >= self.w {
             finish(&mut blocked, Answer::Ok, End::Ok);
         }
-        while let Some(joined) = tasks.join_next().await {
-            let Ok(out) = joined else { continue };
+        while let Some(out) = tasks.next().await {
             match out.result {
                 Ok(reply) if is_ack(&reply) => acks += 1,
                 other => {
@@ -139,14 +143,17 @@ impl WriteJob {
                             &self.version,
                         );
                         let intended = out.intended.clone();
-                        tasks.spawn(async move {
-                            let result = sub.call(&cmd, deadline).await;
-                            Outcome {
-                                intended,
-                                via: Some(sub.id.clone()),
-                                result,
+                        tasks.push(
+                            async move {
+                                let result = sub.call(&cmd, deadline).await;
+                                Outcome {
+                                    intended,
+                                    via: Some(sub.id.clone()),
+                                    result,
+                                }
                             }
-                        });
+                            .boxed(),
+                        );
                     } else {
                         local_hints.push(out.intended);
                     }
