@@ -70,6 +70,7 @@ case "$cmd" in
   bench)
     ensure_deps
     bash bench/module_put.sh
+    bash bench/quorum.sh
     ;;
   deps) ensure_deps ;;
   -h|--help|help|"") usage ;;
