@@ -108,8 +108,9 @@ impl ReadJob {
             if answers.len() >= r {
                 let best = newest(answers.iter().map(|(_, h)| h));
                 if let Some(b) = blocked.take() {
-                    b.finish(answer_for(best));
+                    // Counted before the reply, so a client that saw it also sees it in INFO.
                     stats::quorum_op(Op::Get, End::Ok, started.elapsed());
+                    b.finish(answer_for(best));
                 }
             } else if force || answers.len() + pending < r {
                 let msg = format!(
@@ -118,8 +119,8 @@ impl ReadJob {
                     shortfall(r as u8, answers.len(), failures)
                 );
                 if let Some(b) = blocked.take() {
-                    b.finish(Answer::Error(msg));
                     stats::quorum_op(Op::Get, End::NoQuorum, started.elapsed());
+                    b.finish(Answer::Error(msg));
                 }
             }
         };

@@ -111,8 +111,9 @@ impl WriteJob {
         }
         let finish = |blocked: &mut Option<Blocked>, answer: Answer, end: End| {
             if let Some(b) = blocked.take() {
-                b.finish(answer);
+                // Counted before the reply, so a client that saw it also sees it in INFO.
                 stats::quorum_op(self.op, end, self.started.elapsed());
+                b.finish(answer);
             }
         };
         if acks >= self.w {
