@@ -59,6 +59,15 @@ pub struct ClusterConfig {
     /// Password of the internal Redis user the modules use to reach each other.
     #[serde(default = "default_internal_password")]
     pub internal_password: String,
+    /// HTTP API: keys, rate limits, body and time limits.
+    #[serde(default)]
+    pub api: crate::node_config::ApiConfig,
+    /// Restarting a node's Redis after a crash.
+    #[serde(default)]
+    pub supervision: crate::node_config::Supervision,
+    /// NTP servers and drift limits.
+    #[serde(default)]
+    pub time: crate::node_config::TimeConfig,
     pub nodes: Vec<NodeConfig>,
 }
 
@@ -193,6 +202,8 @@ pub enum ConfigError {
         if *nodes == 1 { "node is" } else { "nodes are" }
     )]
     NotEnoughNodes { n: u8, nodes: usize },
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
     #[error("internal_password must be printable ASCII without spaces")]
     BadPassword,
     #[error("{field} {value} is out of range {}..={}", range.start(), range.end())]
@@ -293,7 +304,9 @@ impl ClusterConfig {
         if !pw.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(ConfigError::BadPassword);
         }
-        Ok(())
+        self.api.validate()?;
+        self.supervision.validate()?;
+        self.time.validate()
     }
 
     fn validate_nodes(&self) -> Result<(), ConfigError> {
@@ -381,6 +394,7 @@ impl ClusterConfig {
             .hint_replay_ms
             .saturating_mul(10)
             .min(*HINT_REPLAY_MS_RANGE.end());
+        config.time.ntp_interval_ms = self.time.ntp_interval_ms.saturating_mul(10).min(86_400_000);
         // No virtual nodes: the smallest ring (at the price of an uneven spread beyond N nodes).
         config.vnodes = 1;
         config
@@ -725,11 +739,13 @@ nodes:
         assert_eq!(low.intervals.request_timeout_ms, 4000);
         assert_eq!(low.intervals.hint_replay_ms, 10_000);
         assert_eq!(low.vnodes, 1);
+        assert_eq!(low.time.ntp_interval_ms, 600_000);
         // Everything else is unchanged, and the original is untouched.
         let mut back = low.clone();
         back.redis_maxmemory_mb = config.redis_maxmemory_mb;
         back.intervals = config.intervals;
         back.vnodes = config.vnodes;
+        back.time = config.time.clone();
         assert_eq!(back, config);
         assert_eq!(config.redis_maxmemory_mb, 256);
         assert_eq!(low.validate(), Ok(()));
@@ -812,6 +828,9 @@ nodes:
                     redis_maxmemory_mb: memory,
                     vnodes: default_vnodes(),
                     internal_password: default_internal_password(),
+                    api: Default::default(),
+                    supervision: Default::default(),
+                    time: Default::default(),
                     nodes,
                 }
             })

@@ -3,7 +3,9 @@
 //! `cluster:quorum` so that a restarted Redis serves before the node process pushes again.
 //!
 //! `RC.CLUSTER.SET json` validates and installs a topology (an older epoch is refused);
-//! `RC.CLUSTER.GET` returns the installed one as JSON, or nil.
+//! `RC.CLUSTER.GET` returns the installed one as JSON, or nil;
+//! `RC.CLUSTER.NODESTATE node alive|suspect|down ttl-ms` records the node process's failure
+//! detector verdict (a `down` node is not called until the verdict expires or changes).
 
 use std::sync::{Arc, RwLock};
 
@@ -117,4 +119,24 @@ pub fn restore(ctx: &Context) {
             "rcluster: {CONFIG_KEY} is not a valid topology: {e}"
         )),
     }
+}
+
+pub fn nodestate(_ctx: &Context, args: Vec<RedisString>) -> Outcome {
+    arity(Cmd::ClusterNodeState, &args, 4, 4, "RC.CLUSTER.NODESTATE <node> <alive|suspect|down> <ttl-ms>")?;
+    let node = rcluster_domain::validate::node_id(args[1].as_slice())?;
+    let state = crate::coord::peers::Pushed::parse(args[2].as_slice()).ok_or_else(|| {
+        CodedError::new(
+            Code::BadArg,
+            format!(
+                "state must be alive, suspect or down, got '{}'",
+                rcluster_domain::validate::show(args[2].as_slice())
+            ),
+        )
+    })?;
+    let ttl = rcluster_domain::validate::u64_arg("ttl-ms", args[3].as_slice())?;
+    if ttl == 0 || ttl > 3_600_000 {
+        return Err(CodedError::new(Code::BadArg, format!("ttl-ms must be 1..=3600000, got {ttl}")));
+    }
+    crate::coord::peers::push_liveness(&node, state, std::time::Duration::from_millis(ttl));
+    Ok(RedisValue::SimpleStringStatic("OK"))
 }

@@ -75,6 +75,9 @@ fn rc_cluster_set(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 fn rc_cluster_get(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     guard::run(Cmd::ClusterGet, ctx, args, cluster::get)
 }
+fn rc_cluster_nodestate(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    guard::run(Cmd::ClusterNodeState, ctx, args, cluster::nodestate)
+}
 fn rc_debug(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     guard::run(Cmd::Debug, ctx, args, debug::debug)
 }
@@ -234,6 +237,7 @@ redis_module! {
         ["RC.CLOCK", rc_clock, "fast", 0, 0, 0],
         ["RC.CLUSTER.SET", rc_cluster_set, "write deny-oom", 0, 0, 0],
         ["RC.CLUSTER.GET", rc_cluster_get, "readonly", 0, 0, 0],
+        ["RC.CLUSTER.NODESTATE", rc_cluster_nodestate, "fast", 0, 0, 0],
         ["RC.DEBUG", rc_debug, "", 0, 0, 0],
     ],
     configurations: [

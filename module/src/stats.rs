@@ -23,11 +23,12 @@ pub enum Cmd {
     Clock,
     ClusterSet,
     ClusterGet,
+    ClusterNodeState,
     Debug,
 }
 
 impl Cmd {
-    pub const ALL: [Cmd; 18] = [
+    pub const ALL: [Cmd; 19] = [
         Cmd::Set,
         Cmd::Get,
         Cmd::Del,
@@ -45,6 +46,7 @@ impl Cmd {
         Cmd::Clock,
         Cmd::ClusterSet,
         Cmd::ClusterGet,
+        Cmd::ClusterNodeState,
         Cmd::Debug,
     ];
 
@@ -68,6 +70,7 @@ impl Cmd {
             Cmd::Clock => "RC.CLOCK",
             Cmd::ClusterSet => "RC.CLUSTER.SET",
             Cmd::ClusterGet => "RC.CLUSTER.GET",
+            Cmd::ClusterNodeState => "RC.CLUSTER.NODESTATE",
             Cmd::Debug => "RC.DEBUG",
         }
     }

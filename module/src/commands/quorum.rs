@@ -218,6 +218,8 @@ pub fn locate(_ctx: &Context, args: Vec<RedisString>) -> Outcome {
                 .map_or_else(String::new, |m| format!("{}:{}", m.host, m.redis_port));
             let state = if id == me_id {
                 "self"
+            } else if let Some(pushed) = peers::pushed_liveness(id) {
+                pushed.as_str()
             } else {
                 peers::state_of(id).as_str()
             };

@@ -64,6 +64,52 @@ pub struct Peer {
 
 static PEERS: Mutex<Option<HashMap<String, Arc<Peer>>>> = Mutex::new(None);
 
+/// Liveness pushed by the node process's failure detector: (state, valid until). A node marked
+/// down is not called at all (the coordinator routes around it at once) until the mark expires
+/// or the detector says it is back.
+static PUSHED: Mutex<Option<HashMap<String, (Pushed, std::time::Instant)>>> = Mutex::new(None);
+
+/// A failure-detector verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pushed {
+    Alive,
+    Suspect,
+    Down,
+}
+
+impl Pushed {
+    pub fn parse(text: &[u8]) -> Option<Pushed> {
+        match text {
+            b"alive" => Some(Pushed::Alive),
+            b"suspect" => Some(Pushed::Suspect),
+            b"down" => Some(Pushed::Down),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pushed::Alive => "alive",
+            Pushed::Suspect => "suspect",
+            Pushed::Down => "down",
+        }
+    }
+}
+
+/// Records the detector's verdict on `id` for `ttl`.
+pub fn push_liveness(id: &str, state: Pushed, ttl: std::time::Duration) {
+    let mut guard = PUSHED.lock().unwrap_or_else(|p| p.into_inner());
+    guard
+        .get_or_insert_with(HashMap::new)
+        .insert(id.to_string(), (state, std::time::Instant::now() + ttl));
+}
+
+/// The detector's current verdict on `id`, if one is pushed and not expired.
+pub fn pushed_liveness(id: &str) -> Option<Pushed> {
+    let guard = PUSHED.lock().unwrap_or_else(|p| p.into_inner());
+    let (state, until) = guard.as_ref()?.get(id)?;
+    (std::time::Instant::now() < *until).then_some(*state)
+}
+
 /// The connection handle for `member` (created on first use; replaced when its address changed).
 pub fn peer(member: &Member) -> Arc<Peer> {
     let mut guard = PEERS.lock().unwrap_or_else(|p| p.into_inner());
@@ -188,6 +234,9 @@ impl Peer {
     /// member restarted or died) is replaced once, so the failure reported is the current one
     /// ("connection refused"), not the stale connection's.
     pub async fn call(&self, cmd: &redis::Cmd, deadline: Instant) -> Result<redis::Value, Failure> {
+        if pushed_liveness(&self.id) == Some(Pushed::Down) {
+            return Err(Failure::Unreachable("down (failure detector)".into()));
+        }
         let mut result = self.attempt(cmd, deadline).await;
         if let (Err(Failure::Unreachable(_)), true) = &result {
             result = self.attempt(cmd, deadline).await;
