@@ -126,7 +126,10 @@ fn range(field: &str, value: u64, lo: u64, hi: u64) -> Result<(), ConfigError> {
     if (lo..=hi).contains(&value) {
         Ok(())
     } else {
-        Err(invalid(field, format!("{value} is out of range {lo}..={hi}")))
+        Err(invalid(
+            field,
+            format!("{value} is out of range {lo}..={hi}"),
+        ))
     }
 }
 
@@ -135,26 +138,47 @@ impl ApiConfig {
         let mut names = std::collections::HashSet::new();
         let mut keys = std::collections::HashSet::new();
         for k in &self.keys {
-            if k.name.is_empty() || k.name.len() > 64 || !k.name.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(invalid("api.keys", format!("name {:?} must be 1 to 64 printable characters", k.name)));
-            }
-            if !names.insert(k.name.as_str()) {
-                return Err(invalid("api.keys", format!("duplicate key name {:?}", k.name)));
-            }
-            if k.key.len() < 16 || k.key.len() > 256 || !k.key.bytes().all(|b| b.is_ascii_graphic()) {
+            if k.name.is_empty()
+                || k.name.len() > 64
+                || !k.name.bytes().all(|b| b.is_ascii_graphic())
+            {
                 return Err(invalid(
                     "api.keys",
-                    format!("key of {:?} must be 16 to 256 printable characters without spaces", k.name),
+                    format!("name {:?} must be 1 to 64 printable characters", k.name),
+                ));
+            }
+            if !names.insert(k.name.as_str()) {
+                return Err(invalid(
+                    "api.keys",
+                    format!("duplicate key name {:?}", k.name),
+                ));
+            }
+            if k.key.len() < 16 || k.key.len() > 256 || !k.key.bytes().all(|b| b.is_ascii_graphic())
+            {
+                return Err(invalid(
+                    "api.keys",
+                    format!(
+                        "key of {:?} must be 16 to 256 printable characters without spaces",
+                        k.name
+                    ),
                 ));
             }
             if !keys.insert(k.key.as_str()) {
-                return Err(invalid("api.keys", format!("key of {:?} is used twice", k.name)));
+                return Err(invalid(
+                    "api.keys",
+                    format!("key of {:?} is used twice", k.name),
+                ));
             }
         }
         range("api.rate_per_s", u64::from(self.rate_per_s), 1, 100_000)?;
         range("api.burst", u64::from(self.burst), 1, 100_000)?;
         range("api.body_limit_bytes", self.body_limit_bytes, 1024, 1 << 40)?;
-        range("api.request_timeout_ms", self.request_timeout_ms, 100, 3_600_000)
+        range(
+            "api.request_timeout_ms",
+            self.request_timeout_ms,
+            100,
+            3_600_000,
+        )
     }
 
     /// The key entry matching `presented`, compared in constant time against every key.
@@ -171,22 +195,40 @@ impl ApiConfig {
 
 impl Supervision {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        range("supervision.restart_delay_ms", self.restart_delay_ms, 0, 600_000)?;
-        range("supervision.max_restarts_per_minute", u64::from(self.max_restarts_per_minute), 0, 1_000)
+        range(
+            "supervision.restart_delay_ms",
+            self.restart_delay_ms,
+            0,
+            600_000,
+        )?;
+        range(
+            "supervision.max_restarts_per_minute",
+            u64::from(self.max_restarts_per_minute),
+            0,
+            1_000,
+        )
     }
 }
 
 impl TimeConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         for s in &self.ntp_servers {
-            let ok = s
-                .rsplit_once(':')
-                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+            let ok = s.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+            });
             if !ok {
-                return Err(invalid("time.ntp_servers", format!("{s:?} is not host:port")));
+                return Err(invalid(
+                    "time.ntp_servers",
+                    format!("{s:?} is not host:port"),
+                ));
             }
         }
-        range("time.ntp_interval_ms", self.ntp_interval_ms, 1_000, 86_400_000)?;
+        range(
+            "time.ntp_interval_ms",
+            self.ntp_interval_ms,
+            1_000,
+            86_400_000,
+        )?;
         range("time.ntp_timeout_ms", self.ntp_timeout_ms, 10, 60_000)?;
         range("time.max_drift_ms", self.max_drift_ms, 1, 3_600_000)
     }
@@ -210,19 +252,33 @@ mod tests {
         assert!(api.validate().unwrap_err().to_string().contains("api.keys"));
         let mut api = ApiConfig::default();
         api.keys[1].key = api.keys[0].key.clone();
-        assert!(api.validate().unwrap_err().to_string().contains("used twice"));
+        assert!(api
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("used twice"));
         let time = TimeConfig {
             ntp_servers: vec!["nohost".into()],
             ..TimeConfig::default()
         };
-        assert!(time.validate().unwrap_err().to_string().contains("not host:port"));
+        assert!(time
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("not host:port"));
     }
 
     #[test]
     fn authenticate_finds_the_role() {
         let api = ApiConfig::default();
-        assert_eq!(api.authenticate("dev-admin-key-change-me").unwrap().role, Role::Admin);
-        assert_eq!(api.authenticate("dev-read-key-change-me").unwrap().role, Role::Read);
+        assert_eq!(
+            api.authenticate("dev-admin-key-change-me").unwrap().role,
+            Role::Admin
+        );
+        assert_eq!(
+            api.authenticate("dev-read-key-change-me").unwrap().role,
+            Role::Read
+        );
         assert!(api.authenticate("dev-read-key-change-m").is_none());
         assert!(api.authenticate("").is_none());
     }

@@ -122,7 +122,13 @@ pub fn restore(ctx: &Context) {
 }
 
 pub fn nodestate(_ctx: &Context, args: Vec<RedisString>) -> Outcome {
-    arity(Cmd::ClusterNodeState, &args, 4, 4, "RC.CLUSTER.NODESTATE <node> <alive|suspect|down> <ttl-ms>")?;
+    arity(
+        Cmd::ClusterNodeState,
+        &args,
+        4,
+        4,
+        "RC.CLUSTER.NODESTATE <node> <alive|suspect|down> <ttl-ms>",
+    )?;
     let node = rcluster_domain::validate::node_id(args[1].as_slice())?;
     let state = crate::coord::peers::Pushed::parse(args[2].as_slice()).ok_or_else(|| {
         CodedError::new(
@@ -135,7 +141,10 @@ pub fn nodestate(_ctx: &Context, args: Vec<RedisString>) -> Outcome {
     })?;
     let ttl = rcluster_domain::validate::u64_arg("ttl-ms", args[3].as_slice())?;
     if ttl == 0 || ttl > 3_600_000 {
-        return Err(CodedError::new(Code::BadArg, format!("ttl-ms must be 1..=3600000, got {ttl}")));
+        return Err(CodedError::new(
+            Code::BadArg,
+            format!("ttl-ms must be 1..=3600000, got {ttl}"),
+        ));
     }
     crate::coord::peers::push_liveness(&node, state, std::time::Duration::from_millis(ttl));
     Ok(RedisValue::SimpleStringStatic("OK"))

@@ -1,9 +1,12 @@
 //! `rcluster`: the node process, the local cluster launcher and the command-line tool. This file
 //! only parses the command line and hands over to the module that does the work.
 
+mod client;
+mod metrics;
 mod node;
 mod paths;
 mod probe;
+mod status;
 mod supervise;
 mod up;
 mod web;
@@ -45,6 +48,23 @@ enum Command {
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=600))]
         start_timeout_s: u64,
     },
+    /// Show every node as the first answering node sees it (state, heartbeat, Redis, keys,
+    /// memory, clock drift).
+    Status {
+        /// Cluster configuration file (where to find the nodes).
+        #[arg(long, default_value = "config/cluster.yaml")]
+        config: PathBuf,
+        /// API key (default: $RCLUSTER_API_KEY, else the config's first read key).
+        #[arg(long)]
+        api_key: Option<String>,
+        /// Print the raw JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Refresh every N seconds until interrupted.
+        #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2",
+              value_parser = clap::value_parser!(u64).range(1..=3600))]
+        watch: Option<u64>,
+    },
     /// Run one node: its redis-server (with the module) and its HTTP endpoint.
     Node {
         /// Cluster configuration file.
@@ -64,8 +84,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: a node process is light, and children spawned from the main thread get their
+    // parent-death signal tied to a thread that lives as long as the process.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -88,6 +109,20 @@ fn main() -> ExitCode {
                     low_resource,
                     module,
                     start_timeout: std::time::Duration::from_secs(start_timeout_s),
+                })
+                .await
+            }
+            Command::Status {
+                config,
+                api_key,
+                json,
+                watch,
+            } => {
+                status::run(status::StatusArgs {
+                    config,
+                    api_key,
+                    json,
+                    watch_s: watch,
                 })
                 .await
             }

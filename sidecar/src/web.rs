@@ -1,47 +1,325 @@
-//! The node's HTTP endpoint: `GET /api/health` (answers 503 when the node's Redis does not
-//! answer PING) and a small status page at `/` that links every
-//! node of the cluster. The full API and admin page grow from this router.
+//! The node's HTTP API (axum): `GET /api/health` and `GET /metrics` (no key), `GET /api/cluster`
+//! and `GET /api/nodes` (read key), `POST /api/nodes/{id}/stop|start|restart` (admin key; another
+//! node's id is forwarded to that node), and a small status page at `/`. API keys are compared in
+//! constant time; each key (or client address without one) is rate limited (429 + Retry-After);
+//! bodies and request time are bounded. Every error is JSON `{"error":{"code","message"}}`.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse};
-use axum::routing::get;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use rcluster_domain::config::{ClusterConfig, NodeConfig};
-use serde_json::json;
+use rcluster_domain::node_config::Role;
+use serde_json::{json, Value};
+use tower_http::timeout::TimeoutLayer;
 
-pub struct NodeState {
-    pub config: ClusterConfig,
-    pub node: NodeConfig,
+use crate::client;
+use crate::node::redis::Control;
+use crate::node::view::Shared;
+
+/// An error answer: status, stable code, message naming the problem.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after_s: Option<u64>,
 }
 
-pub fn router(state: Arc<NodeState>) -> Router {
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after_s: None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
+        let mut response = (self.status, body).into_response();
+        if let Some(s) = self.retry_after_s {
+            if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        response
+    }
+}
+
+/// Applies the rate limit to `key` (a key name or a client address).
+fn rate_limit(shared: &Shared, key: &str) -> Result<(), ApiError> {
+    let now = shared.mono_ms();
+    let verdict = shared
+        .limiter
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .check(key, now);
+    verdict.map_err(|retry_ms| {
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMITED",
+            format!("too many requests for {key}; retry in {retry_ms} ms"),
+        );
+        e.retry_after_s = Some(retry_ms.div_ceil(1000).max(1));
+        e
+    })
+}
+
+/// The caller, authenticated by API key (`Authorization: Bearer <key>` or `X-API-Key`).
+pub struct Caller {
+    pub name: String,
+    pub role: Role,
+    pub key: String,
+}
+
+impl FromRequestParts<Arc<Shared>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        shared: &Arc<Shared>,
+    ) -> Result<Self, Self::Rejection> {
+        let header_text =
+            |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        let presented = header_text(header::AUTHORIZATION)
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .or_else(|| parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+            .map(str::trim);
+        let Some(presented) = presented else {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+            ));
+        };
+        let Some(found) = shared.config.api.authenticate(presented) else {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "unknown API key",
+            ));
+        };
+        rate_limit(shared, &format!("key:{}", found.name))?;
+        Ok(Caller {
+            name: found.name.clone(),
+            role: found.role,
+            key: presented.to_string(),
+        })
+    }
+}
+
+impl Caller {
+    fn require_admin(&self) -> Result<(), ApiError> {
+        match self.role {
+            Role::Admin => Ok(()),
+            Role::Read => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "FORBIDDEN",
+                format!("key '{}' is read-only; this needs an admin key", self.name),
+            )),
+        }
+    }
+}
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    let api = &shared.config.api;
+    let body_limit = usize::try_from(api.body_limit_bytes).unwrap_or(usize::MAX);
+    let timeout = Duration::from_millis(api.request_timeout_ms);
     Router::new()
         .route("/", get(index))
         .route("/api/health", get(health))
-        .with_state(state)
+        .route("/api/cluster", get(cluster))
+        .route("/api/nodes", get(nodes))
+        .route("/api/nodes/{id}/{action}", post(node_action))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .with_state(shared)
 }
 
-async fn health(State(s): State<Arc<NodeState>>) -> impl IntoResponse {
-    let redis_up =
-        crate::probe::redis_ping(&s.node.host, s.node.redis_port, Duration::from_millis(500)).await;
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint")
+}
+
+fn by_address(shared: &Shared, addr: &SocketAddr) -> Result<(), ApiError> {
+    rate_limit(shared, &format!("addr:{}", addr.ip()))
+}
+
+async fn health(
+    State(s): State<Arc<Shared>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+) -> Result<Response, ApiError> {
+    by_address(&s, &addr)?;
+    let redis = s.redis.state.borrow().clone();
+    let redis_up = s
+        .local
+        .query::<String>(&redis::cmd("PING"), Duration::from_millis(500))
+        .await
+        .is_ok();
     let status = if redis_up {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let body = json!({
-        "node": s.node.id,
+        "node": s.me.id,
         "cluster": s.config.cluster_name,
         "version": env!("CARGO_PKG_VERSION"),
-        "redis_port": s.node.redis_port,
-        "http_port": s.node.http_port,
+        "redis_port": s.me.redis_port,
+        "http_port": s.me.http_port,
         "redis_up": redis_up,
+        "redis_state": redis.name(),
+        "redis_pid": redis.pid(),
     });
-    (status, Json(body))
+    Ok((status, Json(body)).into_response())
+}
+
+/// Every node as this node sees it.
+fn node_rows(s: &Shared) -> Vec<Value> {
+    let nodes = s.nodes();
+    s.config
+        .nodes
+        .iter()
+        .map(|n| {
+            let v = nodes.get(&n.id);
+            let age = v
+                .and_then(|v| v.last_heartbeat_unix_ms)
+                .map(|t| crate::node::view::unix_ms().saturating_sub(t));
+            json!({
+                "id": n.id,
+                "host": n.host,
+                "redis_port": n.redis_port,
+                "http_port": n.http_port,
+                "peer_port": n.peer_port,
+                "self": n.id == s.me.id,
+                "state": v.map(|v| v.liveness.as_str()),
+                "reason": v.map(|v| v.reason.clone()),
+                "phi": v.map(|v| (v.phi * 100.0).round() / 100.0),
+                "last_heartbeat_age_ms": age,
+                "rtt_ms": v.and_then(|v| v.rtt_ms),
+                "redis_up": v.map(|v| v.summary.redis_up),
+                "redis_state": v.map(|v| v.summary.redis_state.clone()),
+                "kv_keys": v.and_then(|v| v.summary.kv_keys),
+                "used_memory_bytes": v.and_then(|v| v.summary.used_memory_bytes),
+                "drift_ms": v.and_then(|v| v.summary.drift_ms),
+                "time_source": v.map(|v| v.summary.time_source.clone()),
+            })
+        })
+        .collect()
+}
+
+async fn nodes(State(s): State<Arc<Shared>>, _caller: Caller) -> Json<Value> {
+    Json(json!({ "observer": s.me.id, "nodes": node_rows(&s) }))
+}
+
+async fn cluster(State(s): State<Arc<Shared>>, _caller: Caller) -> Json<Value> {
+    let q = s.config.quorum;
+    Json(json!({
+        "cluster": s.config.cluster_name,
+        "observer": s.me.id,
+        "quorum": {"n": q.n, "w": q.w, "r": q.r},
+        "vnodes": s.config.vnodes,
+        "heartbeat_ms": s.config.intervals.heartbeat_ms,
+        "time": s.time(),
+        "nodes": node_rows(&s),
+    }))
+}
+
+async fn node_action(
+    State(s): State<Arc<Shared>>,
+    caller: Caller,
+    Path((id, action)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_admin()?;
+    let control = Control::parse(&action).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("unknown action '{action}': use stop, start or restart"),
+        )
+    })?;
+    let Some(target) = s.config.node(&id).cloned() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "UNKNOWN_NODE",
+            format!("no node '{id}' in the cluster"),
+        ));
+    };
+    if target.id != s.me.id {
+        // Another node's Redis is supervised by that node: forward the request to it.
+        let path = format!("/api/nodes/{id}/{action}");
+        let answer = client::request(
+            "POST",
+            &target.host,
+            target.http_port,
+            &path,
+            Some(&caller.key),
+            None,
+            Duration::from_secs(60),
+        )
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "NODE_UNREACHABLE",
+                format!("node {id}: {e}"),
+            )
+        })?;
+        let body: Value =
+            serde_json::from_slice(&answer.body).unwrap_or_else(|_| json!({"raw": answer.text()}));
+        return if answer.status == 200 {
+            Ok(Json(body))
+        } else {
+            Err(ApiError::new(
+                StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY),
+                "FORWARDED_ERROR",
+                format!("node {id} answered {}: {}", answer.status, answer.text()),
+            ))
+        };
+    }
+    let result = s
+        .redis
+        .control(control)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "ACTION_FAILED", e))?;
+    println!(
+        "node {}: {action} by key '{}': {result}",
+        s.me.id, caller.name
+    );
+    Ok(Json(
+        json!({"node": id, "action": action, "result": result, "redis_state": s.redis.state.borrow().name()}),
+    ))
+}
+
+async fn metrics(
+    State(s): State<Arc<Shared>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+) -> Result<Response, ApiError> {
+    by_address(&s, &addr)?;
+    let mut info_cmd = redis::cmd("INFO");
+    info_cmd.arg("rcluster");
+    let info = s
+        .local
+        .query::<String>(&info_cmd, Duration::from_millis(500))
+        .await
+        .ok();
+    s.metrics.redis_up.set(i64::from(info.is_some()));
+    s.metrics.observe_module_info(info.as_deref());
+    let text = s.metrics.render();
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
 fn escape(text: &str) -> String {
@@ -51,26 +329,27 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-async fn index(State(s): State<Arc<NodeState>>) -> Html<String> {
-    let rows: String = s
-        .config
-        .nodes
+async fn index(State(s): State<Arc<Shared>>) -> Html<String> {
+    let rows: String = node_rows(&s)
         .iter()
         .map(|n| {
+            let f = |k: &str| escape(n[k].to_string().trim_matches('"'));
             format!(
-                "<tr><td>{id}</td><td>{host}:{rp}</td><td><a href=\"http://{host}:{hp}/api/health\">{host}:{hp}</a></td></tr>",
-                id = escape(&n.id),
-                host = escape(&n.host),
-                rp = n.redis_port,
-                hp = n.http_port
+                "<tr><td>{}</td><td>{}:{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                f("id"),
+                f("host"),
+                f("redis_port"),
+                f("state"),
+                f("redis_up"),
+                f("kv_keys")
             )
         })
         .collect();
     Html(format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>rcluster {name}</title></head>\
-         <body><h1>rcluster: cluster {name}</h1><p>This is node {me}.</p>\
-         <table><tr><th>node</th><th>Redis</th><th>HTTP</th></tr>{rows}</table></body></html>",
+         <body><h1>rcluster: cluster {name}</h1><p>Seen from node {me}.</p>\
+         <table><tr><th>node</th><th>Redis</th><th>state</th><th>Redis up</th><th>keys</th></tr>{rows}</table></body></html>",
         name = escape(&s.config.cluster_name),
-        me = escape(&s.node.id),
+        me = escape(&s.me.id),
     ))
 }

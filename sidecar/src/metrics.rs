@@ -1,0 +1,210 @@
+//! Prometheus metrics of a node, all named `rcluster_*` and labelled with the node id:
+//! heartbeats, round trips, peer states, time drift, Redis up and restarts, process memory and
+//! CPU, and the module's counters read from `INFO rcluster` at every scrape.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    pub heartbeats_sent: IntCounterVec,
+    pub heartbeats_received: IntCounterVec,
+    pub heartbeat_rtt: HistogramVec,
+    /// 0 alive, 1 suspect, 2 down.
+    pub peer_state: IntGaugeVec,
+    pub peer_phi: GaugeVec,
+    pub time_drift_ms: IntGauge,
+    pub ntp_available: IntGauge,
+    pub redis_up: IntGauge,
+    pub redis_restarts: IntCounter,
+    module_gauges: IntGaugeVec,
+    module_counters: IntCounterVec,
+    /// Last value seen per module counter, to turn INFO totals into increments.
+    seen: Mutex<HashMap<Vec<String>, u64>>,
+    pub scrape_up: Gauge,
+}
+
+fn must<T>(r: prometheus::Result<T>) -> T {
+    // Metric definitions are constants: a failure here is a programming error caught by tests.
+    r.unwrap_or_else(|e| panic!("metric definition: {e}"))
+}
+
+impl Metrics {
+    pub fn new(node_id: &str) -> Metrics {
+        let labels = HashMap::from([("node".to_string(), node_id.to_string())]);
+        let registry = must(Registry::new_custom(Some("rcluster".into()), Some(labels)));
+        let counter_vec = |name: &str, help: &str, l: &[&str]| {
+            let c = must(IntCounterVec::new(Opts::new(name, help), l));
+            must(registry.register(Box::new(c.clone())));
+            c
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = must(IntGauge::new(name, help));
+            must(registry.register(Box::new(g.clone())));
+            g
+        };
+        let heartbeat_rtt = must(HistogramVec::new(
+            HistogramOpts::new("heartbeat_rtt_seconds", "Heartbeat round trip to each peer")
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                ]),
+            &["peer"],
+        ));
+        must(registry.register(Box::new(heartbeat_rtt.clone())));
+        let peer_state = must(IntGaugeVec::new(
+            Opts::new(
+                "peer_state",
+                "Failure detector state of each node: 0 alive, 1 suspect, 2 down",
+            ),
+            &["peer"],
+        ));
+        must(registry.register(Box::new(peer_state.clone())));
+        let peer_phi = must(GaugeVec::new(
+            Opts::new("peer_phi", "Phi accrual suspicion level of each peer"),
+            &["peer"],
+        ));
+        must(registry.register(Box::new(peer_phi.clone())));
+        let module_gauges = must(IntGaugeVec::new(
+            Opts::new(
+                "module_held",
+                "What this node's Redis holds (INFO rcluster): kv_keys, chunks, chunk_bytes",
+            ),
+            &["what"],
+        ));
+        must(registry.register(Box::new(module_gauges.clone())));
+        let scrape_up = must(Gauge::new(
+            "module_info_up",
+            "1 when INFO rcluster could be read for this scrape",
+        ));
+        must(registry.register(Box::new(scrape_up.clone())));
+        must(registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        )));
+        Metrics {
+            heartbeats_sent: counter_vec("heartbeats_sent_total", "Heartbeats sent to each peer", &["peer"]),
+            heartbeats_received: counter_vec("heartbeats_received_total", "Heartbeats received from each peer", &["peer"]),
+            heartbeat_rtt,
+            peer_state,
+            peer_phi,
+            time_drift_ms: gauge("time_drift_ms", "Offset of this node's clock from NTP time in ms (0 without NTP)"),
+            ntp_available: gauge("ntp_available", "1 when an NTP server answered the last query"),
+            redis_up: gauge("redis_up", "1 when this node's Redis answers"),
+            redis_restarts: {
+                let c = must(IntCounter::new("redis_restarts_total", "Restarts of this node's Redis after a crash"));
+                must(registry.register(Box::new(c.clone())));
+                c
+            },
+            module_gauges,
+            module_counters: counter_vec(
+                "module_events_total",
+                "The module's counters from INFO rcluster (calls, errors, quorum outcomes, repairs, hints)",
+                &["counter", "kind"],
+            ),
+            seen: Mutex::new(HashMap::new()),
+            scrape_up,
+            registry,
+        }
+    }
+
+    /// Updates the module metrics from an `INFO rcluster` text (or marks it unreadable).
+    pub fn observe_module_info(&self, info: Option<&str>) {
+        let Some(info) = info else {
+            self.scrape_up.set(0.0);
+            return;
+        };
+        self.scrape_up.set(1.0);
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        for line in info.lines() {
+            let Some((name, value)) = line
+                .strip_prefix("rcluster_")
+                .and_then(|l| l.split_once(':'))
+            else {
+                continue;
+            };
+            let value = value.trim();
+            match name {
+                "kv_keys" | "chunks" | "chunk_bytes" => {
+                    if let Ok(v) = value.parse::<i64>() {
+                        self.module_gauges.with_label_values(&[name]).set(v);
+                    }
+                }
+                "checksum_failures" | "panics_caught" | "read_repairs" | "hints_stored"
+                | "hints_replayed" | "tombstones_purged" => {
+                    if let Ok(v) = value.parse::<u64>() {
+                        self.add(&mut seen, name, "total", v);
+                    }
+                }
+                // key=value lists: quorum_set:ok=1,noquorum=0; replica_failures:timeout=..;
+                // cmd_rc_set:calls=..,errors=..
+                n if n.starts_with("quorum_set")
+                    || n.starts_with("quorum_get")
+                    || n.starts_with("quorum_del")
+                    || n == "replica_failures"
+                    || n.starts_with("cmd_") =>
+                {
+                    for pair in value.split(',') {
+                        if let Some((kind, v)) = pair.split_once('=') {
+                            if let Ok(v) = v.parse::<u64>() {
+                                self.add(&mut seen, n, kind, v);
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn add(&self, seen: &mut HashMap<Vec<String>, u64>, counter: &str, kind: &str, total: u64) {
+        let key = vec![counter.to_string(), kind.to_string()];
+        let last = seen.insert(key, total).unwrap_or(0);
+        // A smaller total means Redis restarted: its counters began again from zero.
+        let delta = if total >= last { total - last } else { total };
+        self.module_counters
+            .with_label_values(&[counter, kind])
+            .inc_by(delta);
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            return format!("# encoding metrics failed: {e}\n");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_counters_become_increments() {
+        let m = Metrics::new("n1");
+        m.observe_module_info(Some("rcluster_kv_keys:5\r\nrcluster_quorum_set:ok=3,noquorum=1\r\nrcluster_read_repairs:2\r\n"));
+        m.observe_module_info(Some("rcluster_kv_keys:7\r\nrcluster_quorum_set:ok=5,noquorum=1\r\nrcluster_read_repairs:2\r\n"));
+        let text = m.render();
+        assert!(
+            text.contains(r#"rcluster_module_held{what="kv_keys",node="n1"} 7"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"rcluster_module_events_total{counter="quorum_set",kind="ok",node="n1"} 5"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"rcluster_module_events_total{counter="read_repairs",kind="total",node="n1"} 2"#
+            ),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,246 @@
+//! Heartbeats between node processes over UDP on the peer port, and failure detection. Every
+//! interval this node checks its own Redis (PING, a bounded wait), sends a ping carrying its
+//! summary to every peer, and re-judges every peer with its phi-accrual detector; a peer that
+//! pings is answered with a pong, which gives the round trip. State changes go out as events.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rcluster_domain::phi::Liveness;
+use serde::{Deserialize, Serialize};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+
+use crate::node::view::{judge, unix_ms, Shared, Summary};
+
+/// Largest heartbeat datagram read.
+const MAX_DATAGRAM: usize = 2048;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Kind {
+    Ping,
+    Pong,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Beat {
+    kind: Kind,
+    cluster: String,
+    from: String,
+    seq: u64,
+    /// The pinger's monotonic microseconds, echoed in the pong.
+    sent_us: u64,
+    summary: Option<Summary>,
+}
+
+/// A change worth telling people about.
+#[derive(Clone, Debug, Serialize)]
+pub struct Event {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub observer: String,
+    pub node: String,
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+    pub at_ms: u64,
+}
+
+/// The value of `name:` in an INFO text.
+pub fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
+        .map(str::trim)
+}
+
+/// Reads this node's own summary from its Redis, bounded by `timeout`.
+async fn own_summary(shared: &Shared, timeout: Duration) -> Summary {
+    let state = shared.redis.state.borrow().clone();
+    let info: Option<String> = match state.pid() {
+        Some(_) => {
+            let mut cmd = redis::cmd("INFO");
+            cmd.arg("rcluster").arg("memory");
+            shared.local.query(&cmd, timeout).await.ok()
+        }
+        None => None,
+    };
+    let up = info.is_some();
+    let field = |name: &str| info.as_deref().and_then(|i| info_field(i, name));
+    let kv_keys = field("rcluster_kv_keys").and_then(|v| v.parse().ok());
+    let used_memory_bytes = field("used_memory").and_then(|v| v.parse().ok());
+    let time = shared.time();
+    Summary {
+        redis_up: up,
+        redis_state: state.name().to_string(),
+        kv_keys,
+        used_memory_bytes,
+        drift_ms: time.offset_ms,
+        time_source: time.source,
+    }
+}
+
+pub async fn run(
+    shared: Arc<Shared>,
+    socket: UdpSocket,
+    events: mpsc::Sender<Event>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let socket = Arc::new(socket);
+    let interval = Duration::from_millis(shared.config.intervals.heartbeat_ms);
+    let receiver = tokio::spawn(receive(shared.clone(), socket.clone()));
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seq = 0u64;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => break,
+        }
+        seq += 1;
+        let summary = own_summary(&shared, interval.min(Duration::from_secs(1))).await;
+        let me = shared.me.id.clone();
+        let beat = Beat {
+            kind: Kind::Ping,
+            cluster: shared.config.cluster_name.clone(),
+            from: me.clone(),
+            seq,
+            sent_us: shared.mono_us(),
+            summary: Some(summary.clone()),
+        };
+        let bytes = serde_json::to_vec(&beat).unwrap_or_default();
+        for peer in shared.config.nodes.iter().filter(|n| n.id != me) {
+            if socket
+                .send_to(&bytes, (peer.host.as_str(), peer.peer_port))
+                .await
+                .is_ok()
+            {
+                shared
+                    .metrics
+                    .heartbeats_sent
+                    .with_label_values(&[&peer.id])
+                    .inc();
+            }
+        }
+        for event in judge_all(&shared, summary) {
+            println!(
+                "node {}: {} is now {} ({})",
+                event.observer, event.node, event.to, event.reason
+            );
+            let _ = events.try_send(event);
+        }
+    }
+    receiver.abort();
+}
+
+/// Re-judges every node; returns the transitions.
+fn judge_all(shared: &Shared, own: Summary) -> Vec<Event> {
+    let now = shared.mono_ms();
+    let me = shared.me.id.clone();
+    let mut out = Vec::new();
+    let mut nodes = shared.nodes();
+    for (id, view) in nodes.iter_mut() {
+        let (liveness, reason) = if *id == me {
+            view.last_heartbeat_unix_ms = Some(unix_ms());
+            let up = own.redis_up;
+            view.summary = own.clone();
+            if up {
+                (Liveness::Alive, "this node".to_string())
+            } else {
+                (
+                    Liveness::Down,
+                    format!("this node's Redis does not answer ({})", own.redis_state),
+                )
+            }
+        } else {
+            view.phi = view.detector.phi(now);
+            judge(
+                view.phi,
+                view.detector.last_heartbeat_ms().is_some(),
+                view.summary.redis_up,
+            )
+        };
+        shared
+            .metrics
+            .peer_state
+            .with_label_values(&[id])
+            .set(liveness as i64);
+        shared
+            .metrics
+            .peer_phi
+            .with_label_values(&[id])
+            .set(view.phi);
+        if liveness != view.liveness {
+            out.push(Event {
+                kind: "node_state",
+                observer: me.clone(),
+                node: id.clone(),
+                from: view.liveness.as_str().to_string(),
+                to: liveness.as_str().to_string(),
+                reason: reason.clone(),
+                at_ms: unix_ms(),
+            });
+        }
+        view.liveness = liveness;
+        view.reason = reason;
+    }
+    out
+}
+
+async fn receive(shared: Arc<Shared>, socket: Arc<UdpSocket>) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let Ok((len, from_addr)) = socket.recv_from(&mut buf).await else {
+            continue;
+        };
+        let Ok(beat) = serde_json::from_slice::<Beat>(&buf[..len]) else {
+            continue;
+        };
+        if beat.cluster != shared.config.cluster_name || beat.from == shared.me.id {
+            continue;
+        }
+        let now = shared.mono_ms();
+        match beat.kind {
+            Kind::Ping => {
+                {
+                    let mut nodes = shared.nodes();
+                    let Some(view) = nodes.get_mut(&beat.from) else {
+                        continue;
+                    };
+                    view.detector.heartbeat(now);
+                    view.last_heartbeat_unix_ms = Some(unix_ms());
+                    if let Some(s) = beat.summary {
+                        view.summary = s;
+                    }
+                }
+                shared
+                    .metrics
+                    .heartbeats_received
+                    .with_label_values(&[&beat.from])
+                    .inc();
+                let pong = Beat {
+                    kind: Kind::Pong,
+                    cluster: beat.cluster,
+                    from: shared.me.id.clone(),
+                    seq: beat.seq,
+                    sent_us: beat.sent_us,
+                    summary: None,
+                };
+                if let Ok(bytes) = serde_json::to_vec(&pong) {
+                    let _ = socket.send_to(&bytes, from_addr).await;
+                }
+            }
+            Kind::Pong => {
+                let rtt_ms = shared.mono_us().saturating_sub(beat.sent_us) as f64 / 1000.0;
+                if let Some(view) = shared.nodes().get_mut(&beat.from) {
+                    view.rtt_ms = Some(rtt_ms);
+                }
+                shared
+                    .metrics
+                    .heartbeat_rtt
+                    .with_label_values(&[&beat.from])
+                    .observe(rtt_ms / 1000.0);
+            }
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! The node process's own connection to its Redis (default user, loopback): one multiplexed
+//! connection, reopened after it broke, every command bounded by a timeout.
+
+use std::future::Future;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use tokio::sync::Mutex;
+
+pub struct Local {
+    url: String,
+    conn: Mutex<Option<MultiplexedConnection>>,
+}
+
+impl Local {
+    pub fn new(host: &str, port: u16) -> Local {
+        Local {
+            url: format!("redis://{host}:{port}/"),
+            conn: Mutex::new(None),
+        }
+    }
+
+    async fn connection(&self) -> Result<MultiplexedConnection, String> {
+        let mut slot = self.conn.lock().await;
+        if slot.is_none() {
+            let client = redis::Client::open(self.url.as_str()).map_err(|e| e.to_string())?;
+            let conn = client
+                .get_multiplexed_async_connection()
+                .await
+                .map_err(|e| e.to_string())?;
+            *slot = Some(conn);
+        }
+        slot.clone().ok_or_else(|| "no connection".to_string())
+    }
+
+    /// Runs `work` on the connection within `timeout`; a connection that broke is dropped so the
+    /// next call opens a new one.
+    async fn run<T, F, Fut>(&self, timeout: Duration, work: F) -> Result<T, String>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let attempt = async {
+            let conn = self.connection().await?;
+            match work(conn).await {
+                Ok(v) => Ok(v),
+                Err(e) => {
+                    if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
+                        *self.conn.lock().await = None;
+                    }
+                    Err(e.to_string())
+                }
+            }
+        };
+        tokio::time::timeout(timeout, attempt)
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
+    }
+
+    /// Runs `cmd`; `Err` names what went wrong (connect, timeout, error reply).
+    pub async fn query<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+        timeout: Duration,
+    ) -> Result<T, String> {
+        self.run(timeout, |mut c| async move {
+            cmd.query_async::<T>(&mut c).await
+        })
+        .await
+    }
+
+    /// Runs a pipeline, replies ignored.
+    pub async fn pipeline(&self, pipe: &redis::Pipeline, timeout: Duration) -> Result<(), String> {
+        self.run(timeout, |mut c| async move {
+            pipe.query_async::<()>(&mut c).await
+        })
+        .await
+    }
+}

@@ -1,0 +1,175 @@
+//! `rcluster node`: one node process. Supervises its redis-server, exchanges heartbeats with
+//! the other nodes and judges them, checks its clock against NTP, reports what it sees into its
+//! Redis, and serves the HTTP API and metrics, until SIGTERM or Ctrl-C stops it (Redis first,
+//! which flushes its AOF).
+
+pub mod gossip;
+pub mod local;
+pub mod ntp;
+pub mod redis;
+pub mod report;
+pub mod view;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, watch};
+
+use crate::metrics::Metrics;
+use crate::node::gossip::Event;
+use crate::node::redis::{RedisState, Spec};
+use crate::node::view::{unix_ms, Shared};
+use crate::web::router;
+use crate::{paths, CliError};
+
+pub async fn run(
+    config_path: PathBuf,
+    id: String,
+    low_resource: bool,
+    module: Option<PathBuf>,
+) -> Result<(), CliError> {
+    let loaded = paths::load(&config_path, low_resource)?;
+    let node = loaded.config.node(&id).cloned().ok_or_else(|| {
+        CliError::input(format!(
+            "node '{id}' is not in {} (nodes: {})",
+            config_path.display(),
+            loaded
+                .config
+                .nodes
+                .iter()
+                .map(|n| n.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    let module = paths::module(module)?;
+    let dir = loaded.data_dir.join(&node.id);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| CliError::failed(format!("cannot create {}: {e}", dir.display())))?;
+
+    // Take both ports first, so a clash is reported before anything starts.
+    let http = tokio::net::TcpListener::bind((node.host.as_str(), node.http_port))
+        .await
+        .map_err(|e| {
+            CliError::failed(format!(
+                "cannot listen on {}:{} (http_port of {}): {e}",
+                node.host, node.http_port, node.id
+            ))
+        })?;
+    let peer_socket = tokio::net::UdpSocket::bind((node.host.as_str(), node.peer_port))
+        .await
+        .map_err(|e| {
+            CliError::failed(format!(
+                "cannot listen on {}:{} (peer_port of {}): {e}",
+                node.host, node.peer_port, node.id
+            ))
+        })?;
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let spec = Spec {
+        config: loaded.config.clone(),
+        node: node.clone(),
+        redis_conf: loaded.redis_conf.clone(),
+        module,
+        dir,
+    };
+    let (redis, redis_task) = redis::spawn(spec, shutdown_rx.clone()).await?;
+    println!(
+        "node {}: redis-server pid {} on {}:{}",
+        node.id,
+        redis.state.borrow().pid().unwrap_or(0),
+        node.host,
+        node.redis_port
+    );
+    let shared = Arc::new(Shared::new(
+        loaded.config.clone(),
+        node.clone(),
+        redis,
+        Metrics::new(&node.id),
+    ));
+    let (events_tx, events_rx) = mpsc::channel::<Event>(256);
+    let tasks = vec![
+        tokio::spawn(gossip::run(
+            shared.clone(),
+            peer_socket,
+            events_tx.clone(),
+            shutdown_rx.clone(),
+        )),
+        tokio::spawn(report::run(shared.clone(), events_rx, shutdown_rx.clone())),
+        tokio::spawn(ntp::run(shared.clone(), shutdown_rx.clone())),
+        tokio::spawn(watch_redis(shared.clone(), events_tx, shutdown_rx.clone())),
+    ];
+
+    let mut server_shutdown = shutdown_rx.clone();
+    let app = router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let server = tokio::spawn(async move {
+        axum::serve(http, app)
+            .with_graceful_shutdown(async move {
+                let _ = server_shutdown.changed().await;
+            })
+            .await
+    });
+    println!("node {}: http on {}:{}", node.id, node.host, node.http_port);
+
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| CliError::failed(format!("cannot watch SIGTERM: {e}")))?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    let _ = shutdown_tx.send(true);
+    // Redis stops first (bounded inside the supervisor), then the rest.
+    let _ = redis_task.await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    for t in tasks {
+        t.abort();
+    }
+    println!("node {}: stopped", node.id);
+    Ok(())
+}
+
+/// Publishes the changes of this node's Redis state and counts crash restarts.
+async fn watch_redis(
+    shared: Arc<Shared>,
+    events: mpsc::Sender<Event>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut state = shared.redis.state.clone();
+    let mut last = state.borrow().clone();
+    loop {
+        tokio::select! {
+            r = state.changed() => if r.is_err() { return },
+            _ = shutdown.changed() => return,
+        }
+        let now = state.borrow().clone();
+        if matches!(last, RedisState::Restarting { .. })
+            && matches!(now, RedisState::Running { .. })
+        {
+            shared.metrics.redis_restarts.inc();
+        }
+        let reason = match &now {
+            RedisState::Restarting { reason } | RedisState::Failed { reason } => reason.clone(),
+            RedisState::Running { pid } => format!("pid {pid}"),
+            _ => String::new(),
+        };
+        println!(
+            "node {}: redis {} -> {} {reason}",
+            shared.me.id,
+            last.name(),
+            now.name()
+        );
+        let _ = events.try_send(Event {
+            kind: "redis_state",
+            observer: shared.me.id.clone(),
+            node: shared.me.id.clone(),
+            from: last.name().to_string(),
+            to: now.name().to_string(),
+            reason,
+            at_ms: unix_ms(),
+        });
+        last = now;
+    }
+}

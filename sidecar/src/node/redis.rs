@@ -1,0 +1,315 @@
+//! Supervision of the node's redis-server: start it (module, settings, data folder), wait until
+//! it answers, load the topology into its module, restart it after a crash (bounded per minute),
+//! and stop, start or restart it on request. The state is published on a watch channel.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rcluster_domain::config::{ClusterConfig, NodeConfig};
+use rcluster_domain::topology::{internal_user_directive, Topology};
+use tokio::process::Child;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::{probe, supervise, CliError};
+
+/// How long Redis may take to start answering PING (loading a large AOF takes a while).
+const REDIS_START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long Redis may take to shut down cleanly before it is killed.
+const REDIS_STOP_GRACE: Duration = Duration::from_secs(15);
+/// The topology comes from the config file for now (Raft-managed epochs come later).
+const TOPOLOGY_EPOCH: u64 = 1;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RedisState {
+    Starting,
+    Running {
+        pid: u32,
+    },
+    /// Stopped on request; started again only on request.
+    Stopped,
+    /// Crashed; restarting after the configured delay.
+    Restarting {
+        reason: String,
+    },
+    /// Crashed too often, or could not start; started again only on request.
+    Failed {
+        reason: String,
+    },
+}
+
+impl RedisState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            RedisState::Starting => "starting",
+            RedisState::Running { .. } => "running",
+            RedisState::Stopped => "stopped",
+            RedisState::Restarting { .. } => "restarting",
+            RedisState::Failed { .. } => "failed",
+        }
+    }
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            RedisState::Running { pid } => Some(*pid),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    Stop,
+    Start,
+    Restart,
+}
+
+impl Control {
+    pub fn parse(action: &str) -> Option<Control> {
+        match action {
+            "stop" => Some(Control::Stop),
+            "start" => Some(Control::Start),
+            "restart" => Some(Control::Restart),
+            _ => None,
+        }
+    }
+}
+
+type Request = (Control, oneshot::Sender<Result<String, String>>);
+
+/// The handle other tasks use: the current state and a way to ask for changes.
+#[derive(Clone)]
+pub struct RedisHandle {
+    tx: mpsc::Sender<Request>,
+    pub state: watch::Receiver<RedisState>,
+}
+
+impl RedisHandle {
+    /// Asks the supervisor to stop, start or restart Redis; returns what happened.
+    pub async fn control(&self, c: Control) -> Result<String, String> {
+        let (reply_tx, reply_rx) = oneshot::channel();
+        self.tx
+            .send((c, reply_tx))
+            .await
+            .map_err(|_| "the node is shutting down".to_string())?;
+        reply_rx
+            .await
+            .map_err(|_| "the node is shutting down".to_string())?
+    }
+}
+
+/// Everything needed to start this node's Redis.
+pub struct Spec {
+    pub config: ClusterConfig,
+    pub node: NodeConfig,
+    pub redis_conf: PathBuf,
+    pub module: PathBuf,
+    pub dir: PathBuf,
+}
+
+impl Spec {
+    fn log(&self) -> PathBuf {
+        self.dir.join("redis.log")
+    }
+
+    async fn start(&self) -> Result<Child, CliError> {
+        let cfg = &self.config;
+        let node = &self.node;
+        let mut cmd = supervise::command("redis-server", &self.log())?;
+        cmd.arg(&self.redis_conf)
+            .args(["--port", &node.redis_port.to_string()])
+            .args(["--bind", &node.host])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(["--maxmemory", &format!("{}mb", cfg.redis_maxmemory_mb)])
+            .arg("--loadmodule")
+            .arg(&self.module)
+            .args(["node-id", &node.id])
+            .args(["max-key-bytes", &cfg.limits.max_key_bytes.to_string()])
+            .args(["max-value-bytes", &cfg.limits.max_value_bytes.to_string()])
+            .args(["max-chunk-bytes", &cfg.chunk_size_bytes.to_string()])
+            .args(["internal-password", &cfg.internal_password])
+            .arg("--user")
+            .args(internal_user_directive(&cfg.internal_password));
+        let mut child = cmd.spawn().map_err(|e| {
+            CliError::failed(format!(
+                "cannot start redis-server (is it installed? ./rc.sh installs it): {e}"
+            ))
+        })?;
+        let deadline = Instant::now() + REDIS_START_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(CliError::failed(format!(
+                    "redis-server of {} exited during start-up ({status}); last lines of {}:\n{}",
+                    node.id,
+                    self.log().display(),
+                    supervise::log_tail(&self.log(), 15)
+                )));
+            }
+            if probe::redis_ping(&node.host, node.redis_port, Duration::from_millis(500)).await {
+                break;
+            }
+            if Instant::now() > deadline {
+                supervise::stop(&mut child, REDIS_STOP_GRACE).await;
+                return Err(CliError::failed(format!(
+                    "redis-server of {} did not answer within {REDIS_START_TIMEOUT:?}; see {}",
+                    node.id,
+                    self.log().display()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Err(e) = push_topology(node, &Topology::from_config(cfg, TOPOLOGY_EPOCH)).await {
+            supervise::stop(&mut child, REDIS_STOP_GRACE).await;
+            return Err(e);
+        }
+        Ok(child)
+    }
+}
+
+/// Loads the cluster topology into this node's module, so its quorum commands can route.
+async fn push_topology(node: &NodeConfig, topology: &Topology) -> Result<(), CliError> {
+    let fail = |e: redis::RedisError| {
+        CliError::failed(format!(
+            "cannot load the topology into the module of {}: {e}",
+            node.id
+        ))
+    };
+    let client =
+        redis::Client::open(format!("redis://{}:{}/", node.host, node.redis_port)).map_err(fail)?;
+    let push = async {
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("RC.CLUSTER.SET")
+            .arg(topology.to_json())
+            .query_async::<()>(&mut conn)
+            .await
+    };
+    match tokio::time::timeout(Duration::from_secs(10), push).await {
+        Ok(result) => result.map_err(fail),
+        Err(_) => Err(CliError::failed(format!(
+            "loading the topology into {} timed out",
+            node.id
+        ))),
+    }
+}
+
+/// Starts Redis and the supervisor task. Fails when the first start fails.
+pub async fn spawn(
+    spec: Spec,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(RedisHandle, tokio::task::JoinHandle<()>), CliError> {
+    let child = spec.start().await?;
+    let pid = child.id().unwrap_or(0);
+    let (state_tx, state_rx) = watch::channel(RedisState::Running { pid });
+    let (tx, mut rx) = mpsc::channel::<Request>(8);
+    let task = tokio::spawn(async move {
+        let mut child = Some(child);
+        let mut crashes: VecDeque<Instant> = VecDeque::new();
+        let sup = spec.config.supervision;
+        loop {
+            enum Event {
+                Control(Option<Request>),
+                Exited(std::io::Result<std::process::ExitStatus>),
+                Shutdown,
+            }
+            let event = tokio::select! {
+                r = rx.recv() => Event::Control(r),
+                s = async { match child.as_mut() { Some(c) => c.wait().await, None => std::future::pending().await } } => Event::Exited(s),
+                _ = shutdown.changed() => Event::Shutdown,
+            };
+            match event {
+                Event::Shutdown | Event::Control(None) => break,
+                Event::Exited(status) => {
+                    child = None;
+                    let reason = format!(
+                        "redis-server exited unexpectedly ({})",
+                        status.map_or_else(|e| e.to_string(), |s| s.to_string())
+                    );
+                    eprintln!(
+                        "node {}: {reason}; last lines of its log:\n{}",
+                        spec.node.id,
+                        supervise::log_tail(&spec.log(), 8)
+                    );
+                    let now = Instant::now();
+                    crashes.retain(|t| now.duration_since(*t) < Duration::from_secs(60));
+                    if !sup.restart_on_crash
+                        || crashes.len() >= sup.max_restarts_per_minute as usize
+                    {
+                        let why = if sup.restart_on_crash {
+                            format!("{reason}; {} crashes within a minute, not restarting (POST /api/nodes/{}/start)", crashes.len() + 1, spec.node.id)
+                        } else {
+                            format!("{reason}; restart_on_crash is off")
+                        };
+                        let _ = state_tx.send(RedisState::Failed { reason: why });
+                        continue;
+                    }
+                    crashes.push_back(now);
+                    let _ = state_tx.send(RedisState::Restarting {
+                        reason: reason.clone(),
+                    });
+                    tokio::time::sleep(Duration::from_millis(sup.restart_delay_ms)).await;
+                    match spec.start().await {
+                        Ok(c) => {
+                            let _ = state_tx.send(RedisState::Running {
+                                pid: c.id().unwrap_or(0),
+                            });
+                            child = Some(c);
+                        }
+                        Err(e) => {
+                            let _ = state_tx.send(RedisState::Failed { reason: e.message });
+                        }
+                    }
+                }
+                Event::Control(Some((control, reply))) => {
+                    let mut result = Ok(String::new());
+                    if matches!(control, Control::Stop | Control::Restart) {
+                        match child.take() {
+                            Some(mut c) => {
+                                let _ = state_tx.send(RedisState::Stopped);
+                                let status = supervise::stop(&mut c, REDIS_STOP_GRACE).await;
+                                result = Ok(format!("redis-server stopped ({status})"));
+                            }
+                            None if control == Control::Stop => {
+                                result = Ok("redis-server was not running".into())
+                            }
+                            None => {}
+                        }
+                    }
+                    if matches!(control, Control::Start | Control::Restart) {
+                        if child.is_some() {
+                            result = Ok("redis-server is already running".into());
+                        } else {
+                            let _ = state_tx.send(RedisState::Starting);
+                            result = match spec.start().await {
+                                Ok(c) => {
+                                    let pid = c.id().unwrap_or(0);
+                                    let _ = state_tx.send(RedisState::Running { pid });
+                                    child = Some(c);
+                                    crashes.clear();
+                                    Ok(format!("redis-server started (pid {pid})"))
+                                }
+                                Err(e) => {
+                                    let _ = state_tx.send(RedisState::Failed {
+                                        reason: e.message.clone(),
+                                    });
+                                    Err(e.message)
+                                }
+                            };
+                        }
+                    }
+                    let _ = reply.send(result);
+                }
+            }
+        }
+        if let Some(mut c) = child.take() {
+            supervise::stop(&mut c, REDIS_STOP_GRACE).await;
+        }
+        let _ = state_tx.send(RedisState::Stopped);
+    });
+    Ok((
+        RedisHandle {
+            tx,
+            state: state_rx,
+        },
+        task,
+    ))
+}

@@ -1,0 +1,155 @@
+//! What this node knows about the cluster: for every node its failure-detector state, last
+//! heartbeat, round trip and the summary it last sent (Redis up, keys, memory, drift), plus this
+//! node's own time status. Shared by the heartbeat, report, API and metrics tasks.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use rcluster_domain::config::{ClusterConfig, NodeConfig};
+use rcluster_domain::phi::{
+    classify, Liveness, PhiDetector, DEFAULT_WINDOW, PHI_DOWN, PHI_SUSPECT,
+};
+use rcluster_domain::ratelimit::Limiter;
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::Metrics;
+use crate::node::local::Local;
+use crate::node::redis::RedisHandle;
+
+/// What a node tells the others about itself in every heartbeat.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub redis_up: bool,
+    pub redis_state: String,
+    pub kv_keys: Option<i64>,
+    pub used_memory_bytes: Option<u64>,
+    pub drift_ms: Option<i64>,
+    pub time_source: String,
+}
+
+/// One node as seen from here.
+#[derive(Debug)]
+pub struct NodeView {
+    pub liveness: Liveness,
+    pub phi: f64,
+    pub detector: PhiDetector,
+    pub last_heartbeat_unix_ms: Option<u64>,
+    pub rtt_ms: Option<f64>,
+    pub summary: Summary,
+    /// Why the state is what it is (for people).
+    pub reason: String,
+}
+
+/// The clock status from NTP.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TimeStatus {
+    /// `ntp` when a server answered last time, `unavailable` when none did, `not configured`.
+    pub source: String,
+    pub offset_ms: Option<i64>,
+    pub round_trip_ms: Option<u64>,
+    pub server: Option<String>,
+    pub checked_unix_ms: Option<u64>,
+    pub error: Option<String>,
+}
+
+pub struct Shared {
+    pub config: ClusterConfig,
+    pub me: NodeConfig,
+    pub redis: RedisHandle,
+    pub nodes: Mutex<BTreeMap<String, NodeView>>,
+    pub time: Mutex<TimeStatus>,
+    pub metrics: Metrics,
+    pub limiter: Mutex<Limiter>,
+    /// The node process's connection to its own Redis.
+    pub local: Local,
+    started: Instant,
+}
+
+/// The node state a failure-detector phi and the node's own Redis report give.
+pub fn judge(phi: f64, heard: bool, redis_up: bool) -> (Liveness, String) {
+    if !heard {
+        return (Liveness::Down, "no heartbeat received yet".into());
+    }
+    match classify(phi, PHI_SUSPECT, PHI_DOWN) {
+        Liveness::Down => (Liveness::Down, format!("heartbeats missing (phi {phi:.1})")),
+        _ if !redis_up => (Liveness::Down, "its Redis does not answer".into()),
+        Liveness::Suspect => (Liveness::Suspect, format!("heartbeats late (phi {phi:.1})")),
+        Liveness::Alive => (Liveness::Alive, "ok".into()),
+    }
+}
+
+impl Shared {
+    pub fn new(
+        config: ClusterConfig,
+        me: NodeConfig,
+        redis: RedisHandle,
+        metrics: Metrics,
+    ) -> Shared {
+        let interval = config.intervals.heartbeat_ms;
+        let nodes = config
+            .nodes
+            .iter()
+            .map(|n| {
+                let (liveness, reason) = if n.id == me.id {
+                    (Liveness::Alive, "this node".to_string())
+                } else {
+                    judge(0.0, false, false)
+                };
+                let view = NodeView {
+                    liveness,
+                    phi: 0.0,
+                    detector: PhiDetector::new(interval, DEFAULT_WINDOW),
+                    last_heartbeat_unix_ms: None,
+                    rtt_ms: None,
+                    summary: Summary::default(),
+                    reason,
+                };
+                (n.id.clone(), view)
+            })
+            .collect();
+        let (me_host, me_port) = (me.host.clone(), me.redis_port);
+        let api = &config.api;
+        let limiter = Limiter::new(api.rate_per_s, api.burst, 10_000);
+        Shared {
+            config,
+            me,
+            redis,
+            nodes: Mutex::new(nodes),
+            time: Mutex::new(TimeStatus::default()),
+            metrics,
+            limiter: Mutex::new(limiter),
+            local: Local::new(&me_host, me_port),
+            started: Instant::now(),
+        }
+    }
+
+    /// Milliseconds since this process started (monotonic; for the detector and round trips).
+    pub fn mono_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Microseconds since this process started (for round trips).
+    pub fn mono_us(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    pub fn nodes(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, NodeView>> {
+        self.nodes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn time(&self) -> TimeStatus {
+        self.time.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_time(&self, t: TimeStatus) {
+        *self.time.lock().unwrap_or_else(|p| p.into_inner()) = t;
+    }
+}
+
+/// Wall-clock ms since the Unix epoch (for timestamps people read, never for timing).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
