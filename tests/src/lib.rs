@@ -247,6 +247,8 @@ pub fn error_of(result: redis::RedisResult<redis::Value>) -> (String, String) {
     (code, err.detail().unwrap_or("").to_string())
 }
 
+pub mod nodes;
+
 /// Password of the internal user in test clusters.
 pub const TEST_PASSWORD: &str = "test-internal-password";
 

@@ -1,0 +1,326 @@
+//! A real local cluster started with `rcluster up` from a generated config on free ports: node
+//! processes, their redis-servers, their HTTP APIs. Helpers to call the API, find the processes,
+//! signal them, and stop everything checking that nothing is left behind.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::{free_port, module_path, rcluster_bin, repo_root, wait_for, TempDir};
+
+/// The dev keys of the default config (the generated config keeps the defaults).
+pub const ADMIN_KEY: &str = "dev-admin-key-change-me";
+pub const READ_KEY: &str = "dev-read-key-change-me";
+
+pub struct NodeCluster {
+    pub dir: TempDir,
+    pub ids: Vec<String>,
+    pub redis_ports: Vec<u16>,
+    pub http_ports: Vec<u16>,
+    pub peer_ports: Vec<u16>,
+    pub up: Option<Child>,
+    pub output: Option<mpsc::Receiver<String>>,
+}
+
+/// One HTTP answer.
+#[derive(Debug)]
+pub struct Http {
+    pub status: u16,
+    pub headers: String,
+    pub body: String,
+}
+
+impl Http {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    }
+}
+
+impl NodeCluster {
+    /// Writes a config for `count` nodes (plus `extra_yaml` top-level settings) without starting.
+    pub fn configure(tag: &str, count: usize, extra_yaml: &str) -> NodeCluster {
+        let dir = TempDir::new(tag);
+        let mut nodes = String::new();
+        let mut c = NodeCluster {
+            dir,
+            ids: Vec::new(),
+            redis_ports: Vec::new(),
+            http_ports: Vec::new(),
+            peer_ports: Vec::new(),
+            up: None,
+            output: None,
+        };
+        for i in 1..=count {
+            let (r, h, p) = (free_port(), free_port(), free_port());
+            c.ids.push(format!("n{i}"));
+            c.redis_ports.push(r);
+            c.http_ports.push(h);
+            c.peer_ports.push(p);
+            nodes.push_str(&format!(
+                "  - {{ id: n{i}, redis_port: {r}, http_port: {h}, peer_port: {p} }}\n"
+            ));
+        }
+        let quorum = if count < 3 {
+            format!("quorum: {{n: {count}, w: 1, r: 1}}\n")
+        } else {
+            String::new()
+        };
+        let yaml = format!(
+            "cluster_name: test\ndata_dir: data\nredis_conf: {}\nredis_maxmemory_mb: 64\n{quorum}{extra_yaml}\nnodes:\n{nodes}",
+            repo_root().join("redis.conf").display()
+        );
+        std::fs::write(c.config_path(), yaml).expect("write config");
+        c
+    }
+
+    /// Configures and starts the cluster; returns once `rcluster up` says it is ready.
+    pub fn start(tag: &str, count: usize, extra_yaml: &str) -> NodeCluster {
+        let mut c = NodeCluster::configure(tag, count, extra_yaml);
+        c.launch(&[]);
+        c
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("cluster.yaml")
+    }
+
+    /// Starts `rcluster up` (with `extra` arguments) and waits for "cluster ready".
+    pub fn launch(&mut self, extra: &[&str]) {
+        let mut child = Command::new(rcluster_bin())
+            .arg("up")
+            .arg("--config")
+            .arg(self.config_path())
+            .arg("--module")
+            .arg(module_path())
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start rcluster up");
+        let (tx, rx) = mpsc::channel();
+        let streams: [Box<dyn Read + Send>; 2] = [
+            Box::new(child.stdout.take().expect("stdout")),
+            Box::new(child.stderr.take().expect("stderr")),
+        ];
+        for stream in streams {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let mut seen = Vec::new();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) if line.contains("cluster ready") => break,
+                Ok(line) => seen.push(line),
+                Err(e) => panic!(
+                    "rcluster up never became ready ({e}); output:\n{}",
+                    seen.join("\n")
+                ),
+            }
+        }
+        self.up = Some(child);
+        self.output = Some(rx);
+    }
+
+    /// An HTTP request to node `i`'s API.
+    pub fn http(&self, i: usize, method: &str, path: &str, key: Option<&str>) -> Http {
+        http(self.http_ports[i], method, path, key)
+    }
+
+    pub fn redis(&self, i: usize) -> redis::Connection {
+        redis::Client::open(format!("redis://127.0.0.1:{}/", self.redis_ports[i]))
+            .expect("url")
+            .get_connection_with_timeout(Duration::from_secs(5))
+            .expect("connect to a node's redis")
+    }
+
+    /// Node `i`'s redis-server pid, from its health endpoint.
+    pub fn redis_pid(&self, i: usize) -> u32 {
+        let pid = self.http(i, "GET", "/api/health", None).json()["redis_pid"].as_u64();
+        u32::try_from(pid.expect("redis is running")).expect("pid fits")
+    }
+
+    /// Node `i`'s node-process pid (a direct child of `rcluster up` whose command line names it).
+    pub fn node_pid(&self, i: usize) -> u32 {
+        let up = self.up.as_ref().expect("running").id();
+        let id = &self.ids[i];
+        descendants(up)
+            .into_iter()
+            .find(|pid| {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+                args.windows(2)
+                    .any(|w| w[0] == b"--id" && w[1] == id.as_bytes())
+            })
+            .expect("node process found")
+    }
+
+    /// A view of the cluster (`/api/nodes`) as node `i` sees it.
+    pub fn nodes_seen_by(&self, i: usize) -> serde_json::Value {
+        self.http(i, "GET", "/api/nodes", Some(READ_KEY)).json()
+    }
+
+    /// The state node `observer` reports for node `node`.
+    pub fn state_seen(&self, observer: usize, node: usize) -> Option<String> {
+        let view = http_try(
+            self.http_ports[observer],
+            "GET",
+            "/api/nodes",
+            Some(READ_KEY),
+        )?;
+        let json: serde_json::Value = serde_json::from_str(&view.body).ok()?;
+        json["nodes"]
+            .as_array()?
+            .iter()
+            .find(|n| n["id"] == self.ids[node].as_str())
+            .and_then(|n| n["state"].as_str())
+            .map(str::to_string)
+    }
+
+    /// Waits until `observer` reports `node` in `state`.
+    pub fn await_state(&self, observer: usize, node: usize, state: &str, timeout: Duration) {
+        wait_for(
+            &format!("{} to see {} {state}", self.ids[observer], self.ids[node]),
+            timeout,
+            || (self.state_seen(observer, node).as_deref() == Some(state)).then_some(()),
+        );
+    }
+
+    /// Stops `rcluster up` with `signal` and checks that every process it started is gone.
+    pub fn stop(&mut self, signal: i32) -> ExitStatus {
+        let mut up = self.up.take().expect("running");
+        let children = descendants(up.id());
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(up.id() as i32, signal) };
+        let status = wait_for("rcluster up to exit", Duration::from_secs(60), || {
+            up.try_wait().expect("wait")
+        });
+        let left: Vec<u32> = children.into_iter().filter(|p| alive(*p)).collect();
+        assert!(left.is_empty(), "processes left behind: {left:?}");
+        status
+    }
+}
+
+impl Drop for NodeCluster {
+    fn drop(&mut self) {
+        if let Some(mut up) = self.up.take() {
+            let children = descendants(up.id());
+            for pid in children.iter().chain(std::iter::once(&up.id())) {
+                // SAFETY: kill(2) on processes this test started; continue stopped ones first.
+                unsafe {
+                    libc::kill(*pid as i32, libc::SIGCONT);
+                    libc::kill(*pid as i32, libc::SIGKILL);
+                }
+            }
+            let _ = up.wait();
+        }
+    }
+}
+
+/// Every process whose parent chain leads to `root`.
+pub fn descendants(root: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // Fields after the parenthesised command name: state, ppid, ...
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let ppid: u32 = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        parent_of.push((pid, ppid));
+    }
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let p = found[i];
+        found.extend(parent_of.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// Whether `pid` runs (a zombie does not count).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| !r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// A plain HTTP/1.1 request on loopback; `None` when nothing answered.
+pub fn http_try(port: u16, method: &str, path: &str, key: Option<&str>) -> Option<Http> {
+    let mut s = std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_secs(2),
+    )
+    .ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let auth = key
+        .map(|k| format!("Authorization: Bearer {k}\r\n"))
+        .unwrap_or_default();
+    let len = if method == "GET" {
+        ""
+    } else {
+        "Content-Length: 0\r\n"
+    };
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}{len}Connection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some(Http {
+        status,
+        headers: head.to_string(),
+        body: body.to_string(),
+    })
+}
+
+/// Like [`http_try`], failing the test when nothing answers.
+pub fn http(port: u16, method: &str, path: &str, key: Option<&str>) -> Http {
+    http_try(port, method, path, key)
+        .unwrap_or_else(|| panic!("nothing answered {method} {path} on port {port}"))
+}
+
+/// Runs the `rcluster` binary with `args` and returns (exit code, stdout, stderr).
+pub fn rcluster(args: &[&str], dir: &Path) -> (Option<i32>, String, String) {
+    let out = Command::new(rcluster_bin())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run rcluster");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
