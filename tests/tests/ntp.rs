@@ -1,0 +1,123 @@
+//! Time against a local SNTP responder on loopback: a server reporting a clock 250 ms ahead makes
+//! the node show a drift within 5 ms of that and correct its module's hybrid clock; with no server
+//! answering the node reports the fallback and keeps working.
+
+use std::net::UdpSocket;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rcluster_domain::sntp;
+use rcluster_tests::nodes::{NodeCluster, READ_KEY};
+use rcluster_tests::{call, free_port, wait_for};
+
+const SKEW_MS: i64 = 250;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// An SNTP server on a free loopback port whose clock runs `skew_ms` ahead; serves until the
+/// test process ends.
+fn skewed_server(skew_ms: i64) -> u16 {
+    let port = free_port();
+    let socket = UdpSocket::bind(("127.0.0.1", port)).unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((len, from)) = socket.recv_from(&mut buf) {
+            let t = now_ms().saturating_add_signed(skew_ms);
+            if let Some(reply) = sntp::server_reply(&buf[..len], t, t, 2) {
+                let _ = socket.send_to(&reply, from);
+            }
+        }
+    });
+    port
+}
+
+fn self_view(cluster: &NodeCluster) -> serde_json::Value {
+    cluster.nodes_seen_by(0)["nodes"][0].clone()
+}
+
+#[test]
+fn a_skewed_ntp_server_shows_as_drift_and_corrects_the_clock() {
+    let port = skewed_server(SKEW_MS);
+    let cluster = NodeCluster::start(
+        "ntp-skew",
+        1,
+        &format!("time: {{ntp_servers: [\"127.0.0.1:{port}\"], ntp_interval_ms: 1000}}"),
+    );
+    let drift = wait_for("the drift to be measured", Duration::from_secs(10), || {
+        self_view(&cluster)["drift_ms"].as_i64()
+    });
+    assert!(
+        (drift - SKEW_MS).abs() <= 5,
+        "drift {drift} ms, skew {SKEW_MS} ms"
+    );
+    assert_eq!(self_view(&cluster)["time_source"], "ntp");
+    // The correction reached the module's clock.
+    let mut c = cluster.redis(0);
+    let offset: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("rcluster.clock-offset-ms")
+        .query(&mut c)
+        .unwrap();
+    let offset: i64 = offset[1].parse().unwrap();
+    assert!((offset - SKEW_MS).abs() <= 5, "module offset {offset}");
+    let physical = match call(&mut c, &[b"RC.CLOCK"]).unwrap() {
+        redis::Value::Array(items) => match items[1] {
+            redis::Value::Int(ms) => ms,
+            ref other => panic!("RC.CLOCK physical part: {other:?}"),
+        },
+        other => panic!("RC.CLOCK: {other:?}"),
+    };
+    let ahead = physical - now_ms() as i64;
+    assert!(
+        (ahead - SKEW_MS).abs() <= 50,
+        "module clock {ahead} ms ahead"
+    );
+    let metrics = cluster.http(0, "GET", "/metrics", None).body;
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("rcluster_time_drift_ms{"))
+        .unwrap_or_default();
+    let value: i64 = line
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!((value - SKEW_MS).abs() <= 5, "{line}");
+}
+
+#[test]
+fn without_an_answering_ntp_server_the_node_reports_the_fallback() {
+    // A port where nothing answers.
+    let silent = free_port();
+    let cluster = NodeCluster::start(
+        "ntp-none",
+        1,
+        &format!("time: {{ntp_servers: [\"127.0.0.1:{silent}\"], ntp_interval_ms: 1000, ntp_timeout_ms: 200}}"),
+    );
+    let cluster_view = wait_for("the NTP round to finish", Duration::from_secs(10), || {
+        let v = cluster
+            .http(0, "GET", "/api/cluster", Some(READ_KEY))
+            .json();
+        (v["time"]["source"] == "unavailable").then_some(v)
+    });
+    let error = cluster_view["time"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("no NTP server answered") && error.contains("logical"),
+        "{error}"
+    );
+    assert!(self_view(&cluster)["drift_ms"].is_null());
+    // The node and its clock keep working.
+    let mut c = cluster.redis(0);
+    assert_eq!(
+        call(&mut c, &[b"RC.SET", b"k", b"v"]).unwrap(),
+        redis::Value::Okay
+    );
+    assert!(matches!(
+        call(&mut c, &[b"RC.CLOCK"]).unwrap(),
+        redis::Value::Array(_)
+    ));
+}
