@@ -24,6 +24,8 @@ ensure_deps() {
     missing+=(libclang-dev)
   fi
   command -v cc >/dev/null 2>&1 || missing+=(gcc)
+  # promtool (tests check the /metrics exposition with `promtool check metrics`).
+  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
   [ ${#missing[@]} -eq 0 ] && return 0
   local sudo=()
   if [ "$(id -u)" -ne 0 ]; then
@@ -46,6 +48,11 @@ ensure_deps() {
     # We only need the binary: the package's own service would hold port 6379.
     "${sudo[@]}" systemctl disable --now redis-server >/dev/null 2>&1 \
       || "${sudo[@]}" service redis-server stop >/dev/null 2>&1 || true
+  fi
+  if [[ " ${missing[*]} " == *" prometheus "* ]]; then
+    # We only need promtool: the package's own server would hold port 9090.
+    "${sudo[@]}" systemctl disable --now prometheus >/dev/null 2>&1 \
+      || "${sudo[@]}" service prometheus stop >/dev/null 2>&1 || true
   fi
 }
 

@@ -18,7 +18,8 @@ pub struct Metrics {
     /// 0 alive, 1 suspect, 2 down.
     pub peer_state: IntGaugeVec,
     pub peer_phi: GaugeVec,
-    pub time_drift_ms: IntGauge,
+    /// Offset from NTP time in seconds (base unit: promtool rejects `_ms` names).
+    pub time_drift: Gauge,
     pub ntp_available: IntGauge,
     pub redis_up: IntGauge,
     pub redis_restarts: IntCounter,
@@ -91,7 +92,14 @@ impl Metrics {
             heartbeat_rtt,
             peer_state,
             peer_phi,
-            time_drift_ms: gauge("time_drift_ms", "Offset of this node's clock from NTP time in ms (0 without NTP)"),
+            time_drift: {
+                let g = must(Gauge::new(
+                    "time_drift_seconds",
+                    "Offset of this node's clock from NTP time in seconds (0 without NTP)",
+                ));
+                must(registry.register(Box::new(g.clone())));
+                g
+            },
             ntp_available: gauge("ntp_available", "1 when an NTP server answered the last query"),
             redis_up: gauge("redis_up", "1 when this node's Redis answers"),
             redis_restarts: {

@@ -64,58 +64,84 @@ fn stored_length(key: &redis_module::key::RedisKeyWritable) -> i64 {
         .unwrap_or(0)
 }
 
-pub fn put(ctx: &Context, args: Vec<RedisString>) -> Outcome {
-    arity(Cmd::ChunkPut, &args, 5, 5, PUT_USAGE)?;
-    let file_id = validate::file_id(args[1].as_slice())?;
-    let index = validate::chunk_index(args[2].as_slice())?;
-    let expected = validate::sha256(args[3].as_slice())?;
-    let data = &args[4];
+/// The validated arguments of a chunk write.
+pub struct ChunkArgs {
+    pub file_id: String,
+    pub index: u32,
+    pub sha256: String,
+}
+
+/// Checks `file-id index sha256 data`: ids, limits, and that the data hashes to the digest.
+pub fn check_put(args: &[RedisString]) -> Result<ChunkArgs, CodedError> {
+    let file_id = validate::file_id(args[0].as_slice())?;
+    let index = validate::chunk_index(args[1].as_slice())?;
+    let expected = validate::sha256(args[2].as_slice())?;
+    let data = &args[3];
     validate::check_size(
         "chunk",
         data.len(),
         settings::max_chunk_bytes(),
         "rcluster.max-chunk-bytes",
     )?;
-    let display = chunk_key(&file_id, index);
     let actual = sha256_hex(data.as_slice());
     if actual != expected {
         stats::checksum_failure();
         return Err(CodedError::new(
             Code::Checksum,
-            format!("{display}: data hashes to {actual}, not {expected}; nothing was stored"),
+            format!(
+                "{}: data hashes to {actual}, not {expected}; nothing was stored",
+                chunk_key(&file_id, index)
+            ),
         ));
     }
-    let set_name = check_index_set(ctx, &file_id)?;
+    Ok(ChunkArgs {
+        file_id,
+        index,
+        sha256: expected,
+    })
+}
+
+/// Stores a checked chunk on this Redis and propagates it to the AOF as `RC.CHUNK.PUT`.
+pub fn store(ctx: &Context, c: &ChunkArgs, data: &RedisString) -> Result<(), CodedError> {
+    let display = chunk_key(&c.file_id, c.index);
+    let set_name = check_index_set(ctx, &c.file_id)?;
     let name = store::string(ctx, display.as_str());
     let (key, exists) = store::open_hash_writable(ctx, &name, || display.clone())?;
     let old_len = if exists { stored_length(&key) } else { 0 };
     let len = i64::try_from(data.len()).unwrap_or(i64::MAX);
+    let sha = store::string(ctx, &c.sha256);
     store::set_fields(
         &key,
         vec![
-            (chunk_field::SHA256, store::string(ctx, actual)),
+            (chunk_field::SHA256, sha.safe_clone(ctx)),
             (chunk_field::LENGTH, store::string(ctx, len.to_string())),
             (chunk_field::DATA, data.safe_clone(ctx)),
         ],
     );
     drop(key);
     // The index as a canonical number, so "7" and "007" are one member.
-    let member = store::string(ctx, index.to_string());
+    let member = store::string(ctx, c.index.to_string());
     store::call(ctx, "SADD", &[&set_name, &member])?;
     stats::chunks_added(i64::from(!exists), len - old_len);
-    ctx.replicate_verbatim();
+    let file = store::string(ctx, &c.file_id);
+    ctx.replicate("RC.CHUNK.PUT", &[&file, &member, &sha, data][..]);
+    Ok(())
+}
+
+pub fn put(ctx: &Context, args: Vec<RedisString>) -> Outcome {
+    arity(Cmd::ChunkPut, &args, 5, 5, PUT_USAGE)?;
+    let checked = check_put(&args[1..])?;
+    store(ctx, &checked, &args[4])?;
     Ok(RedisValue::SimpleStringStatic("OK"))
 }
 
-pub fn get(ctx: &Context, args: Vec<RedisString>) -> Outcome {
-    arity(Cmd::ChunkGet, &args, 3, 3, GET_USAGE)?;
-    let file_id = validate::file_id(args[1].as_slice())?;
-    let index = validate::chunk_index(args[2].as_slice())?;
-    let display = chunk_key(&file_id, index);
+/// The chunk's bytes after checking them against the stored SHA-256; `None` when not held.
+pub fn load(ctx: &Context, file_id: &str, index: u32) -> Result<Option<RedisString>, CodedError> {
+    let display = chunk_key(file_id, index);
     let name = store::string(ctx, display.as_str());
     let key = ctx.open_key(&name);
     if !store::expect_type(|| display.clone(), key.key_type(), KeyType::Hash)? {
-        return Ok(RedisValue::Null);
+        return Ok(None);
     }
     let field = |f: &str| key.hash_get(f).ok().flatten();
     let (Some(stored_sha), Some(data)) = (field(chunk_field::SHA256), field(chunk_field::DATA))
@@ -136,7 +162,14 @@ pub fn get(ctx: &Context, args: Vec<RedisString>) -> Outcome {
             ),
         ));
     }
-    Ok(RedisValue::BulkRedisString(data))
+    Ok(Some(data))
+}
+
+pub fn get(ctx: &Context, args: Vec<RedisString>) -> Outcome {
+    arity(Cmd::ChunkGet, &args, 3, 3, GET_USAGE)?;
+    let file_id = validate::file_id(args[1].as_slice())?;
+    let index = validate::chunk_index(args[2].as_slice())?;
+    Ok(load(ctx, &file_id, index)?.map_or(RedisValue::Null, RedisValue::BulkRedisString))
 }
 
 pub fn list(ctx: &Context, args: Vec<RedisString>) -> Outcome {

@@ -22,7 +22,7 @@ use crate::commands::{clock, kv};
 use crate::coord::block::{can_block, Blocked};
 use crate::coord::peers::{self, Peer};
 use crate::coord::read::ReadJob;
-use crate::coord::write::WriteJob;
+use crate::coord::write::{Payload, WriteJob};
 use crate::coord::{self, me};
 use crate::guard::{arity, Outcome};
 use crate::stats::{Cmd, End, Op};
@@ -115,9 +115,11 @@ fn write(
     }
     let job = WriteJob {
         op: if value.is_some() { Op::Set } else { Op::Del },
-        key: key.as_slice().to_vec(),
-        value: value.map(|v| v.as_slice().to_vec()),
-        version,
+        payload: Payload::Kv {
+            key: key.as_slice().to_vec(),
+            value: value.map(|v| v.as_slice().to_vec()),
+            version,
+        },
         w,
         local_acks,
         replicas,

@@ -21,12 +21,61 @@ use crate::coord::peers::{Failure, Peer};
 use crate::coord::{deadline_in, read::count_failure};
 use crate::stats::{self, End, Op};
 
+/// What is written: a versioned register (hinted when a replica fails) or a file chunk
+/// (immutable and checksummed: not hinted, repaired when read).
+pub enum Payload {
+    Kv {
+        key: Vec<u8>,
+        /// `None` writes a tombstone.
+        value: Option<Vec<u8>>,
+        version: Version,
+    },
+    Chunk {
+        file: String,
+        index: u32,
+        sha256: String,
+        data: Vec<u8>,
+    },
+}
+
+impl Payload {
+    /// The replica-level write command.
+    pub fn replica_cmd(&self) -> redis::Cmd {
+        match self {
+            Payload::Kv {
+                key,
+                value,
+                version,
+            } => replica_cmd(key, value.as_deref(), version),
+            Payload::Chunk {
+                file,
+                index,
+                sha256,
+                data,
+            } => {
+                let mut c = redis::cmd("RC.CHUNK.PUT");
+                c.arg(file).arg(*index).arg(sha256).arg(data);
+                c
+            }
+        }
+    }
+
+    /// The command holding this write for `intended` as a hint, when the payload is hinted.
+    pub fn hint_cmd(&self, intended: &str) -> Option<redis::Cmd> {
+        match self {
+            Payload::Kv {
+                key,
+                value,
+                version,
+            } => Some(hint_cmd(intended, key, value.as_deref(), version)),
+            Payload::Chunk { .. } => None,
+        }
+    }
+}
+
 pub struct WriteJob {
     pub op: Op,
-    pub key: Vec<u8>,
-    /// `None` writes a tombstone.
-    pub value: Option<Vec<u8>>,
-    pub version: Version,
+    pub payload: Payload,
     pub w: usize,
     /// 1 when this node is a preference node and already holds the write.
     pub local_acks: usize,
@@ -94,7 +143,7 @@ impl WriteJob {
         let mut substitutes: VecDeque<Arc<Peer>> = self.substitutes.iter().cloned().collect();
         // The calls run concurrently inside this one task (no task per replica).
         let mut tasks = FuturesUnordered::new();
-        let replica = Arc::new(replica_cmd(&self.key, self.value.as_deref(), &self.version));
+        let replica = Arc::new(self.payload.replica_cmd());
         for peer in &self.replicas {
             let (peer, cmd) = (peer.clone(), replica.clone());
             tasks.push(
@@ -135,14 +184,12 @@ impl WriteJob {
                         None => out.intended.clone(),
                     };
                     failures.push((who, why));
-                    // Hand the write to the next substitute, or keep the hint here.
-                    if let Some(sub) = substitutes.pop_front() {
-                        let cmd = hint_cmd(
-                            &out.intended,
-                            &self.key,
-                            self.value.as_deref(),
-                            &self.version,
-                        );
+                    // Hand the write to the next substitute, or keep the hint here. Payloads
+                    // without hints (chunks) just count the failure.
+                    let hint = self.payload.hint_cmd(&out.intended);
+                    if let (Some(cmd), Some(sub)) = (hint.as_ref(), substitutes.front()) {
+                        let (cmd, sub) = (cmd.clone(), sub.clone());
+                        substitutes.pop_front();
                         let intended = out.intended.clone();
                         tasks.push(
                             async move {
@@ -155,7 +202,7 @@ impl WriteJob {
                             }
                             .boxed(),
                         );
-                    } else {
+                    } else if hint.is_some() {
                         local_hints.push(out.intended);
                     }
                 }
@@ -186,7 +233,9 @@ impl WriteJob {
     async fn store_local_hints(&self, intended: Vec<String>) {
         let Some(me) = &self.me else { return };
         for node in intended {
-            let cmd = hint_cmd(&node, &self.key, self.value.as_deref(), &self.version);
+            let Some(cmd) = self.payload.hint_cmd(&node) else {
+                return;
+            };
             if let Err(f) = me.call(&cmd, deadline_in(self.timeout_ms)).await {
                 eprintln!("rcluster: could not keep a hint for {node}: {f}");
             }

@@ -109,7 +109,7 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
                 shared.me.id, cfg.max_drift_ms
             );
         }
-        shared.metrics.time_drift_ms.set(offset);
+        shared.metrics.time_drift.set(offset as f64 / 1000.0);
         shared
             .metrics
             .ntp_available
