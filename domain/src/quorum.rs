@@ -17,19 +17,28 @@ pub struct Options {
 }
 
 /// Parses `[<count_name> n] [TIMEOUT ms]` (names case-insensitive, each at most once).
-/// `count_name` is `W` for writes and `R` for reads; `n` is the replica count of the cluster.
-pub fn parse_options(args: &[&[u8]], count_name: &str, n: u8) -> Result<Options, CodedError> {
+/// `count_name` is `W` for writes, `R` for reads, `None` when only TIMEOUT is allowed; `n` is the
+/// replica count of the cluster.
+pub fn parse_options(
+    args: &[&[u8]],
+    count_name: Option<&str>,
+    n: u8,
+) -> Result<Options, CodedError> {
     let bad = |m: String| CodedError::new(Code::BadArg, m);
+    let expected = match count_name {
+        Some(c) => format!("{c} or TIMEOUT"),
+        None => "TIMEOUT".to_string(),
+    };
     if !args.len().is_multiple_of(2) {
         return Err(bad(format!(
-            "options come in pairs: [{count_name} <n>] [TIMEOUT <ms>], got '{}' without a value",
+            "options come in pairs ({expected} <value>), got '{}' without a value",
             validate::show(args[args.len() - 1])
         )));
     }
     let mut opts = Options::default();
     for pair in args.chunks(2) {
         let (name, value) = (pair[0], pair[1]);
-        if name.eq_ignore_ascii_case(count_name.as_bytes()) {
+        if let Some(count_name) = count_name.filter(|c| name.eq_ignore_ascii_case(c.as_bytes())) {
             if opts.count.is_some() {
                 return Err(bad(format!("{count_name} given twice")));
             }
@@ -53,7 +62,7 @@ pub fn parse_options(args: &[&[u8]], count_name: &str, n: u8) -> Result<Options,
             opts.timeout_ms = Some(v);
         } else {
             return Err(bad(format!(
-                "unknown option '{}'; expected {count_name} or TIMEOUT",
+                "unknown option '{}'; expected {expected}",
                 validate::show(name)
             )));
         }
@@ -104,8 +113,11 @@ mod tests {
 
     #[test]
     fn options() {
-        assert_eq!(parse_options(&[], "W", 3).unwrap(), Options::default());
-        let o = parse_options(&[b"w", b"3", b"TIMEOUT", b"250"], "W", 3).unwrap();
+        assert_eq!(
+            parse_options(&[], Some("W"), 3).unwrap(),
+            Options::default()
+        );
+        let o = parse_options(&[b"w", b"3", b"TIMEOUT", b"250"], Some("W"), 3).unwrap();
         assert_eq!(
             o,
             Options {
@@ -123,7 +135,7 @@ mod tests {
             (vec![b"TIMEOUT", b"60001"], "TIMEOUT must be"),
             (vec![b"W", b"1", b"W", b"2"], "twice"),
         ] {
-            let e = parse_options(&args, "W", 3).unwrap_err();
+            let e = parse_options(&args, Some("W"), 3).unwrap_err();
             assert_eq!(e.code, Code::BadArg);
             assert!(e.message.contains(needle), "{:?}: {}", args, e.message);
         }

@@ -78,6 +78,12 @@ fn rc_cluster_get(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 fn rc_cluster_nodestate(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     guard::run(Cmd::ClusterNodeState, ctx, args, cluster::nodestate)
 }
+fn rc_chunk_set(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    guard::run(Cmd::ChunkSet, ctx, args, quorum::chunk_set)
+}
+fn rc_chunk_fetch(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    guard::run(Cmd::ChunkFetch, ctx, args, quorum::chunk_fetch)
+}
 fn rc_debug(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     guard::run(Cmd::Debug, ctx, args, debug::debug)
 }
@@ -97,11 +103,7 @@ fn info(ctx: &InfoContext, _for_crash_report: bool) {
     ctx.add_info_field_long_long("chunk_bytes", chunk_bytes);
     ctx.add_info_field_long_long("checksum_failures", to_i64(stats::checksum_failures()));
     ctx.add_info_field_long_long("panics_caught", to_i64(stats::panics()));
-    for (op, name) in [
-        (stats::Op::Set, "set"),
-        (stats::Op::Get, "get"),
-        (stats::Op::Del, "del"),
-    ] {
+    for (op, name) in stats::Op::ALL {
         let value = format!(
             "ok={},noquorum={}",
             stats::quorum_ops(op, stats::End::Ok),
@@ -120,6 +122,7 @@ fn info(ctx: &InfoContext, _for_crash_report: bool) {
     ctx.add_info_field_long_long("hints_stored", to_i64(stats::hints_stored()));
     ctx.add_info_field_long_long("hints_replayed", to_i64(stats::hints_replayed()));
     ctx.add_info_field_long_long("tombstones_purged", to_i64(stats::tombstones_purged()));
+    ctx.add_info_field_long_long("chunk_repairs", to_i64(stats::chunk_repairs()));
     let cumulative = stats::latency_cumulative();
     let mut buckets: Vec<String> = stats::LATENCY_BOUNDS_MS
         .iter()
@@ -230,6 +233,8 @@ redis_module! {
         ["RC.REPLICA.PURGE", rc_replica_purge, "write", 0, 0, 0],
         ["RC.HINT.PUT", rc_hint_put, "write deny-oom", 0, 0, 0],
         ["RC.HINT.DONE", rc_hint_done, "write", 0, 0, 0],
+        ["RC.CHUNK.SET", rc_chunk_set, "write deny-oom", 0, 0, 0],
+        ["RC.CHUNK.FETCH", rc_chunk_fetch, "readonly", 0, 0, 0],
         ["RC.CHUNK.PUT", rc_chunk_put, "write deny-oom", 0, 0, 0],
         ["RC.CHUNK.GET", rc_chunk_get, "readonly", 0, 0, 0],
         ["RC.CHUNK.LIST", rc_chunk_list, "readonly", 0, 0, 0],

@@ -24,11 +24,13 @@ pub enum Cmd {
     ClusterSet,
     ClusterGet,
     ClusterNodeState,
+    ChunkSet,
+    ChunkFetch,
     Debug,
 }
 
 impl Cmd {
-    pub const ALL: [Cmd; 19] = [
+    pub const ALL: [Cmd; 21] = [
         Cmd::Set,
         Cmd::Get,
         Cmd::Del,
@@ -47,6 +49,8 @@ impl Cmd {
         Cmd::ClusterSet,
         Cmd::ClusterGet,
         Cmd::ClusterNodeState,
+        Cmd::ChunkSet,
+        Cmd::ChunkFetch,
         Cmd::Debug,
     ];
 
@@ -71,6 +75,8 @@ impl Cmd {
             Cmd::ClusterSet => "RC.CLUSTER.SET",
             Cmd::ClusterGet => "RC.CLUSTER.GET",
             Cmd::ClusterNodeState => "RC.CLUSTER.NODESTATE",
+            Cmd::ChunkSet => "RC.CHUNK.SET",
+            Cmd::ChunkFetch => "RC.CHUNK.FETCH",
             Cmd::Debug => "RC.DEBUG",
         }
     }
@@ -136,6 +142,18 @@ pub enum Op {
     Set = 0,
     Get = 1,
     Del = 2,
+    ChunkSet = 3,
+    ChunkGet = 4,
+}
+
+impl Op {
+    pub const ALL: [(Op, &'static str); 5] = [
+        (Op::Set, "set"),
+        (Op::Get, "get"),
+        (Op::Del, "del"),
+        (Op::ChunkSet, "chunk_set"),
+        (Op::ChunkGet, "chunk_get"),
+    ];
 }
 
 /// How a quorum operation ended.
@@ -156,7 +174,7 @@ pub enum ReplicaFailure {
 /// Upper bounds (ms) of the latency histogram buckets; the last bucket is everything above.
 pub const LATENCY_BOUNDS_MS: [u64; 10] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000];
 
-static QUORUM_OPS: [[AtomicU64; 2]; 3] = [const { [const { AtomicU64::new(0) }; 2] }; 3];
+static QUORUM_OPS: [[AtomicU64; 2]; 5] = [const { [const { AtomicU64::new(0) }; 2] }; 5];
 static REPLICA_FAILURES: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
 static LATENCY: [AtomicU64; LATENCY_BOUNDS_MS.len() + 1] =
     [const { AtomicU64::new(0) }; LATENCY_BOUNDS_MS.len() + 1];
@@ -164,6 +182,14 @@ static READ_REPAIRS: AtomicU64 = AtomicU64::new(0);
 static HINTS_STORED: AtomicU64 = AtomicU64::new(0);
 static HINTS_REPLAYED: AtomicU64 = AtomicU64::new(0);
 static TOMBSTONES_PURGED: AtomicU64 = AtomicU64::new(0);
+static CHUNK_REPAIRS: AtomicU64 = AtomicU64::new(0);
+
+pub fn chunk_repaired() {
+    CHUNK_REPAIRS.fetch_add(1, Ordering::Relaxed);
+}
+pub fn chunk_repairs() -> u64 {
+    CHUNK_REPAIRS.load(Ordering::Relaxed)
+}
 
 pub fn quorum_op(op: Op, end: End, elapsed: std::time::Duration) {
     QUORUM_OPS[op as usize][end as usize].fetch_add(1, Ordering::Relaxed);

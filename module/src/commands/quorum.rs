@@ -3,7 +3,8 @@
 //! `RC.SET key value [W n] [TIMEOUT ms]` → OK once W replicas hold it;
 //! `RC.GET key [R n] [TIMEOUT ms]` → the newest value among R replicas, or nil;
 //! `RC.DEL key [W n] [TIMEOUT ms]` → OK once W replicas hold the tombstone;
-//! `RC.LOCATE key` → the key's preference list: `[[node, address, state], ...]`.
+//! `RC.LOCATE key` → the key's preference list: `[[node, address, state], ...]`;
+//! `RC.CHUNK.SET` / `RC.CHUNK.FETCH`: file chunks on W replicas / from the first intact one.
 //! A failure is `NOQUORUM needed W got k (node: why, ...)`. This node's own replica is read or
 //! written here, on the main thread; the other replicas are reached from the coordinator runtime
 //! while the client waits blocked.
@@ -18,8 +19,9 @@ use rcluster_domain::version::Version;
 use redis_module::{Context, RedisString, RedisValue};
 
 use crate::cluster::{self, View};
-use crate::commands::{clock, kv};
+use crate::commands::{chunk, clock, kv};
 use crate::coord::block::{can_block, Blocked};
+use crate::coord::fetch::FetchJob;
 use crate::coord::peers::{self, Peer};
 use crate::coord::read::ReadJob;
 use crate::coord::write::{Payload, WriteJob};
@@ -37,7 +39,7 @@ const SAFETY_MARGIN_MS: u64 = 1_000;
 
 fn options(args: &[RedisString], name: &str, view: &View) -> Result<Options, CodedError> {
     let raw: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
-    parse_options(&raw, name, view.topology.quorum.n)
+    parse_options(&raw, Some(name), view.topology.quorum.n)
 }
 
 /// Where a key lives, seen from this node.
@@ -233,4 +235,113 @@ pub fn locate(_ctx: &Context, args: Vec<RedisString>) -> Outcome {
         })
         .collect();
     Ok(RedisValue::Array(rows))
+}
+
+const CHUNK_SET_USAGE: &str =
+    "RC.CHUNK.SET <file-id> <index> <sha256-hex> <data> [W <n>] [TIMEOUT <ms>]";
+const CHUNK_FETCH_USAGE: &str = "RC.CHUNK.FETCH <file-id> <index> [TIMEOUT <ms>]";
+
+/// Where a chunk lives on the ring: by file id and index.
+fn chunk_ring_key(file_id: &str, index: u32) -> Vec<u8> {
+    format!("{file_id}:{index}").into_bytes()
+}
+
+/// `RC.CHUNK.SET file-id index sha256 data [W n] [TIMEOUT ms]`: the chunk on W of its N replicas
+/// (checked against the digest first; chunks are not hinted, they are repaired when read).
+pub fn chunk_set(ctx: &Context, args: Vec<RedisString>) -> Outcome {
+    arity(Cmd::ChunkSet, &args, 5, 9, CHUNK_SET_USAGE)?;
+    let checked = chunk::check_put(&args[1..5])?;
+    let view = cluster::ready()?;
+    let opts = options(&args[5..], "W", &view)?;
+    let w = usize::from(opts.count.unwrap_or(view.topology.quorum.w));
+    let timeout_ms = opts.timeout_ms.unwrap_or(view.topology.request_timeout_ms);
+    let ring_key = chunk_ring_key(&checked.file_id, checked.index);
+    let Placement {
+        me: me_id,
+        is_replica,
+        replicas,
+        ..
+    } = placement(&view, &ring_key)?;
+    let local_acks = usize::from(is_replica);
+    if local_acks < w && !can_block(ctx) {
+        return Err(cannot_block(Cmd::ChunkSet));
+    }
+    let started = Instant::now();
+    if is_replica {
+        chunk::store(ctx, &checked, &args[4])?;
+    }
+    let job = WriteJob {
+        op: Op::ChunkSet,
+        payload: Payload::Chunk {
+            file: checked.file_id,
+            index: checked.index,
+            sha256: checked.sha256,
+            data: args[4].as_slice().to_vec(),
+        },
+        w,
+        local_acks,
+        replicas,
+        substitutes: Vec::new(),
+        me: view.topology.member(&me_id).map(peers::peer),
+        timeout_ms,
+        started,
+    };
+    if local_acks >= w {
+        crate::stats::quorum_op(Op::ChunkSet, End::Ok, started.elapsed());
+        coord::spawn(job.run(None));
+        return Ok(RedisValue::SimpleStringStatic("OK"));
+    }
+    let blocked = Blocked::new(ctx, timeout_ms + SAFETY_MARGIN_MS)
+        .ok_or_else(|| cannot_block(Cmd::ChunkSet))?;
+    coord::spawn(job.run(Some(blocked)));
+    Ok(RedisValue::NoReply)
+}
+
+/// `RC.CHUNK.FETCH file-id index [TIMEOUT ms]`: the chunk's bytes from this node when its copy is
+/// intact, else from the first intact replica (repairing the others); nil when no replica has it,
+/// `CHECKSUM` when the only copies left are corrupt.
+pub fn chunk_fetch(ctx: &Context, args: Vec<RedisString>) -> Outcome {
+    arity(Cmd::ChunkFetch, &args, 3, 5, CHUNK_FETCH_USAGE)?;
+    let file_id = validate::file_id(args[1].as_slice())?;
+    let index = validate::chunk_index(args[2].as_slice())?;
+    let view = cluster::ready()?;
+    let raw: Vec<&[u8]> = args[3..].iter().map(|a| a.as_slice()).collect();
+    // Chunks are immutable and verified: one intact copy is the answer, so there is no R.
+    let opts = parse_options(&raw, None, view.topology.quorum.n)?;
+    let timeout_ms = opts.timeout_ms.unwrap_or(view.topology.request_timeout_ms);
+    let Placement {
+        me: me_id,
+        is_replica,
+        replicas,
+        ..
+    } = placement(&view, &chunk_ring_key(&file_id, index))?;
+    let started = Instant::now();
+    let mut local_problem = None;
+    if is_replica {
+        match chunk::load(ctx, &file_id, index) {
+            Ok(Some(data)) => {
+                crate::stats::quorum_op(Op::ChunkGet, End::Ok, started.elapsed());
+                return Ok(RedisValue::BulkRedisString(data));
+            }
+            Ok(None) => local_problem = Some(None),
+            Err(e) => local_problem = Some(Some(e.to_string())),
+        }
+    }
+    if !can_block(ctx) {
+        return Err(cannot_block(Cmd::ChunkFetch));
+    }
+    let job = FetchJob {
+        file: file_id,
+        index,
+        sha256: None,
+        local: local_problem
+            .and_then(|p| view.topology.member(&me_id).map(|m| (peers::peer(m), p))),
+        replicas,
+        timeout_ms,
+        started,
+    };
+    let blocked = Blocked::new(ctx, timeout_ms + SAFETY_MARGIN_MS)
+        .ok_or_else(|| cannot_block(Cmd::ChunkFetch))?;
+    coord::spawn(job.run(Some(blocked)));
+    Ok(RedisValue::NoReply)
 }

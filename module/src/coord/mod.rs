@@ -3,6 +3,7 @@
 //! timeouts, the write and read fan-out, hint replay and tombstone purging.
 
 pub mod block;
+pub mod fetch;
 pub mod gc;
 pub mod hints;
 pub mod peers;

@@ -116,12 +116,14 @@ pub fn hint_cmd(intended: &str, key: &[u8], value: Option<&[u8]>, version: &Vers
     cmd
 }
 
-/// A write reply (`[applied|duplicate|stale, ...]` or a bare status) means the replica holds
-/// this version or a newer one: an acknowledgement.
+/// A write reply (`[applied|duplicate|stale, ...]`, a bare status, or a chunk's `OK`) means the
+/// replica holds this version or a newer one: an acknowledgement.
 pub fn is_ack(reply: &Value) -> bool {
     let status = |v: &Value| matches!(v, Value::SimpleString(s) if matches!(s.as_str(), "applied" | "duplicate" | "stale"));
     match reply {
         Value::Array(items) => items.first().is_some_and(status),
+        // A chunk write answers OK.
+        Value::Okay => true,
         other => status(other),
     }
 }
