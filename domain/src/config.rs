@@ -68,6 +68,9 @@ pub struct ClusterConfig {
     /// NTP servers and drift limits.
     #[serde(default)]
     pub time: crate::node_config::TimeConfig,
+    /// File uploads and downloads.
+    #[serde(default)]
+    pub files: crate::node_config::FilesConfig,
     pub nodes: Vec<NodeConfig>,
 }
 
@@ -306,6 +309,7 @@ impl ClusterConfig {
         }
         self.api.validate()?;
         self.supervision.validate()?;
+        self.files.validate()?;
         self.time.validate()
     }
 
@@ -831,6 +835,7 @@ nodes:
                     api: Default::default(),
                     supervision: Default::default(),
                     time: Default::default(),
+                    files: Default::default(),
                     nodes,
                 }
             })

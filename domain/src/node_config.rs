@@ -115,6 +115,68 @@ impl Default for TimeConfig {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesConfig {
+    /// Largest file accepted by an upload.
+    pub max_file_bytes: u64,
+    /// Uploads one node runs at once; more are refused with 429.
+    pub max_concurrent_uploads: u32,
+    /// Longest an upload or download may take.
+    pub transfer_timeout_ms: u64,
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        FilesConfig {
+            max_file_bytes: 1 << 30,
+            max_concurrent_uploads: 4,
+            transfer_timeout_ms: 3_600_000,
+        }
+    }
+}
+
+impl FilesConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        range("files.max_file_bytes", self.max_file_bytes, 1, 1 << 40)?;
+        range(
+            "files.max_concurrent_uploads",
+            u64::from(self.max_concurrent_uploads),
+            1,
+            1024,
+        )?;
+        range(
+            "files.transfer_timeout_ms",
+            self.transfer_timeout_ms,
+            1_000,
+            86_400_000,
+        )
+    }
+}
+
+/// A file name safe to store and to send back in a header: 1 to 255 bytes of UTF-8, no path
+/// separators, no control characters, not `.` or `..`.
+pub fn check_file_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 255 {
+        return Err(format!(
+            "file name must be 1 to 255 bytes, got {}",
+            name.len()
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("file name {name:?} is not allowed"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| matches!(c, '/' | '\\') || c.is_control())
+    {
+        return Err(format!(
+            "file name must not contain {c:?} (no paths or control characters)"
+        ));
+    }
+    Ok(())
+}
+
 fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         field: field.to_string(),
@@ -237,6 +299,25 @@ impl TimeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_names() {
+        assert!(check_file_name("video.mp4").is_ok());
+        assert!(check_file_name("résumé 2026.pdf").is_ok());
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../etc/passwd",
+            "a/b",
+            "a\\b",
+            "a\nb",
+            &"x".repeat(256),
+        ] {
+            assert!(check_file_name(bad).is_err(), "{bad:?}");
+        }
+        FilesConfig::default().validate().unwrap();
+    }
 
     #[test]
     fn defaults_validate() {

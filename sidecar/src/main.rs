@@ -2,6 +2,7 @@
 //! only parses the command line and hands over to the module that does the work.
 
 mod client;
+mod files;
 mod metrics;
 mod node;
 mod paths;
@@ -10,6 +11,7 @@ mod status;
 mod supervise;
 mod up;
 mod web;
+mod web_data;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -28,6 +28,12 @@ pub struct Metrics {
     /// Last value seen per module counter, to turn INFO totals into increments.
     seen: Mutex<HashMap<Vec<String>, u64>>,
     pub scrape_up: Gauge,
+    /// File bytes by direction (uploaded, downloaded).
+    pub bytes: IntCounterVec,
+    /// Chunk operations by kind (write, read).
+    pub chunk_ops: IntCounterVec,
+    /// Downloaded chunks that did not match the digest recorded at upload.
+    pub checksum_failures: IntCounter,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -115,6 +121,16 @@ impl Metrics {
             ),
             seen: Mutex::new(HashMap::new()),
             scrape_up,
+            bytes: counter_vec("file_bytes_total", "File bytes uploaded and downloaded through this node", &["direction"]),
+            chunk_ops: counter_vec("chunk_operations_total", "Chunk writes and reads made by this node's file API", &["op"]),
+            checksum_failures: {
+                let c = must(IntCounter::new(
+                    "download_checksum_failures_total",
+                    "Downloaded chunks whose bytes did not match the digest recorded at upload",
+                ));
+                must(registry.register(Box::new(c.clone())));
+                c
+            },
             registry,
         }
     }

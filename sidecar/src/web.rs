@@ -30,16 +30,27 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     retry_after_s: Option<u64>,
+    /// For 416: the size to name in `Content-Range: bytes */<size>`.
+    content_range_size: Option<u64>,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
             message: message.into(),
             retry_after_s: None,
+            content_range_size: None,
         }
+    }
+
+    pub fn set_retry_after(&mut self, seconds: u64) {
+        self.retry_after_s = Some(seconds);
+    }
+
+    pub fn set_content_range(&mut self, size: u64) {
+        self.content_range_size = Some(size);
     }
 }
 
@@ -50,6 +61,11 @@ impl IntoResponse for ApiError {
         if let Some(s) = self.retry_after_s {
             if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        if let Some(size) = self.content_range_size {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                response.headers_mut().insert(header::CONTENT_RANGE, v);
             }
         }
         response
@@ -70,7 +86,7 @@ fn rate_limit(shared: &Shared, key: &str) -> Result<(), ApiError> {
             "RATE_LIMITED",
             format!("too many requests for {key}; retry in {retry_ms} ms"),
         );
-        e.retry_after_s = Some(retry_ms.div_ceil(1000).max(1));
+        e.set_retry_after(retry_ms.div_ceil(1000).max(1));
         e
     })
 }
@@ -119,7 +135,7 @@ impl FromRequestParts<Arc<Shared>> for Caller {
 }
 
 impl Caller {
-    fn require_admin(&self) -> Result<(), ApiError> {
+    pub fn require_admin(&self) -> Result<(), ApiError> {
         match self.role {
             Role::Admin => Ok(()),
             Role::Read => Err(ApiError::new(
@@ -135,21 +151,24 @@ pub fn router(shared: Arc<Shared>) -> Router {
     let api = &shared.config.api;
     let body_limit = usize::try_from(api.body_limit_bytes).unwrap_or(usize::MAX);
     let timeout = Duration::from_millis(api.request_timeout_ms);
-    Router::new()
+    let control = Router::new()
         .route("/", get(index))
         .route("/api/health", get(health))
         .route("/api/cluster", get(cluster))
         .route("/api/nodes", get(nodes))
         .route("/api/nodes/{id}/{action}", post(node_action))
         .route("/metrics", get(metrics))
-        .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         // Refuses any body over the limit with 413, also for handlers that never read it.
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,
-        ))
+        ));
+    // The data routes carry their own body limits and transfer timeouts.
+    control
+        .merge(crate::web_data::router(&shared))
+        .fallback(not_found)
         .with_state(shared)
 }
 

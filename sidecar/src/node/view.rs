@@ -3,7 +3,7 @@
 //! node's own time status. Shared by the heartbeat, report, API and metrics tasks.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rcluster_domain::config::{ClusterConfig, NodeConfig};
@@ -62,7 +62,9 @@ pub struct Shared {
     pub metrics: Metrics,
     pub limiter: Mutex<Limiter>,
     /// The node process's connection to its own Redis.
-    pub local: Local,
+    pub local: Arc<Local>,
+    /// Permits for uploads running at once.
+    pub uploads: tokio::sync::Semaphore,
     started: Instant,
 }
 
@@ -109,6 +111,7 @@ impl Shared {
             })
             .collect();
         let (me_host, me_port) = (me.host.clone(), me.redis_port);
+        let uploads = usize::try_from(config.files.max_concurrent_uploads).unwrap_or(1);
         let api = &config.api;
         let limiter = Limiter::new(api.rate_per_s, api.burst, 10_000);
         Shared {
@@ -119,9 +122,15 @@ impl Shared {
             time: Mutex::new(TimeStatus::default()),
             metrics,
             limiter: Mutex::new(limiter),
-            local: Local::new(&me_host, me_port),
+            local: Arc::new(Local::new(&me_host, me_port)),
+            uploads: tokio::sync::Semaphore::new(uploads),
             started: Instant::now(),
         }
+    }
+
+    /// The connection to this node's Redis, for tasks that outlive a borrow.
+    pub fn local_handle(&self) -> Arc<Local> {
+        self.local.clone()
     }
 
     /// Milliseconds since this process started (monotonic; for the detector and round trips).

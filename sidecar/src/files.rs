@@ -1,0 +1,488 @@
+//! Files over HTTP: an upload is cut into chunks of the configured size as it streams in, each
+//! chunk hashed (SHA-256) and written with quorum through the module (`RC.CHUNK.SET`, a few in
+//! flight), the whole file hashed too, and the metadata written last (`RC.SET file:<id>`), so a
+//! failed or aborted upload never shows as a file and its chunks are removed. A download reads the
+//! metadata, fetches each chunk verified (`RC.CHUNK.FETCH`, one ahead), checks it against the
+//! digest recorded at upload, and streams it; Range requests are served from the chunks they touch.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use rcluster_domain::checksum::sha256_hex;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::task::JoinHandle;
+
+use crate::node::view::{unix_ms, Shared};
+
+/// Chunk writes in flight during one upload.
+const UPLOAD_PARALLELISM: usize = 3;
+
+/// What is stored (as JSON in the register `file:<id>`) about a file.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FileMeta {
+    pub id: String,
+    pub name: String,
+    pub size: u64,
+    pub content_type: String,
+    pub chunk_size: u64,
+    pub chunk_count: u64,
+    pub sha256: String,
+    pub chunk_sha256: Vec<String>,
+    pub created_ms: u64,
+}
+
+/// The register holding a file's metadata.
+pub fn meta_key(id: &str) -> String {
+    format!("file:{id}")
+}
+
+/// A new random file id (128 bits, hex).
+pub fn new_id() -> Result<String, String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| format!("cannot read random bytes for a file id: {e}"))?;
+    Ok(hex::encode(bytes))
+}
+
+/// Why an upload or download failed: the HTTP status it maps to and a message.
+#[derive(Debug)]
+pub struct TransferError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl TransferError {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        TransferError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+fn redis_failure(what: &str, e: String) -> TransferError {
+    let status = if e.contains("NOQUORUM") || e.contains("no answer within") {
+        503
+    } else {
+        502
+    };
+    TransferError::new(status, "STORAGE_FAILED", format!("{what}: {e}"))
+}
+
+/// An upload in progress: feed it bytes, then finish or abort it.
+pub struct Upload<'a> {
+    shared: &'a Shared,
+    pub id: String,
+    name: String,
+    content_type: String,
+    w: Option<u8>,
+    chunk_size: usize,
+    max_bytes: u64,
+    buffer: Vec<u8>,
+    size: u64,
+    whole: Sha256,
+    chunk_sha: Vec<String>,
+    in_flight: VecDeque<JoinHandle<Result<(), String>>>,
+}
+
+impl<'a> Upload<'a> {
+    pub fn new(
+        shared: &'a Shared,
+        name: String,
+        content_type: String,
+        w: Option<u8>,
+    ) -> Result<Self, TransferError> {
+        let id = new_id().map_err(|e| TransferError::new(500, "INTERNAL", e))?;
+        let chunk_size = usize::try_from(shared.config.chunk_size_bytes).unwrap_or(1 << 20);
+        Ok(Upload {
+            shared,
+            id,
+            name,
+            content_type,
+            w,
+            chunk_size,
+            max_bytes: shared.config.files.max_file_bytes,
+            buffer: Vec::with_capacity(chunk_size),
+            size: 0,
+            whole: Sha256::new(),
+            chunk_sha: Vec::new(),
+            in_flight: VecDeque::new(),
+        })
+    }
+
+    /// Takes the next piece of the body.
+    pub async fn feed(&mut self, mut data: &[u8]) -> Result<(), TransferError> {
+        self.size += data.len() as u64;
+        if self.size > self.max_bytes {
+            return Err(TransferError::new(
+                413,
+                "TOO_LARGE",
+                format!(
+                    "the file is larger than files.max_file_bytes ({} bytes)",
+                    self.max_bytes
+                ),
+            ));
+        }
+        self.whole.update(data);
+        while !data.is_empty() {
+            let take = (self.chunk_size - self.buffer.len()).min(data.len());
+            self.buffer.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.buffer.len() == self.chunk_size {
+                self.flush_chunk().await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush_chunk(&mut self) -> Result<(), TransferError> {
+        let data = std::mem::replace(&mut self.buffer, Vec::with_capacity(self.chunk_size));
+        let index = self.chunk_sha.len();
+        let sha = sha256_hex(&data);
+        self.chunk_sha.push(sha.clone());
+        let mut cmd = redis::cmd("RC.CHUNK.SET");
+        cmd.arg(&self.id).arg(index).arg(&sha).arg(data);
+        if let Some(w) = self.w {
+            cmd.arg("W").arg(w);
+        }
+        let timeout =
+            Duration::from_millis(self.shared.config.intervals.request_timeout_ms + 2_000);
+        let shared_local = self.shared.local_handle();
+        self.shared
+            .metrics
+            .chunk_ops
+            .with_label_values(&["write"])
+            .inc();
+        self.in_flight.push_back(tokio::spawn(async move {
+            shared_local.query::<()>(&cmd, timeout).await
+        }));
+        while self.in_flight.len() >= UPLOAD_PARALLELISM {
+            self.wait_one().await?;
+        }
+        Ok(())
+    }
+
+    async fn wait_one(&mut self) -> Result<(), TransferError> {
+        let Some(task) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        match task.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(redis_failure("writing a chunk", e)),
+            Err(e) => Err(TransferError::new(
+                500,
+                "INTERNAL",
+                format!("chunk writer failed: {e}"),
+            )),
+        }
+    }
+
+    /// Writes the last chunk and the metadata; the file exists from here on.
+    pub async fn finish(
+        mut self,
+        expected_len: Option<u64>,
+    ) -> Result<FileMeta, (TransferError, Upload<'a>)> {
+        if let Some(n) = expected_len.filter(|n| *n != self.size) {
+            let e = TransferError::new(
+                400,
+                "LENGTH_MISMATCH",
+                format!(
+                    "the body had {} bytes but Content-Length said {n}",
+                    self.size
+                ),
+            );
+            return Err((e, self));
+        }
+        if !self.buffer.is_empty() {
+            if let Err(e) = self.flush_chunk().await {
+                return Err((e, self));
+            }
+        }
+        while !self.in_flight.is_empty() {
+            if let Err(e) = self.wait_one().await {
+                return Err((e, self));
+            }
+        }
+        let meta = FileMeta {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            size: self.size,
+            content_type: self.content_type.clone(),
+            chunk_size: self.chunk_size as u64,
+            chunk_count: self.chunk_sha.len() as u64,
+            sha256: hex::encode(self.whole.clone().finalize()),
+            chunk_sha256: self.chunk_sha.clone(),
+            created_ms: unix_ms(),
+        };
+        let json = serde_json::to_string(&meta).unwrap_or_default();
+        let mut cmd = redis::cmd("RC.SET");
+        cmd.arg(meta_key(&self.id)).arg(json);
+        if let Some(w) = self.w {
+            cmd.arg("W").arg(w);
+        }
+        let timeout =
+            Duration::from_millis(self.shared.config.intervals.request_timeout_ms + 2_000);
+        if let Err(e) = self.shared.local.query::<()>(&cmd, timeout).await {
+            return Err((redis_failure("writing the file's metadata", e), self));
+        }
+        self.shared
+            .metrics
+            .bytes
+            .with_label_values(&["uploaded"])
+            .inc_by(meta.size);
+        Ok(meta)
+    }
+
+    /// Stops the upload and removes whatever chunks it wrote.
+    pub async fn abort(mut self) {
+        for task in self.in_flight.drain(..) {
+            let _ = task.await;
+        }
+        remove_chunks(self.shared, &self.id).await;
+    }
+}
+
+/// Deletes a file's chunks on every node that answers (best effort; returns how many went).
+pub async fn remove_chunks(shared: &Shared, id: &str) -> u64 {
+    let mut removed = 0;
+    for n in &shared.config.nodes {
+        let attempt = async {
+            let client =
+                redis::Client::open(format!("redis://{}:{}/", n.host, n.redis_port)).ok()?;
+            let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+            redis::cmd("RC.CHUNK.DEL")
+                .arg(id)
+                .query_async::<u64>(&mut conn)
+                .await
+                .ok()
+        };
+        if let Ok(Some(n)) = tokio::time::timeout(Duration::from_secs(5), attempt).await {
+            removed += n;
+        }
+    }
+    removed
+}
+
+/// The ids of the files whose metadata any reachable node holds (`kv:file:*`), sorted.
+pub async fn list_ids(shared: &Shared) -> Vec<String> {
+    let mut ids = std::collections::BTreeSet::new();
+    for n in &shared.config.nodes {
+        let attempt = async {
+            let client =
+                redis::Client::open(format!("redis://{}:{}/", n.host, n.redis_port)).ok()?;
+            let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+            let mut found = Vec::new();
+            let mut cursor = 0u64;
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg("kv:file:*")
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut conn)
+                    .await
+                    .ok()?;
+                found.extend(keys);
+                if next == 0 {
+                    return Some(found);
+                }
+                cursor = next;
+            }
+        };
+        if let Ok(Some(keys)) = tokio::time::timeout(Duration::from_secs(5), attempt).await {
+            ids.extend(
+                keys.into_iter()
+                    .filter_map(|k| k.strip_prefix("kv:file:").map(str::to_string)),
+            );
+        }
+    }
+    ids.into_iter().collect()
+}
+
+/// The metadata of file `id`, `None` when there is no such file.
+pub async fn read_meta(shared: &Shared, id: &str) -> Result<Option<FileMeta>, TransferError> {
+    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(TransferError::new(
+            400,
+            "BAD_ID",
+            format!("'{id}' is not a file id (32 hex characters)"),
+        ));
+    }
+    let mut cmd = redis::cmd("RC.GET");
+    cmd.arg(meta_key(id));
+    let timeout = Duration::from_millis(shared.config.intervals.request_timeout_ms + 2_000);
+    let raw: Option<Vec<u8>> = shared
+        .local
+        .query(&cmd, timeout)
+        .await
+        .map_err(|e| redis_failure("reading metadata", e))?;
+    match raw {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            TransferError::new(
+                500,
+                "CORRUPT_METADATA",
+                format!("metadata of {id} is unreadable: {e}"),
+            )
+        }),
+    }
+}
+
+/// Fetches chunk `index` of `meta`, verified against the digest recorded at upload.
+pub async fn fetch_chunk(
+    shared: &Shared,
+    meta: &FileMeta,
+    index: u64,
+) -> Result<Vec<u8>, TransferError> {
+    let mut cmd = redis::cmd("RC.CHUNK.FETCH");
+    cmd.arg(&meta.id).arg(index);
+    let timeout = Duration::from_millis(shared.config.intervals.request_timeout_ms + 2_000);
+    shared.metrics.chunk_ops.with_label_values(&["read"]).inc();
+    let data: Option<Vec<u8>> = shared
+        .local
+        .query(&cmd, timeout)
+        .await
+        .map_err(|e| redis_failure(&format!("reading chunk {index} of {}", meta.id), e))?;
+    let data = data.ok_or_else(|| {
+        TransferError::new(
+            503,
+            "CHUNK_MISSING",
+            format!("chunk {index} of {} is on no reachable replica", meta.id),
+        )
+    })?;
+    let expected = meta
+        .chunk_sha256
+        .get(index as usize)
+        .map(String::as_str)
+        .unwrap_or_default();
+    if sha256_hex(&data) != expected {
+        shared.metrics.checksum_failures.inc();
+        return Err(TransferError::new(
+            502,
+            "CHECKSUM",
+            format!(
+                "chunk {index} of {} does not match the digest recorded at upload",
+                meta.id
+            ),
+        ));
+    }
+    Ok(data)
+}
+
+/// A byte range within a file of `size` bytes: `Ok(None)` for the whole file.
+pub fn parse_range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(h) = header else { return Ok(None) };
+    let spec = h.trim().strip_prefix("bytes=").ok_or(())?;
+    if spec.contains(',') {
+        return Err(()); // One range at a time.
+    }
+    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (start, end) = match (a.trim(), b.trim()) {
+        ("", n) => {
+            let n: u64 = n.parse().map_err(|_| ())?;
+            if n == 0 {
+                return Err(());
+            }
+            (size.saturating_sub(n), size.checked_sub(1).ok_or(())?)
+        }
+        (a, "") => (a.parse().map_err(|_| ())?, size.checked_sub(1).ok_or(())?),
+        (a, b) => (
+            a.parse().map_err(|_| ())?,
+            b.parse::<u64>()
+                .map_err(|_| ())?
+                .min(size.saturating_sub(1)),
+        ),
+    };
+    if start > end || start >= size {
+        return Err(());
+    }
+    Ok(Some((start, end)))
+}
+
+/// Streams bytes `start..=end` of the file (all of it when `range` is `None`) chunk by chunk,
+/// fetching one chunk ahead. A failure mid-stream ends the stream with an error: the client sees a
+/// cut connection, never wrong bytes.
+pub fn stream(
+    shared: std::sync::Arc<Shared>,
+    meta: FileMeta,
+    range: Option<(u64, u64)>,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
+    let (start, end) = range.unwrap_or((0, meta.size.saturating_sub(1)));
+    let empty = meta.size == 0;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
+    tokio::spawn(async move {
+        if empty {
+            return;
+        }
+        let cs = meta.chunk_size.max(1);
+        for index in start / cs..=end / cs {
+            let data = match fetch_chunk(&shared, &meta, index).await {
+                Ok(d) => d,
+                Err(e) => {
+                    eprintln!(
+                        "node {}: download of {} failed: {}",
+                        shared.me.id, meta.id, e.message
+                    );
+                    let _ = tx.send(Err(std::io::Error::other(e.message))).await;
+                    return;
+                }
+            };
+            let chunk_start = index * cs;
+            let from = start.saturating_sub(chunk_start) as usize;
+            let to = ((end - chunk_start + 1) as usize).min(data.len());
+            let piece = Bytes::copy_from_slice(&data[from..to]);
+            shared
+                .metrics
+                .bytes
+                .with_label_values(&["downloaded"])
+                .inc_by(piece.len() as u64);
+            if tx.send(Ok(piece)).await.is_err() {
+                return; // The client went away.
+            }
+        }
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+    .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range(None, 10), Ok(None));
+        assert_eq!(parse_range(Some("bytes=0-4"), 10), Ok(Some((0, 4))));
+        assert_eq!(parse_range(Some("bytes=5-"), 10), Ok(Some((5, 9))));
+        assert_eq!(parse_range(Some("bytes=-3"), 10), Ok(Some((7, 9))));
+        assert_eq!(parse_range(Some("bytes=8-100"), 10), Ok(Some((8, 9))));
+        for bad in [
+            "bytes=10-",
+            "bytes=5-2",
+            "bytes=a-b",
+            "items=0-1",
+            "bytes=0-1,3-4",
+            "bytes=-0",
+        ] {
+            assert_eq!(parse_range(Some(bad), 10), Err(()), "{bad}");
+        }
+        assert_eq!(parse_range(Some("bytes=0-"), 0), Err(()));
+    }
+
+    #[test]
+    fn ids_are_random_hex() {
+        let (a, b) = (new_id().unwrap(), new_id().unwrap());
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+    }
+}
