@@ -158,16 +158,14 @@ impl Metrics {
                     }
                 }
                 "checksum_failures" | "panics_caught" | "read_repairs" | "hints_stored"
-                | "hints_replayed" | "tombstones_purged" => {
+                | "hints_replayed" | "tombstones_purged" | "chunk_repairs" => {
                     if let Ok(v) = value.parse::<u64>() {
                         self.add(&mut seen, name, "total", v);
                     }
                 }
                 // key=value lists: quorum_set:ok=1,noquorum=0; replica_failures:timeout=..;
                 // cmd_rc_set:calls=..,errors=..
-                n if n.starts_with("quorum_set")
-                    || n.starts_with("quorum_get")
-                    || n.starts_with("quorum_del")
+                n if (n.starts_with("quorum_") && n != "quorum_latency_ms")
                     || n == "replica_failures"
                     || n.starts_with("cmd_") =>
                 {

@@ -75,8 +75,13 @@ impl NodeCluster {
         } else {
             String::new()
         };
+        let memory = if extra_yaml.contains("redis_maxmemory_mb") {
+            ""
+        } else {
+            "redis_maxmemory_mb: 64\n"
+        };
         let yaml = format!(
-            "cluster_name: test\ndata_dir: data\nredis_conf: {}\nredis_maxmemory_mb: 64\n{quorum}{extra_yaml}\nnodes:\n{nodes}",
+            "cluster_name: test\ndata_dir: data\nredis_conf: {}\n{memory}{quorum}{extra_yaml}\nnodes:\n{nodes}",
             repo_root().join("redis.conf").display()
         );
         std::fs::write(c.config_path(), yaml).expect("write config");

@@ -74,7 +74,10 @@ pub async fn run(
                     .arg("time_source")
                     .arg(&s.time_source)
                     .ignore();
-                if *id != shared.me.id {
+                // A peer never heard from is unknown, not down: this node may just have started.
+                // The module then finds out by itself whether it answers.
+                let heard = view.detector.last_heartbeat_ms().is_some();
+                if *id != shared.me.id && heard {
                     pipe.cmd("RC.CLUSTER.NODESTATE")
                         .arg(id)
                         .arg(view.liveness.as_str())

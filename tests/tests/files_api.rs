@@ -1,0 +1,507 @@
+//! Files and keys over the HTTP API of a real 3-node cluster: uploads of every awkward size come
+//! back byte-identical through every node, a node killed during an upload or a download does not
+//! stop it, a corrupt replica is read around and repaired, an aborted upload leaves nothing, and
+//! bad requests get a clear 4xx.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use rcluster_domain::checksum::sha256_hex;
+use rcluster_tests::nodes::{http, Http, NodeCluster, ADMIN_KEY, READ_KEY};
+use rcluster_tests::wait_for;
+use serde_json::Value;
+
+const CHUNK: usize = 1 << 20;
+
+fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A raw HTTP request with a body; returns status, headers and body bytes.
+fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    key: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (n, v) in headers {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    // The server may answer (and close) before the whole body is sent, e.g. with 413: the
+    // answer is what counts.
+    let _ = s.write_all(body);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = String::from_utf8_lossy(&out[..split]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head, out[split + 4..].to_vec())
+}
+
+fn upload(cluster: &NodeCluster, node: usize, name: &str, body: &[u8]) -> Value {
+    let (status, _, reply) = request(
+        cluster.http_ports[node],
+        "POST",
+        &format!("/api/files?name={name}"),
+        ADMIN_KEY,
+        &[],
+        body,
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&reply));
+    serde_json::from_slice(&reply).unwrap()
+}
+
+fn download(
+    cluster: &NodeCluster,
+    node: usize,
+    id: &str,
+    range: Option<&str>,
+) -> (u16, String, Vec<u8>) {
+    let headers: Vec<(&str, &str)> = range.map(|r| vec![("Range", r)]).unwrap_or_default();
+    request(
+        cluster.http_ports[node],
+        "GET",
+        &format!("/api/files/{id}/content"),
+        READ_KEY,
+        &headers,
+        b"",
+    )
+}
+
+/// Chunk keys of file `id` on every node.
+fn chunk_keys(cluster: &NodeCluster, id: &str) -> usize {
+    (0..3)
+        .map(|i| {
+            let mut c = cluster.redis(i);
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("chunk:{id}:*"))
+                .query(&mut c)
+                .unwrap();
+            keys.len()
+        })
+        .sum()
+}
+
+#[test]
+fn files_of_every_awkward_size_come_back_identical_through_every_node() {
+    let cluster = NodeCluster::start("files-sizes", 3, "redis_maxmemory_mb: 1024");
+    for (i, len) in [0, 1, CHUNK, CHUNK + 1, 100_000_000]
+        .into_iter()
+        .enumerate()
+    {
+        let body = data(len, i as u64 + 7);
+        let meta = upload(&cluster, i % 3, &format!("file-{len}.bin"), &body);
+        assert_eq!(meta["size"], len as u64);
+        assert_eq!(meta["sha256"], sha256_hex(&body));
+        assert_eq!(meta["chunk_count"], len.div_ceil(CHUNK) as u64);
+        let id = meta["id"].as_str().unwrap().to_string();
+        for node in 0..3 {
+            let (status, head, got) = download(&cluster, node, &id, None);
+            assert_eq!(status, 200, "{head}");
+            assert_eq!(got.len(), len, "size through n{}", node + 1);
+            assert_eq!(
+                sha256_hex(&got),
+                sha256_hex(&body),
+                "{len} bytes through n{}",
+                node + 1
+            );
+        }
+        let listed = http(
+            cluster.http_ports[0],
+            "GET",
+            &format!("/api/files/{id}"),
+            Some(READ_KEY),
+        )
+        .json();
+        assert_eq!(listed["name"], format!("file-{len}.bin"));
+    }
+    let all = http(
+        cluster.http_ports[2],
+        "GET",
+        "/api/files?limit=1000",
+        Some(READ_KEY),
+    )
+    .json();
+    assert_eq!(all["files"].as_array().unwrap().len(), 5);
+    let page = http(
+        cluster.http_ports[2],
+        "GET",
+        "/api/files?limit=2",
+        Some(READ_KEY),
+    )
+    .json();
+    assert_eq!(page["files"].as_array().unwrap().len(), 2);
+    let after = page["next_after"].as_str().unwrap();
+    let rest = http(
+        cluster.http_ports[2],
+        "GET",
+        &format!("/api/files?limit=10&after={after}"),
+        Some(READ_KEY),
+    )
+    .json();
+    assert_eq!(rest["files"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn ranges_are_served_from_the_chunks_they_touch() {
+    let cluster = NodeCluster::start("files-range", 3, "");
+    let body = data(3 * CHUNK + 500, 3);
+    let id = upload(&cluster, 0, "r.bin", &body)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cases = [
+        ("bytes=0-9", 0, 9),
+        ("bytes=1048570-1048590", CHUNK - 6, CHUNK + 14),
+        ("bytes=-100", body.len() - 100, body.len() - 1),
+        (
+            &format!("bytes={}-", 2 * CHUNK + 1)[..],
+            2 * CHUNK + 1,
+            body.len() - 1,
+        ),
+    ];
+    for (range, a, b) in cases {
+        let (status, head, got) = download(&cluster, 1, &id, Some(range));
+        assert_eq!(status, 206, "{range}: {head}");
+        assert_eq!(got, body[a..=b], "{range}");
+        assert!(
+            head.contains(&format!("bytes {a}-{b}/{}", body.len())),
+            "{head}"
+        );
+    }
+    let (status, head, _) = download(&cluster, 1, &id, Some("bytes=99999999-"));
+    assert_eq!(status, 416, "{head}");
+}
+
+#[test]
+fn a_node_killed_during_an_upload_and_a_download_does_not_stop_them() {
+    // Keep a killed Redis down for the whole transfer.
+    let cluster = NodeCluster::start(
+        "files-kill",
+        3,
+        "redis_maxmemory_mb: 1024\nsupervision: {restart_delay_ms: 60000}",
+    );
+    let body = data(100_000_000, 11);
+    let victim = cluster.redis_pid(2);
+    let port = cluster.http_ports[0];
+    let uploader = {
+        let body = body.clone();
+        std::thread::spawn(move || {
+            request(
+                port,
+                "POST",
+                "/api/files?name=big.bin&w=2",
+                ADMIN_KEY,
+                &[],
+                &body,
+            )
+        })
+    };
+    // Kill n3's Redis once the upload is under way (chunks are arriving).
+    wait_for(
+        "the upload to start storing chunks",
+        Duration::from_secs(30),
+        || {
+            let mut c = cluster.redis(0);
+            let n: i64 = redis::cmd("INFO")
+                .arg("rcluster")
+                .query::<String>(&mut c)
+                .ok()?
+                .lines()
+                .find_map(|l| l.strip_prefix("rcluster_chunks:"))
+                .and_then(|v| v.trim().parse().ok())?;
+            (n >= 5).then_some(())
+        },
+    );
+    // SAFETY: kill(2) on a redis-server of this test's cluster.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    let (status, _, reply) = uploader.join().unwrap();
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&reply));
+    let meta: Value = serde_json::from_slice(&reply).unwrap();
+    assert_eq!(meta["sha256"], sha256_hex(&body));
+    let id = meta["id"].as_str().unwrap().to_string();
+
+    // A download through n2 while n1's Redis is killed half way: still whole and identical.
+    let victim = cluster.redis_pid(0);
+    let port = cluster.http_ports[1];
+    let downloader = {
+        let id = id.clone();
+        std::thread::spawn(move || {
+            request(
+                port,
+                "GET",
+                &format!("/api/files/{id}/content"),
+                READ_KEY,
+                &[],
+                b"",
+            )
+        })
+    };
+    wait_for(
+        "the download to read chunks",
+        Duration::from_secs(30),
+        || {
+            let metrics = http(cluster.http_ports[1], "GET", "/metrics", None).body;
+            let read = metrics
+                .lines()
+                .find(|l| l.starts_with("rcluster_chunk_operations_total{op=\"read\""))?;
+            (read.rsplit(' ').next()?.parse::<f64>().ok()? >= 5.0).then_some(())
+        },
+    );
+    // SAFETY: as above.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    let (status, head, got) = downloader.join().unwrap();
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(sha256_hex(&got), sha256_hex(&body));
+}
+
+#[test]
+fn a_corrupt_replica_is_read_around_repaired_and_counted() {
+    let cluster = NodeCluster::start("files-corrupt", 3, "");
+    let body = data(2 * CHUNK + 10, 5);
+    let id = upload(&cluster, 0, "c.bin", &body)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut c2 = cluster.redis(1);
+    let _: () = redis::cmd("HSET")
+        .arg(format!("chunk:{id}:1"))
+        .arg("data")
+        .arg("rotten")
+        .query(&mut c2)
+        .unwrap();
+    let (status, _, got) = download(&cluster, 1, &id, None);
+    assert_eq!(status, 200);
+    assert_eq!(sha256_hex(&got), sha256_hex(&body));
+    wait_for(
+        "the corrupt replica repaired",
+        Duration::from_secs(10),
+        || {
+            let v: Option<Vec<u8>> = redis::cmd("RC.CHUNK.GET")
+                .arg(&id)
+                .arg(1)
+                .query(&mut c2)
+                .ok()?;
+            (v.as_deref() == Some(&body[CHUNK..2 * CHUNK])).then_some(())
+        },
+    );
+    // The counters move once the repair is acknowledged, just after the replica has it.
+    wait_for(
+        "the repair and the checksum failure counted",
+        Duration::from_secs(10),
+        || {
+            let metrics = http(cluster.http_ports[1], "GET", "/metrics", None).body;
+            let counted = |name: &str| {
+                metrics.lines().any(|l| {
+                    l.starts_with(&format!("rcluster_module_events_total{{counter=\"{name}\""))
+                        && !l.ends_with(" 0")
+                })
+            };
+            (counted("chunk_repairs") && counted("checksum_failures")).then_some(())
+        },
+    );
+}
+
+#[test]
+fn an_aborted_upload_leaves_no_file_and_no_chunks() {
+    let cluster = NodeCluster::start("files-abort", 3, "");
+    let mut s = TcpStream::connect(("127.0.0.1", cluster.http_ports[0])).unwrap();
+    write!(
+        s,
+        "POST /api/files?name=half.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_KEY}\r\nContent-Length: 20000000\r\n\r\n"
+    )
+    .unwrap();
+    s.write_all(&data(5 * CHUNK, 9)).unwrap();
+    wait_for("some chunks stored", Duration::from_secs(20), || {
+        let mut c = cluster.redis(0);
+        let keys: Vec<String> = redis::cmd("KEYS").arg("chunk:*").query(&mut c).ok()?;
+        (!keys.is_empty()).then_some(())
+    });
+    drop(s); // The client goes away half way.
+    wait_for("the chunks cleaned up", Duration::from_secs(20), || {
+        let left: usize = (0..3)
+            .map(|i| {
+                let mut c = cluster.redis(i);
+                redis::cmd("KEYS")
+                    .arg("chunk:*")
+                    .query::<Vec<String>>(&mut c)
+                    .map(|k| k.len())
+                    .unwrap_or(1)
+            })
+            .sum();
+        (left == 0).then_some(())
+    });
+    let listed = http(cluster.http_ports[1], "GET", "/api/files", Some(READ_KEY)).json();
+    assert_eq!(listed["files"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn bad_file_requests_get_a_clear_4xx_and_store_nothing() {
+    let cluster = NodeCluster::start(
+        "files-bad",
+        3,
+        "files: {max_file_bytes: 3000000, max_concurrent_uploads: 1}",
+    );
+    let port = cluster.http_ports[0];
+    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<u8>, u16, &str)> = vec![
+        (
+            "/api/files?name=..%2Fetc%2Fpasswd",
+            vec![],
+            b"x".to_vec(),
+            400,
+            "BAD_NAME",
+        ),
+        (
+            "/api/files?name=a%00b",
+            vec![],
+            b"x".to_vec(),
+            400,
+            "BAD_NAME",
+        ),
+        ("/api/files", vec![], b"x".to_vec(), 400, "BAD_NAME"),
+        ("/api/files?name=big", vec![], vec![0u8; 3_000_001], 413, ""),
+        ("/api/files?name=x&bogus=1", vec![], b"x".to_vec(), 400, ""),
+    ];
+    for (path, headers, body, want, code) in cases {
+        let (status, head, reply) = request(port, "POST", path, ADMIN_KEY, &headers, &body);
+        assert_eq!(
+            status,
+            want,
+            "{path}: {head} {}",
+            String::from_utf8_lossy(&reply)
+        );
+        assert!(
+            String::from_utf8_lossy(&reply).contains(code),
+            "{path}: {}",
+            String::from_utf8_lossy(&reply)
+        );
+    }
+    // A read key cannot upload.
+    let (status, _, _) = request(port, "POST", "/api/files?name=x", READ_KEY, &[], b"x");
+    assert_eq!(status, 403);
+    // Unknown ids.
+    assert_eq!(
+        http(
+            port,
+            "GET",
+            "/api/files/00000000000000000000000000000000",
+            Some(READ_KEY)
+        )
+        .status,
+        404
+    );
+    assert_eq!(
+        http(port, "GET", "/api/files/not-an-id/content", Some(READ_KEY)).status,
+        400
+    );
+    // One upload at a time on this node: a second one meanwhile gets 429.
+    let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(slow, "POST /api/files?name=slow HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_KEY}\r\nContent-Length: 10\r\n\r\nabc").unwrap();
+    wait_for("the second upload refused", Duration::from_secs(10), || {
+        let (status, head, _) =
+            request(port, "POST", "/api/files?name=second", ADMIN_KEY, &[], b"y");
+        (status == 429).then_some(head)
+    });
+    drop(slow);
+    for i in 0..3 {
+        let mut c = cluster.redis(i);
+        wait_for("nothing stored", Duration::from_secs(10), || {
+            let keys: Vec<String> = redis::cmd("KEYS").arg("chunk:*").query(&mut c).ok()?;
+            keys.is_empty().then_some(())
+        });
+    }
+}
+
+#[test]
+fn keys_over_http() {
+    let cluster = NodeCluster::start("kv-http", 3, "");
+    let (status, _, _) = request(
+        cluster.http_ports[0],
+        "PUT",
+        "/api/kv/greeting?w=3",
+        ADMIN_KEY,
+        &[],
+        b"hello\x00world",
+    );
+    assert_eq!(status, 200);
+    let (status, _, body) = request(
+        cluster.http_ports[2],
+        "GET",
+        "/api/kv/greeting?r=2",
+        READ_KEY,
+        &[],
+        b"",
+    );
+    assert_eq!((status, body.as_slice()), (200, &b"hello\x00world"[..]));
+    let got: Http = http(
+        cluster.http_ports[1],
+        "GET",
+        "/api/kv/missing",
+        Some(READ_KEY),
+    );
+    assert_eq!(got.status, 404);
+    let (status, _, body) = request(
+        cluster.http_ports[0],
+        "PUT",
+        "/api/kv/k?w=9",
+        ADMIN_KEY,
+        &[],
+        b"v",
+    );
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("between 1 and N=3"));
+    let (status, _, _) = request(
+        cluster.http_ports[0],
+        "PUT",
+        "/api/kv/k",
+        READ_KEY,
+        &[],
+        b"v",
+    );
+    assert_eq!(status, 403);
+    let (status, _, _) = request(
+        cluster.http_ports[1],
+        "DELETE",
+        "/api/kv/greeting",
+        ADMIN_KEY,
+        &[],
+        b"",
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        http(
+            cluster.http_ports[2],
+            "GET",
+            "/api/kv/greeting",
+            Some(READ_KEY)
+        )
+        .status,
+        404
+    );
+}
