@@ -1,10 +1,12 @@
 //! `rcluster`: the node process, the local cluster launcher and the command-line tool. This file
 //! only parses the command line and hands over to the module that does the work.
 
+mod cli;
 mod client;
 mod files;
 mod metrics;
 mod node;
+mod openapi;
 mod paths;
 mod probe;
 mod status;
@@ -67,6 +69,14 @@ enum Command {
               value_parser = clap::value_parser!(u64).range(1..=3600))]
         watch: Option<u64>,
     },
+    /// Store a value under a key (`-` as the value reads it from standard input).
+    Put(cli::PutArgs),
+    /// Print a key's value to standard output, as raw bytes.
+    Get(cli::GetArgs),
+    /// Delete a key.
+    Del(cli::DelArgs),
+    /// Upload, download, list and delete files (streamed, checked with SHA-256).
+    File(cli::FileArgs),
     /// Run one node: its redis-server (with the module) and its HTTP endpoint.
     Node {
         /// Cluster configuration file.
@@ -128,6 +138,10 @@ fn main() -> ExitCode {
                 })
                 .await
             }
+            Command::Put(args) => cli::put(args).await,
+            Command::Get(args) => cli::get(args).await,
+            Command::Del(args) => cli::del(args).await,
+            Command::File(args) => cli::file(args).await,
             Command::Node {
                 config,
                 id,

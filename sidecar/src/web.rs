@@ -158,6 +158,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/nodes", get(nodes))
         .route("/api/nodes/{id}/{action}", post(node_action))
         .route("/metrics", get(metrics))
+        .route("/api/openapi.json", get(crate::openapi::document))
         .layer(DefaultBodyLimit::max(body_limit))
         // Refuses any body over the limit with 413, also for handlers that never read it.
         .layer(RequestBodyLimitLayer::new(body_limit))

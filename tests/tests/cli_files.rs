@@ -1,0 +1,246 @@
+//! The data commands of the `rcluster` CLI against a real 3-node cluster: files of awkward sizes
+//! (empty, one byte, exactly one chunk, one chunk and a byte, 20 MB) go up with `file put` and
+//! come back byte-identical with `file get` through every node; `file ls` and `file rm`; keys
+//! with `put`/`get`/`del`; and the exit codes (2 for bad input and 4xx answers, 1 when no node
+//! can be reached), with nothing left behind by a refused download.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rcluster_domain::checksum::sha256_hex;
+use rcluster_tests::nodes::{rcluster, NodeCluster};
+
+const CHUNK: usize = 1 << 20;
+
+fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Runs `rcluster <args> --config <cluster config>` in `dir`; returns (exit code, stdout, stderr).
+fn cli(c: &NodeCluster, dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let config = c.config_path().display().to_string();
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--config", &config]);
+    rcluster(&all, dir)
+}
+
+/// Waits until every node sees every node alive (quorums of 3 need all of them).
+fn await_all_alive(c: &NodeCluster) {
+    for observer in 0..c.ids.len() {
+        for node in 0..c.ids.len() {
+            c.await_state(observer, node, "alive", Duration::from_secs(15));
+        }
+    }
+}
+
+/// The value of a `name: value` line of the CLI's output.
+fn field<'a>(out: &'a str, name: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .unwrap_or_else(|| panic!("no '{name}:' line in {out:?}"))
+}
+
+/// The names in `dir`, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn files_round_trip_through_every_node() {
+    let c = NodeCluster::start("cli-files", 3, "files: {max_file_bytes: 24000000}");
+    await_all_alive(&c);
+    let up = c.dir.path().join("up");
+    let down = c.dir.path().join("down");
+    std::fs::create_dir_all(&up).unwrap();
+    std::fs::create_dir_all(&down).unwrap();
+    let sizes = [0, 1, CHUNK, CHUNK + 1, 20_000_000];
+    let mut ids = Vec::new();
+    for (i, &size) in sizes.iter().enumerate() {
+        let bytes = data(size, i as u64 + 7);
+        let sha = sha256_hex(&bytes);
+        let name = format!("f{size}.bin");
+        let path = up.join(&name);
+        std::fs::write(&path, &bytes).unwrap();
+        let (code, out, err) = cli(
+            &c,
+            &up,
+            &["file", "put", path.to_str().unwrap(), "-q", "-w", "3"],
+        );
+        assert_eq!(code, Some(0), "put {size} B: {out}{err}");
+        assert!(out.contains("checksum verified"), "{out}");
+        assert_eq!(field(&out, "sha256"), sha, "put {size} B");
+        assert_eq!(field(&out, "size"), size.to_string());
+        assert_eq!(field(&out, "name"), name);
+        let id = field(&out, "id").to_string();
+        for node in &c.ids {
+            let target = down.join(format!("{node}-{name}"));
+            let (code, out, err) = cli(
+                &c,
+                &down,
+                &[
+                    "file",
+                    "get",
+                    &id,
+                    "-o",
+                    target.to_str().unwrap(),
+                    "--node",
+                    node,
+                    "-q",
+                ],
+            );
+            assert_eq!(code, Some(0), "get {size} B via {node}: {out}{err}");
+            assert!(out.contains("checksum verified"), "{out}");
+            let got = std::fs::read(&target).unwrap();
+            assert_eq!(got.len(), size, "get {size} B via {node}");
+            assert_eq!(sha256_hex(&got), sha, "get {size} B via {node}");
+        }
+        ids.push((id, name, sha));
+    }
+
+    // Default destination: the stored name in the current folder; no overwrite without --force.
+    let (id, name, sha) = ids[3].clone();
+    let (code, out, err) = cli(&c, &down, &["file", "get", &id, "-q"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(sha256_hex(&std::fs::read(down.join(&name)).unwrap()), sha);
+    std::fs::write(down.join(&name), b"keep me").unwrap();
+    let (code, _, err) = cli(&c, &down, &["file", "get", &id, "-q"]);
+    assert_eq!(code, Some(2), "existing destination: {err}");
+    assert!(err.contains("--force"), "{err}");
+    assert_eq!(std::fs::read(down.join(&name)).unwrap(), b"keep me");
+    let (code, out, err) = cli(&c, &down, &["file", "get", &id, "-q", "--force"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(sha256_hex(&std::fs::read(down.join(&name)).unwrap()), sha);
+
+    // The listing shows every file, with its SHA-256 prefix; pages are followed up to --limit.
+    let (code, out, err) = cli(&c, &down, &["file", "ls"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.starts_with("ID"), "{out}");
+    for (id, name, sha) in &ids {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(id.as_str()))
+            .unwrap_or_else(|| panic!("{id} not listed: {out}"));
+        assert!(
+            line.contains(name.as_str()) && line.contains(&sha[..12]),
+            "{line}"
+        );
+    }
+    let (code, out, _) = cli(&c, &down, &["file", "ls", "--limit", "2"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(out.lines().count(), 3, "header and two files: {out}");
+
+    // A file bigger than files.max_file_bytes is refused (413 → exit 2) with the server's word.
+    let big = up.join("big.bin");
+    std::fs::write(&big, data(24_010_000, 99)).unwrap();
+    let (code, _, err) = cli(&c, &up, &["file", "put", big.to_str().unwrap(), "-q"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("413 TOO_LARGE") && err.contains("max_file_bytes"),
+        "{err}"
+    );
+
+    // Removing a file; then it is missing (exit 2) and the refused download leaves nothing.
+    let (id, _, _) = ids[1].clone();
+    let (code, out, err) = cli(&c, &down, &["file", "rm", &id]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("deleted"), "{out}");
+    let before = listing(&down);
+    let (code, _, err) = cli(&c, &down, &["file", "get", &id, "-q"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("NOT_FOUND"), "{err}");
+    let (code, _, err) = cli(&c, &down, &["file", "rm", &id]);
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(listing(&down), before, "nothing left behind");
+    assert!(
+        !listing(&down).iter().any(|n| n.ends_with(".part")),
+        "no partial files"
+    );
+}
+
+#[test]
+fn keys_and_exit_codes() {
+    let c = NodeCluster::start("cli-kv", 3, "");
+    await_all_alive(&c);
+    let dir: PathBuf = c.dir.path().to_path_buf();
+    let (code, out, err) = cli(&c, &dir, &["put", "greeting", "hello world", "-w", "3"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    for node in &c.ids {
+        let (code, out, err) = cli(&c, &dir, &["get", "greeting", "--node", node, "-r", "3"]);
+        assert_eq!(code, Some(0), "{err}");
+        assert_eq!(out, "hello world", "via {node}");
+    }
+    // A value starting with '-' is a value, not a flag.
+    let (code, _, err) = cli(&c, &dir, &["put", "neg", "-5"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(cli(&c, &dir, &["get", "neg"]).1, "-5");
+    let (code, _, err) = cli(&c, &dir, &["del", "greeting"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = cli(&c, &dir, &["get", "greeting"]);
+    assert_eq!(code, Some(2), "a missing key is bad input: {err}");
+    assert!(
+        err.contains("no key 'greeting'"),
+        "the server's message: {err}"
+    );
+
+    // Bad input: a quorum the server refuses (400), a missing file id (404), unknown node,
+    // a read-only key for a write (403), bad arguments.
+    let (code, _, err) = cli(&c, &dir, &["get", "x", "-r", "9"]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, _, err) = cli(
+        &c,
+        &dir,
+        &["file", "get", "00000000000000000000000000000000"],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("404"), "{err}");
+    let (code, _, err) = cli(&c, &dir, &["get", "x", "--node", "n9"]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, _, err) = cli(
+        &c,
+        &dir,
+        &[
+            "put",
+            "x",
+            "y",
+            "--api-key",
+            rcluster_tests::nodes::READ_KEY,
+        ],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("403"), "{err}");
+    let (code, _, _) = cli(&c, &dir, &["file", "put"]);
+    assert_eq!(code, Some(2));
+}
+
+#[test]
+fn unreachable_cluster_exits_1() {
+    // A config whose nodes were never started: nothing listens on its ports.
+    let c = NodeCluster::configure("cli-down", 3, "");
+    let dir = c.dir.path().to_path_buf();
+    let file = dir.join("a.bin");
+    std::fs::write(&file, b"abc").unwrap();
+    for args in [
+        &["get", "k"][..],
+        &["put", "k", "v"],
+        &["file", "ls"],
+        &["file", "put", file.to_str().unwrap()],
+        &["file", "get", "00000000000000000000000000000000"],
+    ] {
+        let (code, _, err) = cli(&c, &dir, args);
+        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert!(err.contains("no node could be reached"), "{err}");
+    }
+}
