@@ -76,8 +76,9 @@ case "$cmd" in
     ;;
   bench)
     ensure_deps
-    bash bench/module_put.sh
-    bash bench/quorum.sh
+    for b in module_put quorum failure_detection footprint files; do
+      [ -f "bench/$b.sh" ] && bash "bench/$b.sh"
+    done
     ;;
   deps) ensure_deps ;;
   -h|--help|help|"") usage ;;
