@@ -1,0 +1,404 @@
+#!/usr/bin/env bash
+# Benchmark: file upload / download through the HTTP API of a local 3-node cluster against plain SET / GET of the same chunks on one redis-server (targets: upload >= 0.3 x baseline write, download >= 0.6 x baseline read).
+#
+# Usage: bench/files.sh                       (SIZE_MB=256 ROUNDS=3 CHUNK_MB=1 by default)
+#        SIZE_MB=64 ROUNDS=5 bench/files.sh
+#        CHUNK_MB=4 bench/files.sh            (chunk_size_bytes = CHUNK_MB MiB, 1..5)
+# Builds release, starts a 3-node cluster with `rcluster up` (N=3, W=2, R=2, chunk_size_bytes =
+# CHUNK_MB MiB, redis_maxmemory_mb 2048) on free ports and one plain redis-server (repo redis.conf,
+# appendonly yes, no module, maxmemory 2gb) as the baseline, writes one random file of SIZE_MB MiB
+# in the temp folder, then runs ROUNDS rounds of
+#   baseline write + read, 1 in flight | baseline write + read, 3 in flight | cluster upload + download
+# and prints the medians in MB/s (MB = MiB).
+#   cluster upload:   curl -X POST --data-binary @file to n1 (/api/files?name=...; the node cuts it
+#                     into chunks and keeps 3 quorum chunk writes in flight); the returned sha256
+#                     must equal sha256sum of the file.
+#   cluster download: curl GET /api/files/<id>/content from n2 into a file; its sha256 must match.
+#                     curl's time_total (connection included, loading the file for the upload not).
+#   baseline:         a small Python client (standard library, raw RESP over one socket) sends the
+#                     file as SET file:chunk:<i> <CHUNK_MB MiB> and reads it back with GET into a
+#                     file (sha256 checked), waiting for each reply (1 in flight) or keeping 3
+#                     requests in flight (like the uploader); connection included in the time.
+#                     The better variant of each (write, read) is the one the ratios use.
+# Between the runs the baseline is flushed (FLUSHALL SYNC) and the cluster file deleted, so every
+# write starts from an empty store. Exits non-zero only when the setup fails (build, start, a
+# transfer failing or returning the wrong data, processes left behind), never because a target
+# was missed.
+set -euo pipefail
+
+SIZE_MB=${SIZE_MB:-256}
+ROUNDS=${ROUNDS:-3}
+CHUNK_MB=${CHUNK_MB:-1}
+MAXMEMORY_MB=2048
+DEPTHS=(1 3) # baseline variants: requests in flight
+TARGET_UPLOAD=0.3
+TARGET_DOWNLOAD=0.6
+READY_TIMEOUT_S=90
+ADMIN_KEY=dev-admin-key-change-me
+READ_KEY=dev-read-key-change-me
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+RCLUSTER=$ROOT/target/release/rcluster
+MODULE=$ROOT/target/release/librcluster_module.so
+
+die() {
+    echo "files.sh: $*" >&2
+    exit 1
+}
+
+for tool in cargo redis-server redis-cli curl python3 sha256sum pgrep; do
+    command -v "$tool" >/dev/null || die "$tool is not installed"
+done
+[[ $SIZE_MB =~ ^[1-9][0-9]*$ ]] && ((SIZE_MB <= 1024)) || die "SIZE_MB must be an integer in 1..1024 (files.max_file_bytes is 1 GiB), got '$SIZE_MB'"
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, got '$ROUNDS'"
+[[ $CHUNK_MB =~ ^[1-5]$ ]] || die "CHUNK_MB must be 1..5 (chunk_size_bytes is 1..5 MiB), got '$CHUNK_MB'"
+SIZE=$((SIZE_MB * 1048576))
+CHUNK=$((CHUNK_MB * 1048576))
+CHUNKS=$(((SIZE + CHUNK - 1) / CHUNK))
+
+echo "building release (rcluster and the module)..." >&2
+(cd "$ROOT" && cargo build --release -q --workspace) || die "cargo build --release --workspace failed"
+[[ -x $RCLUSTER ]] || die "$RCLUSTER is missing after the build"
+[[ -f $MODULE ]] || die "$MODULE is missing after the build"
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/rcluster-files.XXXXXX")
+UP_PID=
+BASE_PID=
+REDIS_PORTS=()
+
+# Stops what this run started (the cluster, the baseline), then checks nothing is left.
+cleanup() {
+    local status=$? pid i left
+    trap - EXIT INT TERM
+    if [[ -n $UP_PID ]]; then
+        kill -TERM "$UP_PID" 2>/dev/null || true
+        # rcluster up stops its nodes (each bounded to 25 s) before it exits.
+        for ((i = 0; i < 600; i++)); do
+            kill -0 "$UP_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$UP_PID" 2>/dev/null; then
+            echo "files.sh: rcluster up (pid $UP_PID) did not stop within 60 s; killing it" >&2
+            kill -KILL "$UP_PID" 2>/dev/null || true
+            status=1
+        fi
+        wait "$UP_PID" 2>/dev/null || true
+    fi
+    if [[ -n $BASE_PID ]]; then
+        kill "$BASE_PID" 2>/dev/null || true
+        wait "$BASE_PID" 2>/dev/null || true
+    fi
+    # Node processes (and the Python client) carry paths in $TMP; redis-servers rename themselves
+    # to "redis-server <host>:<port>", so look for them by port.
+    sleep 0.2
+    left=$(pgrep -f "$TMP" || true)
+    for port in "${REDIS_PORTS[@]}"; do
+        left+=" $(pgrep -f "^redis-server [^ ]*:$port( |$)" || true)"
+    done
+    left=$(echo $left)
+    if [[ -n $left ]]; then
+        echo "files.sh: processes from this run are still running after cleanup:" >&2
+        ps -o pid,args -p "${left// /,}" >&2 || true
+        for pid in $left; do kill -KILL "$pid" 2>/dev/null || true; done
+        status=1
+    else
+        echo "cleanup: cluster and baseline stopped, no redis-server or rcluster process of this run is left" >&2
+    fi
+    rm -rf "$TMP"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# True when something listens on (or answers at) the port.
+port_busy() {
+    if command -v ss >/dev/null; then
+        ss -Htln "sport = :$1" 2>/dev/null | grep -q . && return 0
+    fi
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# Ten free ports in 20000-32000 (below the ephemeral range): 3 per node + the baseline.
+PORTS=()
+start=$((20000 + RANDOM % 12000))
+for ((i = 0; i < 12000 && ${#PORTS[@]} < 10; i++)); do
+    candidate=$((20000 + (start - 20000 + i) % 12000))
+    port_busy "$candidate" || PORTS+=("$candidate")
+done
+((${#PORTS[@]} == 10)) || die "no 10 free ports found in 20000-32000"
+NODE_PORTS=("${PORTS[0]}" "${PORTS[1]}" "${PORTS[2]}") # redis ports of n1 n2 n3
+HTTP_PORTS=("${PORTS[3]}" "${PORTS[4]}" "${PORTS[5]}")
+BASE_PORT=${PORTS[9]}
+REDIS_PORTS=("${NODE_PORTS[@]}" "$BASE_PORT")
+
+CONFIG=$TMP/cluster.yaml
+cat >"$CONFIG" <<EOF
+cluster_name: bench
+data_dir: $TMP/data
+redis_conf: $ROOT/redis.conf
+chunk_size_bytes: $CHUNK
+redis_maxmemory_mb: $MAXMEMORY_MB
+nodes:
+  - { id: n1, redis_port: ${PORTS[0]}, http_port: ${PORTS[3]}, peer_port: ${PORTS[6]} }
+  - { id: n2, redis_port: ${PORTS[1]}, http_port: ${PORTS[4]}, peer_port: ${PORTS[7]} }
+  - { id: n3, redis_port: ${PORTS[2]}, http_port: ${PORTS[5]}, peer_port: ${PORTS[8]} }
+EOF
+
+# The baseline client: one socket, raw RESP, N requests in flight.
+#   baseline.py write <port> <depth> <file> <chunk>        -> "<seconds>"
+#   baseline.py read  <port> <depth> <out> <chunk> <size>  -> "<seconds>"
+cat >"$TMP/baseline.py" <<'EOF'
+import socket, sys, time
+
+def bulk(b):
+    return b"$%d\r\n" % len(b)
+
+def reply(r):
+    line = r.readline()
+    if not line.endswith(b"\r\n"):
+        raise SystemExit("connection closed")
+    kind = line[:1]
+    if kind == b"-":
+        raise SystemExit("error reply: " + line.decode(errors="replace").strip())
+    if kind == b"$":
+        n = int(line[1:-2])
+        if n < 0:
+            raise SystemExit("GET answered nil")
+        data = r.read(n + 2)
+        if len(data) != n + 2:
+            raise SystemExit("connection closed")
+        return memoryview(data)[:n]
+    return line
+
+def main():
+    mode, port, depth, path, chunk = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+    t0 = time.perf_counter()
+    s = socket.create_connection(("127.0.0.1", port))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    r = s.makefile("rb", buffering=1 << 20)
+    in_flight = 0
+    if mode == "write":
+        with open(path, "rb") as f:
+            i = 0
+            while True:
+                data = f.read(chunk)
+                if not data:
+                    break
+                key = b"file:chunk:%d" % i
+                s.sendall(b"*3\r\n$3\r\nSET\r\n" + bulk(key) + key + b"\r\n" + bulk(data) + data + b"\r\n")
+                i += 1
+                in_flight += 1
+                while in_flight >= depth:
+                    if reply(r) != b"+OK\r\n":
+                        raise SystemExit("SET did not answer OK")
+                    in_flight -= 1
+            while in_flight:
+                if reply(r) != b"+OK\r\n":
+                    raise SystemExit("SET did not answer OK")
+                in_flight -= 1
+    else:
+        size = int(sys.argv[6])
+        count = (size + chunk - 1) // chunk
+        sent = 0
+        with open(path, "wb") as out:
+            for _ in range(count):
+                while sent < count and in_flight < depth:
+                    key = b"file:chunk:%d" % sent
+                    s.sendall(b"*2\r\n$3\r\nGET\r\n" + bulk(key) + key + b"\r\n")
+                    sent += 1
+                    in_flight += 1
+                out.write(reply(r))
+                in_flight -= 1
+    s.close()
+    print("%.6f" % (time.perf_counter() - t0))
+
+main()
+EOF
+
+FILE=$TMP/file.bin
+echo "writing a random file of $SIZE_MB MiB..." >&2
+head -c "$SIZE" /dev/urandom >"$FILE" || die "cannot write $FILE"
+FILE_SHA=$(sha256sum "$FILE" | cut -d' ' -f1)
+
+"$RCLUSTER" up --config "$CONFIG" >"$TMP/up.out" 2>&1 &
+UP_PID=$!
+mkdir -p "$TMP/baseline"
+redis-server "$ROOT/redis.conf" --port "$BASE_PORT" --appendonly yes --maxmemory 2gb --dir "$TMP/baseline" \
+    >"$TMP/baseline/redis.log" 2>&1 &
+BASE_PID=$!
+
+cli() {
+    local port=$1
+    shift
+    redis-cli -p "$port" "$@"
+}
+
+for ((i = 0; i < READY_TIMEOUT_S * 10; i++)); do
+    grep -q 'cluster ready' "$TMP/up.out" && break
+    kill -0 "$UP_PID" 2>/dev/null || { cat "$TMP/up.out" >&2; die "rcluster up exited during start-up"; }
+    sleep 0.1
+done
+grep -q 'cluster ready' "$TMP/up.out" || { cat "$TMP/up.out" >&2; die "the cluster was not ready within ${READY_TIMEOUT_S} s"; }
+for ((i = 0; i < 100; i++)); do
+    [[ $(cli "$BASE_PORT" PING 2>/dev/null) == PONG ]] && break
+    kill -0 "$BASE_PID" 2>/dev/null || { cat "$TMP/baseline/redis.log" >&2; die "the baseline redis-server exited during start-up"; }
+    sleep 0.1
+done
+[[ $(cli "$BASE_PORT" PING 2>/dev/null) == PONG ]] ||
+    { cat "$TMP/baseline/redis.log" >&2; die "the baseline redis-server did not answer PING on port $BASE_PORT"; }
+[[ -z $(cli "$BASE_PORT" MODULE LIST) ]] || die "the baseline redis-server has a module loaded"
+for port in "${NODE_PORTS[@]}"; do
+    mm=$(cli "$port" CONFIG GET maxmemory | tail -1)
+    ((mm == MAXMEMORY_MB * 1048576)) || die "the redis-server on port $port has maxmemory $mm, not $MAXMEMORY_MB MB"
+done
+
+# used_memory of a redis-server, in MiB.
+used_mb() {
+    cli "$1" INFO memory | tr -d '\r' | awk -F: '/^used_memory:/ { printf "%.0f", $2 / 1048576 }'
+}
+
+# Largest VmRSS (MiB) among the node processes (the children of `rcluster up`).
+node_rss_mb() {
+    local pid max=0 kb
+    for pid in $(pgrep -P "$UP_PID"); do
+        kb=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || echo 0)
+        ((kb > max)) && max=$kb
+    done
+    echo $((max / 1024))
+}
+
+# MiB/s for SIZE bytes in the given seconds.
+mbps() {
+    awk -v s="$1" -v b="$SIZE" 'BEGIN { printf "%.1f", b / 1048576 / s }'
+}
+
+# One baseline run (write|read depth); prints MB/s.
+baseline_run() {
+    local mode=$1 depth=$2 secs sha
+    if [[ $mode == write ]]; then
+        secs=$(python3 "$TMP/baseline.py" write "$BASE_PORT" "$depth" "$FILE" "$CHUNK" 2>"$TMP/py.err") ||
+            die "baseline write ($depth in flight) failed: $(cat "$TMP/py.err")"
+        [[ $(cli "$BASE_PORT" DBSIZE) == "$CHUNKS" ]] || die "baseline write left $(cli "$BASE_PORT" DBSIZE) keys, not $CHUNKS"
+    else
+        secs=$(python3 "$TMP/baseline.py" read "$BASE_PORT" "$depth" "$TMP/base.out" "$CHUNK" "$SIZE" 2>"$TMP/py.err") ||
+            die "baseline read ($depth in flight) failed: $(cat "$TMP/py.err")"
+        sha=$(sha256sum "$TMP/base.out" | cut -d' ' -f1)
+        rm -f "$TMP/base.out"
+        [[ $sha == "$FILE_SHA" ]] || die "baseline read ($depth in flight) returned other data (sha256 $sha)"
+    fi
+    mbps "$secs"
+}
+
+# Cluster upload to n1 (the answer stays in $TMP/upload.json); prints MB/s.
+FILE_ID=
+cluster_upload() {
+    local out code secs id sha size count
+    out=$(curl -s -X POST -H "Authorization: Bearer $ADMIN_KEY" -H 'Content-Type: application/octet-stream' \
+        -H 'Expect:' --data-binary "@$FILE" -o "$TMP/upload.json" -w '%{http_code} %{time_total}' \
+        "http://127.0.0.1:${HTTP_PORTS[0]}/api/files?name=bench-$SIZE_MB.bin") || die "curl upload failed (exit $?)"
+    read -r code secs <<<"$out"
+    [[ $code == 201 ]] || die "upload answered HTTP $code: $(head -c 500 "$TMP/upload.json")"
+    read -r id sha size count < <(python3 -c 'import json, sys
+m = json.load(open(sys.argv[1])); print(m["id"], m["sha256"], m["size"], m["chunk_count"])' "$TMP/upload.json") ||
+        die "upload answer is not the expected JSON: $(head -c 500 "$TMP/upload.json")"
+    [[ $sha == "$FILE_SHA" ]] || die "upload returned sha256 $sha, the file has $FILE_SHA"
+    [[ $size == "$SIZE" && $count == "$CHUNKS" ]] || die "upload returned size $size / $count chunks, expected $SIZE / $CHUNKS"
+    mbps "$secs"
+}
+
+# Cluster download from n2; prints MB/s.
+cluster_download() {
+    local out code secs sha
+    out=$(curl -s -H "Authorization: Bearer $READ_KEY" -o "$TMP/download.out" -w '%{http_code} %{time_total}' \
+        "http://127.0.0.1:${HTTP_PORTS[1]}/api/files/$FILE_ID/content") || die "curl download failed (exit $?)"
+    read -r code secs <<<"$out"
+    [[ $code == 200 ]] || die "download answered HTTP $code: $(head -c 500 "$TMP/download.out")"
+    sha=$(sha256sum "$TMP/download.out" | cut -d' ' -f1)
+    rm -f "$TMP/download.out"
+    [[ $sha == "$FILE_SHA" ]] || die "download returned other data (sha256 $sha)"
+    mbps "$secs"
+}
+
+cluster_delete() {
+    local code
+    code=$(curl -s -X DELETE -H "Authorization: Bearer $ADMIN_KEY" -o "$TMP/delete.json" -w '%{http_code}' \
+        "http://127.0.0.1:${HTTP_PORTS[0]}/api/files/$FILE_ID") || die "curl delete failed"
+    [[ $code == 200 ]] || die "delete answered HTTP $code: $(head -c 500 "$TMP/delete.json")"
+}
+
+# Median of the numbers given as arguments.
+median() {
+    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
+        if (NR % 2) printf "%.1f", v[(NR + 1) / 2]; else printf "%.1f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+declare -A MBPS
+for r in write1 read1 write3 read3 upload download; do MBPS[$r]=""; done
+NODE_MEM_MAX=0
+NODE_RSS_MAX=0
+BASE_MEM_MAX=0
+
+echo "redis $(redis-server --version | sed -E 's/.*v=([^ ]+).*/\1/'), appendonly yes on all; baseline on port $BASE_PORT," \
+    "cluster n1/n2/n3 on ${NODE_PORTS[*]} (HTTP ${HTTP_PORTS[*]}; N=3 W=2 R=2); file $SIZE_MB MiB," \
+    "chunks $CHUNK_MB MiB ($CHUNKS), $ROUNDS rounds, $(nproc) CPUs" >&2
+for ((round = 1; round <= ROUNDS; round++)); do
+    echo "round $round:" >&2
+    for depth in "${DEPTHS[@]}"; do
+        [[ $(cli "$BASE_PORT" FLUSHALL SYNC) == OK ]] || die "FLUSHALL on the baseline failed"
+        v=$(baseline_run write "$depth")
+        MBPS[write$depth]+=" $v"
+        printf '  %-40s %8s MB/s\n' "baseline SET, $depth in flight" "$v" >&2
+        m=$(used_mb "$BASE_PORT")
+        ((m > BASE_MEM_MAX)) && BASE_MEM_MAX=$m
+        v=$(baseline_run read "$depth")
+        MBPS[read$depth]+=" $v"
+        printf '  %-40s %8s MB/s\n' "baseline GET, $depth in flight" "$v" >&2
+    done
+    [[ $(cli "$BASE_PORT" FLUSHALL SYNC) == OK ]] || die "FLUSHALL on the baseline failed"
+
+    v=$(cluster_upload)
+    FILE_ID=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["id"])' "$TMP/upload.json")
+    MBPS[upload]+=" $v"
+    printf '  %-40s %8s MB/s\n' "cluster upload (n1)" "$v" >&2
+    mems=""
+    for port in "${NODE_PORTS[@]}"; do
+        m=$(used_mb "$port")
+        mems+=" $m"
+        ((m > NODE_MEM_MAX)) && NODE_MEM_MAX=$m
+    done
+    rss=$(node_rss_mb)
+    ((rss > NODE_RSS_MAX)) && NODE_RSS_MAX=$rss
+    v=$(cluster_download)
+    MBPS[download]+=" $v"
+    printf '  %-40s %8s MB/s\n' "cluster download (n2)" "$v" >&2
+    rss=$(node_rss_mb)
+    ((rss > NODE_RSS_MAX)) && NODE_RSS_MAX=$rss
+    cluster_delete
+    echo "  (redis used_memory after the upload, n1/n2/n3:$mems MiB; node RSS max so far $NODE_RSS_MAX MiB)" >&2
+done
+
+# Report: medians over the rounds.
+echo
+echo "medians of $ROUNDS rounds; file $SIZE_MB MiB in $CHUNKS chunks of $CHUNK_MB MiB, appendonly yes, MB = MiB"
+declare -A MED
+for r in write1 write3 read1 read3 upload download; do MED[$r]=$(median ${MBPS[$r]}); done
+best() { # op -> "depth"
+    awk -v a="${MED[${1}1]}" -v b="${MED[${1}3]}" 'BEGIN { print (b > a ? 3 : 1) }'
+}
+BW=$(best write)
+BR=$(best read)
+printf '%-44s %10s\n' "" "MB/s"
+printf '%-44s %10s%s\n' "(c) baseline SET, 1 in flight" "${MED[write1]}" "$([[ $BW == 1 ]] && echo '   <- better')"
+printf '%-44s %10s%s\n' "(c) baseline SET, 3 in flight" "${MED[write3]}" "$([[ $BW == 3 ]] && echo '   <- better')"
+printf '%-44s %10s%s\n' "(d) baseline GET, 1 in flight" "${MED[read1]}" "$([[ $BR == 1 ]] && echo '   <- better')"
+printf '%-44s %10s%s\n' "(d) baseline GET, 3 in flight" "${MED[read3]}" "$([[ $BR == 3 ]] && echo '   <- better')"
+printf '%-44s %10s\n' "(a) cluster upload to n1 (W=2 of 3 copies)" "${MED[upload]}"
+printf '%-44s %10s\n' "(b) cluster download from n2" "${MED[download]}"
+up_ratio=$(awk -v a="${MED[upload]}" -v b="${MED[write$BW]}" 'BEGIN { printf "%.2f", a / b }')
+down_ratio=$(awk -v a="${MED[download]}" -v b="${MED[read$BR]}" 'BEGIN { printf "%.2f", a / b }')
+verdict() { awk -v r="$1" -v t="$2" 'BEGIN { print (r >= t ? "met" : "MISSED") }'; }
+printf 'targets: upload / baseline write (%s in flight) >= %s: %s (%s)\n' "$BW" "$TARGET_UPLOAD" "$(verdict "$up_ratio" "$TARGET_UPLOAD")" "$up_ratio"
+printf '         download / baseline read (%s in flight) >= %s: %s (%s)\n' "$BR" "$TARGET_DOWNLOAD" "$(verdict "$down_ratio" "$TARGET_DOWNLOAD")" "$down_ratio"
+echo "memory: redis used_memory max after an upload $NODE_MEM_MAX MiB per node (maxmemory $MAXMEMORY_MB), baseline max $BASE_MEM_MAX MiB;" \
+    "node process RSS max $NODE_RSS_MAX MiB"
