@@ -8,7 +8,7 @@ usage() {
   cat <<'TXT'
 usage: ./rc.sh <command> [args]
   up [--low-resource] ...   build (release) and start the local 3-node cluster of config/cluster.yaml
-  test                      build and run the whole test suite
+  test                      build and run the whole test suite (cargo tests, then schemathesis)
   check                     cargo fmt --check and cargo clippy -D warnings
   bench                     run the benchmarks (prints ours vs plain Redis and the ratio)
   deps                      only install the system packages the project needs
@@ -24,6 +24,7 @@ ensure_deps() {
     missing+=(libclang-dev)
   fi
   command -v cc >/dev/null 2>&1 || missing+=(gcc)
+  python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
   # promtool (tests check the /metrics exposition with `promtool check metrics`).
   command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -68,6 +69,8 @@ case "$cmd" in
     ensure_deps
     cargo build --workspace
     cargo test --workspace "$@"
+    # The API against its OpenAPI document (schemathesis from PyPI, in target/).
+    bash tests/schemathesis/run.sh
     ;;
   check)
     cargo fmt --all -- --check

@@ -68,12 +68,17 @@ impl TransferError {
 }
 
 fn redis_failure(what: &str, e: String) -> TransferError {
-    let status = if e.contains("NOQUORUM") || e.contains("no answer within") {
-        503
+    let code_of = |c: &str| e.starts_with(c) || e.contains(&format!(" {c}"));
+    let (status, code) = if code_of("BADARG") || code_of("TOOLARGE") {
+        (400, "BAD_REQUEST")
+    } else if code_of("OOM") {
+        (507, "INSUFFICIENT_STORAGE")
+    } else if code_of("NOQUORUM") || e.contains("no answer within") {
+        (503, "STORAGE_UNAVAILABLE")
     } else {
-        502
+        (502, "STORAGE_FAILED")
     };
-    TransferError::new(status, "STORAGE_FAILED", format!("{what}: {e}"))
+    TransferError::new(status, code, format!("{what}: {e}"))
 }
 
 /// An upload in progress: feed it bytes, then finish or abort it.
