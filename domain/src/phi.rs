@@ -207,7 +207,10 @@ mod outage_tests {
                 d.heartbeat(t);
             }
             let again = d.time_to_reach(PHI_DOWN);
-            assert!(again <= first + 100, "detection {again} ms after an outage, {first} ms before");
+            assert!(
+                again <= first + 100,
+                "detection {again} ms after an outage, {first} ms before"
+            );
         }
     }
 }
