@@ -18,7 +18,9 @@ use tokio::task::JoinHandle;
 use crate::node::view::{unix_ms, Shared};
 
 /// Chunk writes in flight during one upload.
-const UPLOAD_PARALLELISM: usize = 3;
+const UPLOAD_PARALLELISM: usize = 4;
+/// Chunk reads in flight during one download.
+const DOWNLOAD_PARALLELISM: usize = 3;
 
 /// What is stored (as JSON in the register `file:<id>`) about a file.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -428,8 +430,16 @@ pub fn stream(
             return;
         }
         let cs = meta.chunk_size.max(1);
-        for index in start / cs..=end / cs {
-            let data = match fetch_chunk(&shared, &meta, index).await {
+        // Chunks are fetched DOWNLOAD_PARALLELISM at a time and sent in order.
+        let fetches = futures_util::stream::iter(start / cs..=end / cs)
+            .map(|index| {
+                let (shared, meta) = (shared.clone(), meta.clone());
+                async move { (index, fetch_chunk(&shared, &meta, index).await) }
+            })
+            .buffered(DOWNLOAD_PARALLELISM);
+        futures_util::pin_mut!(fetches);
+        while let Some((index, fetched)) = fetches.next().await {
+            let data = match fetched {
                 Ok(d) => d,
                 Err(e) => {
                     eprintln!(
