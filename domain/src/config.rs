@@ -371,6 +371,12 @@ impl ClusterConfig {
         Ok(())
     }
 
+    /// How many times slower than the default (10 ms ticks, 150-300 ms elections) Raft runs:
+    /// it follows the heartbeat setting, so `--low-resource` (10x heartbeats) also slows Raft.
+    pub fn raft_tick_scale(&self) -> u64 {
+        (self.intervals.heartbeat_ms / 1000).clamp(1, 10)
+    }
+
     /// The node with this id, if any.
     pub fn node(&self, id: &str) -> Option<&NodeConfig> {
         self.nodes.iter().find(|node| node.id == id)

@@ -23,6 +23,9 @@ pub struct Metrics {
     pub ntp_available: IntGauge,
     pub redis_up: IntGauge,
     pub redis_restarts: IntCounter,
+    pub raft_term: IntGauge,
+    pub raft_commit_index: IntGauge,
+    pub raft_is_leader: IntGauge,
     module_gauges: IntGaugeVec,
     module_counters: IntCounterVec,
     /// Last value seen per module counter, to turn INFO totals into increments.
@@ -108,6 +111,9 @@ impl Metrics {
             },
             ntp_available: gauge("ntp_available", "1 when an NTP server answered the last query"),
             redis_up: gauge("redis_up", "1 when this node's Redis answers"),
+            raft_term: gauge("raft_term", "This node's current Raft term"),
+            raft_commit_index: gauge("raft_commit_index", "Highest Raft log index this node knows committed"),
+            raft_is_leader: gauge("raft_is_leader", "1 while this node is the Raft leader"),
             redis_restarts: {
                 let c = must(IntCounter::new("redis_restarts_total", "Restarts of this node's Redis after a crash"));
                 must(registry.register(Box::new(c.clone())));

@@ -25,6 +25,7 @@ mod tests {
         ("/", &["get"]),
         ("/api/health", &["get"]),
         ("/api/cluster", &["get"]),
+        ("/api/cluster/quorum", &["put"]),
         ("/api/nodes", &["get"]),
         ("/api/nodes/{id}/{action}", &["post"]),
         ("/metrics", &["get"]),

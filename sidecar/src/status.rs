@@ -85,7 +85,7 @@ fn human_bytes(b: u64) -> String {
 
 pub fn table(view: &Value) -> String {
     let mut out = format!(
-        "seen from {}\n{:<8} {:<22} {:<8} {:>10} {:<6} {:>8} {:>8} {:>8}\n",
+        "seen from {}\n{:<8} {:<22} {:<8} {:>10} {:<6} {:>8} {:>8} {:>8} {:<10} {:>5}\n",
         view["observer"].as_str().unwrap_or("?"),
         "NODE",
         "ADDRESS",
@@ -94,7 +94,9 @@ pub fn table(view: &Value) -> String {
         "REDIS",
         "KEYS",
         "MEMORY",
-        "DRIFT"
+        "DRIFT",
+        "RAFT",
+        "TERM"
     );
     for n in view["nodes"].as_array().map_or(&[][..], Vec::as_slice) {
         let text = |k: &str| n[k].as_str().unwrap_or("-").to_string();
@@ -119,8 +121,16 @@ pub fn table(view: &Value) -> String {
         } else {
             ""
         };
+        let role = n["raft_role"]
+            .as_str()
+            .filter(|r| !r.is_empty())
+            .unwrap_or("-")
+            .to_string();
+        let term = n["raft_term"]
+            .as_u64()
+            .map_or("-".into(), |t| t.to_string());
         out.push_str(&format!(
-            "{:<8} {:<22} {:<8} {:>10} {:<6} {:>8} {:>8} {:>8}\n",
+            "{:<8} {:<22} {:<8} {:>10} {:<6} {:>8} {:>8} {:>8} {:<10} {:>5}\n",
             format!("{}{me}", text("id")),
             addr,
             text("state"),
@@ -128,7 +138,9 @@ pub fn table(view: &Value) -> String {
             redis,
             keys,
             memory,
-            drift
+            drift,
+            role,
+            term
         ));
     }
     out

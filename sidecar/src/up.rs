@@ -143,24 +143,39 @@ pub async fn run(args: UpArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::failed(format!("cannot watch SIGTERM: {e}")))?;
     let mut int = signal(SignalKind::interrupt())
         .map_err(|e| CliError::failed(format!("cannot watch SIGINT: {e}")))?;
-    let exited = tokio::select! {
-        _ = term.recv() => None,
-        _ = int.recv() => None,
-        exited = first_exit(&mut nodes) => Some(exited),
+    // A node that exits (killed on purpose, or crashed) leaves the others running: this is a
+    // cluster to break things in. The launcher stops everything on Ctrl-C or SIGTERM, or when
+    // no node is left.
+    let config_path = loaded.config_path.display().to_string();
+    let mut running: Vec<usize> = (0..nodes.len()).collect();
+    let stopped_by_signal = loop {
+        if running.is_empty() {
+            break false;
+        }
+        tokio::select! {
+            _ = term.recv() => break true,
+            _ = int.recv() => break true,
+            (i, status) = first_exit(&mut nodes, &running) => {
+                running.retain(|r| *r != i);
+                let n = &nodes[i];
+                eprintln!(
+                    "node {} exited ({status}); the other nodes keep running. Restart it with\n  {} node --config {config_path} --id {}\nLast lines of {}:\n{}",
+                    n.id,
+                    exe.display(),
+                    n.id,
+                    n.log.display(),
+                    supervise::log_tail(&n.log, 10)
+                );
+            }
+        }
     };
-    if let Some((id, status, log)) = &exited {
-        eprintln!(
-            "node {id} exited ({status}); stopping the cluster. Last lines of {}:\n{}",
-            log.display(),
-            supervise::log_tail(log, 10)
-        );
-    }
-    println!("stopping {} nodes...", nodes.len());
+    println!("stopping {} nodes...", running.len());
     stop_all(&mut nodes).await;
     println!("cluster stopped");
-    match exited {
-        Some((id, _, _)) => Err(CliError::failed(format!("node {id} exited unexpectedly"))),
-        None => Ok(()),
+    if stopped_by_signal {
+        Ok(())
+    } else {
+        Err(CliError::failed("every node exited"))
     }
 }
 
@@ -233,13 +248,15 @@ fn print_table(nodes: &[Started]) {
     println!("cluster ready; press Ctrl-C to stop it");
 }
 
-/// Resolves when the first node process exits, with its id, status and log.
-async fn first_exit(nodes: &mut [Started]) -> (String, std::process::ExitStatus, PathBuf) {
+/// Resolves when the first of the `running` node processes exits: its index and status.
+async fn first_exit(nodes: &mut [Started], running: &[usize]) -> (usize, std::process::ExitStatus) {
     let mut waits: Vec<_> = nodes
         .iter_mut()
-        .map(|n| Box::pin(async move { (n.id.clone(), n.child.wait().await, n.log.clone()) }))
+        .enumerate()
+        .filter(|(i, _)| running.contains(i))
+        .map(|(i, n)| Box::pin(async move { (i, n.child.wait().await) }))
         .collect();
-    let (id, status, log) = std::future::poll_fn(|cx| {
+    let (i, status) = std::future::poll_fn(|cx| {
         for w in waits.iter_mut() {
             if let std::task::Poll::Ready(out) = w.as_mut().poll(cx) {
                 return std::task::Poll::Ready(out);
@@ -249,7 +266,7 @@ async fn first_exit(nodes: &mut [Started]) -> (String, std::process::ExitStatus,
     })
     .await;
     let status = status.unwrap_or_else(|_| std::os::unix::process::ExitStatusExt::from_raw(1));
-    (id, status, log)
+    (i, status)
 }
 
 /// Stops every node in parallel (each stops its own Redis) and reaps them.

@@ -155,6 +155,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/", get(index))
         .route("/api/health", get(health))
         .route("/api/cluster", get(cluster))
+        .route("/api/cluster/quorum", axum::routing::put(set_quorum))
         .route("/api/nodes", get(nodes))
         .route("/api/nodes/{id}/{action}", post(node_action))
         .route("/metrics", get(metrics))
@@ -276,6 +277,9 @@ fn node_rows(s: &Shared) -> Vec<Value> {
                 "kv_keys": v.and_then(|v| v.summary.kv_keys),
                 "used_memory_bytes": v.and_then(|v| v.summary.used_memory_bytes),
                 "drift_ms": v.and_then(|v| v.summary.drift_ms),
+                "raft_role": v.map(|v| v.summary.raft_role.clone()),
+                "raft_term": v.map(|v| v.summary.raft_term),
+                "raft_commit_index": v.map(|v| v.summary.raft_commit_index),
                 "time_source": v.map(|v| v.summary.time_source.clone()),
             })
         })
@@ -295,8 +299,103 @@ async fn cluster(State(s): State<Arc<Shared>>, _caller: Caller) -> Json<Value> {
         "vnodes": s.config.vnodes,
         "heartbeat_ms": s.config.intervals.heartbeat_ms,
         "time": s.time(),
+        "raft": s.raft.get().map(|r| r.status()),
+        "replicated_quorum": s.raft.get().map(|r| r.meta().quorum),
         "nodes": node_rows(&s),
     }))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuorumBody {
+    n: u8,
+    w: u8,
+    r: u8,
+}
+
+/// `PUT /api/cluster/quorum {"n","w","r"}`: changes the cluster's default quorum through Raft
+/// (forwarded to the leader); answers once committed and applied on the node that took it.
+async fn set_quorum(
+    State(s): State<Arc<Shared>>,
+    caller: Caller,
+    Json(body): Json<QuorumBody>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_admin()?;
+    let voters = s.config.nodes.len();
+    let QuorumBody { n, w, r } = body;
+    if n == 0 || usize::from(n) > voters || w == 0 || w > n || r == 0 || r > n {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "BAD_QUORUM",
+            format!("need 1 <= w, r <= n <= {voters} (the node count), got n={n} w={w} r={r}"),
+        ));
+    }
+    let raft = s.raft.get().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "RAFT_NOT_READY",
+            "raft has not started yet",
+        )
+    })?;
+    let status = raft.status();
+    if status.role != "leader" {
+        let Some(leader) = status
+            .leader
+            .as_deref()
+            .and_then(|l| s.config.node(l))
+            .cloned()
+        else {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "NO_LEADER",
+                "no Raft leader is known right now; retry in a moment",
+            ));
+        };
+        let json = serde_json::to_vec(&json!({"n": n, "w": w, "r": r})).unwrap_or_default();
+        let answer = client::request(
+            "PUT",
+            &leader.host,
+            leader.http_port,
+            "/api/cluster/quorum",
+            Some(&caller.key),
+            Some(&json),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "LEADER_UNREACHABLE",
+                format!("leader {}: {e}", leader.id),
+            )
+        })?;
+        let body: Value =
+            serde_json::from_slice(&answer.body).unwrap_or_else(|_| json!({"raw": answer.text()}));
+        return if answer.status == 200 {
+            Ok(Json(body))
+        } else {
+            Err(ApiError::new(
+                StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY),
+                "FORWARDED_ERROR",
+                format!(
+                    "leader {} answered {}: {}",
+                    leader.id,
+                    answer.status,
+                    answer.text()
+                ),
+            ))
+        };
+    }
+    let index = raft
+        .propose(
+            crate::node::raft::Change::SetQuorum { n, w, r },
+            Duration::from_secs(5),
+        )
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "NOT_COMMITTED", e))?;
+    Ok(Json(
+        json!({"committed_index": index, "quorum": {"n": n, "w": w, "r": r}, "leader": s.me.id}),
+    ))
 }
 
 async fn node_action(
@@ -378,6 +477,16 @@ async fn metrics(
         .await
         .ok();
     s.metrics.redis_up.set(i64::from(info.is_some()));
+    if let Some(r) = s.raft.get() {
+        let st = r.status();
+        s.metrics
+            .raft_term
+            .set(i64::try_from(st.term).unwrap_or(i64::MAX));
+        s.metrics
+            .raft_commit_index
+            .set(i64::try_from(st.commit_index).unwrap_or(i64::MAX));
+        s.metrics.raft_is_leader.set(i64::from(st.role == "leader"));
+    }
     s.metrics.observe_module_info(info.as_deref());
     let text = s.metrics.render();
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())

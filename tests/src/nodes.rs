@@ -22,6 +22,8 @@ pub struct NodeCluster {
     pub peer_ports: Vec<u16>,
     pub up: Option<Child>,
     pub output: Option<mpsc::Receiver<String>>,
+    /// Node processes started by the test itself ([`NodeCluster::restart_node`]).
+    pub extra: Vec<Child>,
 }
 
 /// One HTTP answer.
@@ -59,6 +61,7 @@ impl NodeCluster {
             peer_ports: Vec::new(),
             up: None,
             output: None,
+            extra: Vec::new(),
         };
         for i in 1..=count {
             let (r, h, p) = (free_port(), free_port(), free_port());
@@ -158,19 +161,93 @@ impl NodeCluster {
         u32::try_from(pid.expect("redis is running")).expect("pid fits")
     }
 
-    /// Node `i`'s node-process pid (a direct child of `rcluster up` whose command line names it).
+    /// Node `i`'s node-process pid: the `rcluster node` whose command line names this cluster's
+    /// config and the node's id (started by `rcluster up` or by [`NodeCluster::restart_node`]).
     pub fn node_pid(&self, i: usize) -> u32 {
-        let up = self.up.as_ref().expect("running").id();
+        self.find_node_pid(i).expect("node process found")
+    }
+
+    fn find_node_pid(&self, i: usize) -> Option<u32> {
+        let config = self.config_path().display().to_string();
         let id = &self.ids[i];
-        descendants(up)
-            .into_iter()
-            .find(|pid| {
-                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        std::fs::read_dir("/proc")
+            .ok()?
+            .flatten()
+            .find_map(|entry| {
+                let pid: u32 = entry.file_name().to_string_lossy().parse().ok()?;
+                let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
                 let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-                args.windows(2)
-                    .any(|w| w[0] == b"--id" && w[1] == id.as_bytes())
+                let is_node = args.iter().any(|a| *a == b"node")
+                    && args.contains(&config.as_bytes())
+                    && args
+                        .windows(2)
+                        .any(|w| w[0] == b"--id" && w[1] == id.as_bytes());
+                (is_node && alive(pid)).then_some(pid)
             })
-            .expect("node process found")
+    }
+
+    /// SIGKILLs node `i`'s node process and its redis-server at once (a machine dying).
+    pub fn kill_node(&mut self, i: usize) {
+        let node = self.node_pid(i);
+        let mut victims = descendants(node);
+        victims.push(node);
+        for pid in &victims {
+            // SAFETY: kill(2) on processes of this test's cluster.
+            unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+        }
+        wait_for(
+            "the killed node to be gone",
+            Duration::from_secs(10),
+            || victims.iter().all(|p| !alive(*p)).then_some(()),
+        );
+    }
+
+    /// Starts node `i` again on its own (a child of the test, stopped on drop) and waits until
+    /// its API answers.
+    pub fn restart_node(&mut self, i: usize) {
+        let child = Command::new(rcluster_bin())
+            .arg("node")
+            .arg("--config")
+            .arg(self.config_path())
+            .args(["--id", &self.ids[i]])
+            .arg("--module")
+            .arg(module_path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start rcluster node");
+        self.extra.push(child);
+        let port = self.http_ports[i];
+        wait_for(
+            "the restarted node to answer",
+            Duration::from_secs(30),
+            || http_try(port, "GET", "/api/health", None).filter(|h| h.status == 200),
+        );
+    }
+
+    /// `/api/cluster` of node `i`, if it answers.
+    pub fn cluster_view(&self, i: usize) -> Option<serde_json::Value> {
+        let h = http_try(self.http_ports[i], "GET", "/api/cluster", Some(READ_KEY))?;
+        serde_json::from_str(&h.body).ok()
+    }
+
+    /// The Raft leader that every node in `among` reports (the same one), once they agree.
+    pub fn await_leader(&self, among: &[usize], timeout: Duration) -> String {
+        wait_for("the nodes to agree on a Raft leader", timeout, || {
+            let leaders: Vec<Option<String>> = among
+                .iter()
+                .map(|i| {
+                    self.cluster_view(*i)?["raft"]["leader"]
+                        .as_str()
+                        .map(str::to_string)
+                })
+                .collect();
+            let first = leaders.first()?.clone()?;
+            leaders
+                .iter()
+                .all(|l| l.as_deref() == Some(first.as_str()))
+                .then_some(first)
+        })
     }
 
     /// A view of the cluster (`/api/nodes`) as node `i` sees it.
@@ -221,6 +298,15 @@ impl NodeCluster {
 
 impl Drop for NodeCluster {
     fn drop(&mut self) {
+        for mut child in self.extra.drain(..) {
+            let mut pids = descendants(child.id());
+            pids.push(child.id());
+            for pid in pids {
+                // SAFETY: kill(2) on processes this test started.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            }
+            let _ = child.wait();
+        }
         if let Some(mut up) = self.up.take() {
             let children = descendants(up.id());
             for pid in children.iter().chain(std::iter::once(&up.id())) {
@@ -280,6 +366,27 @@ pub fn alive(pid: u32) -> bool {
 
 /// A plain HTTP/1.1 request on loopback; `None` when nothing answered.
 pub fn http_try(port: u16, method: &str, path: &str, key: Option<&str>) -> Option<Http> {
+    http_body(port, method, path, key, None)
+}
+
+/// Like [`http_try`], sending `json` as the body.
+pub fn http_json(
+    port: u16,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    json: &str,
+) -> Option<Http> {
+    http_body(port, method, path, key, Some(json))
+}
+
+fn http_body(
+    port: u16,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    json: Option<&str>,
+) -> Option<Http> {
     let mut s = std::net::TcpStream::connect_timeout(
         &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
         Duration::from_secs(2),
@@ -289,14 +396,18 @@ pub fn http_try(port: u16, method: &str, path: &str, key: Option<&str>) -> Optio
     let auth = key
         .map(|k| format!("Authorization: Bearer {k}\r\n"))
         .unwrap_or_default();
-    let len = if method == "GET" {
-        ""
-    } else {
-        "Content-Length: 0\r\n"
+    let body = json.unwrap_or_default();
+    let len = match (method, json) {
+        ("GET", None) => String::new(),
+        (_, None) => "Content-Length: 0\r\n".to_string(),
+        (_, Some(b)) => format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ),
     };
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}{len}Connection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}{len}Connection: close\r\n\r\n{body}"
     )
     .ok()?;
     let mut out = String::new();

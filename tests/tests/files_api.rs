@@ -460,15 +460,15 @@ fn bad_file_requests_get_a_clear_4xx_and_store_nothing() {
 #[test]
 fn keys_over_http() {
     let cluster = NodeCluster::start("kv-http", 3, "");
-    let (status, _, _) = request(
+    let (status, _, reply) = request(
         cluster.http_ports[0],
         "PUT",
-        "/api/kv/greeting?w=3",
+        "/api/kv/greeting?w=2",
         ADMIN_KEY,
         &[],
         b"hello\x00world",
     );
-    assert_eq!(status, 200);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&reply));
     let (status, _, body) = request(
         cluster.http_ports[2],
         "GET",

@@ -70,7 +70,11 @@ async fn own_summary(shared: &Shared, timeout: Duration) -> Summary {
     let kv_keys = field("rcluster_kv_keys").and_then(|v| v.parse().ok());
     let used_memory_bytes = field("used_memory").and_then(|v| v.parse().ok());
     let time = shared.time();
+    let raft = shared.raft.get().map(|r| r.status()).unwrap_or_default();
     Summary {
+        raft_role: raft.role,
+        raft_term: raft.term,
+        raft_commit_index: raft.commit_index,
         redis_up: up,
         redis_state: state.name().to_string(),
         kv_keys,

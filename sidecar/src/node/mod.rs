@@ -6,6 +6,7 @@
 pub mod gossip;
 pub mod local;
 pub mod ntp;
+pub mod raft;
 pub mod redis;
 pub mod report;
 pub mod view;
@@ -90,6 +91,10 @@ pub async fn run(
         redis,
         Metrics::new(&node.id),
     ));
+    let raft = raft::spawn(shared.clone(), shutdown_rx.clone())
+        .await
+        .map_err(CliError::failed)?;
+    let _ = shared.raft.set(raft);
     let (events_tx, events_rx) = mpsc::channel::<Event>(256);
     let tasks = vec![
         tokio::spawn(gossip::run(

@@ -17,7 +17,8 @@ use crate::{probe, supervise, CliError};
 const REDIS_START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long Redis may take to shut down cleanly before it is killed.
 const REDIS_STOP_GRACE: Duration = Duration::from_secs(15);
-/// The topology comes from the config file for now (Raft-managed epochs come later).
+/// The config file's topology is epoch 1; every metadata change committed through Raft pushes a
+/// later one (see `node::raft`).
 const TOPOLOGY_EPOCH: u64 = 1;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -184,6 +185,9 @@ async fn push_topology(node: &NodeConfig, topology: &Topology) -> Result<(), Cli
             .await
     };
     match tokio::time::timeout(Duration::from_secs(10), push).await {
+        // A restarted Redis may already hold a newer topology that Raft committed (restored
+        // from its AOF): keep it; the Raft driver pushes its current one again anyway.
+        Ok(Err(e)) if e.to_string().contains("older than the installed") => Ok(()),
         Ok(result) => result.map_err(fail),
         Err(_) => Err(CliError::failed(format!(
             "loading the topology into {} timed out",

@@ -26,6 +26,12 @@ pub struct Summary {
     pub used_memory_bytes: Option<u64>,
     pub drift_ms: Option<i64>,
     pub time_source: String,
+    #[serde(default)]
+    pub raft_role: String,
+    #[serde(default)]
+    pub raft_term: u64,
+    #[serde(default)]
+    pub raft_commit_index: u64,
 }
 
 /// One node as seen from here.
@@ -65,6 +71,8 @@ pub struct Shared {
     pub local: Arc<Local>,
     /// Permits for uploads running at once.
     pub uploads: tokio::sync::Semaphore,
+    /// The Raft driver, once started.
+    pub raft: std::sync::OnceLock<crate::node::raft::RaftHandle>,
     started: Instant,
 }
 
@@ -124,6 +132,7 @@ impl Shared {
             limiter: Mutex::new(limiter),
             local: Arc::new(Local::new(&me_host, me_port)),
             uploads: tokio::sync::Semaphore::new(uploads),
+            raft: std::sync::OnceLock::new(),
             started: Instant::now(),
         }
     }

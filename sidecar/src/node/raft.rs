@@ -1,0 +1,384 @@
+//! The Raft driver of a node process: ticks the pure `rcluster-raft` state machine every 10 ms,
+//! carries its messages over TCP on the peer port (length-prefixed JSON), persists its state in
+//! the local Redis before any message goes out (`node:<id>:raft` with the whole state, plus
+//! `cluster:term`, `cluster:vote`, `cluster:commit_index` and the list `node:<id>:log` for
+//! people), applies committed metadata changes, and answers proposals from the API.
+//!
+//! Replicated metadata so far: the cluster's N/W/R defaults (`SetQuorum`). Each committed change
+//! is pushed into this node's module as a new topology epoch.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rcluster_domain::config::Quorum;
+use rcluster_domain::topology::Topology;
+use rcluster_raft::{Command, Config, Message, Persisted, RaftNode, Role};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::node::view::Shared;
+
+/// Length of one Raft tick.
+pub const TICK: Duration = Duration::from_millis(10);
+/// Largest message accepted on the wire.
+const MAX_FRAME: u32 = 16 << 20;
+/// Entries kept in the log before a snapshot replaces them.
+const SNAPSHOT_EVERY: u64 = 200;
+
+/// A metadata change, replicated through the log.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum Change {
+    SetQuorum { n: u8, w: u8, r: u8 },
+}
+
+/// The replicated metadata (the state machine).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Meta {
+    pub quorum: Quorum,
+    /// Index of the last applied entry: the topology epoch pushed into the module.
+    pub applied: u64,
+}
+
+/// What the API shows about Raft on this node.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RaftStatus {
+    pub role: String,
+    pub term: u64,
+    pub leader: Option<String>,
+    pub commit_index: u64,
+    pub applied: u64,
+    pub voters: Vec<String>,
+}
+
+type Proposal = (Change, oneshot::Sender<Result<u64, String>>);
+
+/// The handle the API uses.
+#[derive(Clone)]
+pub struct RaftHandle {
+    pub status: Arc<Mutex<RaftStatus>>,
+    pub meta: Arc<Mutex<Meta>>,
+    proposals: mpsc::Sender<Proposal>,
+}
+
+impl RaftHandle {
+    pub fn status(&self) -> RaftStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn meta(&self) -> Meta {
+        self.meta.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Proposes a change; resolves once it is committed and applied here, or with why not
+    /// (not the leader: names the leader).
+    pub async fn propose(&self, change: Change, timeout: Duration) -> Result<u64, String> {
+        let (tx, rx) = oneshot::channel();
+        self.proposals
+            .send((change, tx))
+            .await
+            .map_err(|_| "raft is not running".to_string())?;
+        tokio::time::timeout(timeout, rx)
+            .await
+            .map_err(|_| format!("not committed within {timeout:?}"))?
+            .map_err(|_| "raft stopped".to_string())?
+    }
+}
+
+fn raft_key(id: &str) -> String {
+    format!("node:{id}:raft")
+}
+
+/// Reads the stored state (or bootstraps from the config), bounded and retried while Redis
+/// starts.
+async fn load(shared: &Shared) -> Result<Persisted, String> {
+    let mut get = redis::cmd("GET");
+    get.arg(raft_key(&shared.me.id));
+    for _ in 0..100 {
+        match shared
+            .local
+            .query::<Option<Vec<u8>>>(&get, Duration::from_secs(1))
+            .await
+        {
+            Ok(Some(bytes)) => return Persisted::from_bytes(&bytes).map_err(|e| e.to_string()),
+            Ok(None) => {
+                return Ok(Persisted::bootstrap(
+                    shared.config.nodes.iter().map(|n| n.id.clone()),
+                ))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    Err("the local Redis did not answer to load the Raft state".into())
+}
+
+/// Writes the whole state (one blob for restarts, plus readable keys) and waits for it.
+async fn persist(shared: &Shared, state: &Persisted) -> Result<(), String> {
+    let id = &shared.me.id;
+    let hs = &state.hard_state;
+    let mut pipe = redis::pipe();
+    pipe.atomic()
+        .cmd("SET")
+        .arg(raft_key(id))
+        .arg(state.to_bytes())
+        .ignore()
+        .cmd("SET")
+        .arg("cluster:term")
+        .arg(hs.current_term)
+        .ignore()
+        .cmd("SET")
+        .arg("cluster:vote")
+        .arg(hs.voted_for.clone().unwrap_or_default())
+        .ignore()
+        .cmd("SET")
+        .arg("cluster:commit_index")
+        .arg(hs.commit)
+        .ignore()
+        .cmd("DEL")
+        .arg(format!("node:{id}:log"))
+        .ignore();
+    if !state.entries.is_empty() {
+        let mut push = redis::cmd("RPUSH");
+        push.arg(format!("node:{id}:log"));
+        for e in &state.entries {
+            push.arg(serde_json::to_string(e).unwrap_or_default());
+        }
+        pipe.add_command(push).ignore();
+    }
+    shared.local.pipeline(&pipe, Duration::from_secs(2)).await
+}
+
+/// One outgoing connection per peer, fed by a bounded queue; messages are dropped when the peer
+/// is unreachable or the queue is full (Raft retries by itself).
+fn spawn_sender(host: String, port: u16) -> mpsc::Sender<Vec<u8>> {
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1024);
+    tokio::spawn(async move {
+        let mut stream: Option<TcpStream> = None;
+        while let Some(frame) = rx.recv().await {
+            if stream.is_none() {
+                let connect = TcpStream::connect((host.as_str(), port));
+                stream = tokio::time::timeout(Duration::from_millis(200), connect)
+                    .await
+                    .ok()
+                    .and_then(Result::ok);
+                if let Some(s) = &stream {
+                    let _ = s.set_nodelay(true);
+                }
+            }
+            let Some(s) = stream.as_mut() else { continue };
+            let len = u32::try_from(frame.len()).unwrap_or(u32::MAX).to_be_bytes();
+            let sent = tokio::time::timeout(Duration::from_millis(500), async {
+                s.write_all(&len).await?;
+                s.write_all(&frame).await
+            })
+            .await;
+            if !matches!(sent, Ok(Ok(()))) {
+                stream = None;
+            }
+        }
+    });
+    tx
+}
+
+/// Accepts peers' connections and forwards their messages to the driver.
+async fn receive(listener: TcpListener, inbox: mpsc::Sender<Message>) {
+    loop {
+        let Ok((mut socket, _)) = listener.accept().await else {
+            continue;
+        };
+        let inbox = inbox.clone();
+        tokio::spawn(async move {
+            loop {
+                let mut len = [0u8; 4];
+                if socket.read_exact(&mut len).await.is_err() {
+                    return;
+                }
+                let len = u32::from_be_bytes(len);
+                if len > MAX_FRAME {
+                    return;
+                }
+                let mut buf = vec![0u8; len as usize];
+                if socket.read_exact(&mut buf).await.is_err() {
+                    return;
+                }
+                if let Ok(m) = serde_json::from_slice::<Message>(&buf) {
+                    if inbox.send(m).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+}
+
+fn apply(meta: &mut Meta, data: &[u8]) {
+    match serde_json::from_slice::<Change>(data) {
+        Ok(Change::SetQuorum { n, w, r }) => meta.quorum = Quorum { n, w, r },
+        Err(e) => eprintln!("raft: skipping an entry that is not a metadata change: {e}"),
+    }
+}
+
+/// Pushes the applied metadata into the module as a new topology epoch.
+async fn push_topology(shared: &Shared, meta: &Meta) {
+    let mut topology = Topology::from_config(&shared.config, 1 + meta.applied);
+    topology.quorum = meta.quorum;
+    let mut cmd = redis::cmd("RC.CLUSTER.SET");
+    cmd.arg(topology.to_json());
+    if let Err(e) = shared.local.query::<()>(&cmd, Duration::from_secs(2)).await {
+        eprintln!(
+            "node {}: could not push topology epoch {}: {e}",
+            shared.me.id, topology.epoch
+        );
+    }
+}
+
+fn random_seed() -> u64 {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
+    u64::from_le_bytes(b) ^ u64::from(std::process::id())
+}
+
+/// Starts the driver: binds the TCP peer port, loads the state, and runs until shutdown.
+pub async fn spawn(
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<RaftHandle, String> {
+    let me = shared.me.clone();
+    let listener = TcpListener::bind((me.host.as_str(), me.peer_port))
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot listen on {}:{} (peer_port of {}, TCP): {e}",
+                me.host, me.peer_port, me.id
+            )
+        })?;
+    let mut state = load(&shared).await?;
+    let scale = shared.config.raft_tick_scale();
+    let mut config = Config::new(me.id.clone());
+    config.election_timeout_min *= scale;
+    config.election_timeout_max *= scale;
+    config.heartbeat_interval *= scale;
+    let mut node =
+        RaftNode::new(config, state.clone(), random_seed()).map_err(|e| e.to_string())?;
+    let (inbox_tx, mut inbox) = mpsc::channel::<Message>(4096);
+    tokio::spawn(receive(listener, inbox_tx));
+    let peers: HashMap<String, mpsc::Sender<Vec<u8>>> = shared
+        .config
+        .nodes
+        .iter()
+        .filter(|n| n.id != me.id)
+        .map(|n| (n.id.clone(), spawn_sender(n.host.clone(), n.peer_port)))
+        .collect();
+    let (proposals_tx, mut proposals) = mpsc::channel::<Proposal>(64);
+    let initial = Meta {
+        quorum: shared.config.quorum,
+        applied: 0,
+    };
+    let handle = RaftHandle {
+        status: Arc::new(Mutex::new(RaftStatus::default())),
+        meta: Arc::new(Mutex::new(initial.clone())),
+        proposals: proposals_tx,
+    };
+    let out = handle.clone();
+    tokio::spawn(async move {
+        let mut meta = initial;
+        let mut waiting: HashMap<u64, oneshot::Sender<Result<u64, String>>> = HashMap::new();
+        let mut ticker = tokio::time::interval(TICK);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => node.tick(),
+                Some(m) = inbox.recv() => node.step(m),
+                Some((change, reply)) = proposals.recv() => {
+                    let data = serde_json::to_vec(&change).unwrap_or_default();
+                    match node.propose(data) {
+                        Ok(index) => { waiting.insert(index, reply); }
+                        Err(e) => { let _ = reply.send(Err(e.to_string())); }
+                    }
+                }
+                _ = shutdown.changed() => return,
+            }
+            if !node.has_ready() {
+                continue;
+            }
+            let ready = node.ready();
+            // 1. Persist, retrying until the local Redis takes it: nothing is sent before.
+            if let Some(update) = &ready.persist {
+                state.apply(update);
+                while let Err(e) = persist(&shared, &state).await {
+                    eprintln!(
+                        "node {}: raft state not persisted yet ({e}); retrying",
+                        shared.me.id
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                }
+            }
+            // 2. Send.
+            for m in &ready.messages {
+                if let (Some(tx), Ok(bytes)) = (peers.get(&m.to), serde_json::to_vec(m)) {
+                    let _ = tx.try_send(bytes);
+                }
+            }
+            // 3. Apply.
+            let mut changed = false;
+            if let Some(snap) = &ready.apply_snapshot {
+                if let Ok(m) = serde_json::from_slice::<Meta>(&snap.data) {
+                    meta = m;
+                }
+                meta.applied = snap.index;
+                changed = true;
+            }
+            for e in &ready.committed {
+                if let Command::App(data) = &e.command {
+                    apply(&mut meta, data);
+                    changed = true;
+                }
+                meta.applied = e.index;
+                if let Some(reply) = waiting.remove(&e.index) {
+                    let _ = reply.send(Ok(e.index));
+                }
+            }
+            node.advance(&ready);
+            if changed {
+                *out.meta.lock().unwrap_or_else(|p| p.into_inner()) = meta.clone();
+                push_topology(&shared, &meta).await;
+            }
+            if node.last_applied() > node.first_index() + SNAPSHOT_EVERY {
+                let data = serde_json::to_vec(&meta).unwrap_or_default();
+                let _ = node.snapshot(node.last_applied(), data);
+            }
+            // Proposals whose entries were lost to a new leader never commit here: fail them.
+            if !node.is_leader() {
+                for (_, reply) in waiting.drain() {
+                    let _ = reply.send(Err(
+                        "leadership changed before the change committed; retry".into(),
+                    ));
+                }
+            }
+            let status = RaftStatus {
+                role: match node.role() {
+                    Role::Leader => "leader",
+                    Role::Candidate => "candidate",
+                    Role::Follower => "follower",
+                }
+                .to_string(),
+                term: node.term(),
+                leader: node.leader_id().map(str::to_string),
+                commit_index: node.commit_index(),
+                applied: meta.applied,
+                voters: node.membership().voters.iter().cloned().collect(),
+            };
+            *out.status.lock().unwrap_or_else(|p| p.into_inner()) = status;
+        }
+    });
+    Ok(handle)
+}
