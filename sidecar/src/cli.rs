@@ -22,7 +22,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::client::{self, Response, StreamError, StreamTarget};
+use crate::client::{self, percent_encode, Response, StreamError, StreamTarget};
 use crate::CliError;
 
 const EXIT_CODES: &str = "Exit status: 0 success; 2 bad input (bad arguments, or the node \
@@ -356,19 +356,6 @@ fn check(node: &str, r: Response) -> Result<Response, CliError> {
     }
 }
 
-/// Percent-encodes one path segment or query value.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 fn json(node: &str, r: &Response) -> Result<Value, CliError> {
     serde_json::from_slice(&r.body)
         .map_err(|e| CliError::failed(format!("node {node} sent invalid JSON: {e}")))
@@ -398,7 +385,11 @@ pub async fn put(args: PutArgs) -> Result<(), CliError> {
         args.value.into_bytes()
     };
     let session = Session::open(&args.conn, true)?;
-    let path = format!("/api/kv/{}{}", encode(&args.key), quorum_query("w", args.w));
+    let path = format!(
+        "/api/kv/{}{}",
+        percent_encode(&args.key),
+        quorum_query("w", args.w)
+    );
     session.small("PUT", &path, Some(&value)).await?;
     println!("stored '{}' ({} bytes)", args.key, value.len());
     Ok(())
@@ -407,7 +398,11 @@ pub async fn put(args: PutArgs) -> Result<(), CliError> {
 pub async fn get(args: GetArgs) -> Result<(), CliError> {
     check_key(&args.key)?;
     let session = Session::open(&args.conn, false)?;
-    let path = format!("/api/kv/{}{}", encode(&args.key), quorum_query("r", args.r));
+    let path = format!(
+        "/api/kv/{}{}",
+        percent_encode(&args.key),
+        quorum_query("r", args.r)
+    );
     let (_, r) = session.small("GET", &path, None).await?;
     let mut out = std::io::stdout().lock();
     match out.write_all(&r.body).and_then(|()| out.flush()) {
@@ -421,7 +416,11 @@ pub async fn get(args: GetArgs) -> Result<(), CliError> {
 pub async fn del(args: DelArgs) -> Result<(), CliError> {
     check_key(&args.key)?;
     let session = Session::open(&args.conn, true)?;
-    let path = format!("/api/kv/{}{}", encode(&args.key), quorum_query("w", args.w));
+    let path = format!(
+        "/api/kv/{}{}",
+        percent_encode(&args.key),
+        quorum_query("w", args.w)
+    );
     session.small("DELETE", &path, None).await?;
     println!("deleted '{}'", args.key);
     Ok(())
@@ -538,7 +537,7 @@ async fn file_put(args: FilePutArgs) -> Result<(), CliError> {
     };
     check_file_name(&name).map_err(|e| CliError::input(format!("bad --name: {e}")))?;
     let session = Session::open(&args.conn, true)?;
-    let mut path = format!("/api/files?name={}", encode(&name));
+    let mut path = format!("/api/files?name={}", percent_encode(&name));
     if let Some(w) = args.w {
         path.push_str(&format!("&w={w}"));
     }
@@ -643,7 +642,7 @@ async fn file_get(args: FileGetArgs) -> Result<(), CliError> {
         return Err(CliError::input("the file id must not be empty"));
     }
     let session = Session::open(&args.conn, false)?;
-    let id = encode(&args.id);
+    let id = percent_encode(&args.id);
     let (node, r) = session
         .small("GET", &format!("/api/files/{id}"), None)
         .await?;
@@ -837,7 +836,7 @@ async fn file_ls(args: FileLsArgs) -> Result<(), CliError> {
         let page = (args.limit - files.len() as u64).min(1000);
         let mut path = format!("/api/files?limit={page}");
         if let Some(a) = &after {
-            path.push_str(&format!("&after={}", encode(a)));
+            path.push_str(&format!("&after={}", percent_encode(a)));
         }
         // Follow the pages on the node that answered first.
         let nodes = match &pinned {
@@ -876,7 +875,11 @@ async fn file_rm(args: FileRmArgs) -> Result<(), CliError> {
     }
     let session = Session::open(&args.conn, true)?;
     let (node, r) = session
-        .small("DELETE", &format!("/api/files/{}", encode(&args.id)), None)
+        .small(
+            "DELETE",
+            &format!("/api/files/{}", percent_encode(&args.id)),
+            None,
+        )
         .await?;
     let body = json(&node, &r)?;
     println!(
@@ -897,7 +900,7 @@ mod tests {
     fn dates_and_encoding() {
         assert_eq!(utc(0), "1970-01-01 00:00:00");
         assert_eq!(utc(1_709_251_199_000), "2024-02-29 23:59:59");
-        assert_eq!(encode("a b/ü"), "a%20b%2F%C3%BC");
+        assert_eq!(percent_encode("a b/ü"), "a%20b%2F%C3%BC");
         assert_eq!(truncate("abcdef", 4), "abc…");
     }
 

@@ -506,6 +506,20 @@ where
     }
 }
 
+/// Percent-encodes text for a URL path segment, a query value, or an RFC 5987 header parameter
+/// (everything but unreserved characters).
+pub fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

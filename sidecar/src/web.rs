@@ -212,6 +212,50 @@ async fn json_errors(response: Response) -> Response {
     fixed
 }
 
+/// Sends the caller's request on to `node` (with the caller's key) and returns its answer: the
+/// JSON body on 200, else an error naming that node and what it said.
+async fn forward(
+    node: &rcluster_domain::config::NodeConfig,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<Json<Value>, ApiError> {
+    let answer = client::request(
+        method,
+        &node.host,
+        node.http_port,
+        path,
+        Some(key),
+        body,
+        timeout,
+    )
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "NODE_UNREACHABLE",
+            format!("node {}: {e}", node.id),
+        )
+    })?;
+    if answer.status == 200 {
+        let body =
+            serde_json::from_slice(&answer.body).unwrap_or_else(|_| json!({"raw": answer.text()}));
+        return Ok(Json(body));
+    }
+    Err(ApiError::new(
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY),
+        "FORWARDED_ERROR",
+        format!(
+            "node {} answered {}: {}",
+            node.id,
+            answer.status,
+            answer.text()
+        ),
+    ))
+}
+
 async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint")
 }
@@ -352,39 +396,15 @@ async fn set_quorum(
             ));
         };
         let json = serde_json::to_vec(&json!({"n": n, "w": w, "r": r})).unwrap_or_default();
-        let answer = client::request(
+        return forward(
+            &leader,
             "PUT",
-            &leader.host,
-            leader.http_port,
             "/api/cluster/quorum",
-            Some(&caller.key),
+            &caller.key,
             Some(&json),
             Duration::from_secs(10),
         )
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "LEADER_UNREACHABLE",
-                format!("leader {}: {e}", leader.id),
-            )
-        })?;
-        let body: Value =
-            serde_json::from_slice(&answer.body).unwrap_or_else(|_| json!({"raw": answer.text()}));
-        return if answer.status == 200 {
-            Ok(Json(body))
-        } else {
-            Err(ApiError::new(
-                StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY),
-                "FORWARDED_ERROR",
-                format!(
-                    "leader {} answered {}: {}",
-                    leader.id,
-                    answer.status,
-                    answer.text()
-                ),
-            ))
-        };
+        .await;
     }
     let index = raft
         .propose(
@@ -421,34 +441,15 @@ async fn node_action(
     if target.id != s.me.id {
         // Another node's Redis is supervised by that node: forward the request to it.
         let path = format!("/api/nodes/{id}/{action}");
-        let answer = client::request(
+        return forward(
+            &target,
             "POST",
-            &target.host,
-            target.http_port,
             &path,
-            Some(&caller.key),
+            &caller.key,
             None,
             Duration::from_secs(60),
         )
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "NODE_UNREACHABLE",
-                format!("node {id}: {e}"),
-            )
-        })?;
-        let body: Value =
-            serde_json::from_slice(&answer.body).unwrap_or_else(|_| json!({"raw": answer.text()}));
-        return if answer.status == 200 {
-            Ok(Json(body))
-        } else {
-            Err(ApiError::new(
-                StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY),
-                "FORWARDED_ERROR",
-                format!("node {id} answered {}: {}", answer.status, answer.text()),
-            ))
-        };
+        .await;
     }
     let result = s
         .redis

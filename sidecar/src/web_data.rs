@@ -429,7 +429,7 @@ async fn download(
             header::CONTENT_DISPOSITION,
             format!(
                 "attachment; filename*=UTF-8''{}",
-                percent_encode(&meta.name)
+                crate::client::percent_encode(&meta.name)
             ),
         );
     if let Some((a, b)) = range {
@@ -442,17 +442,4 @@ async fn download(
     response
         .body(body)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))
-}
-
-/// RFC 5987 encoding of a file name for `Content-Disposition`.
-fn percent_encode(name: &str) -> String {
-    name.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
