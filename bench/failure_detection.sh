@@ -18,7 +18,9 @@
 #             state is observable).
 # Prints every kill's times, then the median and max in ms and in heartbeat intervals, and the
 # target verdict. Exits non-zero only when the setup fails (build, start, n3 not coming back,
-# processes left behind), never because the target was missed.
+# processes left behind), never because the target was missed. The pieces shared with
+# bench/failover.sh (ports, build, config, node start/restart, cleanup, Python helpers) are in
+# bench/lib.sh.
 set -euo pipefail
 
 HEARTBEAT_MS=${HEARTBEAT_MS:-1000}
@@ -26,137 +28,28 @@ KILLS=${KILLS:-10}
 MODE=${MODE:-node}
 POLL_MS=10
 TARGET_INTERVALS=3
-READY_TIMEOUT_S=60
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-RCLUSTER=$ROOT/target/release/rcluster
-MODULE=$ROOT/target/release/librcluster_module.so
-READ_KEY=dev-read-key-change-me
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-die() {
-    echo "failure_detection.sh: $*" >&2
-    exit 1
-}
-
-for tool in cargo redis-server python3 pgrep; do
-    command -v "$tool" >/dev/null || die "$tool is not installed"
-done
-[[ $HEARTBEAT_MS =~ ^[1-9][0-9]*$ ]] || die "HEARTBEAT_MS must be a positive integer, got '$HEARTBEAT_MS'"
+require_tools cargo redis-server python3 pgrep
+require_positive_int HEARTBEAT_MS
 ((HEARTBEAT_MS >= 100 && HEARTBEAT_MS <= 30000)) || die "HEARTBEAT_MS must be in 100..=30000 (the config's range), got $HEARTBEAT_MS"
-[[ $KILLS =~ ^[1-9][0-9]*$ ]] || die "KILLS must be a positive integer, got '$KILLS'"
+require_positive_int KILLS
 [[ $MODE == node || $MODE == redis ]] || die "MODE must be 'node' or 'redis', got '$MODE'"
 
-echo "building release (rcluster and the module)..." >&2
-(cd "$ROOT" && cargo build --release -q --workspace) || die "cargo build --release --workspace failed"
-[[ -x $RCLUSTER ]] || die "$RCLUSTER is missing after the build"
-[[ -f $MODULE ]] || die "$MODULE is missing after the build"
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/rcluster-fd.XXXXXX")
-NODE_PIDS=("" "" "") # n1 n2 n3
-REDIS_PORTS=()
-
-# Stops the node processes (each stops its own Redis), then checks nothing is left.
-cleanup() {
-    local status=$? pid i left port
-    trap - EXIT INT TERM
-    for pid in "${NODE_PIDS[@]}"; do
-        [[ -n $pid ]] && kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${NODE_PIDS[@]}"; do
-        [[ -n $pid ]] || continue
-        # A node stops its Redis (bounded) before it exits.
-        for ((i = 0; i < 600; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            echo "failure_detection.sh: node process $pid did not stop within 60 s; killing it" >&2
-            kill -KILL "$pid" 2>/dev/null || true
-            status=1
-        fi
-        wait "$pid" 2>/dev/null || true
-    done
-    # Node processes carry the config path (in $TMP); redis-servers rename themselves to
-    # "redis-server <host>:<port>", so look for them by port.
-    sleep 0.2
-    left=$(pgrep -f "$TMP" || true)
-    for port in "${REDIS_PORTS[@]}"; do
-        left+=" $(pgrep -f "^redis-server [^ ]*:$port( |$)" || true)"
-    done
-    left=$(echo $left)
-    if [[ -n $left ]]; then
-        echo "failure_detection.sh: processes from this run are still running after cleanup:" >&2
-        ps -o pid,args -p "${left// /,}" >&2 || true
-        for pid in $left; do kill -KILL "$pid" 2>/dev/null || true; done
-        status=1
-    else
-        echo "cleanup: nodes stopped, no redis-server or rcluster process of this run is left" >&2
-    fi
-    rm -rf "$TMP"
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# True when something listens on (or answers at) the port.
-port_busy() {
-    if command -v ss >/dev/null; then
-        ss -Htln "sport = :$1" 2>/dev/null | grep -q . && return 0
-        ss -Huln "sport = :$1" 2>/dev/null | grep -q . && return 0
-    fi
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-# Nine free ports in 20000-32000 (below the ephemeral range): redis, http, peer per node.
-PORTS=()
-start=$((20000 + RANDOM % 12000))
-for ((i = 0; i < 12000 && ${#PORTS[@]} < 9; i++)); do
-    candidate=$((20000 + (start - 20000 + i) % 12000))
-    port_busy "$candidate" || PORTS+=("$candidate")
-done
-((${#PORTS[@]} == 9)) || die "no 9 free ports found in 20000-32000"
-REDIS_PORTS=("${PORTS[0]}" "${PORTS[1]}" "${PORTS[2]}")
-HTTP_PORTS=("${PORTS[3]}" "${PORTS[4]}" "${PORTS[5]}")
+build_release
+bench_setup fd
+pick_ports
 
 # Redis mode: restart the killed Redis only after 5 s, and never give up restarting it.
 SUPERVISION=
 [[ $MODE == redis ]] && SUPERVISION="supervision: {restart_on_crash: true, restart_delay_ms: 5000, max_restarts_per_minute: 1000}"
-CONFIG=$TMP/cluster.yaml
-cat >"$CONFIG" <<EOF
-cluster_name: bench
-data_dir: $TMP/data
-redis_conf: $ROOT/redis.conf
-redis_maxmemory_mb: 64
-intervals: {heartbeat_ms: $HEARTBEAT_MS}
-api: {rate_per_s: 10000, burst: 10000}
-$SUPERVISION
-nodes:
-  - { id: n1, redis_port: ${PORTS[0]}, http_port: ${PORTS[3]}, peer_port: ${PORTS[6]} }
-  - { id: n2, redis_port: ${PORTS[1]}, http_port: ${PORTS[4]}, peer_port: ${PORTS[7]} }
-  - { id: n3, redis_port: ${PORTS[2]}, http_port: ${PORTS[5]}, peer_port: ${PORTS[8]} }
-EOF
+write_config "$HEARTBEAT_MS" "$SUPERVISION"
 
-# Starts node n<i+1> in the background (appending to its log) and records its pid.
-start_node() {
-    local i=$1
-    "$RCLUSTER" node --config "$CONFIG" --id "n$((i + 1))" --module "$MODULE" >>"$TMP/n$((i + 1)).out" 2>&1 &
-    NODE_PIDS[i]=$!
-}
-
-# The probe: waits for states seen by n1, kills, and times the detection (all in one process,
-# so the 10 ms polling is not slowed down by process start-ups).
+# The probe: waits for states seen by n1, kills, and times the detection.
 cat >"$TMP/probe.py" <<'EOF'
-import json, os, signal, sys, time, urllib.request
-
-KEY = os.environ["READ_KEY"]
-
-def get(port, path, key=None, timeout=1.0):
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
-    if key:
-        req.add_header("Authorization", f"Bearer {key}")
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return json.loads(r.read())
+import sys
+from rclib import KEY, get, kill_and_poll, main, wait_until
 
 def state(observer_port, node):
     try:
@@ -168,61 +61,26 @@ def state(observer_port, node):
             return n.get("state")
     return None
 
-def wait_state(port, node, want, timeout_s):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if state(port, node) == want:
-            return True
-        time.sleep(0.05)
-    return False
+def wait(port, node, want, timeout_s):  # wait OBSERVER_PORT NODE STATE TIMEOUT_S
+    sys.exit(0 if wait_until(lambda: state(int(port), node) == want, float(timeout_s)) else 1)
 
-cmd = sys.argv[1]
-if cmd == "wait":  # wait OBSERVER_PORT NODE STATE TIMEOUT_S
-    sys.exit(0 if wait_state(int(sys.argv[2]), sys.argv[3], sys.argv[4], float(sys.argv[5])) else 1)
-elif cmd == "health":  # health PORT -> redis_pid
-    try:
-        pid = get(int(sys.argv[2]), "/api/health").get("redis_pid")
-    except Exception as e:
-        sys.exit(f"GET /api/health failed: {e}")
-    if not pid:
-        sys.exit("no redis_pid in /api/health")
-    print(pid)
-elif cmd == "kill":  # kill OBSERVER_PORT NODE POLL_MS TIMEOUT_S PID... -> "suspect_ms down_ms" (-1: not seen)
-    port, node, poll, timeout_s = int(sys.argv[2]), sys.argv[3], int(sys.argv[4]) / 1000, float(sys.argv[5])
-    pids = [int(p) for p in sys.argv[6:]]
-    t0 = time.monotonic()
-    for p in pids:
-        os.kill(p, signal.SIGKILL)
-    suspect = down = -1
-    next_poll = t0
-    while time.monotonic() - t0 < timeout_s:
-        s = state(port, node)
-        now = time.monotonic()
-        if s == "suspect" and suspect < 0:
-            suspect = round((now - t0) * 1000)
+def kill(port, node, poll_ms, timeout_s, *pids):  # kill OBSERVER_PORT NODE POLL_MS TIMEOUT_S PID... -> "suspect_ms down_ms" (-1: not seen)
+    seen = {"suspect": -1, "down": -1}
+    def observe(since):
+        s = state(int(port), node)
+        if s == "suspect" and seen["suspect"] < 0:
+            seen["suspect"] = since()
         if s == "down":
-            down = round((now - t0) * 1000)
-            break
-        next_poll += poll
-        delay = next_poll - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        else:
-            next_poll = time.monotonic()
-    print(suspect, down)
-EOF
-probe() { READ_KEY=$READ_KEY python3 "$TMP/probe.py" "$@"; }
+            seen["down"] = since()
+            return True
+        return False
+    kill_and_poll([int(p) for p in pids], int(poll_ms), float(timeout_s), observe)
+    print(seen["suspect"], seen["down"])
 
-for i in 0 1 2; do start_node "$i"; done
-for i in 0 1 2; do
-    for ((t = 0; t < READY_TIMEOUT_S * 10; t++)); do
-        probe health "${HTTP_PORTS[i]}" >/dev/null 2>&1 && break
-        kill -0 "${NODE_PIDS[i]}" 2>/dev/null || { cat "$TMP/n$((i + 1)).out" >&2; die "node n$((i + 1)) exited during start-up"; }
-        sleep 0.1
-    done
-    probe health "${HTTP_PORTS[i]}" >/dev/null 2>&1 ||
-        { cat "$TMP/n$((i + 1)).out" >&2; die "node n$((i + 1)) did not answer /api/health within ${READY_TIMEOUT_S} s"; }
-done
+main({"wait": wait, "kill": kill})
+EOF
+
+start_cluster
 
 ALIVE_TIMEOUT_S=$((READY_TIMEOUT_S + 10 * HEARTBEAT_MS / 1000))
 DOWN_TIMEOUT_S=$((10 + 20 * HEARTBEAT_MS / 1000)) # 20 intervals and then some: a miss, not a hang
@@ -242,14 +100,9 @@ for ((k = 1; k <= KILLS; k++)); do
     else
         victims=("$redis_pid")
     fi
-    # bash reports a SIGKILLed background job ("Killed ...") on stderr when it reaps it: keep
-    # that notice out of the output while the node is killed and reaped.
-    exec 3>&2 2>>"$TMP/jobs.err"
-    result=$(probe kill "${HTTP_PORTS[0]}" n3 "$POLL_MS" "$DOWN_TIMEOUT_S" "${victims[@]}") ||
-        { exec 2>&3 3>&-; cat "$TMP/jobs.err" >&2; die "kill $k: the probe failed"; }
-    [[ $MODE == node ]] && { wait "${NODE_PIDS[2]}" || true; }
-    exec 2>&3 3>&-
-    read -r suspect down <<<"$result"
+    killing_probe "$([[ $MODE == node ]] && echo 2 || echo -)" kill "${HTTP_PORTS[0]}" n3 "$POLL_MS" "$DOWN_TIMEOUT_S" "${victims[@]}" ||
+        die "kill $k: the probe failed"
+    read -r suspect down <<<"$PROBE_OUT"
     if ((down < 0)); then
         MISSED_DOWN=$((MISSED_DOWN + 1))
         down_text="not down within $DOWN_TIMEOUT_S s"
@@ -265,24 +118,11 @@ for ((k = 1; k <= KILLS; k++)); do
     fi
     printf 'kill %2d: %-26s %s\n' "$k" "$suspect_text," "$down_text"
     if [[ $MODE == node ]]; then
-        # The SIGKILLed redis-server was reparented away from the node; make sure it is gone
-        # before its port is reused.
-        for ((t = 0; t < 100; t++)); do
-            kill -0 "$redis_pid" 2>/dev/null || break
-            sleep 0.05
-        done
-        kill -0 "$redis_pid" 2>/dev/null && die "kill $k: n3's redis-server $redis_pid survived SIGKILL"
-        start_node 2
+        restart_node 2 "$redis_pid" "kill $k"
     fi
 done
 probe wait "${HTTP_PORTS[0]}" n3 alive "$ALIVE_TIMEOUT_S" || die "n1 does not see n3 alive again within $ALIVE_TIMEOUT_S s after the last kill"
 
-# Median of the numbers given as arguments.
-median() {
-    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
-        if (NR % 2) printf "%.1f", v[(NR + 1) / 2]; else printf "%.1f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-maximum() { printf '%s\n' "$@" | sort -g | tail -1; }
 
 echo
 echo "mode $MODE, heartbeat $HEARTBEAT_MS ms, $KILLS kills, n1 polled every $POLL_MS ms (times are from the SIGKILL to n1's first answer showing the state)"

@@ -8,6 +8,7 @@
 //! is pushed into this node's module as a new topology epoch.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -154,31 +155,48 @@ async fn persist(shared: &Shared, state: &Persisted) -> Result<(), String> {
 }
 
 /// One outgoing connection per peer, fed by a bounded queue; messages are dropped when the peer
-/// is unreachable or the queue is full (Raft retries by itself).
+/// is unreachable or the queue is full (Raft retries by itself). The peer never writes on this
+/// connection, so a read that returns means it closed: the connection is replaced before the
+/// next message instead of losing that message into a dead socket (a peer that restarted).
 fn spawn_sender(host: String, port: u16) -> mpsc::Sender<Vec<u8>> {
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1024);
     tokio::spawn(async move {
-        let mut stream: Option<TcpStream> = None;
+        let mut conn: Option<(tokio::net::tcp::OwnedWriteHalf, Arc<AtomicBool>)> = None;
         while let Some(frame) = rx.recv().await {
-            if stream.is_none() {
+            if conn
+                .as_ref()
+                .is_some_and(|(_, closed)| closed.load(Ordering::Relaxed))
+            {
+                conn = None;
+            }
+            if conn.is_none() {
                 let connect = TcpStream::connect((host.as_str(), port));
-                stream = tokio::time::timeout(Duration::from_millis(200), connect)
-                    .await
-                    .ok()
-                    .and_then(Result::ok);
-                if let Some(s) = &stream {
-                    let _ = s.set_nodelay(true);
+                if let Ok(Ok(stream)) =
+                    tokio::time::timeout(Duration::from_millis(200), connect).await
+                {
+                    let _ = stream.set_nodelay(true);
+                    let (mut read, write) = stream.into_split();
+                    let closed = Arc::new(AtomicBool::new(false));
+                    let flag = closed.clone();
+                    tokio::spawn(async move {
+                        let mut byte = [0u8; 1];
+                        let _ = read.read(&mut byte).await;
+                        flag.store(true, Ordering::Relaxed);
+                    });
+                    conn = Some((write, closed));
                 }
             }
-            let Some(s) = stream.as_mut() else { continue };
+            let Some((write, _)) = conn.as_mut() else {
+                continue;
+            };
             let len = u32::try_from(frame.len()).unwrap_or(u32::MAX).to_be_bytes();
             let sent = tokio::time::timeout(Duration::from_millis(500), async {
-                s.write_all(&len).await?;
-                s.write_all(&frame).await
+                write.write_all(&len).await?;
+                write.write_all(&frame).await
             })
             .await;
             if !matches!(sent, Ok(Ok(()))) {
-                stream = None;
+                conn = None;
             }
         }
     });
