@@ -1,5 +1,5 @@
 //! The data commands of the `rcluster` CLI against a real 3-node cluster: files of awkward sizes
-//! (empty, one byte, exactly one chunk, one chunk and a byte, 20 MB) go up with `file put` and
+//! (empty, one byte, exactly one chunk, one chunk and a byte, 100 MB) go up with `file put` and
 //! come back byte-identical with `file get` through every node; `file ls` and `file rm`; keys
 //! with `put`/`get`/`del`; and the exit codes (2 for bad input and 4xx answers, 1 when no node
 //! can be reached), with nothing left behind by a refused download.
@@ -60,13 +60,17 @@ fn listing(dir: &Path) -> Vec<String> {
 
 #[test]
 fn files_round_trip_through_every_node() {
-    let c = NodeCluster::start("cli-files", 3, "files: {max_file_bytes: 24000000}");
+    let c = NodeCluster::start(
+        "cli-files",
+        3,
+        "redis_maxmemory_mb: 1024\nfiles: {max_file_bytes: 100000000}",
+    );
     await_all_alive(&c);
     let up = c.dir.path().join("up");
     let down = c.dir.path().join("down");
     std::fs::create_dir_all(&up).unwrap();
     std::fs::create_dir_all(&down).unwrap();
-    let sizes = [0, 1, CHUNK, CHUNK + 1, 20_000_000];
+    let sizes = [0, 1, CHUNK, CHUNK + 1, 100_000_000];
     let mut ids = Vec::new();
     for (i, &size) in sizes.iter().enumerate() {
         let bytes = data(size, i as u64 + 7);
@@ -74,11 +78,7 @@ fn files_round_trip_through_every_node() {
         let name = format!("f{size}.bin");
         let path = up.join(&name);
         std::fs::write(&path, &bytes).unwrap();
-        let (code, out, err) = cli(
-            &c,
-            &up,
-            &["file", "put", path.to_str().unwrap(), "-q", "-w", "3"],
-        );
+        let (code, out, err) = cli(&c, &up, &["file", "put", path.to_str().unwrap(), "-q"]);
         assert_eq!(code, Some(0), "put {size} B: {out}{err}");
         assert!(out.contains("checksum verified"), "{out}");
         assert_eq!(field(&out, "sha256"), sha, "put {size} B");
@@ -144,7 +144,7 @@ fn files_round_trip_through_every_node() {
 
     // A file bigger than files.max_file_bytes is refused (413 → exit 2) with the server's word.
     let big = up.join("big.bin");
-    std::fs::write(&big, data(24_010_000, 99)).unwrap();
+    std::fs::write(&big, data(100_000_001, 99)).unwrap();
     let (code, _, err) = cli(&c, &up, &["file", "put", big.to_str().unwrap(), "-q"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(
