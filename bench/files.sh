@@ -26,6 +26,8 @@
 # was missed.
 set -euo pipefail
 
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 SIZE_MB=${SIZE_MB:-256}
 ROUNDS=${ROUNDS:-3}
 CHUNK_MB=${CHUNK_MB:-1}
@@ -34,116 +36,21 @@ DEPTHS=(1 3) # baseline variants: requests in flight
 TARGET_UPLOAD=0.3
 TARGET_DOWNLOAD=0.6
 READY_TIMEOUT_S=90
-ADMIN_KEY=dev-admin-key-change-me
-READ_KEY=dev-read-key-change-me
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-RCLUSTER=$ROOT/target/release/rcluster
-MODULE=$ROOT/target/release/librcluster_module.so
-
-die() {
-    echo "files.sh: $*" >&2
-    exit 1
-}
-
-for tool in cargo redis-server redis-cli curl python3 sha256sum pgrep; do
-    command -v "$tool" >/dev/null || die "$tool is not installed"
-done
+require_tools cargo redis-server redis-cli curl python3 sha256sum pgrep
 [[ $SIZE_MB =~ ^[1-9][0-9]*$ ]] && ((SIZE_MB <= 1024)) || die "SIZE_MB must be an integer in 1..1024 (files.max_file_bytes is 1 GiB), got '$SIZE_MB'"
-[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, got '$ROUNDS'"
+require_positive_int ROUNDS
 [[ $CHUNK_MB =~ ^[1-5]$ ]] || die "CHUNK_MB must be 1..5 (chunk_size_bytes is 1..5 MiB), got '$CHUNK_MB'"
 SIZE=$((SIZE_MB * 1048576))
 CHUNK=$((CHUNK_MB * 1048576))
 CHUNKS=$(((SIZE + CHUNK - 1) / CHUNK))
 
-echo "building release (rcluster and the module)..." >&2
-(cd "$ROOT" && cargo build --release -q --workspace) || die "cargo build --release --workspace failed"
-[[ -x $RCLUSTER ]] || die "$RCLUSTER is missing after the build"
-[[ -f $MODULE ]] || die "$MODULE is missing after the build"
+build_release
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/rcluster-files.XXXXXX")
-UP_PID=
-BASE_PID=
-REDIS_PORTS=()
-
-# Stops what this run started (the cluster, the baseline), then checks nothing is left.
-cleanup() {
-    local status=$? pid i left
-    trap - EXIT INT TERM
-    if [[ -n $UP_PID ]]; then
-        kill -TERM "$UP_PID" 2>/dev/null || true
-        # rcluster up stops its nodes (each bounded to 25 s) before it exits.
-        for ((i = 0; i < 600; i++)); do
-            kill -0 "$UP_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$UP_PID" 2>/dev/null; then
-            echo "files.sh: rcluster up (pid $UP_PID) did not stop within 60 s; killing it" >&2
-            kill -KILL "$UP_PID" 2>/dev/null || true
-            status=1
-        fi
-        wait "$UP_PID" 2>/dev/null || true
-    fi
-    if [[ -n $BASE_PID ]]; then
-        kill "$BASE_PID" 2>/dev/null || true
-        wait "$BASE_PID" 2>/dev/null || true
-    fi
-    # Node processes (and the Python client) carry paths in $TMP; redis-servers rename themselves
-    # to "redis-server <host>:<port>", so look for them by port.
-    sleep 0.2
-    left=$(pgrep -f "$TMP" || true)
-    for port in "${REDIS_PORTS[@]}"; do
-        left+=" $(pgrep -f "^redis-server [^ ]*:$port( |$)" || true)"
-    done
-    left=$(echo $left)
-    if [[ -n $left ]]; then
-        echo "files.sh: processes from this run are still running after cleanup:" >&2
-        ps -o pid,args -p "${left// /,}" >&2 || true
-        for pid in $left; do kill -KILL "$pid" 2>/dev/null || true; done
-        status=1
-    else
-        echo "cleanup: cluster and baseline stopped, no redis-server or rcluster process of this run is left" >&2
-    fi
-    rm -rf "$TMP"
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# True when something listens on (or answers at) the port.
-port_busy() {
-    if command -v ss >/dev/null; then
-        ss -Htln "sport = :$1" 2>/dev/null | grep -q . && return 0
-    fi
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-# Ten free ports in 20000-32000 (below the ephemeral range): 3 per node + the baseline.
-PORTS=()
-start=$((20000 + RANDOM % 12000))
-for ((i = 0; i < 12000 && ${#PORTS[@]} < 10; i++)); do
-    candidate=$((20000 + (start - 20000 + i) % 12000))
-    port_busy "$candidate" || PORTS+=("$candidate")
-done
-((${#PORTS[@]} == 10)) || die "no 10 free ports found in 20000-32000"
-NODE_PORTS=("${PORTS[0]}" "${PORTS[1]}" "${PORTS[2]}") # redis ports of n1 n2 n3
-HTTP_PORTS=("${PORTS[3]}" "${PORTS[4]}" "${PORTS[5]}")
-BASE_PORT=${PORTS[9]}
-REDIS_PORTS=("${NODE_PORTS[@]}" "$BASE_PORT")
-
-CONFIG=$TMP/cluster.yaml
-cat >"$CONFIG" <<EOF
-cluster_name: bench
-data_dir: $TMP/data
-redis_conf: $ROOT/redis.conf
-chunk_size_bytes: $CHUNK
-redis_maxmemory_mb: $MAXMEMORY_MB
-nodes:
-  - { id: n1, redis_port: ${PORTS[0]}, http_port: ${PORTS[3]}, peer_port: ${PORTS[6]} }
-  - { id: n2, redis_port: ${PORTS[1]}, http_port: ${PORTS[4]}, peer_port: ${PORTS[7]} }
-  - { id: n3, redis_port: ${PORTS[2]}, http_port: ${PORTS[5]}, peer_port: ${PORTS[8]} }
-EOF
+# Temp dir, cleanup (node processes and the Python client carry paths in $TMP), ports (NODE_PORTS:
+# n1 n2 n3, HTTP_PORTS; BASE_PORT) and $CONFIG.
+baseline_setup files "chunk_size_bytes: $CHUNK
+redis_maxmemory_mb: $MAXMEMORY_MB"
 
 # The baseline client: one socket, raw RESP, N requests in flight.
 #   baseline.py write <port> <depth> <file> <chunk>        -> "<seconds>"
@@ -221,33 +128,7 @@ echo "writing a random file of $SIZE_MB MiB..." >&2
 head -c "$SIZE" /dev/urandom >"$FILE" || die "cannot write $FILE"
 FILE_SHA=$(sha256sum "$FILE" | cut -d' ' -f1)
 
-"$RCLUSTER" up --config "$CONFIG" >"$TMP/up.out" 2>&1 &
-UP_PID=$!
-mkdir -p "$TMP/baseline"
-redis-server "$ROOT/redis.conf" --port "$BASE_PORT" --appendonly yes --maxmemory 2gb --dir "$TMP/baseline" \
-    >"$TMP/baseline/redis.log" 2>&1 &
-BASE_PID=$!
-
-cli() {
-    local port=$1
-    shift
-    redis-cli -p "$port" "$@"
-}
-
-for ((i = 0; i < READY_TIMEOUT_S * 10; i++)); do
-    grep -q 'cluster ready' "$TMP/up.out" && break
-    kill -0 "$UP_PID" 2>/dev/null || { cat "$TMP/up.out" >&2; die "rcluster up exited during start-up"; }
-    sleep 0.1
-done
-grep -q 'cluster ready' "$TMP/up.out" || { cat "$TMP/up.out" >&2; die "the cluster was not ready within ${READY_TIMEOUT_S} s"; }
-for ((i = 0; i < 100; i++)); do
-    [[ $(cli "$BASE_PORT" PING 2>/dev/null) == PONG ]] && break
-    kill -0 "$BASE_PID" 2>/dev/null || { cat "$TMP/baseline/redis.log" >&2; die "the baseline redis-server exited during start-up"; }
-    sleep 0.1
-done
-[[ $(cli "$BASE_PORT" PING 2>/dev/null) == PONG ]] ||
-    { cat "$TMP/baseline/redis.log" >&2; die "the baseline redis-server did not answer PING on port $BASE_PORT"; }
-[[ -z $(cli "$BASE_PORT" MODULE LIST) ]] || die "the baseline redis-server has a module loaded"
+start_cluster_and_baseline --maxmemory 2gb
 for port in "${NODE_PORTS[@]}"; do
     mm=$(cli "$port" CONFIG GET maxmemory | tail -1)
     ((mm == MAXMEMORY_MB * 1048576)) || die "the redis-server on port $port has maxmemory $mm, not $MAXMEMORY_MB MB"
@@ -327,19 +208,13 @@ cluster_delete() {
     [[ $code == 200 ]] || die "delete answered HTTP $code: $(head -c 500 "$TMP/delete.json")"
 }
 
-# Median of the numbers given as arguments.
-median() {
-    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
-        if (NR % 2) printf "%.1f", v[(NR + 1) / 2]; else printf "%.1f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
 declare -A MBPS
 for r in write1 read1 write3 read3 upload download; do MBPS[$r]=""; done
 NODE_MEM_MAX=0
 NODE_RSS_MAX=0
 BASE_MEM_MAX=0
 
-echo "redis $(redis-server --version | sed -E 's/.*v=([^ ]+).*/\1/'), appendonly yes on all; baseline on port $BASE_PORT," \
+echo "redis $(redis_version), appendonly yes on all; baseline on port $BASE_PORT," \
     "cluster n1/n2/n3 on ${NODE_PORTS[*]} (HTTP ${HTTP_PORTS[*]}; N=3 W=2 R=2); file $SIZE_MB MiB," \
     "chunks $CHUNK_MB MiB ($CHUNKS), $ROUNDS rounds, $(nproc) CPUs" >&2
 for ((round = 1; round <= ROUNDS; round++)); do

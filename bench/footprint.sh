@@ -16,98 +16,37 @@
 # was missed.
 set -euo pipefail
 
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 IDLE_S=${IDLE_S:-60}
 SAMPLES=${SAMPLES:-7}
 TARGET_RSS_MB=20
 TARGET_CPU_PCT=1
 READY_TIMEOUT_S=90
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-RCLUSTER=$ROOT/target/release/rcluster
-MODULE=$ROOT/target/release/librcluster_module.so
-
-die() {
-    echo "footprint.sh: $*" >&2
-    exit 1
-}
-
-for tool in cargo redis-server pgrep getconf; do
-    command -v "$tool" >/dev/null || die "$tool is not installed"
-done
-[[ $IDLE_S =~ ^[1-9][0-9]*$ ]] || die "IDLE_S must be a positive integer, got '$IDLE_S'"
+require_tools cargo redis-server pgrep getconf
+require_positive_int IDLE_S
 [[ $SAMPLES =~ ^[1-9][0-9]*$ ]] && ((SAMPLES >= 2)) || die "SAMPLES must be an integer >= 2, got '$SAMPLES'"
 [[ -r /proc/self/status && -r /proc/self/stat ]] || die "/proc is not readable"
 TICKS=$(getconf CLK_TCK)
 [[ $TICKS =~ ^[1-9][0-9]*$ ]] || die "getconf CLK_TCK answered '$TICKS'"
 
-echo "building release (rcluster and the module)..." >&2
-(cd "$ROOT" && cargo build --release -q --workspace) || die "cargo build --release --workspace failed"
-[[ -x $RCLUSTER ]] || die "$RCLUSTER is missing after the build"
-[[ -f $MODULE ]] || die "$MODULE is missing after the build"
+build_release
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/rcluster-footprint.XXXXXX")
-UP_PID=
-REDIS_PORTS=()
+# Cleanup stops the running cluster, if any, and checks that nothing of this run is left.
+make_tmp footprint
+CLEANUP_OK=cluster
+LEFTOVER_WARNING="processes of this run are still running after the cluster stopped"
+install_cleanup
 
 # Stops the running cluster (rcluster up stops its nodes, each its Redis) and checks that nothing
 # of it is left; returns non-zero when something had to be killed.
 stop_cluster() {
-    local rc=0 i left port pid
-    if [[ -n $UP_PID ]]; then
-        kill -TERM "$UP_PID" 2>/dev/null || true
-        # rcluster up stops its nodes (each bounded to 25 s) before it exits.
-        for ((i = 0; i < 600; i++)); do
-            kill -0 "$UP_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$UP_PID" 2>/dev/null; then
-            echo "footprint.sh: rcluster up (pid $UP_PID) did not stop within 60 s; killing it" >&2
-            kill -KILL "$UP_PID" 2>/dev/null || true
-            rc=1
-        fi
-        wait "$UP_PID" 2>/dev/null || true
-        UP_PID=
-    fi
-    # Node processes carry the config path (in $TMP); redis-servers rename themselves to
-    # "redis-server <host>:<port>", so look for them by port.
-    sleep 0.2
-    left=$(pgrep -f "$TMP" || true)
-    for port in "${REDIS_PORTS[@]}"; do
-        left+=" $(pgrep -f "^redis-server [^ ]*:$port( |$)" || true)"
-    done
-    left=$(echo $left)
-    if [[ -n $left ]]; then
-        echo "footprint.sh: processes of this run are still running after the cluster stopped:" >&2
-        ps -o pid,args -p "${left// /,}" >&2 || true
-        for pid in $left; do kill -KILL "$pid" 2>/dev/null || true; done
-        rc=1
-    fi
+    local rc=0
+    stop_up || rc=1
+    kill_leftovers || rc=1
     REDIS_PORTS=()
     return "$rc"
-}
-
-cleanup() {
-    local status=$?
-    trap - EXIT INT TERM
-    if stop_cluster; then
-        echo "cleanup: cluster stopped, no redis-server or rcluster process of this run is left" >&2
-    else
-        status=1
-    fi
-    rm -rf "$TMP"
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# True when something listens on (or answers at) the port.
-port_busy() {
-    if command -v ss >/dev/null; then
-        ss -Htln "sport = :$1" 2>/dev/null | grep -q . && return 0
-        ss -Huln "sport = :$1" 2>/dev/null | grep -q . && return 0
-    fi
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
 # VmRSS of a pid in kB (dies when the process is gone).
@@ -139,40 +78,16 @@ VERDICTS=()
 
 # Runs one mode: normal | low.
 run_mode() {
-    local mode=$1 i start candidate pid id rpid extra=() label
+    local mode=$1 pid id rpid extra=() label
     label=$mode
     [[ $mode == low ]] && extra=(--low-resource) label="--low-resource"
 
-    # Nine free ports in 20000-32000 (below the ephemeral range): redis, http, peer per node.
-    local ports=()
-    start=$((20000 + RANDOM % 12000))
-    for ((i = 0; i < 12000 && ${#ports[@]} < 9; i++)); do
-        candidate=$((20000 + (start - 20000 + i) % 12000))
-        port_busy "$candidate" || ports+=("$candidate")
-    done
-    ((${#ports[@]} == 9)) || die "no 9 free ports found in 20000-32000"
-    REDIS_PORTS=("${ports[0]}" "${ports[1]}" "${ports[2]}")
-
+    pick_ports # nine free ports: redis, http, peer per node
     local dir=$TMP/$mode
     mkdir -p "$dir"
-    cat >"$dir/cluster.yaml" <<EOF
-cluster_name: bench
-data_dir: $dir/data
-redis_conf: $ROOT/redis.conf
-nodes:
-  - { id: n1, redis_port: ${ports[0]}, http_port: ${ports[3]}, peer_port: ${ports[6]} }
-  - { id: n2, redis_port: ${ports[1]}, http_port: ${ports[4]}, peer_port: ${ports[7]} }
-  - { id: n3, redis_port: ${ports[2]}, http_port: ${ports[5]}, peer_port: ${ports[8]} }
-EOF
-
-    "$RCLUSTER" up --config "$dir/cluster.yaml" --module "$MODULE" "${extra[@]}" >"$dir/up.out" 2>&1 &
-    UP_PID=$!
-    for ((i = 0; i < READY_TIMEOUT_S * 10; i++)); do
-        grep -q 'cluster ready' "$dir/up.out" && break
-        kill -0 "$UP_PID" 2>/dev/null || { cat "$dir/up.out" >&2; die "rcluster up $label exited during start-up"; }
-        sleep 0.1
-    done
-    grep -q 'cluster ready' "$dir/up.out" || { cat "$dir/up.out" >&2; die "the cluster ($label) was not ready within ${READY_TIMEOUT_S} s"; }
+    write_cluster_yaml "$dir/cluster.yaml" bench "$dir/data"
+    start_rcluster_up "$dir/up.out" --config "$dir/cluster.yaml" --module "$MODULE" "${extra[@]}"
+    wait_cluster_ready "$dir/up.out" "$label"
 
     # Node processes: children of rcluster up running `node`; their redis-servers: their children.
     local -A node_pid redis_pid

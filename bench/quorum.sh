@@ -15,6 +15,8 @@
 # behind), never because a target was missed.
 set -euo pipefail
 
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 REQUESTS=${REQUESTS:-100000}
 ROUNDS=${ROUNDS:-3}
 CLIENTS=50
@@ -25,140 +27,17 @@ TARGET_RATIO=0.8
 TARGET_P99_MS=5
 READY_TIMEOUT_S=90
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-RCLUSTER=$ROOT/target/release/rcluster
-MODULE=$ROOT/target/release/librcluster_module.so
-
-die() {
-    echo "quorum.sh: $*" >&2
-    exit 1
-}
-
-for tool in cargo redis-server redis-cli redis-benchmark pgrep; do
-    command -v "$tool" >/dev/null || die "$tool is not installed"
-done
-[[ $REQUESTS =~ ^[1-9][0-9]*$ ]] || die "REQUESTS must be a positive integer, got '$REQUESTS'"
-[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, got '$ROUNDS'"
+require_tools cargo redis-server redis-cli redis-benchmark pgrep
+require_positive_int REQUESTS
+require_positive_int ROUNDS
 ((REQUESTS >= 3)) || die "REQUESTS must be at least 3 (the spread runs split it over three nodes)"
 
-echo "building release (rcluster and the module)..." >&2
-(cd "$ROOT" && cargo build --release -q --workspace) || die "cargo build --release --workspace failed"
-[[ -x $RCLUSTER ]] || die "$RCLUSTER is missing after the build"
-[[ -f $MODULE ]] || die "$MODULE is missing after the build"
+build_release
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/rcluster-quorum.XXXXXX")
-UP_PID=
-BASE_PID=
-BENCH_PIDS=()
-REDIS_PORTS=()
-
-# Stops what this run started (benchmarks, the cluster, the baseline), then checks nothing is left.
-cleanup() {
-    local status=$? pid i left
-    trap - EXIT INT TERM
-    for pid in "${BENCH_PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    if [[ -n $UP_PID ]]; then
-        kill -TERM "$UP_PID" 2>/dev/null || true
-        # rcluster up stops its nodes (each bounded to 25 s) before it exits.
-        for ((i = 0; i < 600; i++)); do
-            kill -0 "$UP_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$UP_PID" 2>/dev/null; then
-            echo "quorum.sh: rcluster up (pid $UP_PID) did not stop within 60 s; killing it" >&2
-            kill -KILL "$UP_PID" 2>/dev/null || true
-            status=1
-        fi
-        wait "$UP_PID" 2>/dev/null || true
-    fi
-    if [[ -n $BASE_PID ]]; then
-        kill "$BASE_PID" 2>/dev/null || true
-        wait "$BASE_PID" 2>/dev/null || true
-    fi
-    # Node processes carry the config path (in $TMP); redis-servers rename themselves to
-    # "redis-server <host>:<port>", so look for them by port.
-    sleep 0.2
-    left=$(pgrep -f "$TMP" || true)
-    for port in "${REDIS_PORTS[@]}"; do
-        left+=" $(pgrep -f "^redis-server [^ ]*:$port( |$)" || true)"
-    done
-    left=$(echo $left)
-    if [[ -n $left ]]; then
-        echo "quorum.sh: processes from this run are still running after cleanup:" >&2
-        ps -o pid,args -p "${left// /,}" >&2 || true
-        for pid in $left; do kill -KILL "$pid" 2>/dev/null || true; done
-        status=1
-    else
-        echo "cleanup: cluster and baseline stopped, no redis-server or rcluster process of this run is left" >&2
-    fi
-    rm -rf "$TMP"
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# True when something listens on (or answers at) the port.
-port_busy() {
-    if command -v ss >/dev/null; then
-        ss -Htln "sport = :$1" 2>/dev/null | grep -q . && return 0
-    fi
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-# Ten free ports in 20000-32000 (below the ephemeral range): 3 per node + the baseline.
-PORTS=()
-start=$((20000 + RANDOM % 12000))
-for ((i = 0; i < 12000 && ${#PORTS[@]} < 10; i++)); do
-    candidate=$((20000 + (start - 20000 + i) % 12000))
-    port_busy "$candidate" || PORTS+=("$candidate")
-done
-((${#PORTS[@]} == 10)) || die "no 10 free ports found in 20000-32000"
-NODE_PORTS=("${PORTS[0]}" "${PORTS[1]}" "${PORTS[2]}") # redis ports of n1 n2 n3
-BASE_PORT=${PORTS[9]}
-REDIS_PORTS=("${NODE_PORTS[@]}" "$BASE_PORT")
-
-CONFIG=$TMP/cluster.yaml
-cat >"$CONFIG" <<EOF
-cluster_name: bench
-data_dir: $TMP/data
-redis_conf: $ROOT/redis.conf
-nodes:
-  - { id: n1, redis_port: ${PORTS[0]}, http_port: ${PORTS[3]}, peer_port: ${PORTS[6]} }
-  - { id: n2, redis_port: ${PORTS[1]}, http_port: ${PORTS[4]}, peer_port: ${PORTS[7]} }
-  - { id: n3, redis_port: ${PORTS[2]}, http_port: ${PORTS[5]}, peer_port: ${PORTS[8]} }
-EOF
-
-"$RCLUSTER" up --config "$CONFIG" >"$TMP/up.out" 2>&1 &
-UP_PID=$!
-mkdir -p "$TMP/baseline"
-redis-server "$ROOT/redis.conf" --port "$BASE_PORT" --appendonly yes --dir "$TMP/baseline" \
-    >"$TMP/baseline/redis.log" 2>&1 &
-BASE_PID=$!
-
-cli() {
-    local port=$1
-    shift
-    redis-cli -p "$port" "$@"
-}
-
-for ((i = 0; i < READY_TIMEOUT_S * 10; i++)); do
-    grep -q 'cluster ready' "$TMP/up.out" && break
-    kill -0 "$UP_PID" 2>/dev/null || { cat "$TMP/up.out" >&2; die "rcluster up exited during start-up"; }
-    sleep 0.1
-done
-grep -q 'cluster ready' "$TMP/up.out" || { cat "$TMP/up.out" >&2; die "the cluster was not ready within ${READY_TIMEOUT_S} s"; }
-for ((i = 0; i < 100; i++)); do
-    [[ $(cli "$BASE_PORT" PING 2>/dev/null) == PONG ]] && break
-    kill -0 "$BASE_PID" 2>/dev/null || { cat "$TMP/baseline/redis.log" >&2; die "the baseline redis-server exited during start-up"; }
-    sleep 0.1
-done
-[[ $(cli "$BASE_PORT" PING 2>/dev/null) == PONG ]] ||
-    { cat "$TMP/baseline/redis.log" >&2; die "the baseline redis-server did not answer PING on port $BASE_PORT"; }
-[[ -z $(cli "$BASE_PORT" MODULE LIST) ]] || die "the baseline redis-server has a module loaded"
+# Temp dir, cleanup, ports (NODE_PORTS: n1 n2 n3; BASE_PORT) and $CONFIG; then the cluster and the
+# baseline.
+baseline_setup quorum
+start_cluster_and_baseline
 
 # The measured commands must succeed: redis-benchmark 7 stops at the first error reply, and a
 # quorum error would make the figure meaningless.
@@ -302,12 +181,6 @@ measure() {
         END { printf "%.2f %.3f %.3f\n", rps, p50, p99 }' "$TMP/parsed")
 }
 
-# Median of the numbers given as arguments.
-median() {
-    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
-        if (NR % 2) printf "%.3f", v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
 RUNS=(set_base set_one set_spread get_base get_one get_spread)
 declare -A RPS P50 P99
 for r in "${RUNS[@]}"; do RPS[$r]="" P50[$r]="" P99[$r]=""; done
@@ -321,7 +194,7 @@ record() {
     printf '  %-34s %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms\n' "$label" "$rps" "$p50" "$p99" >&2
 }
 
-echo "redis $(redis-server --version | sed -E 's/.*v=([^ ]+).*/\1/'), appendonly yes on all; baseline on port $BASE_PORT," \
+echo "redis $(redis_version), appendonly yes on all; baseline on port $BASE_PORT," \
     "cluster n1/n2/n3 on ${NODE_PORTS[*]} (N=3 W=2 R=2); $CLIENTS clients, $REQUESTS requests, -r $KEYSPACE," \
     "${#VALUE}-byte values, $ROUNDS rounds, $(nproc) CPUs" >&2
 for ((round = 1; round <= ROUNDS; round++)); do
@@ -340,17 +213,17 @@ echo "medians of $ROUNDS rounds; $CLIENTS clients, $REQUESTS requests, -r $KEYSP
 echo "spread = 17/17/16 clients on n1/n2/n3 at once: req/s is the sum of the three, p50/p99 the worst of the three"
 for op in set get; do
     OP=${op^^}
-    base_rps=$(median ${RPS[${op}_base]})
+    base_rps=$(median -d 3 ${RPS[${op}_base]})
     printf '%-28s %10s %9s %9s %18s\n' "" "req/s" "p50 ms" "p99 ms" "ratio vs $OP"
-    printf '%-28s %10.0f %9.3f %9.3f\n' "$OP baseline" "$base_rps" "$(median ${P50[${op}_base]})" "$(median ${P99[${op}_base]})"
+    printf '%-28s %10.0f %9.3f %9.3f\n' "$OP baseline" "$base_rps" "$(median -d 3 ${P50[${op}_base]})" "$(median -d 3 ${P99[${op}_base]})"
     for way in one spread; do
         label="RC.$OP one entry (n1)"
         [[ $way == spread ]] && label="RC.$OP spread (n1+n2+n3)"
         run=${op}_$way
-        rps=$(median ${RPS[$run]})
-        p99=$(median ${P99[$run]})
+        rps=$(median -d 3 ${RPS[$run]})
+        p99=$(median -d 3 ${P99[$run]})
         ratio=$(awk -v a="$rps" -v b="$base_rps" 'BEGIN { printf "%.2f", a / b }')
-        printf '%-28s %10.0f %9.3f %9.3f %18s\n' "$label" "$rps" "$(median ${P50[$run]})" "$p99" "$ratio"
+        printf '%-28s %10.0f %9.3f %9.3f %18s\n' "$label" "$rps" "$(median -d 3 ${P50[$run]})" "$p99" "$ratio"
         verdicts=$(awk -v r="$ratio" -v t="$TARGET_RATIO" -v p="$p99" -v tp="$TARGET_P99_MS" -v op="$OP" 'BEGIN {
             if (op == "SET") printf "RC.SET >= %.1f x SET: %s (%.2f); ", t, (r >= t ? "met" : "MISSED"), r
             printf "p99 < %d ms: %s (%.3f ms)", tp, (p >= tp ? "MISSED" : "met"), p }')

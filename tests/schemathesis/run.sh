@@ -17,13 +17,15 @@
 # or the setup failed.
 set -euo pipefail
 
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+. "$ROOT/bench/lib.sh"
+SCRIPT=schemathesis/run.sh # message prefix
+
 MAX_EXAMPLES=${MAX_EXAMPLES:-50}
 TIME_LIMIT_S=${TIME_LIMIT_S:-180}
 SEED=${SEED:-1} # a fixed seed keeps CI reproducible; SEED=random explores new inputs
 READY_TIMEOUT_S=90
-ADMIN_KEY=dev-admin-key-change-me
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HERE=$ROOT/tests/schemathesis
 VENV=$ROOT/target/schemathesis-venv
 RCLUSTER=$ROOT/target/debug/rcluster
@@ -31,59 +33,18 @@ MODULE=$ROOT/target/debug/librcluster_module.so
 
 # The last line printed, also when the setup fails (then as one failure).
 SUMMARY="schemathesis: 0 passed, 1 failed"
+print_summary() { echo "$SUMMARY"; }
 
-die() {
-    echo "schemathesis/run.sh: $*" >&2
-    exit 1
-}
+# Cleanup stops the cluster (rcluster up stops its nodes, each its own Redis), checks nothing is
+# left (no line when nothing is), then prints the summary.
+CLEANUP_OK=
+LEFTOVER_WARNING="processes of this run are still running after cleanup"
+AT_EXIT=print_summary
+install_cleanup
 
-TMP=
-UP_PID=
-REDIS_PORTS=()
-
-# Stops the cluster (rcluster up stops its nodes, each its own Redis), then checks nothing is left.
-cleanup() {
-    local status=$? i left port
-    trap - EXIT INT TERM
-    [[ -n ${TMP:-} ]] || { echo "$SUMMARY"; exit "$status"; }
-    if [[ -n $UP_PID ]]; then
-        kill -TERM "$UP_PID" 2>/dev/null || true
-        for ((i = 0; i < 600; i++)); do
-            kill -0 "$UP_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$UP_PID" 2>/dev/null; then
-            echo "schemathesis/run.sh: rcluster up (pid $UP_PID) did not stop within 60 s; killing it" >&2
-            kill -KILL "$UP_PID" 2>/dev/null || true
-            status=1
-        fi
-        wait "$UP_PID" 2>/dev/null || true
-    fi
-    sleep 0.2
-    left=$(pgrep -f "$TMP" || true)
-    for port in "${REDIS_PORTS[@]}"; do
-        left+=" $(pgrep -f "^redis-server [^ ]*:$port( |$)" || true)"
-    done
-    left=$(echo $left)
-    if [[ -n $left ]]; then
-        echo "schemathesis/run.sh: processes of this run are still running after cleanup:" >&2
-        ps -o pid,args -p "${left// /,}" >&2 || true
-        for pid in $left; do kill -KILL "$pid" 2>/dev/null || true; done
-        status=1
-    fi
-    rm -rf "$TMP"
-    echo "$SUMMARY"
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-for tool in cargo python3 redis-server pgrep curl timeout; do
-    command -v "$tool" >/dev/null || die "$tool is not installed"
-done
-[[ $MAX_EXAMPLES =~ ^[1-9][0-9]*$ ]] || die "MAX_EXAMPLES must be a positive integer, got '$MAX_EXAMPLES'"
-[[ $TIME_LIMIT_S =~ ^[1-9][0-9]*$ ]] || die "TIME_LIMIT_S must be a positive integer, got '$TIME_LIMIT_S'"
+require_tools cargo python3 redis-server pgrep curl timeout
+require_positive_int MAX_EXAMPLES
+require_positive_int TIME_LIMIT_S
 [[ $SEED == random || $SEED =~ ^[0-9]+$ ]] || die "SEED must be a number or 'random', got '$SEED'"
 
 # The venv is kept between runs (target/ is gitignored); it is rebuilt when requirements.txt changes.
@@ -98,53 +59,19 @@ if [[ ! -x $VENV/bin/schemathesis || $(cat "$STAMP" 2>/dev/null) != "$want" ]]; 
     echo "$want" >"$STAMP"
 fi
 
-echo "building the workspace (debug)..." >&2
-(cd "$ROOT" && cargo build -q --workspace) || die "cargo build --workspace failed"
-[[ -x $RCLUSTER ]] || die "$RCLUSTER is missing after the build"
-[[ -f $MODULE ]] || die "$MODULE is missing after the build"
+cargo_build "the workspace (debug)" --workspace
+require_built
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/rcluster-schemathesis.XXXXXX")
-
-# True when something listens on (or answers at) the port.
-port_busy() {
-    if command -v ss >/dev/null; then
-        ss -Htln "sport = :$1" 2>/dev/null | grep -q . && return 0
-    fi
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-# Nine free ports in 20000-32000 (below the ephemeral range): redis, http, peer for each node.
-PORTS=()
-start=$((20000 + RANDOM % 12000))
-for ((i = 0; i < 12000 && ${#PORTS[@]} < 9; i++)); do
-    candidate=$((20000 + (start - 20000 + i) % 12000))
-    port_busy "$candidate" || PORTS+=("$candidate")
-done
-((${#PORTS[@]} == 9)) || die "no 9 free ports found in 20000-32000"
-REDIS_PORTS=("${PORTS[0]}" "${PORTS[1]}" "${PORTS[2]}")
+make_tmp schemathesis
+pick_ports
 HTTP_PORT=${PORTS[3]}
 
 CONFIG=$TMP/cluster.yaml
-cat >"$CONFIG" <<YAML
-cluster_name: schemathesis
-data_dir: $TMP/data
-redis_conf: $ROOT/redis.conf
-files: { max_file_bytes: 10485760 }
-api: { rate_per_s: 10000, burst: 10000 }
-nodes:
-  - { id: n1, redis_port: ${PORTS[0]}, http_port: ${PORTS[3]}, peer_port: ${PORTS[6]} }
-  - { id: n2, redis_port: ${PORTS[1]}, http_port: ${PORTS[4]}, peer_port: ${PORTS[7]} }
-  - { id: n3, redis_port: ${PORTS[2]}, http_port: ${PORTS[5]}, peer_port: ${PORTS[8]} }
-YAML
+write_cluster_yaml "$CONFIG" schemathesis "$TMP/data" "files: { max_file_bytes: 10485760 }
+api: { rate_per_s: 10000, burst: 10000 }"
 
-"$RCLUSTER" up --config "$CONFIG" >"$TMP/up.out" 2>&1 &
-UP_PID=$!
-for ((i = 0; i < READY_TIMEOUT_S * 10; i++)); do
-    grep -q 'cluster ready' "$TMP/up.out" && break
-    kill -0 "$UP_PID" 2>/dev/null || { cat "$TMP/up.out" >&2; die "rcluster up exited during start-up"; }
-    sleep 0.1
-done
-grep -q 'cluster ready' "$TMP/up.out" || { cat "$TMP/up.out" >&2; die "the cluster was not ready within ${READY_TIMEOUT_S} s"; }
+start_rcluster_up "$TMP/up.out" --config "$CONFIG"
+wait_cluster_ready "$TMP/up.out"
 
 BASE=http://127.0.0.1:$HTTP_PORT
 curl -fsS -o "$TMP/openapi.json" "$BASE/api/openapi.json" || die "GET $BASE/api/openapi.json failed"
