@@ -137,6 +137,10 @@ pub async fn run(args: UpArgs) -> Result<(), CliError> {
         stop_all(&mut nodes).await;
         return Err(e);
     }
+    if let Err(e) = wait_connected(&nodes, args.start_timeout).await {
+        stop_all(&mut nodes).await;
+        return Err(e);
+    }
     print_table(&nodes);
 
     let mut term = signal(SignalKind::terminate())
@@ -221,6 +225,50 @@ async fn wait_ready(nodes: &mut [Started], timeout: Duration) -> Result<(), CliE
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
+}
+
+/// Waits until every node sees every other node alive (heartbeats flowing), so "cluster ready"
+/// means quorum operations work at once. Reads the `node:<id>:status` hashes each node writes
+/// into its own Redis (not the API, whose rate limits belong to the users' keys).
+async fn wait_connected(nodes: &[Started], timeout: Duration) -> Result<(), CliError> {
+    let deadline = Instant::now() + timeout;
+    let ids: Vec<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
+    loop {
+        let mut lagging = Vec::new();
+        for n in nodes {
+            let check = async {
+                let client =
+                    redis::Client::open(format!("redis://{}:{}/", n.host, n.redis_port)).ok()?;
+                let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+                let mut pipe = redis::pipe();
+                for id in &ids {
+                    pipe.cmd("HGET")
+                        .arg(format!("node:{id}:status"))
+                        .arg("state");
+                }
+                let states: Vec<Option<String>> = pipe.query_async(&mut conn).await.ok()?;
+                Some(states.iter().all(|s| s.as_deref() == Some("alive")))
+            };
+            let all_alive = tokio::time::timeout(Duration::from_millis(500), check)
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or(false);
+            if !all_alive {
+                lagging.push(n.id.as_str());
+            }
+        }
+        if lagging.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(CliError::failed(format!(
+                "nodes {} did not see every other node alive within {timeout:?}; check that the peer ports are reachable",
+                lagging.join(", ")
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn print_table(nodes: &[Started]) {
