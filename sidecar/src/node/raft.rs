@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::node::view::Shared;
 
-/// Length of one Raft tick.
+/// Length of one Raft tick (times `raft_tick_scale` in low-resource mode).
 pub const TICK: Duration = Duration::from_millis(10);
 /// Largest message accepted on the wire.
 const MAX_FRAME: u32 = 16 << 20;
@@ -277,11 +277,9 @@ pub async fn spawn(
             )
         })?;
     let mut state = load(&shared).await?;
-    let scale = shared.config.raft_tick_scale();
-    let mut config = Config::new(me.id.clone());
-    config.election_timeout_min *= scale;
-    config.election_timeout_max *= scale;
-    config.heartbeat_interval *= scale;
+    // Low-resource mode makes ticks longer (fewer wake-ups), not more of them.
+    let tick = TICK * u32::try_from(shared.config.raft_tick_scale()).unwrap_or(1);
+    let config = Config::new(me.id.clone());
     let mut node =
         RaftNode::new(config, state.clone(), random_seed()).map_err(|e| e.to_string())?;
     let (inbox_tx, mut inbox) = mpsc::channel::<Message>(4096);
@@ -307,7 +305,7 @@ pub async fn spawn(
     tokio::spawn(async move {
         let mut meta = initial;
         let mut waiting: HashMap<u64, oneshot::Sender<Result<u64, String>>> = HashMap::new();
-        let mut ticker = tokio::time::interval(TICK);
+        let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
