@@ -61,6 +61,20 @@ pub fn free_port() -> u16 {
     panic!("no free loopback port in {base}..{}", base + 100);
 }
 
+/// `len` deterministic pseudo-random bytes (xorshift64 from `seed`): test payloads that do not
+/// compress and are the same on every run.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 /// A fresh scratch directory, removed on drop.
 pub struct TempDir(pub PathBuf);
 

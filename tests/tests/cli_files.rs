@@ -9,20 +9,9 @@ use std::time::Duration;
 
 use rcluster_domain::checksum::sha256_hex;
 use rcluster_tests::nodes::{rcluster, NodeCluster};
+use rcluster_tests::pseudo_random as data;
 
 const CHUNK: usize = 1 << 20;
-
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// Runs `rcluster <args> --config <cluster config>` in `dir`; returns (exit code, stdout, stderr).
 fn cli(c: &NodeCluster, dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {

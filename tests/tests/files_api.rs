@@ -9,22 +9,11 @@ use std::time::Duration;
 
 use rcluster_domain::checksum::sha256_hex;
 use rcluster_tests::nodes::{http, Http, NodeCluster, ADMIN_KEY, READ_KEY};
+use rcluster_tests::pseudo_random as data;
 use rcluster_tests::wait_for;
 use serde_json::Value;
 
 const CHUNK: usize = 1 << 20;
-
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// A raw HTTP request with a body; returns status, headers and body bytes.
 fn request(
