@@ -16,6 +16,21 @@ fn maxmemory(c: &mut redis::Connection) -> String {
     v[1].clone()
 }
 
+/// Runs `rcluster up` for `cluster`'s config expecting it to refuse: its exit code and stderr.
+fn up_once(cluster: &NodeCluster) -> (Option<i32>, String) {
+    let out = Command::new(rcluster_bin())
+        .args(["up", "--config"])
+        .arg(cluster.config_path())
+        .arg("--module")
+        .arg(module_path())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn up_starts_three_nodes_serves_and_stops_cleanly() {
     let mut cluster = NodeCluster::start("up", 3, "");
@@ -41,15 +56,8 @@ fn up_starts_three_nodes_serves_and_stops_cleanly() {
     assert_eq!(descendants(up_pid).len(), 6);
 
     // A second launch of the same cluster is refused with a clear message, and harms nothing.
-    let second = Command::new(rcluster_bin())
-        .args(["up", "--config"])
-        .arg(cluster.config_path())
-        .arg("--module")
-        .arg(module_path())
-        .output()
-        .unwrap();
-    assert_eq!(second.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&second.stderr);
+    let (code, err) = up_once(&cluster);
+    assert_eq!(code, Some(2));
     assert!(err.contains("already running"), "{err}");
     assert!(ping(cluster.redis_ports[0]));
 
@@ -74,15 +82,8 @@ fn up_starts_three_nodes_serves_and_stops_cleanly() {
 fn another_program_on_a_port_is_named() {
     let cluster = NodeCluster::configure("up-busy", 3, "");
     let _squatter = std::net::TcpListener::bind(("127.0.0.1", cluster.http_ports[1])).unwrap();
-    let out = Command::new(rcluster_bin())
-        .args(["up", "--config"])
-        .arg(cluster.config_path())
-        .arg("--module")
-        .arg(module_path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, err) = up_once(&cluster);
+    assert_eq!(code, Some(2));
     assert!(
         err.contains(&format!("port {} (n2 http_port)", cluster.http_ports[1])),
         "{err}"
