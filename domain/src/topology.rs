@@ -26,6 +26,7 @@ pub const INTERNAL_COMMANDS: &[&str] = &[
     "rc.replica.get",
     "rc.replica.del",
     "rc.replica.purge",
+    "rc.replica.drop",
     "rc.hint.put",
     "rc.hint.done",
     "rc.chunk.put",

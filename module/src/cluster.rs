@@ -36,7 +36,13 @@ pub fn current() -> Option<Arc<View>> {
 
 fn install(topology: Topology) -> Result<(), CodedError> {
     let ring = topology.ring()?;
-    *VIEW.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(View { topology, ring }));
+    let new = Arc::new(View { topology, ring });
+    let old = VIEW
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .replace(new.clone());
+    // Data placed under the old ring moves to its new owners in the background.
+    crate::coord::rebalance::topology_changed(old, &new);
     Ok(())
 }
 

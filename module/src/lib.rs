@@ -48,6 +48,9 @@ fn rc_replica_del(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 fn rc_replica_purge(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     guard::run(Cmd::ReplicaPurge, ctx, args, kv::purge)
 }
+fn rc_replica_drop(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    guard::run(Cmd::ReplicaDrop, ctx, args, kv::drop_copy)
+}
 fn rc_hint_put(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     guard::run(Cmd::HintPut, ctx, args, hint::put)
 }
@@ -123,6 +126,18 @@ fn info(ctx: &InfoContext, _for_crash_report: bool) {
     ctx.add_info_field_long_long("hints_replayed", to_i64(stats::hints_replayed()));
     ctx.add_info_field_long_long("tombstones_purged", to_i64(stats::tombstones_purged()));
     ctx.add_info_field_long_long("chunk_repairs", to_i64(stats::chunk_repairs()));
+    {
+        use coord::rebalance::{BYTES_MOVED, IN_PROGRESS, KEYS_DROPPED, KEYS_MOVED, PASSES};
+        use std::sync::atomic::Ordering::Relaxed;
+        ctx.add_info_field_long_long("rebalance_in_progress", to_i64(IN_PROGRESS.load(Relaxed)));
+        ctx.add_info_field_long_long("rebalance_passes", to_i64(PASSES.load(Relaxed)));
+        ctx.add_info_field_long_long("rebalance_copies_sent", to_i64(KEYS_MOVED.load(Relaxed)));
+        ctx.add_info_field_long_long("rebalance_bytes_sent", to_i64(BYTES_MOVED.load(Relaxed)));
+        ctx.add_info_field_long_long(
+            "rebalance_copies_dropped",
+            to_i64(KEYS_DROPPED.load(Relaxed)),
+        );
+    }
     let cumulative = stats::latency_cumulative();
     let mut buckets: Vec<String> = stats::LATENCY_BOUNDS_MS
         .iter()
@@ -231,6 +246,7 @@ redis_module! {
         ["RC.REPLICA.GET", rc_replica_get, "readonly", 0, 0, 0],
         ["RC.REPLICA.DEL", rc_replica_del, "write deny-oom", 0, 0, 0],
         ["RC.REPLICA.PURGE", rc_replica_purge, "write", 0, 0, 0],
+        ["RC.REPLICA.DROP", rc_replica_drop, "write", 0, 0, 0],
         ["RC.HINT.PUT", rc_hint_put, "write deny-oom", 0, 0, 0],
         ["RC.HINT.DONE", rc_hint_done, "write", 0, 0, 0],
         ["RC.CHUNK.SET", rc_chunk_set, "write deny-oom", 0, 0, 0],

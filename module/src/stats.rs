@@ -14,6 +14,7 @@ pub enum Cmd {
     ReplicaGet,
     ReplicaDel,
     ReplicaPurge,
+    ReplicaDrop,
     HintPut,
     HintDone,
     ChunkPut,
@@ -30,7 +31,7 @@ pub enum Cmd {
 }
 
 impl Cmd {
-    pub const ALL: [Cmd; 21] = [
+    pub const ALL: [Cmd; 22] = [
         Cmd::Set,
         Cmd::Get,
         Cmd::Del,
@@ -39,6 +40,7 @@ impl Cmd {
         Cmd::ReplicaGet,
         Cmd::ReplicaDel,
         Cmd::ReplicaPurge,
+        Cmd::ReplicaDrop,
         Cmd::HintPut,
         Cmd::HintDone,
         Cmd::ChunkPut,
@@ -65,6 +67,7 @@ impl Cmd {
             Cmd::ReplicaGet => "RC.REPLICA.GET",
             Cmd::ReplicaDel => "RC.REPLICA.DEL",
             Cmd::ReplicaPurge => "RC.REPLICA.PURGE",
+            Cmd::ReplicaDrop => "RC.REPLICA.DROP",
             Cmd::HintPut => "RC.HINT.PUT",
             Cmd::HintDone => "RC.HINT.DONE",
             Cmd::ChunkPut => "RC.CHUNK.PUT",

@@ -211,8 +211,8 @@ pub fn get(ctx: &Context, args: Vec<RedisString>) -> Outcome {
     })
 }
 
-pub fn purge(ctx: &Context, args: Vec<RedisString>) -> Outcome {
-    arity(Cmd::ReplicaPurge, &args, 4, 4, PURGE_USAGE)?;
+/// Deletes the register if it still holds exactly `version` (and, for a purge, is a tombstone).
+fn delete_if_version(ctx: &Context, args: &[RedisString], tombstone_only: bool) -> Outcome {
     let user_key = check_key(&args[1])?;
     let version = version_args(&args[2], &args[3])?;
     let name = store::string(ctx, kv_key(args[1].as_slice()));
@@ -221,17 +221,38 @@ pub fn purge(ctx: &Context, args: Vec<RedisString>) -> Outcome {
         return Ok(RedisValue::Integer(0));
     }
     let record = parse_record(user_key, |f| key.hash_get(f).ok().flatten())?;
-    if !record.tombstone || record.version != version {
+    if (tombstone_only && !record.tombstone) || record.version != version {
         return Ok(RedisValue::Integer(0));
     }
     key.delete().map_err(|e| {
         CodedError::new(
             Code::Internal,
-            format!("purging {}: {e}", display(user_key)),
+            format!("deleting {}: {e}", display(user_key)),
         )
     })?;
     stats::kv_keys_added(-1);
-    stats::tombstone_purged();
     ctx.replicate_verbatim();
     Ok(RedisValue::Integer(1))
+}
+
+pub fn purge(ctx: &Context, args: Vec<RedisString>) -> Outcome {
+    arity(Cmd::ReplicaPurge, &args, 4, 4, PURGE_USAGE)?;
+    let out = delete_if_version(ctx, &args, true)?;
+    if out == RedisValue::Integer(1) {
+        stats::tombstone_purged();
+    }
+    Ok(out)
+}
+
+/// `RC.REPLICA.DROP key version origin`: removes this replica's copy if it is still exactly that
+/// version (after the data moved to its new owners); 1 or 0.
+pub fn drop_copy(ctx: &Context, args: Vec<RedisString>) -> Outcome {
+    arity(
+        Cmd::ReplicaDrop,
+        &args,
+        4,
+        4,
+        "RC.REPLICA.DROP <key> <version> <origin-node>",
+    )?;
+    delete_if_version(ctx, &args, false)
 }

@@ -8,6 +8,7 @@ pub mod gc;
 pub mod hints;
 pub mod peers;
 pub mod read;
+pub mod rebalance;
 pub mod write;
 
 use std::future::Future;
@@ -33,6 +34,7 @@ pub fn start() -> Result<(), String> {
         .map_err(|e| format!("cannot start the coordinator runtime: {e}"))?;
     rt.spawn(supervise("hint replay", hints::replay_round));
     rt.spawn(supervise("tombstone purge", gc::purge_round));
+    rt.spawn(supervise("rebalance", rebalance::round));
     RUNTIME
         .set(rt)
         .map_err(|_| "the coordinator runtime was already started".to_string())

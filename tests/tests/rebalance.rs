@@ -1,0 +1,148 @@
+//! Data redistribution when the member list changes (real Redis servers with the module): after a
+//! fourth node joins the topology, and after a node leaves it, every register and chunk ends up
+//! on exactly its N preference nodes among the members, and nothing is lost, checked key by key.
+
+use std::time::Duration;
+
+use rcluster_domain::checksum::sha256_hex;
+use rcluster_tests::{call, pseudo_random, wait_for, TestCluster};
+use redis::Value;
+
+const KEYS: usize = 400;
+const CHUNKS: u32 = 12;
+
+/// The id of Redis server `i` (n1, n2, ...), whatever the topology holds.
+fn id(i: usize) -> String {
+    format!("n{}", i + 1)
+}
+
+/// What node `i` holds for register `key`, if a value.
+fn holds(cluster: &TestCluster, i: usize, key: &str) -> Option<Vec<u8>> {
+    let mut c = cluster.conn(i);
+    match call(&mut c, &[b"RC.REPLICA.GET", key.as_bytes()]).ok()? {
+        Value::Array(items) => match &items[0] {
+            Value::BulkString(b) => Some(b.clone()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn holds_chunk(cluster: &TestCluster, i: usize, index: u32) -> bool {
+    let mut c = cluster.conn(i);
+    let n: i64 = redis::cmd("EXISTS")
+        .arg(format!("chunk:file1:{index}"))
+        .query(&mut c)
+        .unwrap_or(0);
+    n == 1
+}
+
+/// Every key and chunk is on exactly its preference nodes among `members`, with the right value.
+fn placed_exactly(cluster: &TestCluster, members: &[usize]) -> bool {
+    for k in 0..KEYS {
+        let key = format!("key{k}");
+        let owners = cluster.preference(&key);
+        for &i in members {
+            let want = owners.contains(&id(i));
+            let got = holds(cluster, i, &key);
+            if want != got.is_some() || got.is_some_and(|v| v != format!("value{k}").into_bytes()) {
+                return false;
+            }
+        }
+    }
+    for index in 0..CHUNKS {
+        let owners = cluster.preference(&format!("file1:{index}"));
+        for &i in members {
+            if owners.contains(&id(i)) != holds_chunk(cluster, i, index) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+fn push_all(cluster: &TestCluster, nodes: &[usize]) {
+    for &i in nodes {
+        cluster.push(i);
+    }
+}
+
+#[test]
+fn data_moves_to_a_new_node_and_away_from_a_leaving_one() {
+    // Four Redis servers; the topology starts with the first three.
+    let mut cluster = TestCluster::start(4, |t| t.members.truncate(3));
+    let mut c1 = cluster.conn(0);
+    for k in 0..KEYS {
+        let reply = call(
+            &mut c1,
+            &[
+                b"RC.SET",
+                format!("key{k}").as_bytes(),
+                format!("value{k}").as_bytes(),
+                b"W",
+                b"3",
+            ],
+        );
+        assert_eq!(reply.unwrap(), Value::Okay);
+    }
+    for index in 0..CHUNKS {
+        let data = pseudo_random(100_000, u64::from(index));
+        let (i, sha) = (index.to_string(), sha256_hex(&data));
+        let args: [&[u8]; 7] = [
+            b"RC.CHUNK.SET",
+            b"file1",
+            i.as_bytes(),
+            sha.as_bytes(),
+            &data,
+            b"W",
+            b"3",
+        ];
+        assert_eq!(call(&mut c1, &args).unwrap(), Value::Okay);
+    }
+    assert!(placed_exactly(&cluster, &[0, 1, 2]));
+
+    // n4 joins: the full topology (epoch 2) on every node.
+    let full = {
+        let mut t = cluster.topology.clone();
+        t.members.push(rcluster_domain::topology::Member {
+            id: "n4".into(),
+            host: "127.0.0.1".into(),
+            redis_port: cluster.nodes[3].port,
+        });
+        t.epoch = 2;
+        t
+    };
+    cluster.topology = full.clone();
+    push_all(&cluster, &[0, 1, 2, 3]);
+    wait_for(
+        "every key and chunk on exactly its preference nodes after the join",
+        Duration::from_secs(60),
+        || placed_exactly(&cluster, &[0, 1, 2, 3]).then_some(()),
+    );
+    let info: String = redis::cmd("INFO").arg("rcluster").query(&mut c1).unwrap();
+    assert!(info.contains("rcluster_rebalance_passes:"), "{info}");
+
+    // n2 leaves: the topology without it (epoch 3), pushed to every node. (The remaining nodes
+    // copy what n2 held to its replacements; n2 dropping its own copies is not shown yet: see
+    // the closing note of issue 5.)
+    let mut without = full;
+    without.members.retain(|m| m.id != "n2");
+    without.epoch = 3;
+    cluster.topology = without;
+    push_all(&cluster, &[0, 1, 2, 3]);
+    wait_for(
+        "every key and chunk on exactly its preference nodes after the leave",
+        Duration::from_secs(60),
+        || placed_exactly(&cluster, &[0, 2, 3]).then_some(()),
+    );
+    // Quorum reads through the remaining nodes see every value.
+    let mut c4 = cluster.conn(3);
+    for k in 0..KEYS {
+        let got = call(&mut c4, &[b"RC.GET", format!("key{k}").as_bytes()]).unwrap();
+        assert_eq!(
+            got,
+            Value::BulkString(format!("value{k}").into_bytes()),
+            "key{k}"
+        );
+    }
+}
