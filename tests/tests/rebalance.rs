@@ -122,9 +122,8 @@ fn data_moves_to_a_new_node_and_away_from_a_leaving_one() {
     let info: String = redis::cmd("INFO").arg("rcluster").query(&mut c1).unwrap();
     assert!(info.contains("rcluster_rebalance_passes:"), "{info}");
 
-    // n2 leaves: the topology without it (epoch 3), pushed to every node. (The remaining nodes
-    // copy what n2 held to its replacements; n2 dropping its own copies is not shown yet: see
-    // the closing note of issue 5.)
+    // n2 leaves: the topology without it (epoch 3), pushed to every node including n2, which
+    // hands its data over before dropping it.
     let mut without = full;
     without.members.retain(|m| m.id != "n2");
     without.epoch = 3;
@@ -135,6 +134,12 @@ fn data_moves_to_a_new_node_and_away_from_a_leaving_one() {
         Duration::from_secs(60),
         || placed_exactly(&cluster, &[0, 2, 3]).then_some(()),
     );
+    wait_for("the leaving node emptied", Duration::from_secs(30), || {
+        let mut c = cluster.conn(1);
+        let kv: Vec<String> = redis::cmd("KEYS").arg("kv:key*").query(&mut c).ok()?;
+        let chunks: Vec<String> = redis::cmd("KEYS").arg("chunk:*").query(&mut c).ok()?;
+        (kv.is_empty() && chunks.is_empty()).then_some(())
+    });
     // Quorum reads through the remaining nodes see every value.
     let mut c4 = cluster.conn(3);
     for k in 0..KEYS {

@@ -116,7 +116,8 @@ pub async fn round() -> Duration {
     let Some(new) = cluster::current() else {
         return idle;
     };
-    let Some((me_id, member)) = me(&new) else {
+    // A node leaving the cluster is not in the new topology but must still hand over its data.
+    let Some((me_id, member)) = me(&new).or_else(|| me(&old)) else {
         return idle;
     };
     let local = peers::peer(member);
