@@ -75,6 +75,18 @@ pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// A numeric field of `INFO rcluster` (`rcluster_<field>`); fails the test when absent.
+pub fn info_number(c: &mut redis::Connection, field: &str) -> i64 {
+    let text: String = redis::cmd("INFO")
+        .arg("rcluster")
+        .query(c)
+        .expect("INFO rcluster");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("rcluster_{field}:")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in {text}"))
+}
+
 /// A fresh scratch directory, removed on drop.
 pub struct TempDir(pub PathBuf);
 

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use rcluster_tests::{call, error_of, wait_for, Redis, TestCluster};
+use rcluster_tests::{call, error_of, info_number, wait_for, Redis, TestCluster};
 use redis::Value;
 
 fn set(
@@ -50,14 +50,6 @@ fn replica(c: &mut redis::Connection, key: &str) -> Option<(Option<Vec<u8>>, Str
 
 fn info(c: &mut redis::Connection) -> String {
     redis::cmd("INFO").arg("rcluster").query(c).unwrap()
-}
-
-fn info_field(c: &mut redis::Connection, field: &str) -> i64 {
-    let text = info(c);
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("rcluster_{field}:")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in {text}"))
 }
 
 #[test]
@@ -127,7 +119,7 @@ fn one_node_killed_then_back_gets_its_hints_without_any_read() {
     }
     // Each coordinator keeps its hint for n2 right after the failed call (after the client's OK).
     wait_for("a hint per write for n2", Duration::from_secs(5), || {
-        let hints = info_field(&mut c1, "hints_stored") + info_field(&mut c3, "hints_stored");
+        let hints = info_number(&mut c1, "hints_stored") + info_number(&mut c3, "hints_stored");
         (hints >= 40).then_some(())
     });
 
@@ -149,7 +141,7 @@ fn one_node_killed_then_back_gets_its_hints_without_any_read() {
         Duration::from_secs(5),
         || {
             let replayed =
-                info_field(&mut c1, "hints_replayed") + info_field(&mut c3, "hints_replayed");
+                info_number(&mut c1, "hints_replayed") + info_number(&mut c3, "hints_replayed");
             (replayed >= 40).then_some(())
         },
     );
@@ -177,7 +169,7 @@ fn a_read_repairs_stale_and_missing_replicas() {
         .unwrap();
     }
     let _: i64 = redis::cmd("DEL").arg("kv:gone").query(&mut c[2]).unwrap();
-    let before = info_field(&mut c[0], "read_repairs");
+    let before = info_number(&mut c[0], "read_repairs");
 
     assert_eq!(get(&mut c[0], "r", &["R", "2"]).unwrap(), bulk("new"));
     assert_eq!(get(&mut c[0], "gone", &["R", "2"]).unwrap(), bulk("value"));
@@ -195,7 +187,7 @@ fn a_read_repairs_stale_and_missing_replicas() {
     });
     // The counter moves when the coordinator sees the repair acknowledged, just after n3 has it.
     wait_for("both repairs counted", Duration::from_secs(5), || {
-        (info_field(&mut c[0], "read_repairs") >= before + 2).then_some(())
+        (info_number(&mut c[0], "read_repairs") >= before + 2).then_some(())
     });
 }
 
@@ -348,7 +340,7 @@ fn sloppy_quorum_counts_a_substitute_and_its_hint_reaches_the_node() {
     assert_eq!(set(&mut c, key, "v", &["W", "3"]).unwrap(), Value::Okay);
     let mut sub = cluster.conn(outsider);
     assert!(
-        info_field(&mut sub, "hints_stored") >= 1,
+        info_number(&mut sub, "hints_stored") >= 1,
         "the substitute holds the hint"
     );
     cluster.nodes[down].restart();
@@ -491,5 +483,5 @@ fn hints_with_binary_values_are_kept_and_dropped() {
     );
     let left: i64 = redis::cmd("EXISTS").arg("hint:n9").query(&mut c).unwrap();
     assert_eq!(left, 0);
-    assert_eq!(info_field(&mut c, "panics_caught"), 0);
+    assert_eq!(info_number(&mut c, "panics_caught"), 0);
 }

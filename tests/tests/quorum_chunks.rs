@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use rcluster_domain::checksum::sha256_hex;
-use rcluster_tests::{call, error_of, wait_for, TestCluster};
+use rcluster_tests::{call, error_of, info_number, wait_for, TestCluster};
 use redis::Value;
 
 fn set(
@@ -36,14 +36,6 @@ fn fetch(c: &mut redis::Connection, file: &str, index: u32) -> redis::RedisResul
             index.to_string().as_bytes(),
         ],
     )
-}
-
-fn info_field(c: &mut redis::Connection, field: &str) -> i64 {
-    let text: String = redis::cmd("INFO").arg("rcluster").query(c).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("rcluster_{field}:")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in {text}"))
 }
 
 #[test]
@@ -116,7 +108,7 @@ fn a_corrupt_or_missing_copy_is_read_around_and_repaired() {
         });
     }
     wait_for("repairs counted", Duration::from_secs(5), || {
-        (info_field(&mut c2, "chunk_repairs") + info_field(&mut c3, "chunk_repairs") >= 2)
+        (info_number(&mut c2, "chunk_repairs") + info_number(&mut c3, "chunk_repairs") >= 2)
             .then_some(())
     });
 }

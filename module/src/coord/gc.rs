@@ -17,11 +17,7 @@ const BATCH: u32 = 200;
 const ROUND_PAUSE: Duration = Duration::from_millis(200);
 
 fn bytes(v: &Value) -> Option<Vec<u8>> {
-    match v {
-        Value::BulkString(b) => Some(b.clone()),
-        Value::SimpleString(s) => Some(s.as_bytes().to_vec()),
-        _ => None,
-    }
+    crate::coord::reply_bytes(v).map(<[u8]>::to_vec)
 }
 
 fn now_ms() -> u64 {

@@ -12,7 +12,7 @@ use redis::Value;
 use crate::cluster;
 use crate::coord::peers::{self, Failure, Peer};
 use crate::coord::write::{is_ack, replica_cmd};
-use crate::coord::{deadline_in, me};
+use crate::coord::{deadline_in, me, reply_bytes as bytes};
 use crate::stats;
 
 /// Nodes with hints held here (rebuilt from the keyspace after every load).
@@ -59,14 +59,6 @@ pub async fn replay_round() -> Duration {
         replay(&local, &target, &node, view.topology.request_timeout_ms).await;
     }
     pause
-}
-
-fn bytes(v: &Value) -> Option<&[u8]> {
-    match v {
-        Value::BulkString(b) => Some(b),
-        Value::SimpleString(s) => Some(s.as_bytes()),
-        _ => None,
-    }
 }
 
 async fn replay(local: &Peer, target: &Peer, node: &str, timeout_ms: u64) {

@@ -67,6 +67,16 @@ where
     }
 }
 
+/// The bytes of a string reply (bulk or status), for the background duties that read their own
+/// Redis.
+pub fn reply_bytes(v: &redis::Value) -> Option<&[u8]> {
+    match v {
+        redis::Value::BulkString(b) => Some(b),
+        redis::Value::SimpleString(s) => Some(s.as_bytes()),
+        _ => None,
+    }
+}
+
 /// A deadline `ms` from now.
 pub fn deadline_in(ms: u64) -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_millis(ms)

@@ -41,11 +41,7 @@ pub fn topology_changed(old: Option<Arc<View>>, new: &View) {
 }
 
 fn bytes(v: &Value) -> Option<Vec<u8>> {
-    match v {
-        Value::BulkString(b) => Some(b.clone()),
-        Value::SimpleString(s) => Some(s.as_bytes().to_vec()),
-        _ => None,
-    }
+    crate::coord::reply_bytes(v).map(<[u8]>::to_vec)
 }
 
 /// New owners of a key: in the new preference list, not in the old one, not this node.
