@@ -314,39 +314,7 @@ impl ClusterConfig {
     }
 
     fn validate_nodes(&self) -> Result<(), ConfigError> {
-        if self.nodes.is_empty() {
-            return Err(ConfigError::NoNodes);
-        }
-        let mut ids = HashSet::new();
-        // (host, port) -> (node id, field) of the first use.
-        let mut ports: HashMap<(&str, u16), (&str, &'static str)> = HashMap::new();
-        for node in &self.nodes {
-            if !is_valid_node_id(&node.id) {
-                return Err(ConfigError::InvalidNodeId(node.id.clone()));
-            }
-            if !ids.insert(node.id.as_str()) {
-                return Err(ConfigError::DuplicateNodeId(node.id.clone()));
-            }
-            for (field, port) in node.named_ports() {
-                if port == 0 {
-                    return Err(ConfigError::InvalidPort {
-                        node: node.id.clone(),
-                        field,
-                    });
-                }
-                if let Some(&(first_node, first_field)) = ports.get(&(node.host.as_str(), port)) {
-                    return Err(ConfigError::DuplicatePort {
-                        port,
-                        first_node: first_node.to_owned(),
-                        first_field,
-                        second_node: node.id.clone(),
-                        second_field: field,
-                    });
-                }
-                ports.insert((node.host.as_str(), port), (node.id.as_str(), field));
-            }
-        }
-        Ok(())
+        check_nodes(&self.nodes)
     }
 
     fn validate_quorum(&self) -> Result<(), ConfigError> {
@@ -409,6 +377,44 @@ impl ClusterConfig {
         config.vnodes = 1;
         config
     }
+}
+
+/// Checks a member list: at least one node, valid and unique ids, non-zero ports, and no port
+/// used twice on one host (the config's `nodes`, and the member list after a node joins).
+pub fn check_nodes(nodes: &[NodeConfig]) -> Result<(), ConfigError> {
+    if nodes.is_empty() {
+        return Err(ConfigError::NoNodes);
+    }
+    let mut ids = HashSet::new();
+    // (host, port) -> (node id, field) of the first use.
+    let mut ports: HashMap<(&str, u16), (&str, &'static str)> = HashMap::new();
+    for node in nodes {
+        if !is_valid_node_id(&node.id) {
+            return Err(ConfigError::InvalidNodeId(node.id.clone()));
+        }
+        if !ids.insert(node.id.as_str()) {
+            return Err(ConfigError::DuplicateNodeId(node.id.clone()));
+        }
+        for (field, port) in node.named_ports() {
+            if port == 0 {
+                return Err(ConfigError::InvalidPort {
+                    node: node.id.clone(),
+                    field,
+                });
+            }
+            if let Some(&(first_node, first_field)) = ports.get(&(node.host.as_str(), port)) {
+                return Err(ConfigError::DuplicatePort {
+                    port,
+                    first_node: first_node.to_owned(),
+                    first_field,
+                    second_node: node.id.clone(),
+                    second_field: field,
+                });
+            }
+            ports.insert((node.host.as_str(), port), (node.id.as_str(), field));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

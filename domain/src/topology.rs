@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 
 use crate::codes::{Code, CodedError};
-use crate::config::{ClusterConfig, Quorum};
+use crate::config::{ClusterConfig, NodeConfig, Quorum};
 use crate::ring::Ring;
 use crate::validate;
 
@@ -75,10 +75,14 @@ pub struct Topology {
 
 impl Topology {
     pub fn from_config(config: &ClusterConfig, epoch: u64) -> Topology {
+        Topology::new(config, &config.nodes, epoch)
+    }
+
+    /// The topology of `members` with the config's other settings.
+    pub fn new(config: &ClusterConfig, members: &[NodeConfig], epoch: u64) -> Topology {
         Topology {
             epoch,
-            members: config
-                .nodes
+            members: members
                 .iter()
                 .map(|n| Member {
                     id: n.id.clone(),

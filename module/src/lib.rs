@@ -126,17 +126,8 @@ fn info(ctx: &InfoContext, _for_crash_report: bool) {
     ctx.add_info_field_long_long("hints_replayed", to_i64(stats::hints_replayed()));
     ctx.add_info_field_long_long("tombstones_purged", to_i64(stats::tombstones_purged()));
     ctx.add_info_field_long_long("chunk_repairs", to_i64(stats::chunk_repairs()));
-    {
-        use coord::rebalance::{BYTES_MOVED, IN_PROGRESS, KEYS_DROPPED, KEYS_MOVED, PASSES};
-        use std::sync::atomic::Ordering::Relaxed;
-        ctx.add_info_field_long_long("rebalance_in_progress", to_i64(IN_PROGRESS.load(Relaxed)));
-        ctx.add_info_field_long_long("rebalance_passes", to_i64(PASSES.load(Relaxed)));
-        ctx.add_info_field_long_long("rebalance_copies_sent", to_i64(KEYS_MOVED.load(Relaxed)));
-        ctx.add_info_field_long_long("rebalance_bytes_sent", to_i64(BYTES_MOVED.load(Relaxed)));
-        ctx.add_info_field_long_long(
-            "rebalance_copies_dropped",
-            to_i64(KEYS_DROPPED.load(Relaxed)),
-        );
+    for (name, value) in coord::rebalance::info_fields() {
+        ctx.add_info_field_long_long(name, to_i64(value));
     }
     let cumulative = stats::latency_cumulative();
     let mut buckets: Vec<String> = stats::LATENCY_BOUNDS_MS

@@ -191,18 +191,7 @@ impl Session {
             .map_err(|e| CliError::input(format!("cannot read config {}: {e}", path.display())))?;
         let config = config::parse(&text)
             .map_err(|e| CliError::input(format!("config {}: {e}", path.display())))?;
-        let key = conn
-            .api_key
-            .clone()
-            .or_else(|| std::env::var("RCLUSTER_API_KEY").ok())
-            .or_else(|| {
-                let want = if write { Role::Admin } else { Role::Read };
-                let keys = &config.api.keys;
-                keys.iter()
-                    .find(|k| k.role == want)
-                    .or(keys.first())
-                    .map(|k| k.key.clone())
-            });
+        let key = api_key(&config, conn.api_key.clone(), write);
         let nodes = match &conn.node {
             Some(id) => vec![config.node(id).cloned().ok_or_else(|| {
                 let ids: Vec<&str> = config.nodes.iter().map(|n| n.id.as_str()).collect();
@@ -317,6 +306,21 @@ impl Session {
         let (node, r) = self.small_on(&self.nodes, method, path, body).await?;
         check(&node, r).map(|r| (node, r))
     }
+}
+
+/// The API key to send: the one given, else `$RCLUSTER_API_KEY`, else the config's first admin
+/// key (`write`) or read key.
+pub fn api_key(config: &ClusterConfig, given: Option<String>, write: bool) -> Option<String> {
+    given
+        .or_else(|| std::env::var("RCLUSTER_API_KEY").ok())
+        .or_else(|| {
+            let want = if write { Role::Admin } else { Role::Read };
+            let keys = &config.api.keys;
+            keys.iter()
+                .find(|k| k.role == want)
+                .or(keys.first())
+                .map(|k| k.key.clone())
+        })
 }
 
 fn unreachable(failures: &[String]) -> CliError {
@@ -476,7 +480,7 @@ impl AsyncWrite for LocalFile {
 }
 
 /// A byte progress bar on stderr, hidden when asked or when stderr is not a terminal.
-fn progress_bar(len: u64, quiet: bool, what: &str) -> ProgressBar {
+pub fn progress_bar(len: u64, quiet: bool, what: &str) -> ProgressBar {
     if quiet || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }

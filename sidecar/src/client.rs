@@ -28,6 +28,11 @@ impl Response {
     }
 }
 
+/// `GET /api/health` of the node at `host:port` (no key needed), whatever its status.
+pub async fn health(host: &str, port: u16, timeout: Duration) -> Result<Response, String> {
+    request("GET", host, port, "/api/health", None, None, timeout).await
+}
+
 /// Sends one request; `Err` says why no response came (refused, timeout, malformed).
 pub async fn request(
     method: &str,

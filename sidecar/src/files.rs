@@ -259,7 +259,7 @@ impl<'a> Upload<'a> {
 /// Deletes a file's chunks on every node that answers (best effort; returns how many went).
 pub async fn remove_chunks(shared: &Shared, id: &str) -> u64 {
     let mut removed = 0;
-    for n in &shared.config.nodes {
+    for n in &shared.members() {
         let attempt = async {
             let client =
                 redis::Client::open(format!("redis://{}:{}/", n.host, n.redis_port)).ok()?;
@@ -280,7 +280,7 @@ pub async fn remove_chunks(shared: &Shared, id: &str) -> u64 {
 /// The ids of the files whose metadata any reachable node holds (`kv:file:*`), sorted.
 pub async fn list_ids(shared: &Shared) -> Vec<String> {
     let mut ids = std::collections::BTreeSet::new();
-    for n in &shared.config.nodes {
+    for n in &shared.members() {
         let attempt = async {
             let client =
                 redis::Client::open(format!("redis://{}:{}/", n.host, n.redis_port)).ok()?;

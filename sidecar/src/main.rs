@@ -4,6 +4,7 @@
 mod cli;
 mod client;
 mod files;
+mod members_cli;
 mod metrics;
 mod node;
 mod openapi;
@@ -14,6 +15,7 @@ mod supervise;
 mod up;
 mod web;
 mod web_data;
+mod web_members;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -77,21 +79,41 @@ enum Command {
     Del(cli::DelArgs),
     /// Upload, download, list and delete files (streamed, checked with SHA-256).
     File(cli::FileArgs),
-    /// Run one node: its redis-server (with the module) and its HTTP endpoint.
-    Node {
-        /// Cluster configuration file.
-        #[arg(long, default_value = "config/cluster.yaml")]
-        config: PathBuf,
-        /// This node's id in the config.
-        #[arg(long)]
-        id: String,
-        /// Halve memory caps and lengthen intervals.
-        #[arg(long)]
-        low_resource: bool,
-        /// The module to load (default: librcluster_module.so next to this binary).
-        #[arg(long)]
-        module: Option<PathBuf>,
-    },
+    /// Run one node (its redis-server with the module, heartbeats, Raft, HTTP API), or add or
+    /// remove a node: `rcluster node --id n1`, `rcluster node add n4`, `rcluster node remove n4`.
+    Node(NodeArgs),
+}
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct NodeArgs {
+    #[command(subcommand)]
+    action: Option<members_cli::NodeAction>,
+    /// Cluster configuration file.
+    #[arg(long, default_value = "config/cluster.yaml")]
+    config: PathBuf,
+    /// This node's id: one of the config's nodes, or a new node that joins the cluster (then
+    /// give its ports the first time; they are saved in its data folder).
+    #[arg(long)]
+    id: Option<String>,
+    /// Address a new node listens on (not needed for nodes in the config).
+    #[arg(long)]
+    host: Option<String>,
+    /// Redis port of a new node.
+    #[arg(long)]
+    redis_port: Option<u16>,
+    /// HTTP port of a new node.
+    #[arg(long)]
+    http_port: Option<u16>,
+    /// Peer port (heartbeats, Raft) of a new node.
+    #[arg(long)]
+    peer_port: Option<u16>,
+    /// Halve memory caps and lengthen intervals.
+    #[arg(long)]
+    low_resource: bool,
+    /// The module to load (default: librcluster_module.so next to this binary).
+    #[arg(long)]
+    module: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -142,12 +164,22 @@ fn main() -> ExitCode {
             Command::Get(args) => cli::get(args).await,
             Command::Del(args) => cli::del(args).await,
             Command::File(args) => cli::file(args).await,
-            Command::Node {
-                config,
-                id,
-                low_resource,
-                module,
-            } => node::run(config, id, low_resource, module).await,
+            Command::Node(args) => match (args.action, args.id) {
+                (Some(action), _) => members_cli::run(action).await,
+                (None, None) => Err(CliError::input(
+                    "rcluster node needs --id <ID> to run a node, or a subcommand (add, remove); \
+                     see rcluster node --help",
+                )),
+                (None, Some(id)) => {
+                    let address = node::Address {
+                        host: args.host,
+                        redis_port: args.redis_port,
+                        http_port: args.http_port,
+                        peer_port: args.peer_port,
+                    };
+                    node::run(args.config, id, address, args.low_resource, args.module).await
+                }
+            },
         }
     });
     match result {

@@ -1,6 +1,7 @@
 //! Prometheus metrics of a node, all named `rcluster_*` and labelled with the node id:
 //! heartbeats, round trips, peer states, time drift, Redis up and restarts, process memory and
-//! CPU, and the module's counters read from `INFO rcluster` at every scrape.
+//! CPU, and the module's counters and data redistribution progress read from `INFO rcluster` at
+//! every scrape.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -28,6 +29,8 @@ pub struct Metrics {
     pub raft_is_leader: IntGauge,
     module_gauges: IntGaugeVec,
     module_counters: IntCounterVec,
+    /// The module's `rebalance_*` fields, by field name (without the `rebalance_` prefix).
+    rebalance: Vec<(&'static str, IntGauge)>,
     /// Last value seen per module counter, to turn INFO totals into increments.
     seen: Mutex<HashMap<Vec<String>, u64>>,
     pub scrape_up: Gauge,
@@ -120,6 +123,16 @@ impl Metrics {
                 c
             },
             module_gauges,
+            rebalance: [
+                ("keys_moved", "Copies of registers and chunks that this node's module gave new owners (since its Redis started)"),
+                ("bytes_moved", "Bytes of those copies (since this node's Redis started)"),
+                ("keys_dropped", "Registers and chunks this node dropped once their new owners had them (since its Redis started)"),
+                ("percent", "Share of the running redistribution pass done, 0 to 100 (100 when none runs)"),
+                ("in_progress", "1 while a redistribution pass runs on this node"),
+            ]
+            .into_iter()
+            .map(|(field, help)| (field, gauge(&format!("rebalance_{field}"), help)))
+            .collect(),
             module_counters: counter_vec(
                 "module_events_total",
                 "The module's counters from INFO rcluster (calls, errors, quorum outcomes, repairs, hints)",
@@ -161,6 +174,13 @@ impl Metrics {
                 "kv_keys" | "chunks" | "chunk_bytes" => {
                     if let Ok(v) = value.parse::<i64>() {
                         self.module_gauges.with_label_values(&[name]).set(v);
+                    }
+                }
+                n if n.starts_with("rebalance_") => {
+                    let field = n.strip_prefix("rebalance_").unwrap_or(n);
+                    let gauge = self.rebalance.iter().find(|(f, _)| *f == field);
+                    if let (Some((_, g)), Ok(v)) = (gauge, value.parse::<i64>()) {
+                        g.set(v);
                     }
                 }
                 "checksum_failures" | "panics_caught" | "read_repairs" | "hints_stored"
@@ -234,5 +254,21 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn rebalance_fields_become_gauges() {
+        let m = Metrics::new("n1");
+        m.observe_module_info(Some("rcluster_rebalance_in_progress:1\r\nrcluster_rebalance_passes:2\r\nrcluster_rebalance_keys_moved:30\r\nrcluster_rebalance_bytes_moved:3000\r\nrcluster_rebalance_keys_dropped:4\r\nrcluster_rebalance_pass_items:10\r\nrcluster_rebalance_pass_done:5\r\nrcluster_rebalance_percent:50\r\n"));
+        let text = m.render();
+        for line in [
+            r#"rcluster_rebalance_keys_moved{node="n1"} 30"#,
+            r#"rcluster_rebalance_bytes_moved{node="n1"} 3000"#,
+            r#"rcluster_rebalance_keys_dropped{node="n1"} 4"#,
+            r#"rcluster_rebalance_percent{node="n1"} 50"#,
+            r#"rcluster_rebalance_in_progress{node="n1"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! `GET /api/openapi.json`: the OpenAPI 3.0 document of the node's HTTP API (`openapi.json` beside
 //! this file, embedded at build time), served as `application/json` with no key. The tests check
-//! that the document is valid JSON and names every route that `web.rs` and `web_data.rs` register
-//! (and nothing else), so a new route without its documentation fails `cargo test`.
+//! that the document is valid JSON and names every route that `web.rs`, `web_data.rs` and
+//! `web_members.rs` register (and nothing else), so a new route without its documentation fails
+//! `cargo test`.
 //! `tests/schemathesis/run.sh` checks a running cluster's answers against it.
 
 use axum::http::header;
@@ -20,13 +21,14 @@ mod tests {
     use serde_json::Value;
     use std::collections::BTreeSet;
 
-    /// Every route registered in web.rs and web_data.rs: (path as registered, methods).
+    /// Every route registered in web.rs, web_data.rs and web_members.rs: (path as registered, methods).
     const ROUTES: &[(&str, &[&str])] = &[
         ("/", &["get"]),
         ("/api/health", &["get"]),
         ("/api/cluster", &["get"]),
         ("/api/cluster/quorum", &["put"]),
-        ("/api/nodes", &["get"]),
+        ("/api/nodes", &["get", "post"]),
+        ("/api/nodes/{id}", &["delete"]),
         ("/api/nodes/{id}/{action}", &["post"]),
         ("/metrics", &["get"]),
         ("/api/openapi.json", &["get"]),
@@ -99,13 +101,14 @@ mod tests {
     fn the_list_is_every_registered_route() {
         let mut registered = routes_in(include_str!("web.rs"));
         registered.extend(routes_in(include_str!("web_data.rs")));
+        registered.extend(routes_in(include_str!("web_members.rs")));
         let listed: BTreeSet<(String, String)> = ROUTES
             .iter()
             .flat_map(|(p, ms)| ms.iter().map(|m| (p.to_string(), m.to_string())))
             .collect();
         assert_eq!(
             registered, listed,
-            "ROUTES must list exactly the routes web.rs and web_data.rs register"
+            "ROUTES must list exactly the routes web.rs, web_data.rs and web_members.rs register"
         );
     }
 

@@ -170,6 +170,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
     // The data routes carry their own body limits and transfer timeouts.
     control
         .merge(crate::web_data::router(&shared))
+        .merge(crate::web_members::router())
         .fallback(not_found)
         .layer(axum::middleware::map_response(json_errors))
         .with_state(shared)
@@ -214,7 +215,7 @@ async fn json_errors(response: Response) -> Response {
 
 /// Sends the caller's request on to `node` (with the caller's key) and returns its answer: the
 /// JSON body on 200, else an error naming that node and what it said.
-async fn forward(
+pub async fn forward(
     node: &rcluster_domain::config::NodeConfig,
     method: &str,
     path: &str,
@@ -270,11 +271,23 @@ async fn health(
 ) -> Result<Response, ApiError> {
     by_address(&s, &addr)?;
     let redis = s.redis.state.borrow().clone();
-    let redis_up = s
+    let mut info = redis::cmd("INFO");
+    info.arg("rcluster");
+    let info = s
         .local
-        .query::<String>(&redis::cmd("PING"), Duration::from_millis(500))
+        .query::<String>(&info, Duration::from_millis(500))
         .await
-        .is_ok();
+        .ok();
+    let redis_up = info.is_some();
+    // What this node's Redis holds: (registers, chunks); 0 once a leaving node handed over.
+    let held = info.map(|i| {
+        let field = |name: &str| {
+            crate::node::gossip::info_field(&i, name)
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0)
+        };
+        (field("rcluster_kv_keys"), field("rcluster_chunks"))
+    });
     let status = if redis_up {
         StatusCode::OK
     } else {
@@ -289,15 +302,18 @@ async fn health(
         "redis_up": redis_up,
         "redis_state": redis.name(),
         "redis_pid": redis.pid(),
+        "member": s.member(&s.me.id).is_some(),
+        "kv_keys": held.as_ref().map(|h| h.0),
+        "chunks": held.as_ref().map(|h| h.1),
     });
     Ok((status, Json(body)).into_response())
 }
 
 /// Every node as this node sees it.
 fn node_rows(s: &Shared) -> Vec<Value> {
+    let members = s.members();
     let nodes = s.nodes();
-    s.config
-        .nodes
+    members
         .iter()
         .map(|n| {
             let v = nodes.get(&n.id);
@@ -365,7 +381,7 @@ async fn set_quorum(
     Json(body): Json<QuorumBody>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_admin()?;
-    let voters = s.config.nodes.len();
+    let voters = s.members().len();
     let QuorumBody { n, w, r } = body;
     if n == 0 || usize::from(n) > voters || w == 0 || w > n || r == 0 || r > n {
         return Err(ApiError::new(
@@ -374,38 +390,20 @@ async fn set_quorum(
             format!("need 1 <= w, r <= n <= {voters} (the node count), got n={n} w={w} r={r}"),
         ));
     }
-    let raft = s.raft.get().ok_or_else(|| {
-        ApiError::new(
+    let json = serde_json::to_vec(&json!({"n": n, "w": w, "r": r})).unwrap_or_default();
+    let forwarded =
+        crate::web_members::on_leader(&s, &caller, "PUT", "/api/cluster/quorum", Some(&json))
+            .await?;
+    if let Some(answer) = forwarded {
+        return Ok(answer);
+    }
+    let Some(raft) = s.raft.get() else {
+        return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "RAFT_NOT_READY",
             "raft has not started yet",
-        )
-    })?;
-    let status = raft.status();
-    if status.role != "leader" {
-        let Some(leader) = status
-            .leader
-            .as_deref()
-            .and_then(|l| s.config.node(l))
-            .cloned()
-        else {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "NO_LEADER",
-                "no Raft leader is known right now; retry in a moment",
-            ));
-        };
-        let json = serde_json::to_vec(&json!({"n": n, "w": w, "r": r})).unwrap_or_default();
-        return forward(
-            &leader,
-            "PUT",
-            "/api/cluster/quorum",
-            &caller.key,
-            Some(&json),
-            Duration::from_secs(10),
-        )
-        .await;
-    }
+        ));
+    };
     let index = raft
         .propose(
             crate::node::raft::Change::SetQuorum { n, w, r },

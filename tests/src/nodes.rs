@@ -91,6 +91,17 @@ impl NodeCluster {
         c
     }
 
+    /// Reserves ports for one more node (`n<count+1>`, not in the config: it joins later);
+    /// returns its index.
+    pub fn reserve_node(&mut self) -> usize {
+        let i = self.ids.len();
+        self.ids.push(format!("n{}", i + 1));
+        self.redis_ports.push(free_port());
+        self.http_ports.push(free_port());
+        self.peer_ports.push(free_port());
+        i
+    }
+
     /// Configures and starts the cluster; returns once `rcluster up` says it is ready.
     pub fn start(tag: &str, count: usize, extra_yaml: &str) -> NodeCluster {
         let mut c = NodeCluster::configure(tag, count, extra_yaml);
@@ -225,6 +236,31 @@ impl NodeCluster {
         );
     }
 
+    /// Collects the JSON events published on `cluster:events` of node `i`'s Redis (subscribed
+    /// when this returns).
+    pub fn subscribe_events(&self, i: usize) -> mpsc::Receiver<serde_json::Value> {
+        let mut conn = self.redis(i);
+        let (tx, rx) = mpsc::channel();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut pubsub = conn.as_pubsub();
+            pubsub.subscribe("cluster:events").expect("subscribe");
+            let _ = ready_tx.send(());
+            while let Ok(msg) = pubsub.get_message() {
+                let payload: String = msg.get_payload().unwrap_or_default();
+                if let Ok(v) = serde_json::from_str(&payload) {
+                    if tx.send(v).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("subscribed");
+        rx
+    }
+
     /// `/api/cluster` of node `i`, if it answers.
     pub fn cluster_view(&self, i: usize) -> Option<serde_json::Value> {
         let h = http_try(self.http_ports[i], "GET", "/api/cluster", Some(READ_KEY))?;
@@ -298,6 +334,22 @@ impl NodeCluster {
 
 impl Drop for NodeCluster {
     fn drop(&mut self) {
+        // Nodes `rcluster node add` started leave a pid file in their data folder.
+        for id in &self.ids {
+            let pid_file = self.dir.path().join("data").join(id).join("node.pid");
+            let Some(pid) = std::fs::read_to_string(pid_file)
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let mut pids = descendants(pid);
+            pids.push(pid);
+            for pid in pids {
+                // SAFETY: kill(2) on processes this test's cluster started.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            }
+        }
         for mut child in self.extra.drain(..) {
             let mut pids = descendants(child.id());
             pids.push(child.id());
@@ -425,6 +477,77 @@ fn http_body(
 pub fn http(port: u16, method: &str, path: &str, key: Option<&str>) -> Http {
     http_try(port, method, path, key)
         .unwrap_or_else(|| panic!("nothing answered {method} {path} on port {port}"))
+}
+
+/// A raw HTTP request with a body and extra headers; returns status, head and body bytes.
+pub fn http_raw(
+    port: u16,
+    method: &str,
+    path: &str,
+    key: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(120)))
+        .expect("timeout");
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (n, v) in headers {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).expect("send");
+    // The server may answer (and close) before the whole body is sent, e.g. with 413: the
+    // answer is what counts.
+    let _ = s.write_all(body);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = String::from_utf8_lossy(&out[..split]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head, out[split + 4..].to_vec())
+}
+
+/// Uploads `body` as file `name` through node `node`; returns the file's metadata.
+pub fn upload(cluster: &NodeCluster, node: usize, name: &str, body: &[u8]) -> serde_json::Value {
+    let (status, _, reply) = http_raw(
+        cluster.http_ports[node],
+        "POST",
+        &format!("/api/files?name={name}"),
+        ADMIN_KEY,
+        &[],
+        body,
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&reply));
+    serde_json::from_slice(&reply).expect("upload answer is JSON")
+}
+
+/// Downloads file `id` through node `node`, optionally a `Range`.
+pub fn download(
+    cluster: &NodeCluster,
+    node: usize,
+    id: &str,
+    range: Option<&str>,
+) -> (u16, String, Vec<u8>) {
+    let headers: Vec<(&str, &str)> = range.map(|r| vec![("Range", r)]).unwrap_or_default();
+    http_raw(
+        cluster.http_ports[node],
+        "GET",
+        &format!("/api/files/{id}/content"),
+        READ_KEY,
+        &headers,
+        b"",
+    )
 }
 
 /// Runs the `rcluster` binary with `args` and returns (exit code, stdout, stderr).

@@ -10,30 +10,6 @@ use rcluster_tests::{call, wait_for};
 
 const FAST: &str = "intervals: {heartbeat_ms: 100}\nsupervision: {restart_delay_ms: 1500}";
 
-/// Collects the JSON events published on `cluster:events` of node `i`'s Redis.
-fn subscribe(cluster: &NodeCluster, i: usize) -> mpsc::Receiver<serde_json::Value> {
-    let mut conn = cluster.redis(i);
-    let (tx, rx) = mpsc::channel();
-    let (ready_tx, ready_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut pubsub = conn.as_pubsub();
-        pubsub.subscribe("cluster:events").expect("subscribe");
-        let _ = ready_tx.send(());
-        while let Ok(msg) = pubsub.get_message() {
-            let payload: String = msg.get_payload().unwrap_or_default();
-            if let Ok(v) = serde_json::from_str(&payload) {
-                if tx.send(v).is_err() {
-                    return;
-                }
-            }
-        }
-    });
-    ready_rx
-        .recv_timeout(Duration::from_secs(5))
-        .expect("subscribed");
-    rx
-}
-
 /// Waits for an event about `node` turning `to`.
 fn await_event(
     events: &mpsc::Receiver<serde_json::Value>,
@@ -67,7 +43,7 @@ fn a_killed_redis_is_seen_down_then_alive_after_its_node_restarts_it() {
     for observer in [0, 2] {
         cluster.await_state(observer, 1, "alive", Duration::from_secs(10));
     }
-    let events = subscribe(&cluster, 0);
+    let events = cluster.subscribe_events(0);
     let old_pid = cluster.redis_pid(1);
     // SAFETY: kill(2) on a redis-server this test's cluster started.
     unsafe { libc::kill(old_pid as i32, libc::SIGKILL) };

@@ -3,85 +3,19 @@
 //! stop it, a corrupt replica is read around and repaired, an aborted upload leaves nothing, and
 //! bad requests get a clear 4xx.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
 use rcluster_domain::checksum::sha256_hex;
-use rcluster_tests::nodes::{http, Http, NodeCluster, ADMIN_KEY, READ_KEY};
+use rcluster_tests::nodes::{
+    download, http, http_raw as request, upload, Http, NodeCluster, ADMIN_KEY, READ_KEY,
+};
 use rcluster_tests::pseudo_random as data;
 use rcluster_tests::wait_for;
 use serde_json::Value;
 
 const CHUNK: usize = 1 << 20;
-
-/// A raw HTTP request with a body; returns status, headers and body bytes.
-fn request(
-    port: u16,
-    method: &str,
-    path: &str,
-    key: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, String, Vec<u8>) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (n, v) in headers {
-        head.push_str(&format!("{n}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    // The server may answer (and close) before the whole body is sent, e.g. with 413: the
-    // answer is what counts.
-    let _ = s.write_all(body);
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let split = out
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a response head");
-    let head = String::from_utf8_lossy(&out[..split]).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, head, out[split + 4..].to_vec())
-}
-
-fn upload(cluster: &NodeCluster, node: usize, name: &str, body: &[u8]) -> Value {
-    let (status, _, reply) = request(
-        cluster.http_ports[node],
-        "POST",
-        &format!("/api/files?name={name}"),
-        ADMIN_KEY,
-        &[],
-        body,
-    );
-    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&reply));
-    serde_json::from_slice(&reply).unwrap()
-}
-
-fn download(
-    cluster: &NodeCluster,
-    node: usize,
-    id: &str,
-    range: Option<&str>,
-) -> (u16, String, Vec<u8>) {
-    let headers: Vec<(&str, &str)> = range.map(|r| vec![("Range", r)]).unwrap_or_default();
-    request(
-        cluster.http_ports[node],
-        "GET",
-        &format!("/api/files/{id}/content"),
-        READ_KEY,
-        &headers,
-        b"",
-    )
-}
 
 /// Chunk keys of file `id` on every node.
 fn chunk_keys(cluster: &NodeCluster, id: &str) -> usize {

@@ -1,11 +1,13 @@
 //! Data redistribution when the member list changes (real Redis servers with the module): after a
 //! fourth node joins the topology, and after a node leaves it, every register and chunk ends up
-//! on exactly its N preference nodes among the members, and nothing is lost, checked key by key.
+//! on exactly its N preference nodes among the members, and nothing is lost, checked key by key;
+//! a write that lands on an old owner after its pass is moved by the convergence pass; the
+//! `rebalance_*` progress fields of `INFO rcluster` end at 100 %.
 
 use std::time::Duration;
 
 use rcluster_domain::checksum::sha256_hex;
-use rcluster_tests::{call, pseudo_random, wait_for, TestCluster};
+use rcluster_tests::{call, info_number, pseudo_random, wait_for, TestCluster};
 use redis::Value;
 
 const KEYS: usize = 400;
@@ -67,6 +69,25 @@ fn push_all(cluster: &TestCluster, nodes: &[usize]) {
     }
 }
 
+/// Every node in `nodes` has no pass running and its last pass examined all its items.
+fn passes_finished(cluster: &TestCluster, nodes: &[usize]) -> bool {
+    nodes.iter().all(|&i| {
+        let mut c = cluster.conn(i);
+        info_number(&mut c, "rebalance_in_progress") == 0
+            && info_number(&mut c, "rebalance_percent") == 100
+            && info_number(&mut c, "rebalance_pass_done")
+                == info_number(&mut c, "rebalance_pass_items")
+    })
+}
+
+/// The sum of an `INFO rcluster` field over `nodes`.
+fn total(cluster: &TestCluster, nodes: &[usize], field: &str) -> i64 {
+    nodes
+        .iter()
+        .map(|&i| info_number(&mut cluster.conn(i), field))
+        .sum()
+}
+
 #[test]
 fn data_moves_to_a_new_node_and_away_from_a_leaving_one() {
     // Four Redis servers; the topology starts with the first three.
@@ -113,14 +134,59 @@ fn data_moves_to_a_new_node_and_away_from_a_leaving_one() {
         t
     };
     cluster.topology = full.clone();
+    // A key n1 does not own under the new ring: written below onto the old owners after n1's
+    // pass, as a coordinator still using the old topology would.
+    let late = (0..)
+        .map(|k| format!("late{k}"))
+        .find(|key| !cluster.preference(key).contains(&id(0)))
+        .expect("some key n1 does not own");
     push_all(&cluster, &[0, 1, 2, 3]);
+    wait_for("n1's first pass", Duration::from_secs(30), || {
+        (info_number(&mut c1, "rebalance_passes") >= 1).then_some(())
+    });
+    for i in 0..3 {
+        let mut c = cluster.conn(i);
+        let args: [&[u8]; 5] = [
+            b"RC.REPLICA.PUT",
+            late.as_bytes(),
+            b"late value",
+            b"7",
+            b"n9",
+        ];
+        call(&mut c, &args).unwrap();
+    }
     wait_for(
         "every key and chunk on exactly its preference nodes after the join",
         Duration::from_secs(60),
         || placed_exactly(&cluster, &[0, 1, 2, 3]).then_some(()),
     );
-    let info: String = redis::cmd("INFO").arg("rcluster").query(&mut c1).unwrap();
-    assert!(info.contains("rcluster_rebalance_passes:"), "{info}");
+    // The convergence pass: the late write reached its new owner and left n1.
+    wait_for("the late write moved", Duration::from_secs(30), || {
+        let owners = cluster.preference(&late);
+        (0..4)
+            .all(|i| {
+                let want = owners.contains(&id(i)).then(|| b"late value".to_vec());
+                holds(&cluster, i, &late) == want
+            })
+            .then_some(())
+    });
+    assert!(info_number(&mut c1, "rebalance_passes") >= 2);
+    wait_for("every pass finished", Duration::from_secs(30), || {
+        passes_finished(&cluster, &[0, 1, 2, 3]).then_some(())
+    });
+    let all = [0, 1, 2, 3];
+    assert!(total(&cluster, &all, "rebalance_keys_moved") > 0);
+    assert!(total(&cluster, &all, "rebalance_bytes_moved") > 0);
+    assert!(total(&cluster, &all, "rebalance_keys_dropped") > 0);
+    assert!(total(&cluster, &all, "rebalance_pass_items") > 0);
+    // Passes stop once one finds nothing to do: no pass starts for longer than the pause
+    // after a pass that changed something.
+    wait_for("the passes to stop", Duration::from_secs(30), || {
+        let passes = total(&cluster, &all, "rebalance_passes");
+        std::thread::sleep(Duration::from_millis(2_000));
+        (total(&cluster, &all, "rebalance_passes") == passes && passes_finished(&cluster, &all))
+            .then_some(())
+    });
 
     // n2 leaves: the topology without it (epoch 3), pushed to every node including n2, which
     // hands its data over before dropping it.
@@ -140,6 +206,11 @@ fn data_moves_to_a_new_node_and_away_from_a_leaving_one() {
         let chunks: Vec<String> = redis::cmd("KEYS").arg("chunk:*").query(&mut c).ok()?;
         (kv.is_empty() && chunks.is_empty()).then_some(())
     });
+    wait_for(
+        "every pass finished after the leave",
+        Duration::from_secs(30),
+        || passes_finished(&cluster, &[0, 1, 2, 3]).then_some(()),
+    );
     // Quorum reads through the remaining nodes see every value.
     let mut c4 = cluster.conn(3);
     for k in 0..KEYS {

@@ -237,6 +237,17 @@ impl Peer {
         if pushed_liveness(&self.id) == Some(Pushed::Down) {
             return Err(Failure::Unreachable("down (failure detector)".into()));
         }
+        self.try_call(cmd, deadline).await
+    }
+
+    /// Like [`Peer::call`] but tried even when the failure detector says the member is down:
+    /// for background work that must not trust a verdict that may be this node's own (a node
+    /// that left the cluster hears no heartbeats any more, yet must hand its data over).
+    pub async fn try_call(
+        &self,
+        cmd: &redis::Cmd,
+        deadline: Instant,
+    ) -> Result<redis::Value, Failure> {
         let mut result = self.attempt(cmd, deadline).await;
         if let (Err(Failure::Unreachable(_)), true) = &result {
             result = self.attempt(cmd, deadline).await;

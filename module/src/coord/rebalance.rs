@@ -1,137 +1,240 @@
 //! Data redistribution after the member list changed: this node walks the registers and chunks it
 //! holds (over its own connection), writes each one to the nodes that own it under the new ring
-//! but did not under the old one, and drops its own copy only once every such new owner has
-//! acknowledged and this node is no longer an owner itself. Progress is counted in
-//! `INFO rcluster` (`rebalance_*`).
+//! but may lack it, and drops its own copy only once every such owner has acknowledged and this
+//! node is no longer an owner itself. Up to 32 registers (4 chunks) are in flight at once. A pass
+//! that changed anything is followed ~1 s later by another against the same old views (a write
+//! coordinated under a stale topology can land after a pass), until one finds nothing to do.
+//! Progress and totals are in `INFO rcluster` (`rebalance_*`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rcluster_domain::keys::{kv_field, KV_PREFIX};
-use rcluster_domain::ring::Ring;
+use futures_util::future::join_all;
+use futures_util::stream::{self, StreamExt};
+use rcluster_domain::keys::{chunk_field, kv_field, CHUNK_PREFIX, KV_PREFIX};
+use rcluster_domain::version::Version;
 use redis::Value;
 
 use crate::cluster::{self, View};
-use crate::coord::peers::{self, Peer};
+use crate::coord::peers::{self, Failure, Peer};
 use crate::coord::write::{is_ack, replica_cmd};
 use crate::coord::{deadline_in, me};
-use rcluster_domain::version::Version;
 
-/// The view a pass still has to move data away from (set when the member list changes).
-static PENDING: Mutex<Option<Arc<View>>> = Mutex::new(None);
+/// Registers handled at once by a pass.
+const KV_IN_FLIGHT: usize = 32;
+/// Chunks handled at once (each is held in memory while it is copied: up to a few MiB).
+const CHUNK_IN_FLIGHT: usize = 4;
+/// Old views remembered; past this a pass sends every key to all its owners.
+const MAX_OLD_VIEWS: usize = 16;
+/// Pause before the next pass after one that changed something or could not finish.
+const AGAIN: Duration = Duration::from_secs(1);
+/// Pause between checks for a pending pass.
+const IDLE: Duration = Duration::from_millis(200);
 
-pub static PASSES: AtomicU64 = AtomicU64::new(0);
-pub static KEYS_MOVED: AtomicU64 = AtomicU64::new(0);
-pub static BYTES_MOVED: AtomicU64 = AtomicU64::new(0);
-pub static KEYS_DROPPED: AtomicU64 = AtomicU64::new(0);
-pub static IN_PROGRESS: AtomicU64 = AtomicU64::new(0);
+/// The views data may still be placed under, oldest first, since the last pass that found
+/// nothing to do. `overflowed`: older views were forgotten, so no owner is assumed to hold a key.
+struct Pending {
+    olds: Vec<Arc<View>>,
+    overflowed: bool,
+}
 
-/// Called when a topology replaces `old`: if the members differ, a pass is scheduled.
+static PENDING: Mutex<Pending> = Mutex::new(Pending {
+    olds: Vec::new(),
+    overflowed: false,
+});
+
+static PASSES: AtomicU64 = AtomicU64::new(0);
+/// Copies that changed a new owner (a register applied, a chunk it did not hold).
+static KEYS_MOVED: AtomicU64 = AtomicU64::new(0);
+static BYTES_MOVED: AtomicU64 = AtomicU64::new(0);
+static KEYS_DROPPED: AtomicU64 = AtomicU64::new(0);
+static IN_PROGRESS: AtomicU64 = AtomicU64::new(0);
+/// Registers and chunks the running (or last) pass examines, and how many it has examined.
+static PASS_ITEMS: AtomicU64 = AtomicU64::new(0);
+static PASS_DONE: AtomicU64 = AtomicU64::new(0);
+
+fn pending() -> std::sync::MutexGuard<'static, Pending> {
+    PENDING.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Adds `views` (oldest first) to the pending ones, skipping those already there.
+fn remember(p: &mut Pending, views: Vec<Arc<View>>, overflowed: bool) {
+    p.overflowed |= overflowed;
+    for v in views {
+        if !p.olds.iter().any(|o| Arc::ptr_eq(o, &v)) {
+            p.olds.push(v);
+        }
+    }
+    if p.olds.len() > MAX_OLD_VIEWS {
+        let extra = p.olds.len() - MAX_OLD_VIEWS;
+        p.olds.drain(..extra);
+        p.overflowed = true;
+    }
+}
+
+/// Called when a topology replaces `old`: if the members (or N) differ, a pass is scheduled.
 pub fn topology_changed(old: Option<Arc<View>>, new: &View) {
     let Some(old) = old else { return };
     let ids = |v: &View| v.ring.nodes().to_vec();
     if ids(&old) != ids(new) || old.topology.quorum.n != new.topology.quorum.n {
-        // Keep the oldest pending view: data placed under it has not moved yet.
-        let mut pending = PENDING.lock().unwrap_or_else(|p| p.into_inner());
-        if pending.is_none() {
-            *pending = Some(old);
+        remember(&mut pending(), vec![old], false);
+    }
+}
+
+/// `rebalance_percent`: 100 when no pass runs, else the share of the pass's items examined.
+fn percent(in_progress: bool, items: u64, done: u64) -> u64 {
+    match (in_progress, items) {
+        (false, _) => 100,
+        (true, 0) => 0,
+        (true, _) => {
+            let share = u128::from(done.min(items)) * 100 / u128::from(items);
+            u64::try_from(share).unwrap_or(100)
         }
     }
+}
+
+/// The `rebalance_*` fields of `INFO rcluster`, in order.
+pub fn info_fields() -> [(&'static str, u64); 8] {
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let (running, items, done) = (load(&IN_PROGRESS), load(&PASS_ITEMS), load(&PASS_DONE));
+    [
+        ("rebalance_in_progress", running),
+        ("rebalance_passes", load(&PASSES)),
+        ("rebalance_keys_moved", load(&KEYS_MOVED)),
+        ("rebalance_bytes_moved", load(&BYTES_MOVED)),
+        ("rebalance_keys_dropped", load(&KEYS_DROPPED)),
+        ("rebalance_pass_items", items),
+        ("rebalance_pass_done", done),
+        ("rebalance_percent", percent(running == 1, items, done)),
+    ]
 }
 
 fn bytes(v: &Value) -> Option<Vec<u8>> {
     crate::coord::reply_bytes(v).map(<[u8]>::to_vec)
 }
 
-/// New owners of a key: in the new preference list, not in the old one, not this node.
-fn new_owners<'a>(
-    old: &Ring,
-    new: &'a Ring,
-    n_old: usize,
-    n_new: usize,
-    key: &[u8],
-    me: &str,
-) -> (Vec<&'a str>, bool) {
-    let before = old.preference_list(key, n_old);
-    let after = new.preference_list(key, n_new);
-    let still_owner = after.contains(&me);
-    let added = after
-        .into_iter()
-        .filter(|id| *id != me && !before.contains(id))
-        .collect();
-    (added, still_owner)
+/// A replica write that changed the target (not a duplicate or stale copy).
+fn applied(v: &Value) -> bool {
+    matches!(v, Value::Array(items) if matches!(items.first(), Some(Value::SimpleString(s)) if s == "applied"))
 }
 
-/// Sends `cmd` to every target; true when all acknowledged.
-async fn send_all(view: &View, targets: &[&str], cmd: &redis::Cmd, timeout_ms: u64) -> bool {
-    let mut all = true;
-    for id in targets {
-        let Some(m) = view.topology.member(id) else {
-            all = false;
-            continue;
-        };
-        let ok = matches!(peers::peer(m).call(cmd, deadline_in(timeout_ms)).await, Ok(ref v) if is_ack(v));
-        all &= ok;
-    }
-    all
+/// What handling one register or chunk did.
+#[derive(Clone, Copy, Default)]
+struct Done {
+    /// Something could not be read, copied, acknowledged or dropped (a newer write arrived):
+    /// the pass must run again.
+    again: bool,
+    copies: u64,
+    dropped: u64,
 }
 
-/// One scan over a key pattern; `handle` returns whether the pass must run again.
-async fn scan(local: &Peer, pattern: &str, timeout_ms: u64) -> Option<Vec<Vec<u8>>> {
-    let mut keys = Vec::new();
-    let mut cursor = b"0".to_vec();
-    loop {
-        let mut cmd = redis::cmd("SCAN");
-        cmd.arg(&cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(500);
-        let Ok(Value::Array(reply)) = local.call(&cmd, deadline_in(timeout_ms)).await else {
-            return None;
-        };
-        let (Some(next), Some(Value::Array(found))) = (reply.first().and_then(bytes), reply.get(1))
-        else {
-            return None;
-        };
-        keys.extend(found.iter().filter_map(bytes));
-        if next == b"0" {
-            return Some(keys);
+impl Done {
+    const AGAIN: Done = Done {
+        again: true,
+        copies: 0,
+        dropped: 0,
+    };
+
+    fn merge(self, other: Done) -> Done {
+        Done {
+            again: self.again || other.again,
+            copies: self.copies.saturating_add(other.copies),
+            dropped: self.dropped.saturating_add(other.dropped),
         }
-        cursor = next;
     }
 }
 
-/// One pass, if one is pending; returns the pause before the next check.
-pub async fn round() -> Duration {
-    let idle = Duration::from_millis(200);
-    let Some(old) = PENDING.lock().unwrap_or_else(|p| p.into_inner()).take() else {
-        return idle;
-    };
-    let Some(new) = cluster::current() else {
-        return idle;
-    };
-    // A node leaving the cluster is not in the new topology but must still hand over its data.
-    let Some((me_id, member)) = me(&new).or_else(|| me(&old)) else {
-        return idle;
-    };
-    let local = peers::peer(member);
-    let timeout_ms = new.topology.request_timeout_ms;
-    let (n_old, n_new) = (
-        usize::from(old.topology.quorum.n),
-        usize::from(new.topology.quorum.n),
-    );
-    IN_PROGRESS.store(1, Ordering::Relaxed);
-    let mut complete = true;
+/// One pass: the old views, the new one, and this node's connection to its own Redis.
+struct Pass {
+    olds: Vec<Arc<View>>,
+    overflowed: bool,
+    new: Arc<View>,
+    me: String,
+    local: Arc<Peer>,
+    timeout_ms: u64,
+}
 
-    // Registers.
-    for key in scan(&local, "kv:*", timeout_ms).await.unwrap_or_default() {
-        let user_key = &key[KV_PREFIX.len()..];
-        let (targets, still_owner) =
-            new_owners(&old.ring, &new.ring, n_old, n_new, user_key, &me_id);
+impl Pass {
+    /// The owners of `ring_key` under the new ring that may lack it (not owners under every old
+    /// view; never this node), and whether this node stays an owner.
+    fn targets(&self, ring_key: &[u8]) -> (Vec<String>, bool) {
+        let after = self
+            .new
+            .ring
+            .preference_list(ring_key, usize::from(self.new.topology.quorum.n));
+        let still_owner = after.contains(&self.me.as_str());
+        let held_throughout = |id: &str| {
+            !self.overflowed
+                && self.olds.iter().all(|v| {
+                    v.ring
+                        .preference_list(ring_key, usize::from(v.topology.quorum.n))
+                        .contains(&id)
+                })
+        };
+        let targets = after
+            .iter()
+            .filter(|id| **id != self.me && !held_throughout(id))
+            .map(|id| id.to_string())
+            .collect();
+        (targets, still_owner)
+    }
+
+    async fn local(&self, cmd: &redis::Cmd) -> Result<Value, Failure> {
+        self.local.call(cmd, deadline_in(self.timeout_ms)).await
+    }
+
+    /// Sends `cmd` to every target at once; one reply per target (`None`: no reply).
+    async fn send_all(&self, targets: &[String], cmd: &redis::Cmd) -> Vec<Option<Value>> {
+        join_all(targets.iter().map(|id| async move {
+            let m = self.new.topology.member(id)?;
+            peers::peer(m)
+                .try_call(cmd, deadline_in(self.timeout_ms))
+                .await
+                .ok()
+        }))
+        .await
+    }
+
+    /// Every key of this Redis matching `pattern`, each once; `None` when the scan failed.
+    async fn scan(&self, pattern: &str) -> Option<Vec<Vec<u8>>> {
+        let mut keys = Vec::new();
+        let mut cursor = b"0".to_vec();
+        loop {
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(&cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(500);
+            let Ok(Value::Array(reply)) = self.local(&cmd).await else {
+                return None;
+            };
+            let (Some(next), Some(Value::Array(found))) =
+                (reply.first().and_then(bytes), reply.get(1))
+            else {
+                return None;
+            };
+            keys.extend(found.iter().filter_map(bytes));
+            if next == b"0" {
+                // SCAN may return a key twice.
+                keys.sort_unstable();
+                keys.dedup();
+                return Some(keys);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Copies register `kv:<key>` to the owners that may lack it; drops it here once they all
+    /// acknowledged and this node no longer owns it.
+    async fn register(&self, key: Vec<u8>) -> Done {
+        let Some(user_key) = key.strip_prefix(KV_PREFIX) else {
+            return Done::default();
+        };
+        let (targets, still_owner) = self.targets(user_key);
         if targets.is_empty() && still_owner {
-            continue;
+            return Done::default();
         }
         let mut get = redis::cmd("HMGET");
         get.arg(&key)
@@ -139,97 +242,250 @@ pub async fn round() -> Duration {
             .arg(kv_field::VERSION)
             .arg(kv_field::ORIGIN)
             .arg(kv_field::TOMBSTONE);
-        let Ok(Value::Array(f)) = local.call(&get, deadline_in(timeout_ms)).await else {
-            complete = false;
-            continue;
+        let Ok(Value::Array(f)) = self.local(&get).await else {
+            return Done::AGAIN;
         };
         let f: Vec<Option<Vec<u8>>> = f.iter().map(bytes).collect();
+        // Gone since the scan, or not a register this module wrote: nothing to move.
         let [value, Some(ts), Some(origin), tomb] = f.as_slice() else {
-            continue;
+            return Done::default();
         };
         let Some(ts) = std::str::from_utf8(ts)
             .ok()
             .and_then(|t| t.parse::<u64>().ok())
         else {
-            continue;
+            return Done::default();
         };
         let version = Version::new(ts, String::from_utf8_lossy(origin).into_owned());
-        let tombstone = tomb.as_deref() == Some(b"1");
-        let value = if tombstone { None } else { value.clone() };
+        let value = if tomb.as_deref() == Some(b"1") {
+            None
+        } else {
+            value.clone()
+        };
         let cmd = replica_cmd(user_key, value.as_deref(), &version);
-        if !send_all(&new, &targets, &cmd, timeout_ms).await {
-            complete = false;
-            continue;
-        }
-        KEYS_MOVED.fetch_add(targets.len() as u64, Ordering::Relaxed);
+        let replies = self.send_all(&targets, &cmd).await;
+        let copies = replies.iter().flatten().filter(|v| applied(v)).count() as u64;
+        KEYS_MOVED.fetch_add(copies, Ordering::Relaxed);
         BYTES_MOVED.fetch_add(
-            (value.map_or(0, |v| v.len()) * targets.len()) as u64,
+            copies * value.as_ref().map_or(0, |v| v.len() as u64),
             Ordering::Relaxed,
         );
+        if !replies.iter().all(|r| r.as_ref().is_some_and(is_ack)) {
+            return Done {
+                again: true,
+                copies,
+                dropped: 0,
+            };
+        }
+        let mut dropped = 0;
         if !still_owner {
+            // Only the exact version copied: a newer write that arrived meanwhile stays.
             let mut drop = redis::cmd("RC.REPLICA.DROP");
             drop.arg(user_key).arg(version.ts).arg(&version.node);
-            if let Ok(Value::Int(1)) = local.call(&drop, deadline_in(timeout_ms)).await {
-                KEYS_DROPPED.fetch_add(1, Ordering::Relaxed);
+            match self.local(&drop).await {
+                Ok(Value::Int(1)) => dropped = 1,
+                // A corrupt record: never dropped, nothing a new pass could change.
+                Err(Failure::Replied(_)) => {}
+                // A newer version arrived (or it went away): the next pass looks again.
+                Ok(_) | Err(_) => {
+                    return Done {
+                        again: true,
+                        copies,
+                        dropped: 0,
+                    }
+                }
             }
+        }
+        KEYS_DROPPED.fetch_add(dropped, Ordering::Relaxed);
+        Done {
+            again: false,
+            copies,
+            dropped,
         }
     }
 
-    // Chunks: placed by "<file>:<index>".
-    for key in scan(&local, "chunk:*", timeout_ms)
-        .await
-        .unwrap_or_default()
-    {
-        let text = String::from_utf8_lossy(&key).into_owned();
-        let Some((file, index)) = text.strip_prefix("chunk:").and_then(|r| r.rsplit_once(':'))
-        else {
-            continue;
+    /// Copies chunk `chunk:<file>:<index>` (placed by `<file>:<index>`) to the owners that do not
+    /// hold the same digest; drops it here once they all hold it and this node no longer owns it.
+    async fn chunk(&self, key: Vec<u8>) -> Done {
+        let Some(rest) = key.strip_prefix(CHUNK_PREFIX) else {
+            return Done::default();
         };
-        let ring_key = format!("{file}:{index}");
-        let (targets, still_owner) = new_owners(
-            &old.ring,
-            &new.ring,
-            n_old,
-            n_new,
-            ring_key.as_bytes(),
-            &me_id,
-        );
+        let rest = String::from_utf8_lossy(rest);
+        let Some((file, index)) = rest.rsplit_once(':') else {
+            return Done::default();
+        };
+        let (targets, still_owner) = self.targets(format!("{file}:{index}").as_bytes());
         if targets.is_empty() && still_owner {
-            continue;
+            return Done::default();
         }
-        let mut get = redis::cmd("RC.CHUNK.GET");
-        get.arg(file).arg(index);
-        let Ok(Value::BulkString(data)) = local.call(&get, deadline_in(timeout_ms)).await else {
-            complete = false;
-            continue;
+        // The digest field of an HMGET reply.
+        let sha_of = |v: &Value| match v {
+            Value::Array(items) => items.first().and_then(bytes),
+            _ => None,
         };
-        let sha = rcluster_domain::checksum::sha256_hex(&data);
-        let mut put = redis::cmd("RC.CHUNK.PUT");
-        put.arg(file).arg(index).arg(&sha).arg(&data);
-        if !send_all(&new, &targets, &put, timeout_ms).await {
-            complete = false;
-            continue;
+        let mut digest = redis::cmd("HMGET");
+        digest.arg(&key).arg(chunk_field::SHA256);
+        let held = match self.local(&digest).await {
+            Ok(v) => match sha_of(&v) {
+                Some(sha) => sha,
+                None => return Done::default(), // gone since the scan
+            },
+            Err(_) => return Done::AGAIN,
+        };
+        // Skip the owners that already hold these bytes (another old owner was faster, or an
+        // earlier pass copied them): a chunk is never rewritten in place.
+        let theirs = self.send_all(&targets, &digest).await;
+        let missing: Vec<String> = targets
+            .iter()
+            .zip(&theirs)
+            .filter(|(_, v)| v.as_ref().and_then(sha_of).as_deref() != Some(held.as_slice()))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut copies = 0;
+        if !missing.is_empty() {
+            let mut get = redis::cmd("RC.CHUNK.GET");
+            get.arg(file).arg(index);
+            let data = match self.local(&get).await {
+                Ok(Value::BulkString(data)) => data,
+                Ok(Value::Nil) => return Done::default(), // gone since the scan
+                // Corrupt here: never copied, never dropped; chunk repair deals with it.
+                Err(Failure::Replied(_)) | Ok(_) => return Done::default(),
+                Err(_) => return Done::AGAIN,
+            };
+            let sha = rcluster_domain::checksum::sha256_hex(&data);
+            let mut put = redis::cmd("RC.CHUNK.PUT");
+            put.arg(file).arg(index).arg(&sha).arg(&data);
+            let replies = self.send_all(&missing, &put).await;
+            copies = replies
+                .iter()
+                .filter(|r| r.as_ref().is_some_and(is_ack))
+                .count() as u64;
+            KEYS_MOVED.fetch_add(copies, Ordering::Relaxed);
+            BYTES_MOVED.fetch_add(copies * data.len() as u64, Ordering::Relaxed);
+            if copies < missing.len() as u64 {
+                return Done {
+                    again: true,
+                    copies,
+                    dropped: 0,
+                };
+            }
         }
-        KEYS_MOVED.fetch_add(targets.len() as u64, Ordering::Relaxed);
-        BYTES_MOVED.fetch_add((data.len() * targets.len()) as u64, Ordering::Relaxed);
+        let mut dropped = 0;
         if !still_owner {
             let mut del = redis::cmd("RC.CHUNK.DEL");
             del.arg(file).arg(index);
-            if let Ok(Value::Int(1)) = local.call(&del, deadline_in(timeout_ms)).await {
-                KEYS_DROPPED.fetch_add(1, Ordering::Relaxed);
+            match self.local(&del).await {
+                Ok(Value::Int(1)) => dropped = 1,
+                Ok(_) => {}
+                Err(_) => {
+                    return Done {
+                        again: true,
+                        copies,
+                        dropped: 0,
+                    }
+                }
             }
+        }
+        KEYS_DROPPED.fetch_add(dropped, Ordering::Relaxed);
+        Done {
+            again: false,
+            copies,
+            dropped,
         }
     }
 
+    /// Examines every register, then every chunk, several at once; counts progress as it goes.
+    async fn run(&self) -> Done {
+        let kv = self.scan("kv:*").await;
+        let chunks = self.scan("chunk:*").await;
+        let scanned = Done {
+            again: kv.is_none() || chunks.is_none(),
+            ..Done::default()
+        };
+        let (kv, chunks) = (kv.unwrap_or_default(), chunks.unwrap_or_default());
+        PASS_ITEMS.store((kv.len() + chunks.len()) as u64, Ordering::Relaxed);
+        let tally = |acc: Done, d: Done| async move {
+            PASS_DONE.fetch_add(1, Ordering::Relaxed);
+            acc.merge(d)
+        };
+        let registers = stream::iter(kv)
+            .map(|k| self.register(k))
+            .buffer_unordered(KV_IN_FLIGHT)
+            .fold(scanned, tally)
+            .await;
+        stream::iter(chunks)
+            .map(|k| self.chunk(k))
+            .buffer_unordered(CHUNK_IN_FLIGHT)
+            .fold(registers, tally)
+            .await
+    }
+}
+
+/// One pass, if one is pending; returns the pause before the next check.
+pub async fn round() -> Duration {
+    let (olds, overflowed) = {
+        let mut p = pending();
+        (
+            std::mem::take(&mut p.olds),
+            std::mem::take(&mut p.overflowed),
+        )
+    };
+    if olds.is_empty() && !overflowed {
+        return IDLE;
+    }
+    let requeue = |olds: Vec<Arc<View>>, overflowed: bool| {
+        let mut p = pending();
+        // Views that were replaced during the pass are newer than these: keep the order.
+        let newer = std::mem::take(&mut p.olds);
+        remember(&mut p, olds, overflowed);
+        remember(&mut p, newer, false);
+        AGAIN
+    };
+    let Some(new) = cluster::current() else {
+        return requeue(olds, overflowed);
+    };
+    // A node leaving the cluster is not in the new topology but must still hand over its data.
+    let Some((me_id, local)) = me(&new)
+        .or_else(|| olds.iter().rev().find_map(|v| me(v)))
+        .map(|(id, member)| (id, peers::peer(member)))
+    else {
+        // Never a member: nothing of ours to move.
+        return IDLE;
+    };
+    let pass = Pass {
+        local,
+        olds,
+        overflowed,
+        timeout_ms: new.topology.request_timeout_ms,
+        new,
+        me: me_id,
+    };
+    PASS_ITEMS.store(0, Ordering::Relaxed);
+    PASS_DONE.store(0, Ordering::Relaxed);
+    IN_PROGRESS.store(1, Ordering::Relaxed);
+    let done = pass.run().await;
     PASSES.fetch_add(1, Ordering::Relaxed);
     IN_PROGRESS.store(0, Ordering::Relaxed);
-    if !complete {
-        // Something was unreachable: try the whole pass again later (writes are idempotent).
-        let mut pending = PENDING.lock().unwrap_or_else(|p| p.into_inner());
-        if pending.is_none() {
-            *pending = Some(old);
-        }
-        return Duration::from_secs(1);
+    if done.again || done.copies > 0 || done.dropped > 0 {
+        // Something was unreachable (copies are idempotent, so the pass is simply repeated), or
+        // something moved: a write coordinated under a stale topology may still land here.
+        return requeue(pass.olds, pass.overflowed);
     }
-    idle
+    IDLE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_is_bounded() {
+        assert_eq!(percent(false, 0, 0), 100);
+        assert_eq!(percent(false, 10, 3), 100);
+        assert_eq!(percent(true, 0, 0), 0);
+        assert_eq!(percent(true, 10, 3), 30);
+        assert_eq!(percent(true, 10, 10), 100);
+        assert_eq!(percent(true, 10, 11), 100);
+        assert_eq!(percent(true, u64::MAX, u64::MAX), 100);
+    }
 }

@@ -113,7 +113,7 @@ pub async fn run(
             summary: Some(summary.clone()),
         };
         let bytes = serde_json::to_vec(&beat).unwrap_or_default();
-        for peer in shared.config.nodes.iter().filter(|n| n.id != me) {
+        for peer in shared.members().iter().filter(|n| n.id != me) {
             if socket
                 .send_to(&bytes, (peer.host.as_str(), peer.peer_port))
                 .await

@@ -25,27 +25,99 @@ use crate::node::redis::{RedisState, Spec};
 use crate::node::view::{unix_ms, Shared};
 use crate::web::router;
 use crate::{paths, CliError};
+use rcluster_domain::config::NodeConfig;
+
+/// Where a node listens when it is not in the config (a node joining later): from the command
+/// line the first time, then from `member.json` in its data folder.
+#[derive(Clone, Debug, Default)]
+pub struct Address {
+    pub host: Option<String>,
+    pub redis_port: Option<u16>,
+    pub http_port: Option<u16>,
+    pub peer_port: Option<u16>,
+}
+
+impl Address {
+    fn is_empty(&self) -> bool {
+        self.host.is_none()
+            && self.redis_port.is_none()
+            && self.http_port.is_none()
+            && self.peer_port.is_none()
+    }
+}
+
+/// This node's id and ports: from the config for a founding member; otherwise from `address`
+/// (saved for the next start) or from what was saved.
+fn resolve(loaded: &paths::Loaded, id: &str, address: &Address) -> Result<NodeConfig, CliError> {
+    if let Some(node) = loaded.config.node(id) {
+        if !address.is_empty() {
+            return Err(CliError::input(format!(
+                "node '{id}' is in {}: its ports come from there; drop --host/--*-port",
+                loaded.config_path.display()
+            )));
+        }
+        return Ok(node.clone());
+    }
+    let saved_path = loaded.data_dir.join(id).join("member.json");
+    let saved: Option<NodeConfig> = std::fs::read(&saved_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let ids: Vec<&str> = loaded.config.nodes.iter().map(|n| n.id.as_str()).collect();
+    let node = match (saved, address.is_empty()) {
+        (Some(saved), true) => return Ok(saved),
+        (None, true) => {
+            return Err(CliError::input(format!(
+                "node '{id}' is not in {} (nodes: {}); to start a new node that joins the \
+                 cluster pass --redis-port, --http-port and --peer-port (and --host), or use \
+                 `rcluster node add {id}`",
+                loaded.config_path.display(),
+                ids.join(", ")
+            )))
+        }
+        (saved, false) => {
+            let port = |p: Option<u16>, name: &str| {
+                p.ok_or_else(|| CliError::input(format!("a joining node needs --{name}")))
+            };
+            let node = NodeConfig {
+                id: id.to_string(),
+                host: address.host.clone().unwrap_or_else(|| "127.0.0.1".into()),
+                redis_port: port(address.redis_port, "redis-port")?,
+                http_port: port(address.http_port, "http-port")?,
+                peer_port: port(address.peer_port, "peer-port")?,
+            };
+            if let Some(saved) = saved.filter(|s| *s != node) {
+                return Err(CliError::input(format!(
+                    "node '{id}' was started before on {}:{} (redis {}, peer {}), as saved in \
+                     {}; start it without --host/--*-port, or remove that folder to make a new \
+                     node",
+                    saved.host,
+                    saved.http_port,
+                    saved.redis_port,
+                    saved.peer_port,
+                    saved_path.display()
+                )));
+            }
+            node
+        }
+    };
+    rcluster_domain::config::check_nodes(std::slice::from_ref(&node))
+        .map_err(|e| CliError::input(format!("node '{id}': {e}")))?;
+    let dir = loaded.data_dir.join(id);
+    std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(&saved_path, serde_json::to_vec(&node).unwrap_or_default()))
+        .map_err(|e| CliError::failed(format!("cannot write {}: {e}", saved_path.display())))?;
+    Ok(node)
+}
 
 pub async fn run(
     config_path: PathBuf,
     id: String,
+    address: Address,
     low_resource: bool,
     module: Option<PathBuf>,
 ) -> Result<(), CliError> {
     let loaded = paths::load(&config_path, low_resource)?;
-    let node = loaded.config.node(&id).cloned().ok_or_else(|| {
-        CliError::input(format!(
-            "node '{id}' is not in {} (nodes: {})",
-            config_path.display(),
-            loaded
-                .config
-                .nodes
-                .iter()
-                .map(|n| n.id.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-    })?;
+    let node = resolve(&loaded, &id, &address)?;
     let module = paths::module(module)?;
     let dir = loaded.data_dir.join(&node.id);
     std::fs::create_dir_all(&dir)

@@ -4,17 +4,22 @@
 //! `cluster:term`, `cluster:vote`, `cluster:commit_index` and the list `node:<id>:log` for
 //! people), applies committed metadata changes, and answers proposals from the API.
 //!
-//! Replicated metadata so far: the cluster's N/W/R defaults (`SetQuorum`). Each committed change
-//! is pushed into this node's module as a new topology epoch.
+//! Replicated metadata: the members and their addresses (`SetMembers`, the whole list, so a
+//! node that joins learns the founding members too) and the
+//! cluster's N/W/R defaults (`SetQuorum`). Each applied change is pushed into this node's module
+//! as a new topology epoch (the module then redistributes data) and into the node process's own
+//! member list (heartbeats, API, file listing). Raft's voters follow the member list: a node is
+//! added as a member first (so every node learns its address), then as a voter; it is removed
+//! as a member first (its data moves away), then as a voter.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rcluster_domain::config::Quorum;
+use rcluster_domain::config::{NodeConfig, Quorum};
 use rcluster_domain::topology::Topology;
-use rcluster_raft::{Command, Config, Message, Persisted, RaftNode, Role};
+use rcluster_raft::{Command, Config, MembershipChange, Message, Persisted, RaftNode, Role};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -33,12 +38,16 @@ const SNAPSHOT_EVERY: u64 = 200;
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub enum Change {
     SetQuorum { n: u8, w: u8, r: u8 },
+    SetMembers(Vec<NodeConfig>),
 }
 
 /// The replicated metadata (the state machine).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Meta {
     pub quorum: Quorum,
+    /// The members in the order they joined (empty on a joining node until it catches up).
+    #[serde(default)]
+    pub members: Vec<NodeConfig>,
     /// Index of the last applied entry: the topology epoch pushed into the module.
     pub applied: u64,
 }
@@ -54,7 +63,13 @@ pub struct RaftStatus {
     pub voters: Vec<String>,
 }
 
-type Proposal = (Change, oneshot::Sender<Result<u64, String>>);
+/// What the API asks the driver to commit.
+pub enum Request {
+    Change(Change),
+    Voters(MembershipChange),
+}
+
+type Proposal = (Request, oneshot::Sender<Result<u64, String>>);
 
 /// The handle the API uses.
 #[derive(Clone)]
@@ -79,9 +94,22 @@ impl RaftHandle {
     /// Proposes a change; resolves once it is committed and applied here, or with why not
     /// (not the leader: names the leader).
     pub async fn propose(&self, change: Change, timeout: Duration) -> Result<u64, String> {
+        self.request(Request::Change(change), timeout).await
+    }
+
+    /// Adds or removes a Raft voter; resolves once the change is committed.
+    pub async fn change_voters(
+        &self,
+        change: MembershipChange,
+        timeout: Duration,
+    ) -> Result<u64, String> {
+        self.request(Request::Voters(change), timeout).await
+    }
+
+    async fn request(&self, request: Request, timeout: Duration) -> Result<u64, String> {
         let (tx, rx) = oneshot::channel();
         self.proposals
-            .send((change, tx))
+            .send((request, tx))
             .await
             .map_err(|_| "raft is not running".to_string())?;
         tokio::time::timeout(timeout, rx)
@@ -107,11 +135,14 @@ async fn load(shared: &Shared) -> Result<Persisted, String> {
             .await
         {
             Ok(Some(bytes)) => return Persisted::from_bytes(&bytes).map_err(|e| e.to_string()),
-            Ok(None) => {
+            // A founding member starts with the config's nodes as voters; a node that is not
+            // in the config joins: it waits for a leader to replicate the configuration.
+            Ok(None) if shared.config.node(&shared.me.id).is_some() => {
                 return Ok(Persisted::bootstrap(
                     shared.config.nodes.iter().map(|n| n.id.clone()),
                 ))
             }
+            Ok(None) => return Ok(Persisted::joining()),
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
@@ -203,8 +234,17 @@ fn spawn_sender(host: String, port: u16) -> mpsc::Sender<Vec<u8>> {
     tx
 }
 
+/// What goes on the wire: a Raft message and where its sender listens, so a node that joins
+/// (and knows no member yet) can answer the leader.
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    host: String,
+    port: u16,
+    message: Message,
+}
+
 /// Accepts peers' connections and forwards their messages to the driver.
-async fn receive(listener: TcpListener, inbox: mpsc::Sender<Message>) {
+async fn receive(listener: TcpListener, inbox: mpsc::Sender<Envelope>) {
     loop {
         let Ok((mut socket, _)) = listener.accept().await else {
             continue;
@@ -224,7 +264,7 @@ async fn receive(listener: TcpListener, inbox: mpsc::Sender<Message>) {
                 if socket.read_exact(&mut buf).await.is_err() {
                     return;
                 }
-                if let Ok(m) = serde_json::from_slice::<Message>(&buf) {
+                if let Ok(m) = serde_json::from_slice::<Envelope>(&buf) {
                     if inbox.send(m).await.is_err() {
                         return;
                     }
@@ -237,13 +277,18 @@ async fn receive(listener: TcpListener, inbox: mpsc::Sender<Message>) {
 fn apply(meta: &mut Meta, data: &[u8]) {
     match serde_json::from_slice::<Change>(data) {
         Ok(Change::SetQuorum { n, w, r }) => meta.quorum = Quorum { n, w, r },
+        // Validated by the leader before proposing.
+        Ok(Change::SetMembers(members)) => meta.members = members,
         Err(e) => eprintln!("raft: skipping an entry that is not a metadata change: {e}"),
     }
 }
 
 /// Pushes the applied metadata into the module as a new topology epoch.
 async fn push_topology(shared: &Shared, meta: &Meta) {
-    let mut topology = Topology::from_config(&shared.config, 1 + meta.applied);
+    if meta.members.is_empty() {
+        return;
+    }
+    let mut topology = Topology::new(&shared.config, &meta.members, 1 + meta.applied);
     topology.quorum = meta.quorum;
     let mut cmd = redis::cmd("RC.CLUSTER.SET");
     cmd.arg(topology.to_json());
@@ -282,18 +327,19 @@ pub async fn spawn(
     let config = Config::new(me.id.clone());
     let mut node =
         RaftNode::new(config, state.clone(), random_seed()).map_err(|e| e.to_string())?;
-    let (inbox_tx, mut inbox) = mpsc::channel::<Message>(4096);
+    let (inbox_tx, mut inbox) = mpsc::channel::<Envelope>(4096);
     tokio::spawn(receive(listener, inbox_tx));
-    let peers: HashMap<String, mpsc::Sender<Vec<u8>>> = shared
-        .config
-        .nodes
-        .iter()
-        .filter(|n| n.id != me.id)
-        .map(|n| (n.id.clone(), spawn_sender(n.host.clone(), n.peer_port)))
-        .collect();
+    // Senders are made on first use from the member list (a joining node learns it from the
+    // leader; it answers the leader through the connection made from the leader's address).
+    let mut peers: HashMap<String, mpsc::Sender<Vec<u8>>> = HashMap::new();
     let (proposals_tx, mut proposals) = mpsc::channel::<Proposal>(64);
     let initial = Meta {
         quorum: shared.config.quorum,
+        members: if shared.config.node(&me.id).is_some() {
+            shared.config.nodes.clone()
+        } else {
+            Vec::new()
+        },
         applied: 0,
     };
     let handle = RaftHandle {
@@ -305,15 +351,27 @@ pub async fn spawn(
     tokio::spawn(async move {
         let mut meta = initial;
         let mut waiting: HashMap<u64, oneshot::Sender<Result<u64, String>>> = HashMap::new();
+        let mut pushed = false;
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = ticker.tick() => node.tick(),
-                Some(m) = inbox.recv() => node.step(m),
-                Some((change, reply)) = proposals.recv() => {
-                    let data = serde_json::to_vec(&change).unwrap_or_default();
-                    match node.propose(data) {
+                Some(e) = inbox.recv() => {
+                    if !peers.contains_key(&e.message.from) {
+                        let sender = spawn_sender(e.host, e.port);
+                        peers.insert(e.message.from.clone(), sender);
+                    }
+                    node.step(e.message);
+                }
+                Some((request, reply)) = proposals.recv() => {
+                    let proposed = match request {
+                        Request::Change(change) => {
+                            node.propose(serde_json::to_vec(&change).unwrap_or_default())
+                        }
+                        Request::Voters(change) => node.propose_membership(change),
+                    };
+                    match proposed {
                         Ok(index) => { waiting.insert(index, reply); }
                         Err(e) => { let _ = reply.send(Err(e.to_string())); }
                     }
@@ -323,7 +381,7 @@ pub async fn spawn(
             if !node.has_ready() {
                 continue;
             }
-            let ready = node.ready();
+            let mut ready = node.ready();
             // 1. Persist, retrying until the local Redis takes it: nothing is sent before.
             if let Some(update) = &ready.persist {
                 state.apply(update);
@@ -339,8 +397,27 @@ pub async fn spawn(
                 }
             }
             // 2. Send.
-            for m in &ready.messages {
-                if let (Some(tx), Ok(bytes)) = (peers.get(&m.to), serde_json::to_vec(m)) {
+            for m in std::mem::take(&mut ready.messages) {
+                if !peers.contains_key(&m.to) {
+                    // The member list as applied, or (while a joining node catches up) as the
+                    // API last saw it.
+                    let addr = meta
+                        .members
+                        .iter()
+                        .find(|n| n.id == m.to)
+                        .cloned()
+                        .or_else(|| shared.member(&m.to));
+                    if let Some(n) = addr {
+                        peers.insert(m.to.clone(), spawn_sender(n.host, n.peer_port));
+                    }
+                }
+                let to = m.to.clone();
+                let envelope = Envelope {
+                    host: me.host.clone(),
+                    port: me.peer_port,
+                    message: m,
+                };
+                if let (Some(tx), Ok(bytes)) = (peers.get(&to), serde_json::to_vec(&envelope)) {
                     let _ = tx.try_send(bytes);
                 }
             }
@@ -364,8 +441,19 @@ pub async fn spawn(
                 }
             }
             node.advance(&ready);
-            if changed {
+            // The first pass after a start pushes too: the module may hold the config's
+            // topology, not the replicated one.
+            if changed || !pushed {
+                pushed = !meta.members.is_empty();
                 *out.meta.lock().unwrap_or_else(|p| p.into_inner()) = meta.clone();
+                if !meta.members.is_empty() {
+                    shared.set_members(meta.members.clone());
+                    // A member on its way out stays reachable while it is still a voter.
+                    let voters = &node.membership().voters;
+                    peers.retain(|id, _| {
+                        voters.contains(id) || meta.members.iter().any(|m| &m.id == id)
+                    });
+                }
                 push_topology(&shared, &meta).await;
             }
             if node.last_applied() > node.first_index() + SNAPSHOT_EVERY {

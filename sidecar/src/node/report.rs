@@ -1,18 +1,31 @@
 //! Tells the world what this node sees: every interval it writes `node:<id>:status` for every node
 //! into its own Redis, publishes each state change on `cluster:events`, and pushes each peer's
 //! liveness into its module (`RC.CLUSTER.NODESTATE`), so the coordinator routes around a down
-//! node at once.
+//! node at once. Every second it reads the module's `rebalance_*` fields and publishes a
+//! `rebalance` event when a redistribution pass starts, while it runs, and when it finishes.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
-use crate::node::gossip::Event;
-use crate::node::view::Shared;
+use crate::node::gossip::{info_field, Event};
+use crate::node::view::{unix_ms, Shared};
 
 /// Pub/Sub channel of state changes.
 pub const EVENTS_CHANNEL: &str = "cluster:events";
+
+/// How often the module's rebalance progress is read (and at most how often it is told).
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+async fn publish(shared: &Shared, json: String, timeout: Duration) {
+    let mut publish = redis::cmd("PUBLISH");
+    publish.arg(EVENTS_CHANNEL).arg(json);
+    if let Err(e) = shared.local.query::<i64>(&publish, timeout).await {
+        eprintln!("node {}: could not publish an event: {e}", shared.me.id);
+    }
+}
 
 pub async fn run(
     shared: Arc<Shared>,
@@ -25,17 +38,20 @@ pub async fn run(
     let ttl_ms = (shared.config.intervals.heartbeat_ms * 5).max(3_000);
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut progress = tokio::time::interval(PROGRESS_EVERY);
+    progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rebalance = RebalanceWatch::default();
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             Some(event) = events.recv() => {
                 if let Ok(json) = serde_json::to_string(&event) {
-                    let mut publish = redis::cmd("PUBLISH");
-                    publish.arg(EVENTS_CHANNEL).arg(json);
-                    if let Err(e) = shared.local.query::<i64>(&publish, timeout).await {
-                        eprintln!("node {}: could not publish an event: {e}", shared.me.id);
-                    }
+                    publish(&shared, json, timeout).await;
                 }
+            }
+            _ = progress.tick() => {
+                report_rebalance(&shared, &mut rebalance, timeout).await;
+                continue;
             }
             _ = shutdown.changed() => break,
         }
@@ -88,5 +104,275 @@ pub async fn run(
         }
         // While Redis is down this fails; the next tick tries again.
         let _ = shared.local.pipeline(&pipe, timeout).await;
+    }
+}
+
+/// The module's `rebalance_*` fields from one `INFO rcluster` text.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Rebalance {
+    running: bool,
+    /// Passes completed since this node's Redis started.
+    passes: u64,
+    keys_moved: u64,
+    bytes_moved: u64,
+    keys_dropped: u64,
+    percent: u64,
+}
+
+impl Rebalance {
+    fn parse(info: &str) -> Option<Rebalance> {
+        let n = |f: &str| {
+            info_field(info, &format!("rcluster_rebalance_{f}")).and_then(|v| v.parse().ok())
+        };
+        Some(Rebalance {
+            running: n("in_progress")? == 1,
+            passes: n("passes")?,
+            keys_moved: n("keys_moved")?,
+            bytes_moved: n("bytes_moved")?,
+            keys_dropped: n("keys_dropped")?,
+            percent: n("percent")?.min(100),
+        })
+    }
+
+    /// True when a counter went down: the module's Redis restarted.
+    fn reset_since(&self, last: &Rebalance) -> bool {
+        self.passes < last.passes
+            || self.keys_moved < last.keys_moved
+            || self.bytes_moved < last.bytes_moved
+            || self.keys_dropped < last.keys_dropped
+    }
+}
+
+/// One `rebalance` event on `cluster:events`: the fields of the other events (`from`/`to` are
+/// `idle`/`running`) plus the pass's phase, number and what it did so far.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+struct RebalanceEvent {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    observer: String,
+    node: String,
+    from: &'static str,
+    to: &'static str,
+    reason: String,
+    at_ms: u64,
+    /// `started`, `progress` or `finished`.
+    phase: &'static str,
+    /// The pass's number since this node's Redis started.
+    pass: u64,
+    /// Copies that changed a new owner, their bytes, and own copies dropped, during this pass.
+    keys_moved: u64,
+    bytes_moved: u64,
+    keys_dropped: u64,
+    percent: u64,
+}
+
+/// Turns successive readings into the phases of passes: a start, progress at most once per
+/// [`PROGRESS_EVERY`], and an end — also for a pass that began and ended between two readings.
+#[derive(Default)]
+struct RebalanceWatch {
+    last: Option<Rebalance>,
+    /// The last reading with no pass running: the counters a pass's own work is measured from.
+    base: Rebalance,
+    told: Option<Instant>,
+}
+
+impl RebalanceWatch {
+    fn event(&self, me: &str, phase: &'static str, now: &Rebalance) -> RebalanceEvent {
+        let (from, to, pass, percent) = match phase {
+            "started" => ("idle", "running", now.passes + 1, 0),
+            "progress" => ("running", "running", now.passes + 1, now.percent),
+            _ => ("running", "idle", now.passes, 100),
+        };
+        let keys_moved = now.keys_moved.saturating_sub(self.base.keys_moved);
+        let bytes_moved = now.bytes_moved.saturating_sub(self.base.bytes_moved);
+        let keys_dropped = now.keys_dropped.saturating_sub(self.base.keys_dropped);
+        let reason = match phase {
+            "started" => format!("rebalance pass {pass} started"),
+            _ => format!(
+                "rebalance pass {pass} {phase}: {percent}%, {keys_moved} copies ({bytes_moved} bytes) moved, {keys_dropped} dropped"
+            ),
+        };
+        RebalanceEvent {
+            kind: "rebalance",
+            observer: me.to_string(),
+            node: me.to_string(),
+            from,
+            to,
+            reason,
+            at_ms: unix_ms(),
+            phase,
+            pass,
+            keys_moved,
+            bytes_moved,
+            keys_dropped,
+            percent,
+        }
+    }
+
+    /// The events a new reading calls for.
+    fn observe(&mut self, me: &str, now: Rebalance, at: Instant) -> Vec<RebalanceEvent> {
+        let mut out = Vec::new();
+        let last = match self.last.replace(now) {
+            None => {
+                // First reading: a pass already running is reported from here on.
+                self.base = now;
+                if now.running {
+                    out.push(self.event(me, "started", &now));
+                    self.told = Some(at);
+                }
+                return out;
+            }
+            Some(last) if now.reset_since(&last) => {
+                // Redis restarted: its counters began again, a running pass was cut short.
+                if last.running {
+                    let cut = Rebalance {
+                        passes: last.passes + 1,
+                        ..last
+                    };
+                    let mut e = self.event(me, "finished", &cut);
+                    e.reason.push_str(" (cut short: Redis restarted)");
+                    out.push(e);
+                }
+                self.base = Rebalance::default();
+                Rebalance::default()
+            }
+            Some(last) => last,
+        };
+        let progress_due = self
+            .told
+            .is_none_or(|t| at.duration_since(t) >= PROGRESS_EVERY);
+        if now.passes > last.passes {
+            // A pass ended since the last reading (perhaps started after it, too).
+            if !last.running {
+                out.push(self.event(me, "started", &last));
+            }
+            out.push(self.event(me, "finished", &now));
+            self.base = now;
+            if now.running {
+                out.push(self.event(me, "started", &now));
+                self.told = Some(at);
+            }
+        } else if now.running && !last.running {
+            out.push(self.event(me, "started", &now));
+            self.told = Some(at);
+        } else if now.running && progress_due {
+            out.push(self.event(me, "progress", &now));
+            self.told = Some(at);
+        }
+        if !now.running {
+            self.base = now;
+        }
+        out
+    }
+}
+
+/// Reads the module's rebalance fields and publishes the events they call for.
+async fn report_rebalance(shared: &Shared, watch: &mut RebalanceWatch, timeout: Duration) {
+    let mut info = redis::cmd("INFO");
+    info.arg("rcluster");
+    // While Redis is down there is nothing to read; the next reading compares with the last.
+    let Ok(text) = shared.local.query::<String>(&info, timeout).await else {
+        return;
+    };
+    let Some(now) = Rebalance::parse(&text) else {
+        return;
+    };
+    for event in watch.observe(&shared.me.id, now, Instant::now()) {
+        if event.phase != "progress" {
+            println!("node {}: {}", event.node, event.reason);
+        }
+        if let Ok(json) = serde_json::to_string(&event) {
+            publish(shared, json, timeout).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(running: bool, passes: u64, keys_moved: u64, percent: u64) -> Rebalance {
+        Rebalance {
+            running,
+            passes,
+            keys_moved,
+            bytes_moved: keys_moved * 10,
+            keys_dropped: 0,
+            percent,
+        }
+    }
+
+    fn phases(events: &[RebalanceEvent]) -> Vec<(&'static str, u64, u64, u64)> {
+        events
+            .iter()
+            .map(|e| (e.phase, e.pass, e.keys_moved, e.percent))
+            .collect()
+    }
+
+    #[test]
+    fn parses_the_info_fields() {
+        let info = "# rcluster\r\nrcluster_rebalance_in_progress:1\r\nrcluster_rebalance_passes:2\r\nrcluster_rebalance_keys_moved:30\r\nrcluster_rebalance_bytes_moved:300\r\nrcluster_rebalance_keys_dropped:4\r\nrcluster_rebalance_pass_items:10\r\nrcluster_rebalance_pass_done:5\r\nrcluster_rebalance_percent:50\r\n";
+        let r = Rebalance::parse(info).expect("parsed");
+        assert_eq!(
+            r,
+            Rebalance {
+                running: true,
+                passes: 2,
+                keys_moved: 30,
+                bytes_moved: 300,
+                keys_dropped: 4,
+                percent: 50
+            }
+        );
+        assert_eq!(Rebalance::parse("rcluster_kv_keys:1\r\n"), None);
+    }
+
+    #[test]
+    fn a_pass_starts_progresses_once_a_second_and_finishes() {
+        let mut w = RebalanceWatch::default();
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        assert!(w.observe("n1", reading(false, 0, 0, 100), at(0)).is_empty());
+        let e = w.observe("n1", reading(true, 0, 5, 10), at(1000));
+        assert_eq!(phases(&e), [("started", 1, 5, 0)]);
+        assert_eq!(
+            (e[0].from, e[0].to, e[0].kind),
+            ("idle", "running", "rebalance")
+        );
+        assert!(w
+            .observe("n1", reading(true, 0, 8, 20), at(1500))
+            .is_empty());
+        let e = w.observe("n1", reading(true, 0, 20, 60), at(2000));
+        assert_eq!(phases(&e), [("progress", 1, 20, 60)]);
+        let e = w.observe("n1", reading(false, 1, 30, 100), at(3000));
+        assert_eq!(phases(&e), [("finished", 1, 30, 100)]);
+        assert_eq!(e[0].bytes_moved, 300);
+        assert!(w
+            .observe("n1", reading(false, 1, 30, 100), at(4000))
+            .is_empty());
+        // A whole pass between two readings: counted from the last idle reading.
+        let e = w.observe("n1", reading(false, 2, 32, 100), at(5000));
+        assert_eq!(phases(&e), [("started", 2, 0, 0), ("finished", 2, 2, 100)]);
+        // One pass ended and the next began between two readings.
+        w.observe("n1", reading(true, 2, 33, 50), at(6000));
+        let e = w.observe("n1", reading(true, 3, 40, 5), at(7000));
+        assert_eq!(phases(&e), [("finished", 3, 8, 100), ("started", 4, 0, 0)]);
+        let json = serde_json::to_value(&e[0]).expect("json");
+        assert_eq!(json["type"], "rebalance");
+        assert_eq!(json["phase"], "finished");
+        assert_eq!(json["keys_moved"], 8);
+    }
+
+    #[test]
+    fn a_redis_restart_ends_the_running_pass() {
+        let mut w = RebalanceWatch::default();
+        let t0 = Instant::now();
+        w.observe("n1", reading(false, 3, 10, 100), t0);
+        w.observe("n1", reading(true, 3, 12, 40), t0);
+        let e = w.observe("n1", reading(false, 0, 0, 100), t0 + PROGRESS_EVERY);
+        assert_eq!(phases(&e), [("finished", 4, 2, 100)]);
+        assert!(e[0].reason.contains("Redis restarted"), "{}", e[0].reason);
+        let e = w.observe("n1", reading(true, 0, 1, 10), t0 + PROGRESS_EVERY * 2);
+        assert_eq!(phases(&e), [("started", 1, 1, 0)]);
     }
 }

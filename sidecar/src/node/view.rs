@@ -64,6 +64,9 @@ pub struct Shared {
     pub me: NodeConfig,
     pub redis: RedisHandle,
     pub nodes: Mutex<BTreeMap<String, NodeView>>,
+    /// The members, in the order of the replicated list: the config's nodes until Raft applies
+    /// a member list (a joining node knows only itself until then).
+    members: Mutex<Vec<NodeConfig>>,
     pub time: Mutex<TimeStatus>,
     pub metrics: Metrics,
     pub limiter: Mutex<Limiter>,
@@ -96,27 +99,14 @@ impl Shared {
         redis: RedisHandle,
         metrics: Metrics,
     ) -> Shared {
-        let interval = config.intervals.heartbeat_ms;
-        let nodes = config
-            .nodes
+        let members = if config.node(&me.id).is_some() {
+            config.nodes.clone()
+        } else {
+            vec![me.clone()]
+        };
+        let nodes = members
             .iter()
-            .map(|n| {
-                let (liveness, reason) = if n.id == me.id {
-                    (Liveness::Alive, "this node".to_string())
-                } else {
-                    judge(0.0, false, false)
-                };
-                let view = NodeView {
-                    liveness,
-                    phi: 0.0,
-                    detector: PhiDetector::new(interval, DEFAULT_WINDOW),
-                    last_heartbeat_unix_ms: None,
-                    rtt_ms: None,
-                    summary: Summary::default(),
-                    reason,
-                };
-                (n.id.clone(), view)
-            })
+            .map(|n| (n.id.clone(), new_view(&config, &me.id, &n.id)))
             .collect();
         let (me_host, me_port) = (me.host.clone(), me.redis_port);
         let uploads = usize::try_from(config.files.max_concurrent_uploads).unwrap_or(1);
@@ -127,6 +117,7 @@ impl Shared {
             me,
             redis,
             nodes: Mutex::new(nodes),
+            members: Mutex::new(members),
             time: Mutex::new(TimeStatus::default()),
             metrics,
             limiter: Mutex::new(limiter),
@@ -156,12 +147,63 @@ impl Shared {
         self.nodes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The current members.
+    pub fn members(&self) -> Vec<NodeConfig> {
+        self.members
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The member with this id, if it is one.
+    pub fn member(&self, id: &str) -> Option<NodeConfig> {
+        self.members
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|n| n.id == id)
+            .cloned()
+    }
+
+    /// Replaces the member list (from Raft); nodes that joined get a fresh view, nodes that left
+    /// lose theirs.
+    pub fn set_members(&self, members: Vec<NodeConfig>) {
+        {
+            let mut nodes = self.nodes();
+            nodes.retain(|id, _| members.iter().any(|m| &m.id == id));
+            for m in &members {
+                nodes
+                    .entry(m.id.clone())
+                    .or_insert_with(|| new_view(&self.config, &self.me.id, &m.id));
+            }
+        }
+        *self.members.lock().unwrap_or_else(|p| p.into_inner()) = members;
+    }
+
     pub fn time(&self) -> TimeStatus {
         self.time.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn set_time(&self, t: TimeStatus) {
         *self.time.lock().unwrap_or_else(|p| p.into_inner()) = t;
+    }
+}
+
+/// A node's view before any heartbeat: this node is alive, the others are not heard yet.
+fn new_view(config: &ClusterConfig, me: &str, id: &str) -> NodeView {
+    let (liveness, reason) = if id == me {
+        (Liveness::Alive, "this node".to_string())
+    } else {
+        judge(0.0, false, false)
+    };
+    NodeView {
+        liveness,
+        phi: 0.0,
+        detector: PhiDetector::new(config.intervals.heartbeat_ms, DEFAULT_WINDOW),
+        last_heartbeat_unix_ms: None,
+        rtt_ms: None,
+        summary: Summary::default(),
+        reason,
     }
 }
 

@@ -1,0 +1,533 @@
+//! `rcluster node add` and `rcluster node remove`: grow or shrink a running cluster. `add` starts
+//! the new node on this machine (unless `--no-start`), has the cluster admit it through
+//! `POST /api/nodes` and follows the data moving onto it; `remove` has a member leave through
+//! `DELETE /api/nodes/{id}`, waits until it handed its data over and stops it if `add` started
+//! it here.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rcluster_domain::config::{ClusterConfig, NodeConfig};
+use serde_json::{json, Value};
+
+use crate::client::{self, Response};
+use crate::{paths, CliError};
+
+const EXIT_CODES: &str = "Exit status: 0 done; 2 bad input (bad arguments, or the cluster \
+    refused with a 4xx answer); 1 failure (no node reachable, a node that would not start, or \
+    the wait timed out).";
+
+#[derive(Subcommand, Debug)]
+pub enum NodeAction {
+    /// Add a node: start it here (ports picked after the members' unless given), have the
+    /// cluster admit it, and follow the data moving onto it.
+    Add(AddArgs),
+    /// Remove a node: the cluster moves its data to the other members; then stop it if
+    /// `rcluster node add` started it on this machine.
+    Remove(RemoveArgs),
+}
+
+/// Where the cluster is and with which key.
+#[derive(Args, Debug)]
+pub struct Target {
+    /// Cluster configuration file (the nodes to ask, the admin key, the data folder).
+    #[arg(long, default_value = "config/cluster.yaml")]
+    pub config: PathBuf,
+    /// Admin API key (default: $RCLUSTER_API_KEY, else the config's first admin key).
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
+    /// Give up waiting for the data to move after this many seconds.
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub timeout_s: u64,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = EXIT_CODES)]
+pub struct AddArgs {
+    /// The new node's id ([a-z0-9_-]{1,32}).
+    pub id: String,
+    #[command(flatten)]
+    pub target: Target,
+    /// Address the new node listens on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Its Redis port (default: the first free one above the members').
+    #[arg(long)]
+    pub redis_port: Option<u16>,
+    /// Its HTTP port (default: the first free one above the members').
+    #[arg(long)]
+    pub http_port: Option<u16>,
+    /// Its peer port (default: the first free one above the members').
+    #[arg(long)]
+    pub peer_port: Option<u16>,
+    /// Only admit the node (it runs elsewhere, started with `rcluster node --id ...`).
+    #[arg(long)]
+    pub no_start: bool,
+    /// Do not wait for the data to move.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// The module the new node loads (default: librcluster_module.so next to this binary).
+    #[arg(long)]
+    pub module: Option<PathBuf>,
+    /// Start the new node in low-resource mode.
+    #[arg(long)]
+    pub low_resource: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = EXIT_CODES)]
+pub struct RemoveArgs {
+    /// The id of the member to remove.
+    pub id: String,
+    #[command(flatten)]
+    pub target: Target,
+    /// Leave the node's process running after it handed its data over.
+    #[arg(long)]
+    pub keep_running: bool,
+}
+
+pub async fn run(action: NodeAction) -> Result<(), CliError> {
+    match action {
+        NodeAction::Add(args) => add(args).await,
+        NodeAction::Remove(args) => remove(args).await,
+    }
+}
+
+const ASK_TIMEOUT: Duration = Duration::from_secs(30);
+
+struct Cluster {
+    loaded: paths::Loaded,
+    key: Option<String>,
+}
+
+impl Cluster {
+    fn open(target: &Target) -> Result<Cluster, CliError> {
+        let loaded = paths::load(&target.config, false)?;
+        let key = crate::cli::api_key(&loaded.config, target.api_key.clone(), true);
+        Ok(Cluster { loaded, key })
+    }
+
+    fn config(&self) -> &ClusterConfig {
+        &self.loaded.config
+    }
+
+    /// A request to the first of `nodes` that can be reached.
+    async fn ask(
+        &self,
+        nodes: &[NodeConfig],
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(NodeConfig, Response), CliError> {
+        let bytes = body.map(|b| serde_json::to_vec(b).unwrap_or_default());
+        let mut failures = Vec::new();
+        for n in nodes {
+            match client::request(
+                method,
+                &n.host,
+                n.http_port,
+                path,
+                self.key.as_deref(),
+                bytes.as_deref(),
+                ASK_TIMEOUT,
+            )
+            .await
+            {
+                Ok(r) => return Ok((n.clone(), r)),
+                Err(e) => failures.push(format!("{}: {e}", n.id)),
+            }
+        }
+        Err(CliError::failed(format!(
+            "no node could be reached: {}",
+            failures.join("; ")
+        )))
+    }
+
+    /// The current members, as the first reachable node of the config reports them.
+    async fn members(&self) -> Result<Vec<NodeConfig>, CliError> {
+        let (from, r) = self
+            .ask(&self.config().nodes, "GET", "/api/nodes", None)
+            .await?;
+        let body = ok_json(&from.id, r)?;
+        let rows = body["nodes"].as_array().cloned().unwrap_or_default();
+        Ok(rows
+            .iter()
+            .filter_map(|n| serde_json::from_value(strip_row(n)).ok())
+            .collect())
+    }
+}
+
+/// The address fields of a `/api/nodes` row.
+fn strip_row(row: &Value) -> Value {
+    json!({
+        "id": row["id"], "host": row["host"], "redis_port": row["redis_port"],
+        "http_port": row["http_port"], "peer_port": row["peer_port"],
+    })
+}
+
+/// The JSON body of a 2xx answer, or the server's error with the exit code of its class.
+fn ok_json(node: &str, r: Response) -> Result<Value, CliError> {
+    let body: Value = serde_json::from_slice(&r.body).unwrap_or_default();
+    if (200..300).contains(&r.status) {
+        return Ok(body);
+    }
+    let e = &body["error"];
+    let message = format!(
+        "node {node} answered {}: {} {}",
+        r.status,
+        e["code"].as_str().unwrap_or("ERROR"),
+        e["message"]
+            .as_str()
+            .map_or_else(|| r.text(), str::to_string)
+    );
+    if (400..500).contains(&r.status) && r.status != 408 && r.status != 429 {
+        Err(CliError::input(message))
+    } else {
+        Err(CliError::failed(message))
+    }
+}
+
+/// The first port above every member's ports (and `floor`) that is free on `host` for TCP and
+/// UDP and not `taken`.
+fn free_port_above(host: &str, floor: u16, taken: &[u16]) -> Result<u16, CliError> {
+    let mut port = floor.saturating_add(1);
+    while port < u16::MAX {
+        let free = !taken.contains(&port)
+            && std::net::TcpListener::bind((host, port)).is_ok()
+            && std::net::UdpSocket::bind((host, port)).is_ok();
+        if free {
+            return Ok(port);
+        }
+        port += 1;
+    }
+    Err(CliError::failed(format!(
+        "no free port above {floor} on {host}"
+    )))
+}
+
+fn pid_file(loaded: &paths::Loaded, id: &str) -> PathBuf {
+    loaded.data_dir.join(id).join("node.pid")
+}
+
+/// Starts `rcluster node` for the new node in its own session (it outlives this command), with
+/// its output in `<data_dir>/<id>/node.log`; waits until its API answers.
+async fn start_node(cluster: &Cluster, args: &AddArgs, node: &NodeConfig) -> Result<(), CliError> {
+    let dir = cluster.loaded.data_dir.join(&node.id);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| CliError::failed(format!("cannot create {}: {e}", dir.display())))?;
+    let log_path = dir.join("node.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| CliError::failed(format!("cannot open {}: {e}", log_path.display())))?;
+    let err_log = log
+        .try_clone()
+        .map_err(|e| CliError::failed(format!("{}: {e}", log_path.display())))?;
+    let exe = std::env::current_exe()
+        .map_err(|e| CliError::failed(format!("cannot find this executable: {e}")))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("node")
+        .arg("--config")
+        .arg(&cluster.loaded.config_path)
+        .args(["--id", &node.id, "--host", &node.host])
+        .args(["--redis-port", &node.redis_port.to_string()])
+        .args(["--http-port", &node.http_port.to_string()])
+        .args(["--peer-port", &node.peer_port.to_string()])
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(err_log);
+    if let Some(m) = &args.module {
+        cmd.arg("--module").arg(m);
+    }
+    if args.low_resource {
+        cmd.arg("--low-resource");
+    }
+    // SAFETY: setsid(2) in the child before exec only detaches it from this terminal's session.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| CliError::failed(format!("cannot start node {}: {e}", node.id)))?;
+    let pid_path = pid_file(&cluster.loaded, &node.id);
+    std::fs::write(&pid_path, child.id().to_string())
+        .map_err(|e| CliError::failed(format!("cannot write {}: {e}", pid_path.display())))?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let _ = std::fs::remove_file(&pid_path);
+            return Err(CliError::failed(format!(
+                "node {} exited ({status}) while starting; its output:\n{}",
+                node.id,
+                tail(&log_path, 20)
+            )));
+        }
+        let health = client::health(&node.host, node.http_port, Duration::from_secs(2)).await;
+        if matches!(health, Ok(ref r) if r.status == 200) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(CliError::failed(format!(
+                "node {} did not answer within 60 s; see {}",
+                node.id,
+                log_path.display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A progress bar in percent on a terminal; elsewhere a line per change of at least 10%.
+struct Progress {
+    bar: ProgressBar,
+    terminal: bool,
+    last: Option<u64>,
+}
+
+impl Progress {
+    fn new(what: &str) -> Progress {
+        let terminal = std::io::stderr().is_terminal();
+        let bar = if terminal {
+            let bar = ProgressBar::with_draw_target(Some(100), ProgressDrawTarget::stderr());
+            if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:30}] {pos}% {wide_msg}") {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_message(what.to_string());
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        Progress {
+            bar,
+            terminal,
+            last: None,
+        }
+    }
+
+    fn set(&mut self, percent: u64, detail: &str) {
+        self.bar.set_position(percent);
+        if !self.terminal
+            && self
+                .last
+                .is_none_or(|l| percent >= l + 10 || percent == 100)
+        {
+            eprintln!("{percent}% {detail}");
+            self.last = Some(percent);
+        }
+    }
+}
+
+/// One number of a Prometheus text page (the first series of `name`, whatever its labels).
+fn metric(page: &str, name: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            match rest.strip_prefix('{') {
+                Some(labelled) => labelled.split_once('}').map(|(_, v)| v),
+                None => rest.strip_prefix(' '),
+            }
+        })
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Waits until every member reports its redistribution finished for three polls in a row.
+async fn follow_redistribution(
+    cluster: &Cluster,
+    members: &[NodeConfig],
+    timeout: Duration,
+) -> Result<(), CliError> {
+    let mut progress = Progress::new("moving data");
+    let deadline = Instant::now() + timeout;
+    let mut quiet_polls = 0;
+    while quiet_polls < 3 {
+        let (mut percent, mut running, mut moved) = (100u64, false, 0f64);
+        for n in members {
+            let Ok((_, r)) = cluster
+                .ask(std::slice::from_ref(n), "GET", "/metrics", None)
+                .await
+            else {
+                continue;
+            };
+            let page = r.text();
+            let p = metric(&page, "rcluster_rebalance_percent").unwrap_or(100.0);
+            percent = percent.min(p.clamp(0.0, 100.0) as u64);
+            running |= metric(&page, "rcluster_rebalance_in_progress").unwrap_or(0.0) > 0.0;
+            moved += metric(&page, "rcluster_rebalance_keys_moved").unwrap_or(0.0);
+        }
+        progress.set(percent, &format!("({moved} copies moved so far)"));
+        quiet_polls = if running || percent < 100 {
+            0
+        } else {
+            quiet_polls + 1
+        };
+        if Instant::now() > deadline {
+            return Err(CliError::failed(format!(
+                "data is still moving after {timeout:?}; follow it with `rcluster status`"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    progress.bar.finish_and_clear();
+    Ok(())
+}
+
+async fn add(args: AddArgs) -> Result<(), CliError> {
+    let cluster = Cluster::open(&args.target)?;
+    let members = cluster.members().await?;
+    if let Some(m) = members.iter().find(|m| m.id == args.id) {
+        return Err(CliError::input(format!(
+            "'{}' is already a member (http {}:{})",
+            m.id, m.host, m.http_port
+        )));
+    }
+    let on_host: Vec<&NodeConfig> = members.iter().filter(|m| m.host == args.host).collect();
+    let mut taken: Vec<u16> = on_host
+        .iter()
+        .flat_map(|m| [m.redis_port, m.http_port, m.peer_port])
+        .collect();
+    let mut pick = |given: Option<u16>, of: fn(&NodeConfig) -> u16| -> Result<u16, CliError> {
+        let port = match given {
+            Some(p) => p,
+            None => {
+                let floor = on_host.iter().map(|m| of(m)).max().unwrap_or(10_000);
+                free_port_above(&args.host, floor, &taken)?
+            }
+        };
+        taken.push(port);
+        Ok(port)
+    };
+    let node = NodeConfig {
+        id: args.id.clone(),
+        host: args.host.clone(),
+        redis_port: pick(args.redis_port, |m| m.redis_port)?,
+        http_port: pick(args.http_port, |m| m.http_port)?,
+        peer_port: pick(args.peer_port, |m| m.peer_port)?,
+    };
+    if !args.no_start {
+        eprintln!(
+            "starting {} (redis {}, http {}, peer {}) ...",
+            node.id, node.redis_port, node.http_port, node.peer_port
+        );
+        start_node(&cluster, &args, &node).await?;
+    }
+    let body = json!({
+        "id": node.id, "host": node.host, "redis_port": node.redis_port,
+        "http_port": node.http_port, "peer_port": node.peer_port,
+    });
+    let (from, r) = cluster
+        .ask(&members, "POST", "/api/nodes", Some(&body))
+        .await?;
+    let answer = ok_json(&from.id, r)?;
+    eprintln!(
+        "{} admitted by leader {} (committed index {}); members: {}",
+        node.id,
+        answer["leader"].as_str().unwrap_or("?"),
+        answer["committed_index"],
+        answer["members"]
+    );
+    if !args.no_wait {
+        let mut all = members.clone();
+        all.push(node.clone());
+        follow_redistribution(&cluster, &all, Duration::from_secs(args.target.timeout_s)).await?;
+    }
+    println!("{}", node.id);
+    Ok(())
+}
+
+async fn remove(args: RemoveArgs) -> Result<(), CliError> {
+    let cluster = Cluster::open(&args.target)?;
+    let members = cluster.members().await?;
+    let leaving = members.iter().find(|m| m.id == args.id).cloned();
+    // Ask the others first: the leaving node may be down.
+    let mut order: Vec<NodeConfig> = members
+        .iter()
+        .filter(|m| m.id != args.id)
+        .cloned()
+        .collect();
+    order.extend(leaving.clone());
+    let path = format!("/api/nodes/{}", client::percent_encode(&args.id));
+    let (from, r) = cluster.ask(&order, "DELETE", &path, None).await?;
+    let answer = ok_json(&from.id, r)?;
+    eprintln!(
+        "{} left the member list (committed index {}); members: {}",
+        args.id, answer["committed_index"], answer["members"]
+    );
+    let timeout = Duration::from_secs(args.target.timeout_s);
+    if let Some(node) = &leaving {
+        wait_handed_over(&cluster, node, timeout).await?;
+    }
+    let pid_path = pid_file(&cluster.loaded, &args.id);
+    let pid = std::fs::read_to_string(&pid_path)
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok());
+    match pid {
+        Some(pid) if !args.keep_running => {
+            // SAFETY: kill(2) on the node process `rcluster node add` started (its pid file).
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            // SAFETY: signal 0 only checks that the process exists.
+            while unsafe { libc::kill(pid, 0) } == 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let _ = std::fs::remove_file(&pid_path);
+            eprintln!("{} stopped", args.id);
+        }
+        _ => eprintln!("{} holds no data any more; stop its process", args.id),
+    }
+    Ok(())
+}
+
+/// Waits until the leaving node holds no registers or chunks (it hands them to their new
+/// owners before dropping them). A node that does not answer is not waited for: the other
+/// replicas re-create its copies.
+async fn wait_handed_over(
+    cluster: &Cluster,
+    node: &NodeConfig,
+    timeout: Duration,
+) -> Result<(), CliError> {
+    let mut progress = Progress::new("handing data over");
+    let deadline = Instant::now() + timeout;
+    let mut first: Option<i64> = None;
+    loop {
+        let health = cluster
+            .ask(std::slice::from_ref(node), "GET", "/api/health", None)
+            .await;
+        let Ok((_, r)) = health else {
+            eprintln!(
+                "{} does not answer; the other replicas re-create its copies",
+                node.id
+            );
+            return Ok(());
+        };
+        let h: Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        let held = h["kv_keys"].as_i64().unwrap_or(0) + h["chunks"].as_i64().unwrap_or(0);
+        let start = *first.get_or_insert(held.max(1));
+        let done = u64::try_from((start - held).max(0) * 100 / start).unwrap_or(0);
+        progress.set(done, &format!("({held} items left on {})", node.id));
+        if held == 0 && h["member"] == false {
+            progress.bar.finish_and_clear();
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(CliError::failed(format!(
+                "{} still holds {held} items after {timeout:?}",
+                node.id
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

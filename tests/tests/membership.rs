@@ -1,0 +1,487 @@
+//! Adding and removing nodes on a real running cluster: a 3-node cluster holding 10,000 keys and
+//! 20 MiB of files gets a fourth node through `rcluster node add`, then loses one through
+//! `DELETE /api/nodes/{id}`, while a client keeps writing and reading with W=2, R=2. No request
+//! may fail, and afterwards every register and chunk is on exactly its preference nodes among
+//! the members, checked key by key; the node that left holds nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rcluster_domain::checksum::sha256_hex;
+use rcluster_tests::nodes::{
+    download, http, http_json, rcluster, upload, NodeCluster, ADMIN_KEY, READ_KEY,
+};
+use rcluster_tests::{module_path, pseudo_random, wait_for};
+
+const KEYS: usize = 10_000;
+const FILES: usize = 4;
+const FILE_BYTES: usize = 5 << 20;
+const LOAD_KEYS: u64 = 200;
+
+fn connect(port: u16) -> redis::Connection {
+    let c = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .expect("url")
+        .get_connection_with_timeout(Duration::from_secs(5))
+        .expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    c
+}
+
+/// What the client saw while the membership changed.
+#[derive(Debug, Default)]
+struct LoadReport {
+    writes: u64,
+    reads: u64,
+    failures: Vec<String>,
+}
+
+struct Load {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<LoadReport>,
+}
+
+/// A client that writes `load:<j>` (one writer, so the newest value is known) and reads it and
+/// the preloaded keys back, each through a different node, with W=2 and R=2.
+fn start_load(ports: Vec<u16>, seed: u64) -> Load {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let thread = std::thread::spawn(move || {
+        let mut conns: Vec<redis::Connection> = ports.iter().map(|p| connect(*p)).collect();
+        let mut report = LoadReport::default();
+        let mut last: BTreeMap<u64, u64> = BTreeMap::new();
+        let mut x = seed | 1;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut seq = 0u64;
+        while !flag.load(Ordering::Relaxed) {
+            seq += 1;
+            let j = next() % LOAD_KEYS;
+            let node = (next() % conns.len() as u64) as usize;
+            let key = format!("load:{j}");
+            let wrote: redis::RedisResult<String> = redis::cmd("RC.SET")
+                .arg(&key)
+                .arg(seq)
+                .arg("W")
+                .arg(2)
+                .query(&mut conns[node]);
+            match wrote {
+                Ok(_) => {
+                    last.insert(j, seq);
+                    report.writes += 1;
+                }
+                Err(e) => report
+                    .failures
+                    .push(format!("RC.SET {key} on #{node}: {e}")),
+            }
+            // Read a written load key and a preloaded key through another node.
+            let other = (node + 1) % conns.len();
+            let j = next() % LOAD_KEYS;
+            let want = last.get(&j).map(|v| v.to_string());
+            let i = next() % KEYS as u64;
+            for (key, want) in [
+                (format!("load:{j}"), want),
+                (format!("k{i}"), Some(format!("v{i}"))),
+            ] {
+                let Some(want) = want else { continue };
+                let got: redis::RedisResult<Option<String>> = redis::cmd("RC.GET")
+                    .arg(&key)
+                    .arg("R")
+                    .arg(2)
+                    .query(&mut conns[other]);
+                report.reads += 1;
+                match got {
+                    Ok(Some(v)) if v == want => {}
+                    other_answer => report.failures.push(format!(
+                        "RC.GET {key} on #{other}: {other_answer:?}, expected {want}"
+                    )),
+                }
+            }
+        }
+        report
+    });
+    Load { stop, thread }
+}
+
+impl Load {
+    fn finish(self) -> LoadReport {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("load thread")
+    }
+}
+
+/// Every key matching `pattern` on a node's Redis.
+fn scan(c: &mut redis::Connection, pattern: &str) -> Vec<String> {
+    let iter: redis::Iter<String> = redis::cmd("SCAN")
+        .cursor_arg(0)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(1000)
+        .clone()
+        .iter(c)
+        .expect("scan");
+    iter.collect()
+}
+
+/// Whether every register and chunk held by `members` is held by exactly its preference nodes
+/// (as `RC.LOCATE` on the first member says); returns what is wrong, if anything.
+fn misplaced(cluster: &NodeCluster, members: &[usize]) -> Option<String> {
+    // ring key -> nodes holding it
+    let mut holders: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for &i in members {
+        let mut c = connect(cluster.redis_ports[i]);
+        for k in scan(&mut c, "kv:*") {
+            let ring_key = k["kv:".len()..].to_string();
+            holders
+                .entry(ring_key)
+                .or_default()
+                .insert(cluster.ids[i].clone());
+        }
+        for k in scan(&mut c, "chunk:*") {
+            // chunk:<file>:<index> is placed by "<file>:<index>"; skip the per-file index hash.
+            let rest = &k["chunk:".len()..];
+            if rest.matches(':').count() == 1 {
+                holders
+                    .entry(rest.to_string())
+                    .or_default()
+                    .insert(cluster.ids[i].clone());
+            }
+        }
+    }
+    let mut c = connect(cluster.redis_ports[members[0]]);
+    let keys: Vec<&String> = holders.keys().collect();
+    for batch in keys.chunks(2000) {
+        let mut pipe = redis::pipe();
+        for k in batch {
+            pipe.cmd("RC.LOCATE").arg(k.as_str());
+        }
+        let lists: Vec<Vec<Vec<String>>> = pipe.query(&mut c).expect("RC.LOCATE");
+        for (k, list) in batch.iter().zip(lists) {
+            let want: BTreeSet<String> = list.iter().map(|e| e[0].clone()).collect();
+            let have = &holders[*k];
+            if *have != want {
+                return Some(format!("{k} is on {have:?}, should be on {want:?}"));
+            }
+        }
+    }
+    None
+}
+
+/// Every preloaded key through every member, and every file through the last member.
+fn check_everything(cluster: &NodeCluster, members: &[usize], files: &[(String, String)]) {
+    for &i in members {
+        let mut c = connect(cluster.redis_ports[i]);
+        for start in (0..KEYS).step_by(1000) {
+            let mut pipe = redis::pipe();
+            for k in start..start + 1000 {
+                pipe.cmd("RC.GET").arg(format!("k{k}")).arg("R").arg(2);
+            }
+            let values: Vec<Option<String>> = pipe.query(&mut c).expect("RC.GET");
+            for (k, v) in (start..).zip(values) {
+                assert_eq!(
+                    v.as_deref(),
+                    Some(format!("v{k}").as_str()),
+                    "k{k} through {}",
+                    cluster.ids[i]
+                );
+            }
+        }
+    }
+    let last = *members.last().expect("members");
+    for (id, sha) in files {
+        let (status, _, body) = download(cluster, last, id, None);
+        assert_eq!(status, 200);
+        assert_eq!(
+            &sha256_hex(&body),
+            sha,
+            "file {id} through {}",
+            cluster.ids[last]
+        );
+    }
+}
+
+fn held(cluster: &NodeCluster, i: usize) -> (i64, i64) {
+    let h = http(cluster.http_ports[i], "GET", "/api/health", None).json();
+    (
+        h["kv_keys"].as_i64().expect("kv_keys"),
+        h["chunks"].as_i64().expect("chunks"),
+    )
+}
+
+#[test]
+fn a_node_joins_and_a_node_leaves_under_load_without_a_failed_request_or_a_lost_key() {
+    let mut cluster = NodeCluster::start("membership", 3, "");
+    let ports = cluster.redis_ports.clone();
+
+    // 10,000 keys and 20 MiB of files.
+    let mut c = connect(ports[0]);
+    for start in (0..KEYS).step_by(1000) {
+        let mut pipe = redis::pipe();
+        for k in start..start + 1000 {
+            pipe.cmd("RC.SET")
+                .arg(format!("k{k}"))
+                .arg(format!("v{k}"))
+                .ignore();
+        }
+        let () = pipe.query(&mut c).expect("preload");
+    }
+    let files: Vec<(String, String)> = (0..FILES)
+        .map(|f| {
+            let body = pseudo_random(FILE_BYTES, 7 + f as u64);
+            let meta = upload(&cluster, f % 3, &format!("f{f}.bin"), &body);
+            (
+                meta["id"].as_str().expect("id").to_string(),
+                sha256_hex(&body),
+            )
+        })
+        .collect();
+
+    // A fourth node through the CLI, which starts it, has it admitted and follows the move.
+    let load = start_load(vec![ports[0], ports[1], ports[2]], 11);
+    let n4 = cluster.reserve_node();
+    let (redis_port, http_port, peer_port) = (
+        cluster.redis_ports[n4].to_string(),
+        cluster.http_ports[n4].to_string(),
+        cluster.peer_ports[n4].to_string(),
+    );
+    let config = cluster.config_path().display().to_string();
+    let module = module_path().display().to_string();
+    let (code, out, err) = rcluster(
+        &[
+            "node",
+            "add",
+            "n4",
+            "--config",
+            &config,
+            "--module",
+            &module,
+            "--redis-port",
+            &redis_port,
+            "--http-port",
+            &http_port,
+            "--peer-port",
+            &peer_port,
+            "--timeout-s",
+            "120",
+        ],
+        cluster.dir.path(),
+    );
+    assert_eq!(code, Some(0), "node add failed:\n{out}\n{err}");
+    assert!(err.contains("n4 admitted by leader"), "{err}");
+    let all = [0, 1, 2, n4];
+    wait_for(
+        "every key and chunk on exactly its preference nodes among 4",
+        Duration::from_secs(120),
+        || misplaced(&cluster, &all).is_none().then_some(()),
+    );
+    let report = load.finish();
+    assert!(report.failures.is_empty(), "failed: {:?}", report.failures);
+    assert!(report.writes > 100, "the client kept writing: {report:?}");
+    let (kv, chunks) = held(&cluster, n4);
+    assert!(
+        kv > 1000 && chunks > 0,
+        "n4 holds {kv} registers, {chunks} chunks"
+    );
+    check_everything(&cluster, &all, &files);
+    for i in all {
+        let view = cluster.cluster_view(i).expect("view");
+        let voters = view["raft"]["voters"].as_array().expect("voters").len();
+        assert_eq!(voters, 4, "{}: {view}", cluster.ids[i]);
+    }
+
+    // n2 leaves through the API of n4 (forwarded to the leader if n4 does not lead).
+    let events = cluster.subscribe_events(0);
+    let load = start_load(vec![ports[0], ports[2], cluster.redis_ports[n4]], 13);
+    let answer = http_json(
+        cluster.http_ports[n4],
+        "DELETE",
+        "/api/nodes/n2",
+        Some(ADMIN_KEY),
+        "",
+    )
+    .expect("answer");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let members = [0, 2, n4];
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let last = held(&cluster, 1);
+        if last == (0, 0) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "n2 still holds {last:?} (registers, chunks); its view: {:?}",
+            cluster.cluster_view(1)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    wait_for(
+        "every key and chunk on exactly its preference nodes among 3",
+        Duration::from_secs(120),
+        || misplaced(&cluster, &members).is_none().then_some(()),
+    );
+    let report = load.finish();
+    assert!(report.failures.is_empty(), "failed: {:?}", report.failures);
+    check_everything(&cluster, &members, &files);
+    let health = http(cluster.http_ports[1], "GET", "/api/health", None).json();
+    assert_eq!(health["member"], false, "{health}");
+    let view = cluster.cluster_view(0).expect("view");
+    let ids: Vec<&str> = view["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .filter_map(|n| n["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["n1", "n3", "n4"]);
+
+    // The move is visible in the events and the metrics.
+    let seen: Vec<serde_json::Value> = events.try_iter().collect();
+    assert!(
+        seen.iter().any(|e| e["type"] == "rebalance"),
+        "no rebalance event in {seen:?}"
+    );
+    // Copies moved, summed over the nodes (a node may lose every race to the other old owners).
+    let moved: f64 = [0, 2, n4]
+        .iter()
+        .map(|i| {
+            let metrics = http(cluster.http_ports[*i], "GET", "/metrics", Some(READ_KEY)).body;
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("rcluster_rebalance_keys_moved{"))
+                .and_then(|l| l.split_once('}'))
+                .and_then(|(_, v)| v.trim().parse::<f64>().ok())
+                .expect("rcluster_rebalance_keys_moved in /metrics")
+        })
+        .sum();
+    assert!(moved > 0.0, "no copies moved");
+}
+
+/// A port where another cluster's node answers its health check (once).
+fn stranger() -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        if let Ok((mut s, _)) = listener.accept() {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let body = r#"{"node":"n9","cluster":"another","redis_port":1}"#;
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn bad_membership_requests_get_a_clear_error_and_change_nothing() {
+    let cluster = NodeCluster::start("membership-bad", 3, "");
+    let port = cluster.http_ports[0];
+    let add = |key: &str, body: &str| {
+        http_json(port, "POST", "/api/nodes", Some(key), body).expect("answer")
+    };
+    let ok_shape = r#"{"id":"n9","redis_port":1,"http_port":2,"peer_port":3}"#;
+    let cases = [
+        (READ_KEY, ok_shape, 403, "FORBIDDEN"),
+        (ADMIN_KEY, r#"{"id":"n9"}"#, 422, ""),
+        (
+            ADMIN_KEY,
+            r#"{"id":"N 9!","redis_port":1,"http_port":2,"peer_port":3}"#,
+            400,
+            "BAD_NODE",
+        ),
+        (
+            ADMIN_KEY,
+            r#"{"id":"n9","redis_port":0,"http_port":2,"peer_port":3}"#,
+            400,
+            "BAD_NODE",
+        ),
+        // n9 on n1's own ports.
+        (
+            ADMIN_KEY,
+            &format!(
+                r#"{{"id":"n9","redis_port":{},"http_port":{},"peer_port":{}}}"#,
+                cluster.redis_ports[0], cluster.http_ports[0], cluster.peer_ports[0]
+            ),
+            400,
+            "BAD_NODE",
+        ),
+        // Nothing runs there.
+        (ADMIN_KEY, ok_shape, 409, "NODE_NOT_RUNNING"),
+        // Something else answers there.
+        (
+            ADMIN_KEY,
+            &format!(
+                r#"{{"id":"n9","redis_port":{},"http_port":{},"peer_port":{}}}"#,
+                rcluster_tests::free_port(),
+                stranger(),
+                rcluster_tests::free_port()
+            ),
+            409,
+            "NODE_MISMATCH",
+        ),
+        (
+            ADMIN_KEY,
+            &format!(
+                r#"{{"id":"n2","redis_port":{},"http_port":{},"peer_port":{}}}"#,
+                rcluster_tests::free_port(),
+                rcluster_tests::free_port(),
+                rcluster_tests::free_port()
+            ),
+            409,
+            "ALREADY_MEMBER",
+        ),
+    ];
+    for (key, body, status, code) in cases {
+        let answer = add(key, body);
+        assert_eq!(answer.status, status, "{body}: {}", answer.body);
+        assert!(answer.body.contains(code), "{body}: {}", answer.body);
+        assert!(answer.body.contains("\"message\""), "{}", answer.body);
+    }
+    let delete = |key: &str, id: &str| {
+        http_json(port, "DELETE", &format!("/api/nodes/{id}"), Some(key), "").expect("answer")
+    };
+    let answer = delete(READ_KEY, "n2");
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    let answer = delete(ADMIN_KEY, "n7");
+    assert_eq!(answer.status, 404, "{}", answer.body);
+    assert!(answer.body.contains("NOT_A_MEMBER"), "{}", answer.body);
+    // Three nodes keep three copies: none may leave.
+    let answer = delete(ADMIN_KEY, "n2");
+    assert_eq!(answer.status, 409, "{}", answer.body);
+    assert!(answer.body.contains("TOO_FEW_NODES"), "{}", answer.body);
+
+    // The CLI names the problem too, with exit code 2 for refused input.
+    let config = cluster.config_path().display().to_string();
+    let (code, _, err) = rcluster(
+        &["node", "remove", "n2", "--config", &config],
+        cluster.dir.path(),
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("TOO_FEW_NODES"), "{err}");
+    let (code, _, err) = rcluster(
+        &["node", "add", "n1", "--config", &config, "--no-start"],
+        cluster.dir.path(),
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("already a member"), "{err}");
+
+    // Nothing changed: three members, three voters, on every node.
+    for i in 0..3 {
+        let view = cluster.cluster_view(i).expect("view");
+        assert_eq!(view["nodes"].as_array().expect("nodes").len(), 3, "{view}");
+        assert_eq!(view["raft"]["voters"].as_array().expect("v").len(), 3);
+    }
+}
