@@ -209,7 +209,7 @@ fn free_port_above(host: &str, floor: u16, taken: &[u16]) -> Result<u16, CliErro
 }
 
 fn pid_file(loaded: &paths::Loaded, id: &str) -> PathBuf {
-    loaded.data_dir.join(id).join("node.pid")
+    paths::pid_file(&loaded.data_dir, id)
 }
 
 /// Starts `rcluster node` for the new node in its own session (it outlives this command), with
@@ -476,14 +476,11 @@ async fn remove(args: RemoveArgs) -> Result<(), CliError> {
         .and_then(|p| p.trim().parse::<i32>().ok());
     match pid {
         Some(pid) if !args.keep_running => {
-            // SAFETY: kill(2) on the node process `rcluster node add` started (its pid file).
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(30);
-            // SAFETY: signal 0 only checks that the process exists.
-            while unsafe { libc::kill(pid, 0) } == 0 && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            crate::supervise::stop_pid(pid, Duration::from_secs(30)).await;
             let _ = std::fs::remove_file(&pid_path);
+            // `rcluster up` starts joined nodes again; this one left.
+            let saved = paths::member_file(&cluster.loaded.data_dir, &args.id);
+            let _ = std::fs::rename(&saved, saved.with_extension("json.left"));
             eprintln!("{} stopped", args.id);
         }
         _ => eprintln!("{} holds no data any more; stop its process", args.id),

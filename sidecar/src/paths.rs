@@ -1,9 +1,10 @@
 //! Loading the cluster config file and resolving what it points to: the data folder and the
-//! Redis config (both relative to the config file's folder) and the module library.
+//! Redis config (both relative to the config file's folder), the module library, and the nodes
+//! that joined after the config was written (their `member.json` in the data folder).
 
 use std::path::{Path, PathBuf};
 
-use rcluster_domain::config::{self, ClusterConfig};
+use rcluster_domain::config::{self, ClusterConfig, NodeConfig};
 
 use crate::CliError;
 
@@ -62,4 +63,32 @@ pub fn module(given: Option<PathBuf>) -> Result<PathBuf, CliError> {
     }
     std::path::absolute(&path)
         .map_err(|e| CliError::input(format!("module {}: {e}", path.display())))
+}
+
+/// Where a node that is not in the config saved its address (`rcluster node --id .. --*-port`).
+pub fn member_file(data_dir: &Path, id: &str) -> PathBuf {
+    data_dir.join(id).join("member.json")
+}
+
+/// Where `rcluster node add` records the pid of a node it started.
+pub fn pid_file(data_dir: &Path, id: &str) -> PathBuf {
+    data_dir.join(id).join("node.pid")
+}
+
+/// The nodes that joined on this machine after the config was written and did not leave:
+/// every `<data_dir>/<id>/member.json` whose id is not in the config, sorted by id.
+pub fn joined_nodes(loaded: &Loaded) -> Vec<NodeConfig> {
+    let mut out: Vec<NodeConfig> = std::fs::read_dir(&loaded.data_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            let bytes = std::fs::read(member_file(&loaded.data_dir, &id)).ok()?;
+            let node: NodeConfig = serde_json::from_slice(&bytes).ok()?;
+            (node.id == id && loaded.config.node(&id).is_none()).then_some(node)
+        })
+        .collect();
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out
 }

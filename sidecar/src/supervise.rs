@@ -1,6 +1,7 @@
 //! Child processes that cannot outlive us: each child gets its own process group (so a terminal's
 //! Ctrl-C reaches only the parent, which then stops children in order) and a parent-death signal
 //! (so even a SIGKILLed parent leaves no orphan). Stopping is SIGTERM, a bounded wait, then SIGKILL.
+//! Nodes that `rcluster node add` started detached are stopped by the pid it recorded.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -68,6 +69,21 @@ pub async fn stop(child: &mut Child, grace: Duration) -> std::process::ExitStatu
 }
 
 /// The last `lines` lines of a log file, for error messages.
+/// Stops a process this tool started earlier but does not hold as a child (its pid from a pid
+/// file): SIGTERM, then waits up to `grace` for it to go. False when no such process ran.
+pub async fn stop_pid(pid: i32, grace: Duration) -> bool {
+    // SAFETY: kill(2) on a node process recorded in a pid file by `rcluster node add`.
+    if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+        return false;
+    }
+    let deadline = std::time::Instant::now() + grace;
+    // SAFETY: signal 0 only checks that the process exists.
+    while unsafe { libc::kill(pid, 0) } == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    true
+}
+
 pub fn log_tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();

@@ -61,8 +61,8 @@ fn lock(data_dir: &std::path::Path) -> Result<LockFile, CliError> {
 }
 
 /// Refuses to start when any configured port is taken, naming the port and its owner.
-fn check_ports(config: &rcluster_domain::config::ClusterConfig) -> Result<(), CliError> {
-    for n in &config.nodes {
+fn check_ports(nodes: &[rcluster_domain::config::NodeConfig]) -> Result<(), CliError> {
+    for n in nodes {
         for (what, port) in [
             ("redis_port", n.redis_port),
             ("http_port", n.http_port),
@@ -90,7 +90,10 @@ pub async fn run(args: UpArgs) -> Result<(), CliError> {
         .canonicalize()
         .unwrap_or_else(|_| loaded.data_dir.clone());
     let _lock = lock(&data_dir)?;
-    check_ports(&loaded.config)?;
+    // The config's nodes, plus those that joined later on this machine (`rcluster node add`).
+    let mut all = loaded.config.nodes.clone();
+    all.extend(paths::joined_nodes(&loaded));
+    check_ports(&all)?;
     let exe = std::env::current_exe()
         .map_err(|e| CliError::failed(format!("cannot find this executable: {e}")))?;
 
@@ -102,10 +105,10 @@ pub async fn run(args: UpArgs) -> Result<(), CliError> {
     println!(
         "starting cluster '{}' with {} nodes{mode}",
         loaded.config.cluster_name,
-        loaded.config.nodes.len()
+        all.len()
     );
     let mut nodes = Vec::new();
-    for n in &loaded.config.nodes {
+    for n in &all {
         let dir = loaded.data_dir.join(&n.id);
         std::fs::create_dir_all(&dir)
             .map_err(|e| CliError::failed(format!("cannot create {}: {e}", dir.display())))?;
@@ -175,6 +178,7 @@ pub async fn run(args: UpArgs) -> Result<(), CliError> {
     };
     println!("stopping {} nodes...", running.len());
     stop_all(&mut nodes).await;
+    stop_added(&loaded.data_dir).await;
     println!("cluster stopped");
     if stopped_by_signal {
         Ok(())
@@ -318,6 +322,24 @@ async fn first_exit(nodes: &mut [Started], running: &[usize]) -> (usize, std::pr
 }
 
 /// Stops every node in parallel (each stops its own Redis) and reaps them.
+/// Stops the nodes `rcluster node add` started while this launcher ran (their pid files).
+async fn stop_added(data_dir: &std::path::Path) {
+    for entry in std::fs::read_dir(data_dir).into_iter().flatten().flatten() {
+        let id = entry.file_name().to_string_lossy().into_owned();
+        let pid_path = paths::pid_file(data_dir, &id);
+        let Some(pid) = std::fs::read_to_string(&pid_path)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if supervise::stop_pid(pid, NODE_STOP_GRACE).await {
+            println!("node {id} stopped");
+        }
+        let _ = std::fs::remove_file(&pid_path);
+    }
+}
+
 async fn stop_all(nodes: &mut [Started]) {
     for n in nodes.iter() {
         supervise::signal(&n.child, libc::SIGTERM);

@@ -216,6 +216,34 @@ fn held(cluster: &NodeCluster, i: usize) -> (i64, i64) {
     )
 }
 
+/// `rcluster node add` for the reserved node `i` on its reserved ports.
+fn add_node(cluster: &NodeCluster, i: usize, extra: &[&str]) -> (Option<i32>, String, String) {
+    let config = cluster.config_path().display().to_string();
+    let module = module_path().display().to_string();
+    let ports = [
+        cluster.redis_ports[i].to_string(),
+        cluster.http_ports[i].to_string(),
+        cluster.peer_ports[i].to_string(),
+    ];
+    let mut args = vec![
+        "node",
+        "add",
+        &cluster.ids[i],
+        "--config",
+        &config,
+        "--module",
+        &module,
+        "--redis-port",
+        &ports[0],
+        "--http-port",
+        &ports[1],
+        "--peer-port",
+        &ports[2],
+    ];
+    args.extend_from_slice(extra);
+    rcluster(&args, cluster.dir.path())
+}
+
 #[test]
 fn a_node_joins_and_a_node_leaves_under_load_without_a_failed_request_or_a_lost_key() {
     let mut cluster = NodeCluster::start("membership", 3, "");
@@ -247,33 +275,7 @@ fn a_node_joins_and_a_node_leaves_under_load_without_a_failed_request_or_a_lost_
     // A fourth node through the CLI, which starts it, has it admitted and follows the move.
     let load = start_load(vec![ports[0], ports[1], ports[2]], 11);
     let n4 = cluster.reserve_node();
-    let (redis_port, http_port, peer_port) = (
-        cluster.redis_ports[n4].to_string(),
-        cluster.http_ports[n4].to_string(),
-        cluster.peer_ports[n4].to_string(),
-    );
-    let config = cluster.config_path().display().to_string();
-    let module = module_path().display().to_string();
-    let (code, out, err) = rcluster(
-        &[
-            "node",
-            "add",
-            "n4",
-            "--config",
-            &config,
-            "--module",
-            &module,
-            "--redis-port",
-            &redis_port,
-            "--http-port",
-            &http_port,
-            "--peer-port",
-            &peer_port,
-            "--timeout-s",
-            "120",
-        ],
-        cluster.dir.path(),
-    );
+    let (code, out, err) = add_node(&cluster, n4, &["--timeout-s", "120"]);
     assert_eq!(code, Some(0), "node add failed:\n{out}\n{err}");
     assert!(err.contains("n4 admitted by leader"), "{err}");
     let all = [0, 1, 2, n4];
@@ -484,4 +486,58 @@ fn bad_membership_requests_get_a_clear_error_and_change_nothing() {
         assert_eq!(view["nodes"].as_array().expect("nodes").len(), 3, "{view}");
         assert_eq!(view["raft"]["voters"].as_array().expect("v").len(), 3);
     }
+}
+
+#[test]
+fn a_node_added_here_stops_and_starts_again_with_the_launcher() {
+    let mut cluster = NodeCluster::start("membership-up", 3, "");
+    let mut c = connect(cluster.redis_ports[0]);
+    for k in 0..300 {
+        let _: String = redis::cmd("RC.SET")
+            .arg(format!("k{k}"))
+            .arg(format!("v{k}"))
+            .query(&mut c)
+            .expect("RC.SET");
+    }
+    let n4 = cluster.reserve_node();
+    let (code, out, err) = add_node(&cluster, n4, &[]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let pid_file = cluster.dir.path().join("data/n4/node.pid");
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    wait_for("n4 to hold data", Duration::from_secs(30), || {
+        (held(&cluster, n4).0 > 0).then_some(())
+    });
+    let before = held(&cluster, n4).0;
+
+    // Ctrl-C on the launcher stops n4 too.
+    let redis_of_n4 = rcluster_tests::nodes::descendants(pid);
+    cluster.stop(libc::SIGINT);
+    wait_for("n4 and its Redis to stop", Duration::from_secs(30), || {
+        let left = std::iter::once(pid)
+            .chain(redis_of_n4.iter().copied())
+            .any(rcluster_tests::nodes::alive);
+        (!left).then_some(())
+    });
+
+    // The next `rcluster up` starts n4 again (its ports saved in data/n4/member.json), with its
+    // data, as a member of the four.
+    cluster.launch(&[]);
+    assert_eq!(held(&cluster, n4).0, before);
+    for i in [0, n4] {
+        wait_for("four voters", Duration::from_secs(30), || {
+            let v = cluster.cluster_view(i)?;
+            (v["raft"]["voters"].as_array()?.len() == 4 && v["nodes"].as_array()?.len() == 4)
+                .then_some(())
+        });
+    }
+    let got: String = redis::cmd("RC.GET")
+        .arg("k7")
+        .query(&mut connect(cluster.redis_ports[n4]))
+        .expect("RC.GET through n4");
+    assert_eq!(got, "v7");
+    cluster.stop(libc::SIGTERM);
 }

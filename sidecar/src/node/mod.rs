@@ -58,7 +58,7 @@ fn resolve(loaded: &paths::Loaded, id: &str, address: &Address) -> Result<NodeCo
         }
         return Ok(node.clone());
     }
-    let saved_path = loaded.data_dir.join(id).join("member.json");
+    let saved_path = paths::member_file(&loaded.data_dir, id);
     let saved: Option<NodeConfig> = std::fs::read(&saved_path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
