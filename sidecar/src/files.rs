@@ -2,8 +2,8 @@
 //! chunk hashed (SHA-256) and written with quorum through the module (`RC.CHUNK.SET`, a few in
 //! flight), the whole file hashed too, and the metadata written last (`RC.SET file:<id>`), so a
 //! failed or aborted upload never shows as a file and its chunks are removed. A download reads the
-//! metadata, fetches each chunk verified (`RC.CHUNK.FETCH`, one ahead), checks it against the
-//! digest recorded at upload, and streams it; Range requests are served from the chunks they touch.
+//! metadata, fetches each chunk (`RC.CHUNK.FETCH ... SHA256 <digest recorded at upload>`, a few
+//! ahead: the module serves only a copy that hashes to that digest), and streams it; Range requests are served from the chunks they touch.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -349,15 +349,26 @@ pub async fn fetch_chunk(
     meta: &FileMeta,
     index: u64,
 ) -> Result<Vec<u8>, TransferError> {
+    let expected = meta
+        .chunk_sha256
+        .get(index as usize)
+        .map(String::as_str)
+        .unwrap_or_default();
+    // The module checks the copy it serves against the digest recorded at upload (and hashes
+    // it once for that); the bytes then only cross loopback to here.
     let mut cmd = redis::cmd("RC.CHUNK.FETCH");
-    cmd.arg(&meta.id).arg(index);
+    cmd.arg(&meta.id).arg(index).arg("SHA256").arg(expected);
     let timeout = Duration::from_millis(shared.config.intervals.request_timeout_ms + 2_000);
     shared.metrics.chunk_ops.with_label_values(&["read"]).inc();
-    let data: Option<Vec<u8>> = shared
-        .local
-        .query(&cmd, timeout)
-        .await
-        .map_err(|e| redis_failure(&format!("reading chunk {index} of {}", meta.id), e))?;
+    let data: Option<Vec<u8>> = shared.local.query(&cmd, timeout).await.map_err(|e| {
+        let what = format!("reading chunk {index} of {}", meta.id);
+        if e.starts_with("CHECKSUM") {
+            // No copy matches the digest recorded at upload: never serve bad bytes.
+            shared.metrics.checksum_failures.inc();
+            return TransferError::new(502, "CHECKSUM", format!("{what}: {e}"));
+        }
+        redis_failure(&what, e)
+    })?;
     let data = data.ok_or_else(|| {
         TransferError::new(
             503,
@@ -365,22 +376,6 @@ pub async fn fetch_chunk(
             format!("chunk {index} of {} is on no reachable replica", meta.id),
         )
     })?;
-    let expected = meta
-        .chunk_sha256
-        .get(index as usize)
-        .map(String::as_str)
-        .unwrap_or_default();
-    if sha256_hex(&data) != expected {
-        shared.metrics.checksum_failures.inc();
-        return Err(TransferError::new(
-            502,
-            "CHECKSUM",
-            format!(
-                "chunk {index} of {} does not match the digest recorded at upload",
-                meta.id
-            ),
-        ));
-    }
     Ok(data)
 }
 

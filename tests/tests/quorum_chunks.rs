@@ -152,3 +152,48 @@ fn chunk_writes_need_w_replicas() {
     let (code, _) = error_of(call(&mut c1, &[b"RC.CHUNK.FETCH", b"f4", b"0", b"R", b"2"]));
     assert_eq!(code, "BADARG");
 }
+
+#[test]
+fn a_fetch_with_the_recorded_digest_serves_only_bytes_that_match_it() {
+    let cluster = TestCluster::start(3, |_| {});
+    let data = b"recorded at upload".to_vec();
+    let (good, other) = (sha256_hex(&data), sha256_hex(b"something else"));
+    let mut c1 = cluster.conn(0);
+    assert_eq!(
+        set(&mut c1, "f5", 0, &data, &["W", "3"]).unwrap(),
+        Value::Okay
+    );
+    let failures_before = info_number(&mut c1, "checksum_failures");
+    for i in 0..3 {
+        let mut c = cluster.conn(i);
+        let got = call(
+            &mut c,
+            &[b"RC.CHUNK.FETCH", b"f5", b"0", b"SHA256", good.as_bytes()],
+        );
+        assert_eq!(got.unwrap(), Value::BulkString(data.clone()));
+        // Every copy is intact but none is the one the caller recorded: no bytes come back,
+        // whether this node holds a copy (N=3: every node does) or asks the others.
+        let (code, msg) = error_of(call(
+            &mut c,
+            &[b"RC.CHUNK.FETCH", b"f5", b"0", b"SHA256", other.as_bytes()],
+        ));
+        assert_eq!(code, "CHECKSUM", "{msg}");
+        assert!(msg.contains(&other), "{msg}");
+    }
+    assert!(info_number(&mut c1, "checksum_failures") > failures_before);
+    for (args, what) in [
+        (vec![&b"SHA256"[..]], "SHA256 needs a value"),
+        (vec![&b"SHA256"[..], b"xyz"], "sha256 must be 64 hex"),
+    ] {
+        let mut full: Vec<&[u8]> = vec![b"RC.CHUNK.FETCH", b"f5", b"0"];
+        full.extend(args);
+        let (code, msg) = error_of(call(&mut c1, &full));
+        assert_eq!(code, "BADARG", "{msg}");
+        assert!(msg.contains(what), "{msg}");
+    }
+    // The stored copies are untouched by the refused fetches.
+    assert_eq!(
+        fetch(&mut c1, "f5", 0).unwrap(),
+        Value::BulkString(data.clone())
+    );
+}

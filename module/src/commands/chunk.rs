@@ -136,7 +136,14 @@ pub fn put(ctx: &Context, args: Vec<RedisString>) -> Outcome {
 }
 
 /// The chunk's bytes after checking them against the stored SHA-256; `None` when not held.
-pub fn load(ctx: &Context, file_id: &str, index: u32) -> Result<Option<RedisString>, CodedError> {
+/// This node's copy of a chunk, checked against its stored digest and, when given, against
+/// `expected` (the digest the caller recorded at upload): `None` when it has none.
+pub fn load(
+    ctx: &Context,
+    file_id: &str,
+    index: u32,
+    expected: Option<&str>,
+) -> Result<Option<RedisString>, CodedError> {
     let display = chunk_key(file_id, index);
     let name = store::string(ctx, display.as_str());
     let key = ctx.open_key(&name);
@@ -162,6 +169,15 @@ pub fn load(ctx: &Context, file_id: &str, index: u32) -> Result<Option<RedisStri
             ),
         ));
     }
+    if let Some(expected) = expected.filter(|e| *e != actual) {
+        stats::checksum_failure();
+        return Err(CodedError::new(
+            Code::Checksum,
+            format!(
+                "{display} hashes to {actual}, not to the expected {expected}; the bytes were not returned"
+            ),
+        ));
+    }
     Ok(Some(data))
 }
 
@@ -169,7 +185,7 @@ pub fn get(ctx: &Context, args: Vec<RedisString>) -> Outcome {
     arity(Cmd::ChunkGet, &args, 3, 3, GET_USAGE)?;
     let file_id = validate::file_id(args[1].as_slice())?;
     let index = validate::chunk_index(args[2].as_slice())?;
-    Ok(load(ctx, &file_id, index)?.map_or(RedisValue::Null, RedisValue::BulkRedisString))
+    Ok(load(ctx, &file_id, index, None)?.map_or(RedisValue::Null, RedisValue::BulkRedisString))
 }
 
 pub fn list(ctx: &Context, args: Vec<RedisString>) -> Outcome {

@@ -239,7 +239,8 @@ pub fn locate(_ctx: &Context, args: Vec<RedisString>) -> Outcome {
 
 const CHUNK_SET_USAGE: &str =
     "RC.CHUNK.SET <file-id> <index> <sha256-hex> <data> [W <n>] [TIMEOUT <ms>]";
-const CHUNK_FETCH_USAGE: &str = "RC.CHUNK.FETCH <file-id> <index> [TIMEOUT <ms>]";
+const CHUNK_FETCH_USAGE: &str =
+    "RC.CHUNK.FETCH <file-id> <index> [SHA256 <sha256-hex>] [TIMEOUT <ms>]";
 
 /// Where a chunk lives on the ring: by file id and index.
 fn chunk_ring_key(file_id: &str, index: u32) -> Vec<u8> {
@@ -297,15 +298,28 @@ pub fn chunk_set(ctx: &Context, args: Vec<RedisString>) -> Outcome {
     Ok(RedisValue::NoReply)
 }
 
-/// `RC.CHUNK.FETCH file-id index [TIMEOUT ms]`: the chunk's bytes from this node when its copy is
-/// intact, else from the first intact replica (repairing the others); nil when no replica has it,
-/// `CHECKSUM` when the only copies left are corrupt.
+/// `RC.CHUNK.FETCH file-id index [SHA256 hex] [TIMEOUT ms]`: the chunk's bytes from this node when
+/// its copy is intact, else from the first intact replica (repairing the others); nil when no
+/// replica has it, `CHECKSUM` when the only copies left are corrupt. With `SHA256`, a copy counts
+/// as intact only if it hashes to that digest (the caller's record), so the caller need not hash
+/// the bytes again.
 pub fn chunk_fetch(ctx: &Context, args: Vec<RedisString>) -> Outcome {
-    arity(Cmd::ChunkFetch, &args, 3, 5, CHUNK_FETCH_USAGE)?;
+    arity(Cmd::ChunkFetch, &args, 3, 7, CHUNK_FETCH_USAGE)?;
     let file_id = validate::file_id(args[1].as_slice())?;
     let index = validate::chunk_index(args[2].as_slice())?;
     let view = cluster::ready()?;
-    let raw: Vec<&[u8]> = args[3..].iter().map(|a| a.as_slice()).collect();
+    let mut raw: Vec<&[u8]> = args[3..].iter().map(|a| a.as_slice()).collect();
+    let mut expected = None;
+    if let Some(at) = raw.iter().position(|a| a.eq_ignore_ascii_case(b"SHA256")) {
+        let Some(hex) = raw.get(at + 1) else {
+            return Err(CodedError::new(
+                Code::BadArg,
+                format!("SHA256 needs a value; usage: {CHUNK_FETCH_USAGE}"),
+            ));
+        };
+        expected = Some(validate::sha256(hex)?);
+        raw.drain(at..at + 2);
+    }
     // Chunks are immutable and verified: one intact copy is the answer, so there is no R.
     let opts = parse_options(&raw, None, view.topology.quorum.n)?;
     let timeout_ms = opts.timeout_ms.unwrap_or(view.topology.request_timeout_ms);
@@ -318,7 +332,7 @@ pub fn chunk_fetch(ctx: &Context, args: Vec<RedisString>) -> Outcome {
     let started = Instant::now();
     let mut local_problem = None;
     if is_replica {
-        match chunk::load(ctx, &file_id, index) {
+        match chunk::load(ctx, &file_id, index, expected.as_deref()) {
             Ok(Some(data)) => {
                 crate::stats::quorum_op(Op::ChunkGet, End::Ok, started.elapsed());
                 return Ok(RedisValue::BulkRedisString(data));
@@ -333,7 +347,7 @@ pub fn chunk_fetch(ctx: &Context, args: Vec<RedisString>) -> Outcome {
     let job = FetchJob {
         file: file_id,
         index,
-        sha256: None,
+        sha256: expected,
         local: local_problem
             .and_then(|p| view.topology.member(&me_id).map(|m| (peers::peer(m), p))),
         replicas,

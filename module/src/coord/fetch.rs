@@ -1,11 +1,13 @@
 //! The chunk read behind `RC.CHUNK.FETCH` when this node has no intact copy: asks the chunk's
 //! other replicas in parallel, answers with the first copy that passed its replica's SHA-256 check
-//! (chunks are immutable, so one verified copy is the answer), then, once every replica answered
+//! (and matches the caller's digest when one was given; chunks are immutable, so one verified
+//! copy is the answer), then, once every replica answered
 //! or the deadline passed, writes that copy to each replica found missing or corrupt.
 
 use std::sync::Arc;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use rcluster_domain::checksum::sha256_hex;
 use rcluster_domain::codes::Code;
 use redis::Value;
 
@@ -42,10 +44,16 @@ impl FetchJob {
         get.arg(&self.file).arg(self.index);
         let get = Arc::new(get);
         for peer in &self.replicas {
-            let (peer, cmd) = (peer.clone(), get.clone());
+            let (peer, cmd, expected) = (peer.clone(), get.clone(), self.sha256.clone());
             tasks.push(async move {
                 let copy = match peer.call(&cmd, deadline).await {
-                    Ok(Value::BulkString(data)) => Copy::Intact(data),
+                    Ok(Value::BulkString(data)) => match expected.as_deref() {
+                        Some(want) if sha256_hex(&data) != want => {
+                            stats::checksum_failure();
+                            Copy::Damaged(format!("holds other bytes than sha256 {want}"))
+                        }
+                        _ => Copy::Intact(data),
+                    },
                     Ok(Value::Nil) => Copy::Missing,
                     Ok(other) => Copy::Damaged(format!("unexpected reply {other:?}")),
                     Err(Failure::Replied(e))
@@ -116,9 +124,7 @@ impl FetchJob {
             b.finish(answer);
         }
         let Some(data) = good else { return };
-        let sha = self
-            .sha256
-            .unwrap_or_else(|| rcluster_domain::checksum::sha256_hex(&data));
+        let sha = self.sha256.unwrap_or_else(|| sha256_hex(&data));
         let mut put = redis::cmd("RC.CHUNK.PUT");
         put.arg(&self.file).arg(self.index).arg(&sha).arg(&data);
         let deadline = deadline_in(self.timeout_ms);
