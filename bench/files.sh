@@ -21,7 +21,9 @@
 #                     requests in flight (like the uploader); connection included in the time.
 #                     The better variant of each (write, read) is the one the ratios use.
 # Between the runs the baseline is flushed (FLUSHALL SYNC) and the cluster file deleted, so every
-# write starts from an empty store. Exits non-zero only when the setup fails (build, start, a
+# write starts from an empty store, and every timed phase waits until no Redis of the run is
+# rewriting its AOF (the rewrite a 256 MiB write triggers would otherwise run during the next
+# phase: in three Redis servers after an upload, in one after a baseline write). Exits non-zero only when the setup fails (build, start, a
 # transfer failing or returning the wrong data, processes left behind), never because a target
 # was missed.
 set -euo pipefail
@@ -171,6 +173,19 @@ baseline_run() {
     mbps "$secs"
 }
 
+# Waits (up to 120 s) until no Redis of the run (baseline and nodes) rewrites its AOF, so a timed
+# phase never shares the CPU with the previous phase's background rewrite (a fork that writes the
+# whole dataset again).
+settle() {
+    local port waited=0
+    for port in "$BASE_PORT" "${NODE_PORTS[@]}"; do
+        while cli "$port" INFO persistence | grep -qE '^aof_rewrite_(in_progress|scheduled):1'; do
+            ((waited++ < 1200)) || die "redis on port $port still rewrites its AOF after 120 s"
+            sleep 0.1
+        done
+    done
+}
+
 # Cluster upload to n1 (the answer stays in $TMP/upload.json); prints MB/s.
 FILE_ID=
 cluster_upload() {
@@ -221,17 +236,20 @@ for ((round = 1; round <= ROUNDS; round++)); do
     echo "round $round:" >&2
     for depth in "${DEPTHS[@]}"; do
         [[ $(cli "$BASE_PORT" FLUSHALL SYNC) == OK ]] || die "FLUSHALL on the baseline failed"
+        settle
         v=$(baseline_run write "$depth")
         MBPS[write$depth]+=" $v"
         printf '  %-40s %8s MB/s\n' "baseline SET, $depth in flight" "$v" >&2
         m=$(used_mb "$BASE_PORT")
         ((m > BASE_MEM_MAX)) && BASE_MEM_MAX=$m
+        settle
         v=$(baseline_run read "$depth")
         MBPS[read$depth]+=" $v"
         printf '  %-40s %8s MB/s\n' "baseline GET, $depth in flight" "$v" >&2
     done
     [[ $(cli "$BASE_PORT" FLUSHALL SYNC) == OK ]] || die "FLUSHALL on the baseline failed"
 
+    settle
     v=$(cluster_upload)
     FILE_ID=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["id"])' "$TMP/upload.json")
     MBPS[upload]+=" $v"
@@ -244,6 +262,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
     done
     rss=$(node_rss_mb)
     ((rss > NODE_RSS_MAX)) && NODE_RSS_MAX=$rss
+    settle
     v=$(cluster_download)
     MBPS[download]+=" $v"
     printf '  %-40s %8s MB/s\n' "cluster download (n2)" "$v" >&2

@@ -97,6 +97,7 @@ pub struct Upload<'a> {
     whole: Sha256,
     chunk_sha: Vec<String>,
     in_flight: VecDeque<JoinHandle<Result<(), String>>>,
+    _transfer: crate::memory::Transfer,
 }
 
 impl<'a> Upload<'a> {
@@ -121,6 +122,7 @@ impl<'a> Upload<'a> {
             whole: Sha256::new(),
             chunk_sha: Vec::new(),
             in_flight: VecDeque::new(),
+            _transfer: crate::memory::Transfer::begin(),
         })
     }
 
@@ -420,7 +422,9 @@ pub fn stream(
     let (start, end) = range.unwrap_or((0, meta.size.saturating_sub(1)));
     let empty = meta.size == 0;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
+    let transfer = crate::memory::Transfer::begin();
     tokio::spawn(async move {
+        let _transfer = transfer;
         if empty {
             return;
         }
@@ -448,7 +452,7 @@ pub fn stream(
             let chunk_start = index * cs;
             let from = start.saturating_sub(chunk_start) as usize;
             let to = ((end - chunk_start + 1) as usize).min(data.len());
-            let piece = Bytes::copy_from_slice(&data[from..to]);
+            let piece = Bytes::from(data).slice(from..to);
             shared
                 .metrics
                 .bytes

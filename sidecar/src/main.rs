@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod files;
 mod members_cli;
+mod memory;
 mod metrics;
 mod node;
 mod openapi;

@@ -135,7 +135,6 @@ pub fn put(ctx: &Context, args: Vec<RedisString>) -> Outcome {
     Ok(RedisValue::SimpleStringStatic("OK"))
 }
 
-/// The chunk's bytes after checking them against the stored SHA-256; `None` when not held.
 /// This node's copy of a chunk, checked against its stored digest and, when given, against
 /// `expected` (the digest the caller recorded at upload): `None` when it has none.
 pub fn load(
@@ -144,6 +143,24 @@ pub fn load(
     index: u32,
     expected: Option<&str>,
 ) -> Result<Option<RedisString>, CodedError> {
+    let Some((stored_sha, data)) = read(ctx, file_id, index)? else {
+        return Ok(None);
+    };
+    verify(
+        &chunk_key(file_id, index),
+        stored_sha.as_slice(),
+        expected,
+        data.as_slice(),
+    )?;
+    Ok(Some(data))
+}
+
+/// This node's copy of a chunk as stored, not yet checked: (stored sha256, data).
+pub fn read(
+    ctx: &Context,
+    file_id: &str,
+    index: u32,
+) -> Result<Option<(RedisString, RedisString)>, CodedError> {
     let display = chunk_key(file_id, index);
     let name = store::string(ctx, display.as_str());
     let key = ctx.open_key(&name);
@@ -151,21 +168,30 @@ pub fn load(
         return Ok(None);
     }
     let field = |f: &str| key.hash_get(f).ok().flatten();
-    let (Some(stored_sha), Some(data)) = (field(chunk_field::SHA256), field(chunk_field::DATA))
-    else {
-        return Err(CodedError::new(
+    match (field(chunk_field::SHA256), field(chunk_field::DATA)) {
+        (Some(sha), Some(data)) => Ok(Some((sha, data))),
+        _ => Err(CodedError::new(
             Code::Corrupt,
             format!("{display} lacks its 'sha256' or 'data' field; the chunk must be repaired from another replica"),
-        ));
-    };
-    let actual = sha256_hex(data.as_slice());
-    if actual.as_bytes() != stored_sha.as_slice() {
+        )),
+    }
+}
+
+/// Checks a copy's bytes against its stored digest and the caller's (pure; any thread).
+pub fn verify(
+    display: &str,
+    stored_sha: &[u8],
+    expected: Option<&str>,
+    data: &[u8],
+) -> Result<(), CodedError> {
+    let actual = sha256_hex(data);
+    if actual.as_bytes() != stored_sha {
         stats::checksum_failure();
         return Err(CodedError::new(
             Code::Checksum,
             format!(
                 "{display} is corrupt: stored sha256 {}, data hashes to {actual}; the bytes were not returned",
-                validate::show(stored_sha.as_slice())
+                validate::show(stored_sha)
             ),
         ));
     }
@@ -178,7 +204,7 @@ pub fn load(
             ),
         ));
     }
-    Ok(Some(data))
+    Ok(())
 }
 
 pub fn get(ctx: &Context, args: Vec<RedisString>) -> Outcome {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rcluster_domain::codes::{Code, CodedError};
+use rcluster_domain::keys::chunk_key;
 use rcluster_domain::quorum::{parse_options, Options};
 use rcluster_domain::validate;
 use rcluster_domain::version::Version;
@@ -20,7 +21,7 @@ use redis_module::{Context, RedisString, RedisValue};
 
 use crate::cluster::{self, View};
 use crate::commands::{chunk, clock, kv};
-use crate::coord::block::{can_block, Blocked};
+use crate::coord::block::{can_block, Answer, Blocked};
 use crate::coord::fetch::FetchJob;
 use crate::coord::peers::{self, Peer};
 use crate::coord::read::ReadJob;
@@ -331,7 +332,18 @@ pub fn chunk_fetch(ctx: &Context, args: Vec<RedisString>) -> Outcome {
     } = placement(&view, &chunk_ring_key(&file_id, index))?;
     let started = Instant::now();
     let mut local_problem = None;
-    if is_replica {
+    // This node's copy, to be checked off the main thread (hashing every chunk there is what
+    // limited downloads): (stored sha256, bytes). Inside MULTI or a script it is checked here.
+    let mut unchecked = None;
+    if is_replica && can_block(ctx) {
+        match chunk::read(ctx, &file_id, index) {
+            Ok(Some((sha, data))) => {
+                unchecked = Some((sha.as_slice().to_vec(), data.as_slice().to_vec()));
+            }
+            Ok(None) => local_problem = Some(None),
+            Err(e) => local_problem = Some(Some(e.to_string())),
+        }
+    } else if is_replica {
         match chunk::load(ctx, &file_id, index, expected.as_deref()) {
             Ok(Some(data)) => {
                 crate::stats::quorum_op(Op::ChunkGet, End::Ok, started.elapsed());
@@ -344,18 +356,38 @@ pub fn chunk_fetch(ctx: &Context, args: Vec<RedisString>) -> Outcome {
     if !can_block(ctx) {
         return Err(cannot_block(Cmd::ChunkFetch));
     }
-    let job = FetchJob {
+    let me = view.topology.member(&me_id).map(peers::peer);
+    let mut job = FetchJob {
         file: file_id,
         index,
         sha256: expected,
-        local: local_problem
-            .and_then(|p| view.topology.member(&me_id).map(|m| (peers::peer(m), p))),
+        local: local_problem.and_then(|p| me.clone().map(|m| (m, p))),
         replicas,
         timeout_ms,
         started,
     };
     let blocked = Blocked::new(ctx, timeout_ms + SAFETY_MARGIN_MS)
         .ok_or_else(|| cannot_block(Cmd::ChunkFetch))?;
-    coord::spawn(job.run(Some(blocked)));
+    coord::spawn(async move {
+        if let Some((sha, data)) = unchecked {
+            let display = chunk_key(&job.file, job.index);
+            let expected = job.sha256.clone();
+            let checked = tokio::task::spawn_blocking(move || {
+                chunk::verify(&display, &sha, expected.as_deref(), &data).map(|()| data)
+            })
+            .await;
+            match checked {
+                Ok(Ok(data)) => {
+                    crate::stats::quorum_op(Op::ChunkGet, End::Ok, job.started.elapsed());
+                    blocked.finish(Answer::Value(Some(data)));
+                    return;
+                }
+                // Damaged here: read it from the other replicas and repair this copy.
+                Ok(Err(e)) => job.local = me.map(|m| (m, Some(e.to_string()))),
+                Err(e) => job.local = me.map(|m| (m, Some(format!("check failed: {e}")))),
+            }
+        }
+        job.run(Some(blocked)).await;
+    });
     Ok(RedisValue::NoReply)
 }

@@ -27,7 +27,7 @@ static RUNTIME: OnceLock<Runtime> = OnceLock::new();
 pub fn start() -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
-        .max_blocking_threads(1)
+        .max_blocking_threads(2)
         .thread_name("rcluster-coord")
         .enable_all()
         .build()

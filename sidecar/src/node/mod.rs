@@ -118,6 +118,7 @@ pub async fn run(
 ) -> Result<(), CliError> {
     let loaded = paths::load(&config_path, low_resource)?;
     let node = resolve(&loaded, &id, &address)?;
+    crate::memory::tune();
     let module = paths::module(module)?;
     let dir = loaded.data_dir.join(&node.id);
     std::fs::create_dir_all(&dir)
