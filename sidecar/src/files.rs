@@ -1,6 +1,6 @@
 //! Files over HTTP: an upload is cut into chunks of the configured size as it streams in, each
-//! chunk hashed (SHA-256) and written with quorum through the module (`RC.CHUNK.SET`, a few in
-//! flight), the whole file hashed too, and the metadata written last (`RC.SET file:<id>`), so a
+//! chunk written with quorum through the module (`RC.CHUNK.SET <id> <i> * <data>`, a few in
+//! flight: the module hashes it and answers the SHA-256), the whole file hashed here, and the metadata written last (`RC.SET file:<id>`), so a
 //! failed or aborted upload never shows as a file and its chunks are removed. A download reads the
 //! metadata, fetches each chunk (`RC.CHUNK.FETCH ... SHA256 <digest recorded at upload>`, a few
 //! ahead: the module serves only a copy that hashes to that digest), and streams it; Range requests are served from the chunks they touch.
@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use rcluster_domain::checksum::sha256_hex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
@@ -96,7 +95,9 @@ pub struct Upload<'a> {
     size: u64,
     whole: Sha256,
     chunk_sha: Vec<String>,
-    in_flight: VecDeque<JoinHandle<Result<(), String>>>,
+    /// Chunks handed to the module so far (their digests arrive in `chunk_sha`, in order).
+    chunks: usize,
+    in_flight: VecDeque<JoinHandle<Result<String, String>>>,
     _transfer: crate::memory::Transfer,
 }
 
@@ -121,6 +122,7 @@ impl<'a> Upload<'a> {
             size: 0,
             whole: Sha256::new(),
             chunk_sha: Vec::new(),
+            chunks: 0,
             in_flight: VecDeque::new(),
             _transfer: crate::memory::Transfer::begin(),
         })
@@ -153,11 +155,12 @@ impl<'a> Upload<'a> {
 
     async fn flush_chunk(&mut self) -> Result<(), TransferError> {
         let data = std::mem::replace(&mut self.buffer, Vec::with_capacity(self.chunk_size));
-        let index = self.chunk_sha.len();
-        let sha = sha256_hex(&data);
-        self.chunk_sha.push(sha.clone());
+        let index = self.chunks;
+        self.chunks += 1;
+        // `*`: the coordinating module hashes the chunk (it had to, to check it) and answers
+        // the digest, so the chunk is hashed once here less.
         let mut cmd = redis::cmd("RC.CHUNK.SET");
-        cmd.arg(&self.id).arg(index).arg(&sha).arg(data);
+        cmd.arg(&self.id).arg(index).arg("*").arg(data);
         if let Some(w) = self.w {
             cmd.arg("W").arg(w);
         }
@@ -170,7 +173,7 @@ impl<'a> Upload<'a> {
             .with_label_values(&["write"])
             .inc();
         self.in_flight.push_back(tokio::spawn(async move {
-            shared_local.query::<()>(&cmd, timeout).await
+            shared_local.query::<String>(&cmd, timeout).await
         }));
         while self.in_flight.len() >= UPLOAD_PARALLELISM {
             self.wait_one().await?;
@@ -183,7 +186,15 @@ impl<'a> Upload<'a> {
             return Ok(());
         };
         match task.await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(sha)) if sha.len() == 64 => {
+                self.chunk_sha.push(sha);
+                Ok(())
+            }
+            Ok(Ok(other)) => Err(TransferError::new(
+                502,
+                "STORAGE_FAILED",
+                format!("writing a chunk: the module answered {other:?}, not a digest"),
+            )),
             Ok(Err(e)) => Err(redis_failure("writing a chunk", e)),
             Err(e) => Err(TransferError::new(
                 500,

@@ -197,3 +197,34 @@ fn a_fetch_with_the_recorded_digest_serves_only_bytes_that_match_it() {
         Value::BulkString(data.clone())
     );
 }
+
+#[test]
+fn a_chunk_set_with_a_star_digest_is_hashed_by_the_module_and_answers_the_digest() {
+    let cluster = TestCluster::start(3, |_| {});
+    let data: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+    let mut c1 = cluster.conn(0);
+    let answer = call(
+        &mut c1,
+        &[b"RC.CHUNK.SET", b"f6", b"0", b"*", &data, b"W", b"3"],
+    );
+    assert_eq!(
+        answer.unwrap(),
+        Value::BulkString(sha256_hex(&data).into_bytes())
+    );
+    for i in 0..3 {
+        let mut c = cluster.conn(i);
+        let stored: String = redis::cmd("HGET")
+            .arg("chunk:f6:0")
+            .arg("sha256")
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(stored, sha256_hex(&data), "node {i}");
+        assert_eq!(
+            fetch(&mut c, "f6", 0).unwrap(),
+            Value::BulkString(data.clone())
+        );
+    }
+    // Only the quorum command computes: a replica-level put needs the digest.
+    let (code, msg) = error_of(call(&mut c1, &[b"RC.CHUNK.PUT", b"f6", b"1", b"*", b"x"]));
+    assert_eq!(code, "BADARG", "{msg}");
+}

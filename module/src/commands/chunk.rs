@@ -73,9 +73,19 @@ pub struct ChunkArgs {
 
 /// Checks `file-id index sha256 data`: ids, limits, and that the data hashes to the digest.
 pub fn check_put(args: &[RedisString]) -> Result<ChunkArgs, CodedError> {
+    check(args, false)
+}
+
+/// Like [`check_put`]; with `may_compute`, a digest of `*` means "hash the data here" (the
+/// digest is then the one computed).
+pub fn check(args: &[RedisString], may_compute: bool) -> Result<ChunkArgs, CodedError> {
     let file_id = validate::file_id(args[0].as_slice())?;
     let index = validate::chunk_index(args[1].as_slice())?;
-    let expected = validate::sha256(args[2].as_slice())?;
+    let expected = if may_compute && args[2].as_slice() == b"*" {
+        None
+    } else {
+        Some(validate::sha256(args[2].as_slice())?)
+    };
     let data = &args[3];
     validate::check_size(
         "chunk",
@@ -84,7 +94,7 @@ pub fn check_put(args: &[RedisString]) -> Result<ChunkArgs, CodedError> {
         "rcluster.max-chunk-bytes",
     )?;
     let actual = sha256_hex(data.as_slice());
-    if actual != expected {
+    if let Some(expected) = expected.filter(|e| *e != actual) {
         stats::checksum_failure();
         return Err(CodedError::new(
             Code::Checksum,
@@ -97,7 +107,7 @@ pub fn check_put(args: &[RedisString]) -> Result<ChunkArgs, CodedError> {
     Ok(ChunkArgs {
         file_id,
         index,
-        sha256: expected,
+        sha256: actual,
     })
 }
 

@@ -130,6 +130,7 @@ fn write(
         me: view.topology.member(&me_id).map(peers::peer),
         timeout_ms,
         started,
+        reply: None,
     };
     if local_acks >= w {
         crate::stats::quorum_op(job.op, End::Ok, started.elapsed());
@@ -239,7 +240,7 @@ pub fn locate(_ctx: &Context, args: Vec<RedisString>) -> Outcome {
 }
 
 const CHUNK_SET_USAGE: &str =
-    "RC.CHUNK.SET <file-id> <index> <sha256-hex> <data> [W <n>] [TIMEOUT <ms>]";
+    "RC.CHUNK.SET <file-id> <index> <sha256-hex|*> <data> [W <n>] [TIMEOUT <ms>]";
 const CHUNK_FETCH_USAGE: &str =
     "RC.CHUNK.FETCH <file-id> <index> [SHA256 <sha256-hex>] [TIMEOUT <ms>]";
 
@@ -249,10 +250,14 @@ fn chunk_ring_key(file_id: &str, index: u32) -> Vec<u8> {
 }
 
 /// `RC.CHUNK.SET file-id index sha256 data [W n] [TIMEOUT ms]`: the chunk on W of its N replicas
-/// (checked against the digest first; chunks are not hinted, they are repaired when read).
+/// (checked against the digest first; chunks are not hinted, they are repaired when read). With
+/// `*` as the digest this node hashes the data (once, instead of the caller and then this node)
+/// and answers the digest instead of `OK`; the replicas check the copies against it.
 pub fn chunk_set(ctx: &Context, args: Vec<RedisString>) -> Outcome {
     arity(Cmd::ChunkSet, &args, 5, 9, CHUNK_SET_USAGE)?;
-    let checked = chunk::check_put(&args[1..5])?;
+    let computed = args[3].as_slice() == b"*";
+    let checked = chunk::check(&args[1..5], true)?;
+    let reply = computed.then(|| checked.sha256.clone().into_bytes());
     let view = cluster::ready()?;
     let opts = options(&args[5..], "W", &view)?;
     let w = usize::from(opts.count.unwrap_or(view.topology.quorum.w));
@@ -287,11 +292,15 @@ pub fn chunk_set(ctx: &Context, args: Vec<RedisString>) -> Outcome {
         me: view.topology.member(&me_id).map(peers::peer),
         timeout_ms,
         started,
+        reply: reply.clone(),
     };
     if local_acks >= w {
         crate::stats::quorum_op(Op::ChunkSet, End::Ok, started.elapsed());
         coord::spawn(job.run(None));
-        return Ok(RedisValue::SimpleStringStatic("OK"));
+        return Ok(reply.map_or(
+            RedisValue::SimpleStringStatic("OK"),
+            RedisValue::StringBuffer,
+        ));
     }
     let blocked = Blocked::new(ctx, timeout_ms + SAFETY_MARGIN_MS)
         .ok_or_else(|| cannot_block(Cmd::ChunkSet))?;

@@ -84,6 +84,8 @@ pub struct WriteJob {
     pub me: Option<Arc<Peer>>,
     pub timeout_ms: u64,
     pub started: Instant,
+    /// What a success answers instead of `OK` (the digest `RC.CHUNK.SET ... *` computed).
+    pub reply: Option<Vec<u8>>,
 }
 
 /// The replica-level write command for this job.
@@ -160,6 +162,10 @@ impl WriteJob {
                 .boxed(),
             );
         }
+        let ok = || match &self.reply {
+            Some(v) => Answer::Value(Some(v.clone())),
+            None => Answer::Ok,
+        };
         let finish = |blocked: &mut Option<Blocked>, answer: Answer, end: End| {
             if let Some(b) = blocked.take() {
                 // Counted before the reply, so a client that saw it also sees it in INFO.
@@ -168,7 +174,7 @@ impl WriteJob {
             }
         };
         if acks >= self.w {
-            finish(&mut blocked, Answer::Ok, End::Ok);
+            finish(&mut blocked, ok(), End::Ok);
         }
         while let Some(out) = tasks.next().await {
             match out.result {
@@ -210,7 +216,7 @@ impl WriteJob {
                 }
             }
             if acks >= self.w {
-                finish(&mut blocked, Answer::Ok, End::Ok);
+                finish(&mut blocked, ok(), End::Ok);
             } else if acks + tasks.len() < self.w && blocked.is_some() {
                 // Every pending call can add at most one ack: W is out of reach.
                 let msg = format!(
