@@ -428,10 +428,25 @@ async fn add(args: AddArgs) -> Result<(), CliError> {
         "id": node.id, "host": node.host, "redis_port": node.redis_port,
         "http_port": node.http_port, "peer_port": node.peer_port,
     });
-    let (from, r) = cluster
+    let admitted = match cluster
         .ask(&members, "POST", "/api/nodes", Some(&body))
-        .await?;
-    let answer = ok_json(&from.id, r)?;
+        .await
+    {
+        Ok((from, r)) => ok_json(&from.id, r),
+        Err(e) => Err(e),
+    };
+    let answer = match admitted {
+        Ok(answer) => answer,
+        Err(e) => {
+            if !args.no_start {
+                // Not admitted: stop the node started above and forget its ports, so the next
+                // attempt may choose others.
+                retire(&cluster.loaded, &node.id).await;
+                eprintln!("{} was not admitted; stopped it again", node.id);
+            }
+            return Err(e);
+        }
+    };
     eprintln!(
         "{} admitted by leader {} (committed index {}); members: {}",
         node.id,
@@ -470,22 +485,29 @@ async fn remove(args: RemoveArgs) -> Result<(), CliError> {
     if let Some(node) = &leaving {
         wait_handed_over(&cluster, node, timeout).await?;
     }
-    let pid_path = pid_file(&cluster.loaded, &args.id);
-    let pid = std::fs::read_to_string(&pid_path)
-        .ok()
-        .and_then(|p| p.trim().parse::<i32>().ok());
-    match pid {
-        Some(pid) if !args.keep_running => {
-            crate::supervise::stop_pid(pid, Duration::from_secs(30)).await;
-            let _ = std::fs::remove_file(&pid_path);
-            // `rcluster up` starts joined nodes again; this one left.
-            let saved = paths::member_file(&cluster.loaded.data_dir, &args.id);
-            let _ = std::fs::rename(&saved, saved.with_extension("json.left"));
-            eprintln!("{} stopped", args.id);
-        }
-        _ => eprintln!("{} holds no data any more; stop its process", args.id),
+    let started_here = pid_file(&cluster.loaded, &args.id).exists();
+    if started_here && !args.keep_running {
+        retire(&cluster.loaded, &args.id).await;
+        eprintln!("{} stopped", args.id);
+    } else {
+        eprintln!("{} holds no data any more; stop its process", args.id);
     }
     Ok(())
+}
+
+/// Stops a node `rcluster node add` started here (its pid file) and sets its saved ports aside,
+/// so `rcluster up` does not start it again.
+async fn retire(loaded: &paths::Loaded, id: &str) {
+    let pid_path = pid_file(loaded, id);
+    if let Some(pid) = std::fs::read_to_string(&pid_path)
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+    {
+        crate::supervise::stop_pid(pid, Duration::from_secs(30)).await;
+    }
+    let _ = std::fs::remove_file(&pid_path);
+    let saved = paths::member_file(&loaded.data_dir, id);
+    let _ = std::fs::rename(&saved, saved.with_extension("json.left"));
 }
 
 /// Waits until the leaving node holds no registers or chunks (it hands them to their new

@@ -1,4 +1,5 @@
-//! Bounded liveness probes: does a Redis answer PING, does a node's HTTP endpoint answer.
+//! Bounded liveness probes: does a Redis answer PING (and which process is it), does a node's
+//! HTTP endpoint answer.
 
 use std::time::Duration;
 
@@ -16,6 +17,24 @@ pub async fn redis_ping(host: &str, port: u16, timeout: Duration) -> bool {
             .ok()
     };
     matches!(tokio::time::timeout(timeout, attempt).await, Ok(Some(_)))
+}
+
+/// The process id of the Redis answering at `host:port` (`INFO server`), if one answers within
+/// `timeout`: tells a node's own redis-server from another process holding its port.
+pub async fn redis_pid(host: &str, port: u16, timeout: Duration) -> Option<u32> {
+    let attempt = async {
+        let client = redis::Client::open(format!("redis://{host}:{port}/")).ok()?;
+        let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut conn)
+            .await
+            .ok()?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("process_id:"))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    tokio::time::timeout(timeout, attempt).await.ok().flatten()
 }
 
 /// A plain HTTP/1.1 GET; returns (status, body) or `None` on any failure or timeout.

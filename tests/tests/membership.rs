@@ -480,6 +480,28 @@ fn bad_membership_requests_get_a_clear_error_and_change_nothing() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("already a member"), "{err}");
 
+    // A node that cannot start (n1's Redis port) is reported with its output and left behind
+    // neither as a process nor as a member.
+    let module = module_path().display().to_string();
+    let taken = cluster.redis_ports[0].to_string();
+    let (code, _, err) = rcluster(
+        &[
+            "node",
+            "add",
+            "n9",
+            "--config",
+            &config,
+            "--module",
+            &module,
+            "--redis-port",
+            &taken,
+        ],
+        cluster.dir.path(),
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("n9 exited") && err.contains(&taken), "{err}");
+    assert!(!cluster.dir.path().join("data/n9/node.pid").exists());
+
     // Nothing changed: three members, three voters, on every node.
     for i in 0..3 {
         let view = cluster.cluster_view(i).expect("view");

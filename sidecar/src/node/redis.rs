@@ -146,7 +146,11 @@ impl Spec {
                     supervise::log_tail(&self.log(), 15)
                 )));
             }
-            if probe::redis_ping(&node.host, node.redis_port, Duration::from_millis(500)).await {
+            // Its own redis-server, not another process that holds the port (this one then exits
+            // with "Address already in use", seen above on the next round).
+            let answering =
+                probe::redis_pid(&node.host, node.redis_port, Duration::from_millis(500)).await;
+            if answering.is_some() && answering == child.id() {
                 break;
             }
             if Instant::now() > deadline {
