@@ -109,7 +109,7 @@ impl<'a> Upload<'a> {
         w: Option<u8>,
     ) -> Result<Self, TransferError> {
         let id = new_id().map_err(|e| TransferError::new(500, "INTERNAL", e))?;
-        let chunk_size = usize::try_from(shared.config.chunk_size_bytes).unwrap_or(1 << 20);
+        let chunk_size = usize::try_from(shared.chunk_size_bytes()).unwrap_or(1 << 20);
         Ok(Upload {
             shared,
             id,

@@ -27,6 +27,7 @@ mod tests {
         ("/api/health", &["get"]),
         ("/api/cluster", &["get"]),
         ("/api/cluster/quorum", &["put"]),
+        ("/api/cluster/settings", &["put"]),
         ("/api/nodes", &["get", "post"]),
         ("/api/nodes/{id}", &["delete"]),
         ("/api/nodes/{id}/{action}", &["post"]),

@@ -156,6 +156,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/health", get(health))
         .route("/api/cluster", get(cluster))
         .route("/api/cluster/quorum", axum::routing::put(set_quorum))
+        .route("/api/cluster/settings", axum::routing::put(set_settings))
         .route("/api/nodes", get(nodes))
         .route("/api/nodes/{id}/{action}", post(node_action))
         .route("/metrics", get(metrics))
@@ -356,7 +357,8 @@ async fn cluster(State(s): State<Arc<Shared>>, _caller: Caller) -> Json<Value> {
         "cluster": s.config.cluster_name,
         "observer": s.me.id,
         "quorum": {"n": q.n, "w": q.w, "r": q.r},
-        "vnodes": s.config.vnodes,
+        "vnodes": s.raft.get().map_or(s.config.vnodes, |r| r.meta().vnodes),
+        "chunk_size_bytes": s.chunk_size_bytes(),
         "heartbeat_ms": s.config.intervals.heartbeat_ms,
         "time": s.time(),
         "raft": s.raft.get().map(|r| r.status()),
@@ -391,22 +393,13 @@ async fn set_quorum(
         ));
     }
     let json = serde_json::to_vec(&json!({"n": n, "w": w, "r": r})).unwrap_or_default();
-    let forwarded =
-        crate::web_members::on_leader(&s, &caller, "PUT", "/api/cluster/quorum", Some(&json))
-            .await?;
-    if let Some(answer) = forwarded {
-        return Ok(answer);
-    }
-    let Some(raft) = s.raft.get() else {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "RAFT_NOT_READY",
-            "raft has not started yet",
-        ));
+    let raft = match leader_raft(&s, &caller, "/api/cluster/quorum", &json).await? {
+        Ok(raft) => raft,
+        Err(answer) => return Ok(answer),
     };
     let index = raft
         .propose(
-            crate::node::raft::Change::SetQuorum { n, w, r },
+            crate::node::raft::Change::Quorum { n, w, r },
             Duration::from_secs(5),
         )
         .await
@@ -414,6 +407,84 @@ async fn set_quorum(
     Ok(Json(
         json!({"committed_index": index, "quorum": {"n": n, "w": w, "r": r}, "leader": s.me.id}),
     ))
+}
+
+/// For a `PUT` of cluster metadata: this node's Raft when it leads, else the leader's answer to
+/// the same request (`Err`).
+async fn leader_raft<'a>(
+    s: &'a Shared,
+    caller: &Caller,
+    path: &str,
+    body: &[u8],
+) -> Result<Result<&'a crate::node::raft::RaftHandle, Json<Value>>, ApiError> {
+    match crate::web_members::on_leader(s, caller, "PUT", path, Some(body)).await? {
+        Some(answer) => Ok(Err(answer)),
+        None => crate::web_members::raft(s).map(Ok),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsBody {
+    vnodes: Option<u32>,
+    chunk_size_bytes: Option<u64>,
+}
+
+/// `PUT /api/cluster/settings {"vnodes"?, "chunk_size_bytes"?}`: changes the ring's virtual nodes
+/// per node (every module then moves the data whose placement changed) and the chunk size of new
+/// uploads, through Raft (forwarded to the leader); answers once committed here.
+async fn set_settings(
+    State(s): State<Arc<Shared>>,
+    caller: Caller,
+    Json(body): Json<SettingsBody>,
+) -> Result<Json<Value>, ApiError> {
+    use rcluster_domain::config::{CHUNK_SIZE_RANGE, VNODES_RANGE};
+    caller.require_admin()?;
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "BAD_SETTINGS", m);
+    if body.vnodes.is_none() && body.chunk_size_bytes.is_none() {
+        return Err(bad("give vnodes and/or chunk_size_bytes".into()));
+    }
+    if let Some(v) = body
+        .vnodes
+        .filter(|v| !VNODES_RANGE.contains(&u64::from(*v)))
+    {
+        return Err(bad(format!("vnodes {v} is out of range {VNODES_RANGE:?}")));
+    }
+    if let Some(c) = body
+        .chunk_size_bytes
+        .filter(|c| !CHUNK_SIZE_RANGE.contains(c))
+    {
+        return Err(bad(format!(
+            "chunk_size_bytes {c} is out of range {CHUNK_SIZE_RANGE:?}"
+        )));
+    }
+    let json = json!({"vnodes": body.vnodes, "chunk_size_bytes": body.chunk_size_bytes});
+    let bytes = serde_json::to_vec(&json).unwrap_or_default();
+    let raft = match leader_raft(&s, &caller, "/api/cluster/settings", &bytes).await? {
+        Ok(raft) => raft,
+        Err(answer) => return Ok(answer),
+    };
+    let mut changes = Vec::new();
+    if let Some(vnodes) = body.vnodes {
+        changes.push(crate::node::raft::Change::Vnodes { vnodes });
+    }
+    if let Some(bytes) = body.chunk_size_bytes {
+        changes.push(crate::node::raft::Change::ChunkSize { bytes });
+    }
+    let mut index = 0;
+    for change in changes {
+        index = raft
+            .propose(change, Duration::from_secs(5))
+            .await
+            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "NOT_COMMITTED", e))?;
+    }
+    let meta = raft.meta();
+    Ok(Json(json!({
+        "committed_index": index,
+        "vnodes": meta.vnodes,
+        "chunk_size_bytes": meta.chunk_size_bytes,
+        "leader": s.me.id,
+    })))
 }
 
 async fn node_action(
@@ -429,7 +500,7 @@ async fn node_action(
             format!("unknown action '{action}': use stop, start or restart"),
         )
     })?;
-    let Some(target) = s.config.node(&id).cloned() else {
+    let Some(target) = s.member(&id) else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "UNKNOWN_NODE",

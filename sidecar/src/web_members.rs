@@ -51,7 +51,7 @@ fn default_host() -> String {
     "127.0.0.1".into()
 }
 
-fn raft(s: &Shared) -> Result<&RaftHandle, ApiError> {
+pub fn raft(s: &Shared) -> Result<&RaftHandle, ApiError> {
     s.raft.get().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -208,7 +208,7 @@ async fn add_node(
     if known.is_none() {
         check_running(&s, &node).await?;
         let i = raft
-            .propose(Change::SetMembers(members), COMMIT_TIMEOUT)
+            .propose(Change::Members(members), COMMIT_TIMEOUT)
             .await
             .map_err(|e| not_committed(&format!("adding member {}", node.id), e))?;
         index = Some(i);
@@ -302,7 +302,7 @@ async fn remove_node(
     if is_member {
         let i = raft
             .propose(
-                Change::SetMembers(members.iter().filter(|m| m.id != id).cloned().collect()),
+                Change::Members(members.iter().filter(|m| m.id != id).cloned().collect()),
                 COMMIT_TIMEOUT,
             )
             .await

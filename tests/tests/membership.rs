@@ -563,3 +563,100 @@ fn a_node_added_here_stops_and_starts_again_with_the_launcher() {
     assert_eq!(got, "v7");
     cluster.stop(libc::SIGTERM);
 }
+
+#[test]
+fn ring_and_chunk_size_changes_go_through_raft_move_the_data_and_survive_a_restart() {
+    let mut cluster = NodeCluster::start("settings", 4, "");
+    let all = [0, 1, 2, 3];
+    let mut c = connect(cluster.redis_ports[0]);
+    let mut pipe = redis::pipe();
+    for k in 0..2000 {
+        pipe.cmd("RC.SET")
+            .arg(format!("k{k}"))
+            .arg(format!("v{k}"))
+            .ignore();
+    }
+    let () = pipe.query(&mut c).expect("preload");
+    let body = pseudo_random(3 << 20, 5);
+    let old = upload(&cluster, 0, "old.bin", &body);
+    wait_for("the preload placed", Duration::from_secs(30), || {
+        misplaced(&cluster, &all).is_none().then_some(())
+    });
+
+    // Refused: nothing to change, out of range, a read key.
+    let put = |key: &str, json: &str| {
+        http_json(
+            cluster.http_ports[1],
+            "PUT",
+            "/api/cluster/settings",
+            Some(key),
+            json,
+        )
+        .expect("answer")
+    };
+    for (key, json, status) in [
+        (ADMIN_KEY, "{}", 400),
+        (ADMIN_KEY, r#"{"vnodes":0}"#, 400),
+        (ADMIN_KEY, r#"{"chunk_size_bytes":1000}"#, 400),
+        (READ_KEY, r#"{"vnodes":1}"#, 403),
+    ] {
+        let answer = put(key, json);
+        assert_eq!(answer.status, status, "{json}: {}", answer.body);
+    }
+
+    // One virtual node per node and 2 MiB chunks, through a node that may not lead.
+    let answer = put(ADMIN_KEY, r#"{"vnodes":1,"chunk_size_bytes":2097152}"#);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    for i in all {
+        wait_for(
+            "every module on one virtual node",
+            Duration::from_secs(10),
+            || {
+                let json: String = redis::cmd("RC.CLUSTER.GET")
+                    .query(&mut connect(cluster.redis_ports[i]))
+                    .ok()?;
+                let topology: serde_json::Value = serde_json::from_str(&json).ok()?;
+                (topology["vnodes"] == 1).then_some(())
+            },
+        );
+    }
+    wait_for(
+        "every key and chunk on its preference nodes of the new ring",
+        Duration::from_secs(60),
+        || misplaced(&cluster, &all).is_none().then_some(()),
+    );
+    let mut c = connect(cluster.redis_ports[3]);
+    for k in (0..2000).step_by(97) {
+        let v: String = redis::cmd("RC.GET")
+            .arg(format!("k{k}"))
+            .query(&mut c)
+            .expect("RC.GET");
+        assert_eq!(v, format!("v{k}"));
+    }
+    let old_id = old["id"].as_str().expect("id");
+    let (status, _, got) = download(&cluster, 2, old_id, None);
+    assert_eq!(status, 200);
+    assert_eq!(
+        sha256_hex(&got),
+        sha256_hex(&body),
+        "the old file, cut in 1 MiB chunks"
+    );
+    let new = upload(&cluster, 1, "new.bin", &pseudo_random(5 << 20, 6));
+    assert_eq!(new["chunk_size"], 2 << 20, "{new}");
+    assert_eq!(new["chunk_count"], 3, "{new}");
+
+    // The whole cluster restarts with what Raft committed, not the config file's values.
+    cluster.stop(libc::SIGTERM);
+    cluster.launch(&[]);
+    for i in all {
+        wait_for(
+            "the settings after a restart",
+            Duration::from_secs(30),
+            || {
+                let view = cluster.cluster_view(i)?;
+                (view["vnodes"] == 1 && view["chunk_size_bytes"] == 2 << 20).then_some(())
+            },
+        );
+    }
+    cluster.stop(libc::SIGTERM);
+}

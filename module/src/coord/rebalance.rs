@@ -77,7 +77,10 @@ fn remember(p: &mut Pending, views: Vec<Arc<View>>, overflowed: bool) {
 pub fn topology_changed(old: Option<Arc<View>>, new: &View) {
     let Some(old) = old else { return };
     let ids = |v: &View| v.ring.nodes().to_vec();
-    if ids(&old) != ids(new) || old.topology.quorum.n != new.topology.quorum.n {
+    let moved = ids(&old) != ids(new)
+        || old.topology.quorum.n != new.topology.quorum.n
+        || old.topology.vnodes != new.topology.vnodes;
+    if moved {
         remember(&mut pending(), vec![old], false);
     }
 }

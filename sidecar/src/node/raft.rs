@@ -4,9 +4,10 @@
 //! `cluster:term`, `cluster:vote`, `cluster:commit_index` and the list `node:<id>:log` for
 //! people), applies committed metadata changes, and answers proposals from the API.
 //!
-//! Replicated metadata: the members and their addresses (`SetMembers`, the whole list, so a
-//! node that joins learns the founding members too) and the
-//! cluster's N/W/R defaults (`SetQuorum`). Each applied change is pushed into this node's module
+//! Replicated metadata: the members and their addresses (`Members`, the whole list, so a
+//! node that joins learns the founding members too), the cluster's N/W/R defaults (`Quorum`),
+//! the ring's virtual nodes per node (`Vnodes`) and the chunk size of new uploads
+//! (`ChunkSize`). Each applied change is pushed into this node's module
 //! as a new topology epoch (the module then redistributes data) and into the node process's own
 //! member list (heartbeats, API, file listing). Raft's voters follow the member list: a node is
 //! added as a member first (so every node learns its address), then as a voter; it is removed
@@ -37,8 +38,10 @@ const SNAPSHOT_EVERY: u64 = 200;
 /// A metadata change, replicated through the log.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub enum Change {
-    SetQuorum { n: u8, w: u8, r: u8 },
-    SetMembers(Vec<NodeConfig>),
+    Quorum { n: u8, w: u8, r: u8 },
+    Members(Vec<NodeConfig>),
+    Vnodes { vnodes: u32 },
+    ChunkSize { bytes: u64 },
 }
 
 /// The replicated metadata (the state machine).
@@ -48,6 +51,10 @@ pub struct Meta {
     /// The members in the order they joined (empty on a joining node until it catches up).
     #[serde(default)]
     pub members: Vec<NodeConfig>,
+    /// Virtual nodes per node on the ring.
+    pub vnodes: u32,
+    /// Chunk size of new uploads (a file keeps the size it was cut with).
+    pub chunk_size_bytes: u64,
     /// Index of the last applied entry: the topology epoch pushed into the module.
     pub applied: u64,
 }
@@ -276,9 +283,11 @@ async fn receive(listener: TcpListener, inbox: mpsc::Sender<Envelope>) {
 
 fn apply(meta: &mut Meta, data: &[u8]) {
     match serde_json::from_slice::<Change>(data) {
-        Ok(Change::SetQuorum { n, w, r }) => meta.quorum = Quorum { n, w, r },
+        Ok(Change::Quorum { n, w, r }) => meta.quorum = Quorum { n, w, r },
         // Validated by the leader before proposing.
-        Ok(Change::SetMembers(members)) => meta.members = members,
+        Ok(Change::Members(members)) => meta.members = members,
+        Ok(Change::Vnodes { vnodes }) => meta.vnodes = vnodes,
+        Ok(Change::ChunkSize { bytes }) => meta.chunk_size_bytes = bytes,
         Err(e) => eprintln!("raft: skipping an entry that is not a metadata change: {e}"),
     }
 }
@@ -290,6 +299,7 @@ async fn push_topology(shared: &Shared, meta: &Meta) {
     }
     let mut topology = Topology::new(&shared.config, &meta.members, 1 + meta.applied);
     topology.quorum = meta.quorum;
+    topology.vnodes = meta.vnodes;
     let mut cmd = redis::cmd("RC.CLUSTER.SET");
     cmd.arg(topology.to_json());
     if let Err(e) = shared.local.query::<()>(&cmd, Duration::from_secs(2)).await {
@@ -340,6 +350,8 @@ pub async fn spawn(
         } else {
             Vec::new()
         },
+        vnodes: shared.config.vnodes,
+        chunk_size_bytes: shared.config.chunk_size_bytes,
         applied: 0,
     };
     let handle = RaftHandle {

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use rcluster_domain::config::{ClusterConfig, NodeConfig};
+use rcluster_domain::config::{ClusterConfig, NodeConfig, CHUNK_SIZE_RANGE};
 use rcluster_domain::topology::{internal_user_directive, Topology};
 use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -127,7 +127,9 @@ impl Spec {
             .args(["node-id", &node.id])
             .args(["max-key-bytes", &cfg.limits.max_key_bytes.to_string()])
             .args(["max-value-bytes", &cfg.limits.max_value_bytes.to_string()])
-            .args(["max-chunk-bytes", &cfg.chunk_size_bytes.to_string()])
+            // Any chunk size the cluster may switch to (through Raft), so copies of files cut
+            // with an earlier size still move between nodes.
+            .args(["max-chunk-bytes", &CHUNK_SIZE_RANGE.end().to_string()])
             .args(["internal-password", &cfg.internal_password])
             .arg("--user")
             .args(internal_user_directive(&cfg.internal_password));
@@ -147,10 +149,14 @@ impl Spec {
                 )));
             }
             // Its own redis-server, not another process that holds the port (this one then exits
-            // with "Address already in use", seen above on the next round).
-            let answering =
-                probe::redis_pid(&node.host, node.redis_port, Duration::from_millis(500)).await;
-            if answering.is_some() && answering == child.id() {
+            // with "Address already in use", seen above on the next round), and done loading its
+            // data (PING answers LOADING until then; INFO does not).
+            let probe_timeout = Duration::from_millis(500);
+            let answering = probe::redis_pid(&node.host, node.redis_port, probe_timeout).await;
+            if answering.is_some()
+                && answering == child.id()
+                && probe::redis_ping(&node.host, node.redis_port, probe_timeout).await
+            {
                 break;
             }
             if Instant::now() > deadline {

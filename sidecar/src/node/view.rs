@@ -147,6 +147,13 @@ impl Shared {
         self.nodes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The chunk size of new uploads: as Raft replicated it, else the config's.
+    pub fn chunk_size_bytes(&self) -> u64 {
+        self.raft
+            .get()
+            .map_or(self.config.chunk_size_bytes, |r| r.meta().chunk_size_bytes)
+    }
+
     /// The current members.
     pub fn members(&self) -> Vec<NodeConfig> {
         self.members
