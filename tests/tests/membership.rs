@@ -660,3 +660,54 @@ fn ring_and_chunk_size_changes_go_through_raft_move_the_data_and_survive_a_resta
     }
     cluster.stop(libc::SIGTERM);
 }
+
+#[test]
+fn a_dead_node_is_removed_and_its_copies_are_recreated_from_the_others() {
+    let mut cluster = NodeCluster::start("membership-dead", 4, "");
+    let mut c = connect(cluster.redis_ports[0]);
+    let mut pipe = redis::pipe();
+    for k in 0..2000 {
+        pipe.cmd("RC.SET")
+            .arg(format!("k{k}"))
+            .arg(format!("v{k}"))
+            .ignore();
+    }
+    let () = pipe.query(&mut c).expect("preload");
+    wait_for("the preload placed", Duration::from_secs(30), || {
+        misplaced(&cluster, &[0, 1, 2, 3]).is_none().then_some(())
+    });
+    let (held_by_n4, _) = held(&cluster, 3);
+    assert!(held_by_n4 > 0);
+
+    // n4 dies (node process and Redis) and cannot hand anything over; it is removed anyway.
+    cluster.kill_node(3);
+    let answer = http_json(
+        cluster.http_ports[0],
+        "DELETE",
+        "/api/nodes/n4",
+        Some(ADMIN_KEY),
+        "",
+    )
+    .expect("answer");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    // With three members left and N=3 every member holds every key again: the copies n4 had
+    // were written again from the other replicas.
+    wait_for(
+        "every key on exactly its preference nodes among the three left",
+        Duration::from_secs(60),
+        || misplaced(&cluster, &[0, 1, 2]).is_none().then_some(()),
+    );
+    for i in 0..3 {
+        assert_eq!(held(&cluster, i).0, 2000, "{}", cluster.ids[i]);
+        let view = cluster.cluster_view(i).expect("view");
+        assert_eq!(view["raft"]["voters"].as_array().expect("voters").len(), 3);
+    }
+    let mut c = connect(cluster.redis_ports[2]);
+    for k in (0..2000).step_by(13) {
+        let v: String = redis::cmd("RC.GET")
+            .arg(format!("k{k}"))
+            .query(&mut c)
+            .expect("RC.GET");
+        assert_eq!(v, format!("v{k}"));
+    }
+}
