@@ -70,6 +70,11 @@ pub fn member_file(data_dir: &Path, id: &str) -> PathBuf {
     data_dir.join(id).join("member.json")
 }
 
+/// The marker a node writes when it learns it left the cluster: `rcluster up` does not start it.
+pub fn left_file(data_dir: &Path, id: &str) -> PathBuf {
+    data_dir.join(id).join("left")
+}
+
 /// Where `rcluster node add` records the pid of a node it started.
 pub fn pid_file(data_dir: &Path, id: &str) -> PathBuf {
     data_dir.join(id).join("node.pid")

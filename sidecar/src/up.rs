@@ -93,6 +93,25 @@ pub async fn run(args: UpArgs) -> Result<(), CliError> {
     // The config's nodes, plus those that joined later on this machine (`rcluster node add`).
     let mut all = loaded.config.nodes.clone();
     all.extend(paths::joined_nodes(&loaded));
+    // Nodes that left the cluster stay stopped (their data folder says so).
+    all.retain(|n| {
+        let left = paths::left_file(&loaded.data_dir, &n.id);
+        if left.exists() {
+            println!(
+                "node {} left the cluster; not starting it ({} says so; delete that file and \
+                 add it again with `rcluster node add` to bring it back)",
+                n.id,
+                left.display()
+            );
+        }
+        !left.exists()
+    });
+    if all.is_empty() {
+        return Err(CliError::input(format!(
+            "every node of {} left the cluster",
+            loaded.config_path.display()
+        )));
+    }
     check_ports(&all)?;
     let exe = std::env::current_exe()
         .map_err(|e| CliError::failed(format!("cannot find this executable: {e}")))?;

@@ -364,6 +364,20 @@ fn a_node_joins_and_a_node_leaves_under_load_without_a_failed_request_or_a_lost_
         })
         .sum();
     assert!(moved > 0.0, "no copies moved");
+
+    // The next `rcluster up` starts n1, n3 and n4 (saved by `node add`) but not n2, which left.
+    assert!(cluster.dir.path().join("data/n2/left").exists());
+    cluster.stop(libc::SIGTERM);
+    cluster.launch(&[]);
+    assert!(
+        rcluster_tests::nodes::http_try(cluster.http_ports[1], "GET", "/api/health", None)
+            .is_none(),
+        "n2 was started again"
+    );
+    let view = cluster.cluster_view(n4).expect("n4 answers");
+    assert_eq!(view["nodes"].as_array().expect("nodes").len(), 3, "{view}");
+    check_everything(&cluster, &members, &files);
+    cluster.stop(libc::SIGTERM);
 }
 
 /// A port where another cluster's node answers its health check (once).

@@ -148,7 +148,7 @@ pub async fn run(
         node: node.clone(),
         redis_conf: loaded.redis_conf.clone(),
         module,
-        dir,
+        dir: dir.clone(),
     };
     let (redis, redis_task) = redis::spawn(spec, shutdown_rx.clone()).await?;
     println!(
@@ -161,6 +161,7 @@ pub async fn run(
     let shared = Arc::new(Shared::new(
         loaded.config.clone(),
         node.clone(),
+        dir,
         redis,
         Metrics::new(&node.id),
     ));

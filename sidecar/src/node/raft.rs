@@ -310,6 +310,29 @@ async fn push_topology(shared: &Shared, meta: &Meta) {
     }
 }
 
+/// Keeps `<data_dir>/<id>/left` in step with the member list: present while this node is not a
+/// member (so `rcluster up` does not start it again), gone once it is (again).
+fn mark_membership(shared: &Shared, meta: &Meta) {
+    let marker = shared.dir.join("left");
+    let member = meta.members.iter().any(|m| m.id == shared.me.id);
+    if member {
+        let _ = std::fs::remove_file(&marker);
+    } else if !marker.exists() {
+        let text = format!(
+            "{} left the cluster at raft index {}; `rcluster up` does not start it\n",
+            shared.me.id, meta.applied
+        );
+        if let Err(e) = std::fs::write(&marker, text) {
+            eprintln!(
+                "node {}: cannot write {}: {e}",
+                shared.me.id,
+                marker.display()
+            );
+        }
+        println!("node {}: no longer a member", shared.me.id);
+    }
+}
+
 fn random_seed() -> u64 {
     use std::io::Read;
     let mut b = [0u8; 8];
@@ -459,6 +482,7 @@ pub async fn spawn(
                 pushed = !meta.members.is_empty();
                 *out.meta.lock().unwrap_or_else(|p| p.into_inner()) = meta.clone();
                 if !meta.members.is_empty() {
+                    mark_membership(&shared, &meta);
                     shared.set_members(meta.members.clone());
                     // A member on its way out stays reachable while it is still a voter.
                     let voters = &node.membership().voters;

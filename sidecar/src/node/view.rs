@@ -62,6 +62,8 @@ pub struct TimeStatus {
 pub struct Shared {
     pub config: ClusterConfig,
     pub me: NodeConfig,
+    /// This node's data folder (`<data_dir>/<id>`).
+    pub dir: std::path::PathBuf,
     pub redis: RedisHandle,
     pub nodes: Mutex<BTreeMap<String, NodeView>>,
     /// The members, in the order of the replicated list: the config's nodes until Raft applies
@@ -96,6 +98,7 @@ impl Shared {
     pub fn new(
         config: ClusterConfig,
         me: NodeConfig,
+        dir: std::path::PathBuf,
         redis: RedisHandle,
         metrics: Metrics,
     ) -> Shared {
@@ -115,6 +118,7 @@ impl Shared {
         Shared {
             config,
             me,
+            dir,
             redis,
             nodes: Mutex::new(nodes),
             members: Mutex::new(members),
