@@ -275,6 +275,7 @@ fn a_node_joins_and_a_node_leaves_under_load_without_a_failed_request_or_a_lost_
     // A fourth node through the CLI, which starts it, has it admitted and follows the move.
     let load = start_load(vec![ports[0], ports[1], ports[2]], 11);
     let n4 = cluster.reserve_node();
+    let started = std::time::Instant::now();
     let (code, out, err) = add_node(&cluster, n4, &["--timeout-s", "120"]);
     assert_eq!(code, Some(0), "node add failed:\n{out}\n{err}");
     assert!(err.contains("n4 admitted by leader"), "{err}");
@@ -284,7 +285,15 @@ fn a_node_joins_and_a_node_leaves_under_load_without_a_failed_request_or_a_lost_
         Duration::from_secs(120),
         || misplaced(&cluster, &all).is_none().then_some(()),
     );
+    eprintln!(
+        "n4 joined and every copy was in place after {:?}",
+        started.elapsed()
+    );
     let report = load.finish();
+    eprintln!(
+        "client during the join: {} writes, {} reads",
+        report.writes, report.reads
+    );
     assert!(report.failures.is_empty(), "failed: {:?}", report.failures);
     assert!(report.writes > 100, "the client kept writing: {report:?}");
     let (kv, chunks) = held(&cluster, n4);
@@ -301,6 +310,7 @@ fn a_node_joins_and_a_node_leaves_under_load_without_a_failed_request_or_a_lost_
 
     // n2 leaves through the API of n4 (forwarded to the leader if n4 does not lead).
     let events = cluster.subscribe_events(0);
+    let started = std::time::Instant::now();
     let load = start_load(vec![ports[0], ports[2], cluster.redis_ports[n4]], 13);
     let answer = http_json(
         cluster.http_ports[n4],
@@ -330,7 +340,15 @@ fn a_node_joins_and_a_node_leaves_under_load_without_a_failed_request_or_a_lost_
         Duration::from_secs(120),
         || misplaced(&cluster, &members).is_none().then_some(()),
     );
+    eprintln!(
+        "n2 left and every copy was in place after {:?}",
+        started.elapsed()
+    );
     let report = load.finish();
+    eprintln!(
+        "client during the leave: {} writes, {} reads",
+        report.writes, report.reads
+    );
     assert!(report.failures.is_empty(), "failed: {:?}", report.failures);
     check_everything(&cluster, &members, &files);
     let health = http(cluster.http_ports[1], "GET", "/api/health", None).json();
