@@ -139,6 +139,25 @@ impl Done {
         dropped: 0,
     };
 
+    /// `copies` were made but the item must be looked at again.
+    fn retry(copies: u64) -> Done {
+        Done {
+            again: true,
+            copies,
+            dropped: 0,
+        }
+    }
+
+    /// Handled: `copies` made and `dropped` own copies removed (counted here).
+    fn finished(copies: u64, dropped: u64) -> Done {
+        KEYS_DROPPED.fetch_add(dropped, Ordering::Relaxed);
+        Done {
+            again: false,
+            copies,
+            dropped,
+        }
+    }
+
     fn merge(self, other: Done) -> Done {
         Done {
             again: self.again || other.again,
@@ -274,11 +293,7 @@ impl Pass {
             Ordering::Relaxed,
         );
         if !replies.iter().all(|r| r.as_ref().is_some_and(is_ack)) {
-            return Done {
-                again: true,
-                copies,
-                dropped: 0,
-            };
+            return Done::retry(copies);
         }
         let mut dropped = 0;
         if !still_owner {
@@ -290,21 +305,10 @@ impl Pass {
                 // A corrupt record: never dropped, nothing a new pass could change.
                 Err(Failure::Replied(_)) => {}
                 // A newer version arrived (or it went away): the next pass looks again.
-                Ok(_) | Err(_) => {
-                    return Done {
-                        again: true,
-                        copies,
-                        dropped: 0,
-                    }
-                }
+                Ok(_) | Err(_) => return Done::retry(copies),
             }
         }
-        KEYS_DROPPED.fetch_add(dropped, Ordering::Relaxed);
-        Done {
-            again: false,
-            copies,
-            dropped,
-        }
+        Done::finished(copies, dropped)
     }
 
     /// Copies chunk `chunk:<file>:<index>` (placed by `<file>:<index>`) to the owners that do not
@@ -355,9 +359,10 @@ impl Pass {
                 Err(Failure::Replied(_)) | Ok(_) => return Done::default(),
                 Err(_) => return Done::AGAIN,
             };
-            let sha = rcluster_domain::checksum::sha256_hex(&data);
+            // RC.CHUNK.GET checked the bytes against the stored digest read above, and each
+            // target checks them again: no need to hash them here too.
             let mut put = redis::cmd("RC.CHUNK.PUT");
-            put.arg(file).arg(index).arg(&sha).arg(&data);
+            put.arg(file).arg(index).arg(held.as_slice()).arg(&data);
             let replies = self.send_all(&missing, &put).await;
             copies = replies
                 .iter()
@@ -366,11 +371,7 @@ impl Pass {
             KEYS_MOVED.fetch_add(copies, Ordering::Relaxed);
             BYTES_MOVED.fetch_add(copies * data.len() as u64, Ordering::Relaxed);
             if copies < missing.len() as u64 {
-                return Done {
-                    again: true,
-                    copies,
-                    dropped: 0,
-                };
+                return Done::retry(copies);
             }
         }
         let mut dropped = 0;
@@ -380,21 +381,10 @@ impl Pass {
             match self.local(&del).await {
                 Ok(Value::Int(1)) => dropped = 1,
                 Ok(_) => {}
-                Err(_) => {
-                    return Done {
-                        again: true,
-                        copies,
-                        dropped: 0,
-                    }
-                }
+                Err(_) => return Done::retry(copies),
             }
         }
-        KEYS_DROPPED.fetch_add(dropped, Ordering::Relaxed);
-        Done {
-            again: false,
-            copies,
-            dropped,
-        }
+        Done::finished(copies, dropped)
     }
 
     /// Examines every register, then every chunk, several at once; counts progress as it goes.
