@@ -117,6 +117,54 @@ impl Load {
     }
 }
 
+/// Writes `k<i>` = `v<i>` for i < `count` through the Redis at `port`, 1,000 per pipeline.
+fn preload(port: u16, count: usize) {
+    let mut c = connect(port);
+    for start in (0..count).step_by(1000) {
+        let mut pipe = redis::pipe();
+        for k in start..(start + 1000).min(count) {
+            pipe.cmd("RC.SET")
+                .arg(format!("k{k}"))
+                .arg(format!("v{k}"))
+                .ignore();
+        }
+        let () = pipe.query(&mut c).expect("preload");
+    }
+}
+
+/// Waits until [`misplaced`] finds nothing wrong among `members`.
+fn await_placed(cluster: &NodeCluster, members: &[usize], what: &str, timeout: Duration) {
+    wait_for(what, timeout, || {
+        misplaced(cluster, members).is_none().then_some(())
+    });
+}
+
+/// Ends a membership change made under `load`: waits until every copy is in place among
+/// `members`, stops the client, prints how long `what` took and what the client did, and
+/// checks that none of its requests failed.
+fn settled(
+    cluster: &NodeCluster,
+    members: &[usize],
+    load: Load,
+    started: std::time::Instant,
+    what: &str,
+) -> LoadReport {
+    await_placed(
+        cluster,
+        members,
+        &format!("every key and chunk on exactly its preference nodes after {what}"),
+        Duration::from_secs(120),
+    );
+    eprintln!("{what}: every copy in place after {:?}", started.elapsed());
+    let report = load.finish();
+    eprintln!(
+        "client during {what}: {} writes, {} reads",
+        report.writes, report.reads
+    );
+    assert!(report.failures.is_empty(), "failed: {:?}", report.failures);
+    report
+}
+
 /// Every key matching `pattern` on a node's Redis.
 fn scan(c: &mut redis::Connection, pattern: &str) -> Vec<String> {
     let iter: redis::Iter<String> = redis::cmd("SCAN")
@@ -250,17 +298,7 @@ fn a_node_joins_and_a_node_leaves_under_load_without_a_failed_request_or_a_lost_
     let ports = cluster.redis_ports.clone();
 
     // 10,000 keys and 20 MiB of files.
-    let mut c = connect(ports[0]);
-    for start in (0..KEYS).step_by(1000) {
-        let mut pipe = redis::pipe();
-        for k in start..start + 1000 {
-            pipe.cmd("RC.SET")
-                .arg(format!("k{k}"))
-                .arg(format!("v{k}"))
-                .ignore();
-        }
-        let () = pipe.query(&mut c).expect("preload");
-    }
+    preload(ports[0], KEYS);
     let files: Vec<(String, String)> = (0..FILES)
         .map(|f| {
             let body = pseudo_random(FILE_BYTES, 7 + f as u64);
@@ -280,21 +318,7 @@ fn a_node_joins_and_a_node_leaves_under_load_without_a_failed_request_or_a_lost_
     assert_eq!(code, Some(0), "node add failed:\n{out}\n{err}");
     assert!(err.contains("n4 admitted by leader"), "{err}");
     let all = [0, 1, 2, n4];
-    wait_for(
-        "every key and chunk on exactly its preference nodes among 4",
-        Duration::from_secs(120),
-        || misplaced(&cluster, &all).is_none().then_some(()),
-    );
-    eprintln!(
-        "n4 joined and every copy was in place after {:?}",
-        started.elapsed()
-    );
-    let report = load.finish();
-    eprintln!(
-        "client during the join: {} writes, {} reads",
-        report.writes, report.reads
-    );
-    assert!(report.failures.is_empty(), "failed: {:?}", report.failures);
+    let report = settled(&cluster, &all, load, started, "n4 joining");
     assert!(report.writes > 100, "the client kept writing: {report:?}");
     let (kv, chunks) = held(&cluster, n4);
     assert!(
@@ -335,21 +359,7 @@ fn a_node_joins_and_a_node_leaves_under_load_without_a_failed_request_or_a_lost_
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    wait_for(
-        "every key and chunk on exactly its preference nodes among 3",
-        Duration::from_secs(120),
-        || misplaced(&cluster, &members).is_none().then_some(()),
-    );
-    eprintln!(
-        "n2 left and every copy was in place after {:?}",
-        started.elapsed()
-    );
-    let report = load.finish();
-    eprintln!(
-        "client during the leave: {} writes, {} reads",
-        report.writes, report.reads
-    );
-    assert!(report.failures.is_empty(), "failed: {:?}", report.failures);
+    settled(&cluster, &members, load, started, "n2 leaving");
     check_everything(&cluster, &members, &files);
     let health = http(cluster.http_ports[1], "GET", "/api/health", None).json();
     assert_eq!(health["member"], false, "{health}");
@@ -545,14 +555,7 @@ fn bad_membership_requests_get_a_clear_error_and_change_nothing() {
 #[test]
 fn a_node_added_here_stops_and_starts_again_with_the_launcher() {
     let mut cluster = NodeCluster::start("membership-up", 3, "");
-    let mut c = connect(cluster.redis_ports[0]);
-    for k in 0..300 {
-        let _: String = redis::cmd("RC.SET")
-            .arg(format!("k{k}"))
-            .arg(format!("v{k}"))
-            .query(&mut c)
-            .expect("RC.SET");
-    }
+    preload(cluster.redis_ports[0], 300);
     let n4 = cluster.reserve_node();
     let (code, out, err) = add_node(&cluster, n4, &[]);
     assert_eq!(code, Some(0), "{out}\n{err}");
@@ -600,20 +603,15 @@ fn a_node_added_here_stops_and_starts_again_with_the_launcher() {
 fn ring_and_chunk_size_changes_go_through_raft_move_the_data_and_survive_a_restart() {
     let mut cluster = NodeCluster::start("settings", 4, "");
     let all = [0, 1, 2, 3];
-    let mut c = connect(cluster.redis_ports[0]);
-    let mut pipe = redis::pipe();
-    for k in 0..2000 {
-        pipe.cmd("RC.SET")
-            .arg(format!("k{k}"))
-            .arg(format!("v{k}"))
-            .ignore();
-    }
-    let () = pipe.query(&mut c).expect("preload");
+    preload(cluster.redis_ports[0], 2000);
     let body = pseudo_random(3 << 20, 5);
     let old = upload(&cluster, 0, "old.bin", &body);
-    wait_for("the preload placed", Duration::from_secs(30), || {
-        misplaced(&cluster, &all).is_none().then_some(())
-    });
+    await_placed(
+        &cluster,
+        &all,
+        "the preload placed",
+        Duration::from_secs(30),
+    );
 
     // Refused: nothing to change, out of range, a read key.
     let put = |key: &str, json: &str| {
@@ -652,10 +650,11 @@ fn ring_and_chunk_size_changes_go_through_raft_move_the_data_and_survive_a_resta
             },
         );
     }
-    wait_for(
+    await_placed(
+        &cluster,
+        &all,
         "every key and chunk on its preference nodes of the new ring",
         Duration::from_secs(60),
-        || misplaced(&cluster, &all).is_none().then_some(()),
     );
     let mut c = connect(cluster.redis_ports[3]);
     for k in (0..2000).step_by(97) {
@@ -696,18 +695,13 @@ fn ring_and_chunk_size_changes_go_through_raft_move_the_data_and_survive_a_resta
 #[test]
 fn a_dead_node_is_removed_and_its_copies_are_recreated_from_the_others() {
     let mut cluster = NodeCluster::start("membership-dead", 4, "");
-    let mut c = connect(cluster.redis_ports[0]);
-    let mut pipe = redis::pipe();
-    for k in 0..2000 {
-        pipe.cmd("RC.SET")
-            .arg(format!("k{k}"))
-            .arg(format!("v{k}"))
-            .ignore();
-    }
-    let () = pipe.query(&mut c).expect("preload");
-    wait_for("the preload placed", Duration::from_secs(30), || {
-        misplaced(&cluster, &[0, 1, 2, 3]).is_none().then_some(())
-    });
+    preload(cluster.redis_ports[0], 2000);
+    await_placed(
+        &cluster,
+        &[0, 1, 2, 3],
+        "the preload placed",
+        Duration::from_secs(30),
+    );
     let (held_by_n4, _) = held(&cluster, 3);
     assert!(held_by_n4 > 0);
 
@@ -724,10 +718,11 @@ fn a_dead_node_is_removed_and_its_copies_are_recreated_from_the_others() {
     assert_eq!(answer.status, 200, "{}", answer.body);
     // With three members left and N=3 every member holds every key again: the copies n4 had
     // were written again from the other replicas.
-    wait_for(
+    await_placed(
+        &cluster,
+        &[0, 1, 2],
         "every key on exactly its preference nodes among the three left",
         Duration::from_secs(60),
-        || misplaced(&cluster, &[0, 1, 2]).is_none().then_some(()),
     );
     for i in 0..3 {
         assert_eq!(held(&cluster, i).0, 2000, "{}", cluster.ids[i]);
