@@ -498,14 +498,10 @@ async fn remove(args: RemoveArgs) -> Result<(), CliError> {
 /// Stops a node `rcluster node add` started here (its pid file) and sets its saved ports aside,
 /// so `rcluster up` does not start it again.
 async fn retire(loaded: &paths::Loaded, id: &str) {
-    let pid_path = pid_file(loaded, id);
-    if let Some(pid) = std::fs::read_to_string(&pid_path)
-        .ok()
-        .and_then(|p| p.trim().parse::<i32>().ok())
-    {
+    if let Some(pid) = paths::read_pid(&loaded.data_dir, id) {
         crate::supervise::stop_pid(pid, Duration::from_secs(30)).await;
     }
-    let _ = std::fs::remove_file(&pid_path);
+    let _ = std::fs::remove_file(pid_file(loaded, id));
     let saved = paths::member_file(&loaded.data_dir, id);
     let _ = std::fs::rename(&saved, saved.with_extension("json.left"));
 }

@@ -80,6 +80,13 @@ pub fn pid_file(data_dir: &Path, id: &str) -> PathBuf {
     data_dir.join(id).join("node.pid")
 }
 
+/// The pid `rcluster node add` recorded for node `id`, if any.
+pub fn read_pid(data_dir: &Path, id: &str) -> Option<i32> {
+    std::fs::read_to_string(pid_file(data_dir, id))
+        .ok()
+        .and_then(|p| p.trim().parse().ok())
+}
+
 /// The nodes that joined on this machine after the config was written and did not leave:
 /// every `<data_dir>/<id>/member.json` whose id is not in the config, sorted by id.
 pub fn joined_nodes(loaded: &Loaded) -> Vec<NodeConfig> {

@@ -19,20 +19,28 @@ pub async fn redis_ping(host: &str, port: u16, timeout: Duration) -> bool {
     matches!(tokio::time::timeout(timeout, attempt).await, Ok(Some(_)))
 }
 
-/// The process id of the Redis answering at `host:port` (`INFO server`), if one answers within
-/// `timeout`: tells a node's own redis-server from another process holding its port.
-pub async fn redis_pid(host: &str, port: u16, timeout: Duration) -> Option<u32> {
+/// The process id of the Redis answering at `host:port` once it has loaded its data (`INFO
+/// server persistence`; INFO answers while loading, PING does not), if one answers within
+/// `timeout`: tells a node's own, ready redis-server from another process holding its port.
+pub async fn redis_ready_pid(host: &str, port: u16, timeout: Duration) -> Option<u32> {
     let attempt = async {
         let client = redis::Client::open(format!("redis://{host}:{port}/")).ok()?;
         let mut conn = client.get_multiplexed_async_connection().await.ok()?;
         let info: String = redis::cmd("INFO")
             .arg("server")
+            .arg("persistence")
             .query_async(&mut conn)
             .await
             .ok()?;
-        info.lines()
-            .find_map(|l| l.strip_prefix("process_id:"))
-            .and_then(|v| v.trim().parse().ok())
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+        };
+        if field("loading") != Some("0") {
+            return None;
+        }
+        field("process_id").and_then(|v| v.parse().ok())
     };
     tokio::time::timeout(timeout, attempt).await.ok().flatten()
 }

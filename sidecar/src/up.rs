@@ -345,17 +345,13 @@ async fn first_exit(nodes: &mut [Started], running: &[usize]) -> (usize, std::pr
 async fn stop_added(data_dir: &std::path::Path) {
     for entry in std::fs::read_dir(data_dir).into_iter().flatten().flatten() {
         let id = entry.file_name().to_string_lossy().into_owned();
-        let pid_path = paths::pid_file(data_dir, &id);
-        let Some(pid) = std::fs::read_to_string(&pid_path)
-            .ok()
-            .and_then(|p| p.trim().parse::<i32>().ok())
-        else {
+        let Some(pid) = paths::read_pid(data_dir, &id) else {
             continue;
         };
         if supervise::stop_pid(pid, NODE_STOP_GRACE).await {
             println!("node {id} stopped");
         }
-        let _ = std::fs::remove_file(&pid_path);
+        let _ = std::fs::remove_file(paths::pid_file(data_dir, &id));
     }
 }
 

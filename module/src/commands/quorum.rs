@@ -344,19 +344,25 @@ pub fn chunk_fetch(ctx: &Context, args: Vec<RedisString>) -> Outcome {
     // This node's copy, to be checked off the main thread (hashing every chunk there is what
     // limited downloads): (stored sha256, bytes). Inside MULTI or a script it is checked here.
     let mut unchecked = None;
-    if is_replica && can_block(ctx) {
+    if is_replica {
         match chunk::read(ctx, &file_id, index) {
-            Ok(Some((sha, data))) => {
+            Ok(Some((sha, data))) if can_block(ctx) => {
                 unchecked = Some((sha.as_slice().to_vec(), data.as_slice().to_vec()));
             }
-            Ok(None) => local_problem = Some(None),
-            Err(e) => local_problem = Some(Some(e.to_string())),
-        }
-    } else if is_replica {
-        match chunk::load(ctx, &file_id, index, expected.as_deref()) {
-            Ok(Some(data)) => {
-                crate::stats::quorum_op(Op::ChunkGet, End::Ok, started.elapsed());
-                return Ok(RedisValue::BulkRedisString(data));
+            Ok(Some((sha, data))) => {
+                let display = chunk_key(&file_id, index);
+                match chunk::verify(
+                    &display,
+                    sha.as_slice(),
+                    expected.as_deref(),
+                    data.as_slice(),
+                ) {
+                    Ok(()) => {
+                        crate::stats::quorum_op(Op::ChunkGet, End::Ok, started.elapsed());
+                        return Ok(RedisValue::BulkRedisString(data));
+                    }
+                    Err(e) => local_problem = Some(Some(e.to_string())),
+                }
             }
             Ok(None) => local_problem = Some(None),
             Err(e) => local_problem = Some(Some(e.to_string())),

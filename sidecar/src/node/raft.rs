@@ -434,16 +434,10 @@ pub async fn spawn(
             // 2. Send.
             for m in std::mem::take(&mut ready.messages) {
                 if !peers.contains_key(&m.to) {
-                    // The member list as applied, or (while a joining node catches up) as the
-                    // API last saw it.
-                    let addr = meta
-                        .members
-                        .iter()
-                        .find(|n| n.id == m.to)
-                        .cloned()
-                        .or_else(|| shared.member(&m.to));
-                    if let Some(n) = addr {
-                        peers.insert(m.to.clone(), spawn_sender(n.host, n.peer_port));
+                    // From the applied member list (a peer that wrote to us first already has
+                    // a sender, from the address in its envelope).
+                    if let Some(n) = meta.members.iter().find(|n| n.id == m.to) {
+                        peers.insert(m.to.clone(), spawn_sender(n.host.clone(), n.peer_port));
                     }
                 }
                 let to = m.to.clone();

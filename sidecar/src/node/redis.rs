@@ -149,14 +149,11 @@ impl Spec {
                 )));
             }
             // Its own redis-server, not another process that holds the port (this one then exits
-            // with "Address already in use", seen above on the next round), and done loading its
-            // data (PING answers LOADING until then; INFO does not).
-            let probe_timeout = Duration::from_millis(500);
-            let answering = probe::redis_pid(&node.host, node.redis_port, probe_timeout).await;
-            if answering.is_some()
-                && answering == child.id()
-                && probe::redis_ping(&node.host, node.redis_port, probe_timeout).await
-            {
+            // with "Address already in use", seen above on the next round), done loading.
+            let answering =
+                probe::redis_ready_pid(&node.host, node.redis_port, Duration::from_millis(500))
+                    .await;
+            if answering.is_some() && answering == child.id() {
                 break;
             }
             if Instant::now() > deadline {
