@@ -707,6 +707,21 @@ fn a_dead_node_is_removed_and_its_copies_are_recreated_from_the_others() {
 
     // n4 dies (node process and Redis) and cannot hand anything over; it is removed anyway.
     cluster.kill_node(3);
+    // n4 may have led Raft: nothing commits until the others elect a leader among themselves.
+    wait_for(
+        "n1, n2 and n3 to agree on a leader other than n4",
+        Duration::from_secs(10),
+        || {
+            let leaders = (0..3)
+                .map(|i| {
+                    cluster.cluster_view(i)?["raft"]["leader"]
+                        .as_str()
+                        .map(str::to_string)
+                })
+                .collect::<Option<Vec<String>>>()?;
+            (leaders.iter().all(|l| *l == leaders[0]) && leaders[0] != "n4").then_some(())
+        },
+    );
     let answer = http_json(
         cluster.http_ports[0],
         "DELETE",
