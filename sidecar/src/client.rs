@@ -196,6 +196,21 @@ async fn connect(t: &StreamTarget<'_>) -> Result<TcpStream, StreamError> {
     }
 }
 
+/// Runs one streaming exchange bounded by the target's transfer timeout.
+async fn within_transfer_timeout<T>(
+    t: &StreamTarget<'_>,
+    exchange: impl std::future::Future<Output = Result<T, StreamError>>,
+) -> Result<T, StreamError> {
+    tokio::time::timeout(t.transfer_timeout, exchange)
+        .await
+        .map_err(|_| {
+            StreamError::Transfer(format!(
+                "{}:{}: the transfer did not finish within {:?}",
+                t.host, t.port, t.transfer_timeout
+            ))
+        })?
+}
+
 fn request_head(t: &StreamTarget<'_>, method: &str, path: &str) -> String {
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {}:{}\r\nConnection: close\r\n",
@@ -304,14 +319,7 @@ where
             )),
         }
     };
-    tokio::time::timeout(t.transfer_timeout, exchange)
-        .await
-        .map_err(|_| {
-            StreamError::Transfer(format!(
-                "{host}:{port}: the transfer did not finish within {:?}",
-                t.transfer_timeout
-            ))
-        })?
+    within_transfer_timeout(t, exchange).await
 }
 
 /// Where the body of a download goes: the writer for 2xx answers, a small buffer otherwise.
@@ -450,14 +458,7 @@ where
             complete,
         })
     };
-    tokio::time::timeout(t.transfer_timeout, exchange)
-        .await
-        .map_err(|_| {
-            StreamError::Transfer(format!(
-                "{host}:{port}: the transfer did not finish within {:?}",
-                t.transfer_timeout
-            ))
-        })?
+    within_transfer_timeout(t, exchange).await
 }
 
 /// Decodes a chunked body into `out`; true when the last chunk arrived. A read error, a close
