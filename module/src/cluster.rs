@@ -5,7 +5,13 @@
 //! `RC.CLUSTER.SET json` validates and installs a topology (an older epoch is refused);
 //! `RC.CLUSTER.GET` returns the installed one as JSON, or nil;
 //! `RC.CLUSTER.NODESTATE node alive|suspect|down ttl-ms` records the node process's failure
-//! detector verdict (a `down` node is not called until the verdict expires or changes).
+//! detector verdict (a `down` node is not called until the verdict expires or changes);
+//! `RC.META SET|DEL|RPUSH|HSET key ...` writes the node process's own metadata (`cluster:*`,
+//! `node:*`: Raft state, status hashes).
+//!
+//! `RC.CLUSTER.SET` and `RC.META` are not `deny-oom`: a node whose Redis is full of data must
+//! still take topologies and keep its Raft state and status, or the cluster could not grow to
+//! make room (the data commands stay `deny-oom`).
 
 use std::sync::{Arc, RwLock};
 
@@ -102,6 +108,48 @@ pub fn get(_ctx: &Context, args: Vec<RedisString>) -> Outcome {
     Ok(current().map_or(RedisValue::Null, |v| {
         RedisValue::BulkString(v.topology.to_json())
     }))
+}
+
+/// The writes `RC.META` runs, and the key prefixes it may touch.
+const META_COMMANDS: [&str; 4] = ["SET", "DEL", "RPUSH", "HSET"];
+const META_PREFIXES: [&str; 2] = ["cluster:", "node:"];
+const META_USAGE: &str = "RC.META SET|DEL|RPUSH|HSET <cluster:*|node:* key> [args...]";
+
+/// `RC.META <SET|DEL|RPUSH|HSET> key [args...]`: the command on a metadata key, replicated to the
+/// AOF as it was given; its reply.
+pub fn meta(ctx: &Context, args: Vec<RedisString>) -> Outcome {
+    arity(Cmd::Meta, &args, 3, usize::MAX, META_USAGE)?;
+    let command = META_COMMANDS
+        .iter()
+        .find(|c| args[1].as_slice().eq_ignore_ascii_case(c.as_bytes()))
+        .ok_or_else(|| {
+            CodedError::new(
+                Code::BadArg,
+                format!(
+                    "RC.META runs {}, not '{}'; usage: {META_USAGE}",
+                    META_COMMANDS.join(", "),
+                    rcluster_domain::validate::show(args[1].as_slice())
+                ),
+            )
+        })?;
+    let key = args[2].as_slice();
+    if !META_PREFIXES.iter().any(|p| key.starts_with(p.as_bytes())) {
+        return Err(CodedError::new(
+            Code::BadArg,
+            format!(
+                "RC.META writes only {} keys, not '{}'",
+                META_PREFIXES.map(|p| format!("{p}*")).join(" and "),
+                rcluster_domain::validate::show(key)
+            ),
+        ));
+    }
+    let rest: Vec<&RedisString> = args[2..].iter().collect();
+    let reply = store::call(ctx, command, &rest)?;
+    ctx.replicate_verbatim();
+    Ok(match reply {
+        store::Raw::Int(i) => RedisValue::Integer(i),
+        _ => RedisValue::SimpleStringStatic("OK"),
+    })
 }
 
 /// Re-installs the topology stored in `cluster:config` (after Redis loaded its data).

@@ -75,6 +75,9 @@ fn rc_clock(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 fn rc_cluster_set(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     guard::run(Cmd::ClusterSet, ctx, args, cluster::set)
 }
+fn rc_meta(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    guard::run(Cmd::Meta, ctx, args, cluster::meta)
+}
 fn rc_cluster_get(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     guard::run(Cmd::ClusterGet, ctx, args, cluster::get)
 }
@@ -247,9 +250,10 @@ redis_module! {
         ["RC.CHUNK.LIST", rc_chunk_list, "readonly", 0, 0, 0],
         ["RC.CHUNK.DEL", rc_chunk_del, "write", 0, 0, 0],
         ["RC.CLOCK", rc_clock, "fast", 0, 0, 0],
-        ["RC.CLUSTER.SET", rc_cluster_set, "write deny-oom", 0, 0, 0],
+        ["RC.CLUSTER.SET", rc_cluster_set, "write", 0, 0, 0],
         ["RC.CLUSTER.GET", rc_cluster_get, "readonly", 0, 0, 0],
         ["RC.CLUSTER.NODESTATE", rc_cluster_nodestate, "fast", 0, 0, 0],
+        ["RC.META", rc_meta, "write", 0, 0, 0],
         ["RC.DEBUG", rc_debug, "", 0, 0, 0],
     ],
     configurations: [

@@ -27,11 +27,12 @@ pub enum Cmd {
     ClusterNodeState,
     ChunkSet,
     ChunkFetch,
+    Meta,
     Debug,
 }
 
 impl Cmd {
-    pub const ALL: [Cmd; 22] = [
+    pub const ALL: [Cmd; 23] = [
         Cmd::Set,
         Cmd::Get,
         Cmd::Del,
@@ -53,6 +54,7 @@ impl Cmd {
         Cmd::ClusterNodeState,
         Cmd::ChunkSet,
         Cmd::ChunkFetch,
+        Cmd::Meta,
         Cmd::Debug,
     ];
 
@@ -80,6 +82,7 @@ impl Cmd {
             Cmd::ClusterNodeState => "RC.CLUSTER.NODESTATE",
             Cmd::ChunkSet => "RC.CHUNK.SET",
             Cmd::ChunkFetch => "RC.CHUNK.FETCH",
+            Cmd::Meta => "RC.META",
             Cmd::Debug => "RC.DEBUG",
         }
     }

@@ -334,6 +334,44 @@ fn a_full_node_refuses_writes_with_oom_and_keeps_its_data() {
     };
     assert_eq!(oom.code(), Some("OOM"), "{oom}");
     assert!(written > 0);
+    // The node process's metadata still goes in through RC.META (Raft state, status hashes),
+    // and only that: other keys and other commands are refused, plain SET stays refused.
+    assert_eq!(
+        call(&mut c, &[b"RC.META", b"SET", b"node:n1:raft", b"state"]).unwrap(),
+        redis::Value::Okay
+    );
+    assert_eq!(
+        call(
+            &mut c,
+            &[b"RC.META", b"HSET", b"node:n1:status", b"state", b"alive"]
+        )
+        .unwrap(),
+        redis::Value::Int(1)
+    );
+    assert_eq!(
+        call(&mut c, &[b"RC.META", b"RPUSH", b"node:n1:log", b"a", b"b"]).unwrap(),
+        redis::Value::Int(2)
+    );
+    let raft: String = redis::cmd("GET").arg("node:n1:raft").query(&mut c).unwrap();
+    assert_eq!(raft, "state");
+    for (args, code, what) in [
+        (
+            vec![&b"RC.META"[..], b"SET", b"kv:x", b"y"],
+            "BADARG",
+            "only cluster:* and node:*",
+        ),
+        (
+            vec![&b"RC.META"[..], b"FLUSHALL", b"node:x"],
+            "BADARG",
+            "not 'FLUSHALL'",
+        ),
+        (vec![&b"RC.META"[..], b"SET"], "ERR", "wrong number of arguments"),
+        (vec![&b"SET"[..], b"node:n1:other", b"y"], "OOM", ""),
+    ] {
+        let e = call(&mut c, &args).unwrap_err();
+        assert_eq!(e.code(), Some(code), "{e}");
+        assert!(e.to_string().contains(what), "{e}");
+    }
     // Nothing was evicted: every acknowledged write is still readable.
     assert_eq!(get(&mut c, "first"), ["kept", "1", "n1", "0"]);
     for i in 0..written {

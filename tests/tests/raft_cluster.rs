@@ -25,6 +25,44 @@ fn module_quorum(cluster: &NodeCluster, i: usize) -> Vec<String> {
 }
 
 #[test]
+fn a_node_whose_redis_is_full_still_takes_part_in_raft() {
+    let cluster = NodeCluster::start("raft-full", 3, "redis_maxmemory_mb: 16\n");
+    // Fill n1's Redis with data until it refuses writes.
+    let mut c = cluster.redis(0);
+    let value = vec![b'x'; 64 * 1024];
+    let mut written = 0u32;
+    loop {
+        let put: redis::RedisResult<redis::Value> = redis::cmd("RC.REPLICA.PUT")
+            .arg(format!("fill{written}"))
+            .arg(&value)
+            .arg(1)
+            .arg("n1")
+            .query(&mut c);
+        match put {
+            Ok(_) => written += 1,
+            Err(e) => {
+                assert_eq!(e.code(), Some("OOM"), "{e}");
+                break;
+            }
+        }
+        assert!(written < 2_000, "16 MB never filled up");
+    }
+    // A metadata change commits, and the full node persists it, applies it and takes the new
+    // topology into its module.
+    let answer = set_quorum(&cluster, 1, 3, 2, 1);
+    let index = answer["committed_index"].as_u64().expect("committed");
+    wait_for("n1 to apply the change", Duration::from_secs(10), || {
+        let view = cluster.cluster_view(0)?;
+        (view["raft"]["applied"].as_u64()? >= index).then_some(())
+    });
+    wait_for(
+        "the new quorum in n1's module",
+        Duration::from_secs(5),
+        || (module_quorum(&cluster, 0) == ["n", "3", "w", "2", "r", "1"]).then_some(()),
+    );
+}
+
+#[test]
 fn a_leader_is_elected_and_metadata_changes_commit_everywhere() {
     let cluster = NodeCluster::start("raft-basic", 3, "");
     let leader = cluster.await_leader(&[0, 1, 2], Duration::from_secs(10));

@@ -156,33 +156,46 @@ async fn load(shared: &Shared) -> Result<Persisted, String> {
     Err("the local Redis did not answer to load the Raft state".into())
 }
 
-/// Writes the whole state (one blob for restarts, plus readable keys) and waits for it.
+/// Writes the whole state (one blob for restarts, then the readable keys) and waits for it.
+/// Through `RC.META`, which a Redis full of data still takes; not in MULTI, which a full Redis
+/// refuses to queue anything into. Only the blob is read back, so it goes first and the readable
+/// keys may lag it for a moment.
 async fn persist(shared: &Shared, state: &Persisted) -> Result<(), String> {
     let id = &shared.me.id;
     let hs = &state.hard_state;
+    let meta = |command: &str| {
+        let mut cmd = redis::cmd("RC.META");
+        cmd.arg(command);
+        cmd
+    };
+    let set = |key: String, value: Vec<u8>| {
+        let mut cmd = meta("SET");
+        cmd.arg(key).arg(value);
+        cmd
+    };
     let mut pipe = redis::pipe();
-    pipe.atomic()
-        .cmd("SET")
-        .arg(raft_key(id))
-        .arg(state.to_bytes())
-        .ignore()
-        .cmd("SET")
-        .arg("cluster:term")
-        .arg(hs.current_term)
-        .ignore()
-        .cmd("SET")
-        .arg("cluster:vote")
-        .arg(hs.voted_for.clone().unwrap_or_default())
-        .ignore()
-        .cmd("SET")
-        .arg("cluster:commit_index")
-        .arg(hs.commit)
-        .ignore()
-        .cmd("DEL")
-        .arg(format!("node:{id}:log"))
-        .ignore();
+    for cmd in [
+        set(raft_key(id), state.to_bytes()),
+        set(
+            "cluster:term".into(),
+            hs.current_term.to_string().into_bytes(),
+        ),
+        set(
+            "cluster:vote".into(),
+            hs.voted_for.clone().unwrap_or_default().into_bytes(),
+        ),
+        set(
+            "cluster:commit_index".into(),
+            hs.commit.to_string().into_bytes(),
+        ),
+    ] {
+        pipe.add_command(cmd).ignore();
+    }
+    let mut del = meta("DEL");
+    del.arg(format!("node:{id}:log"));
+    pipe.add_command(del).ignore();
     if !state.entries.is_empty() {
-        let mut push = redis::cmd("RPUSH");
+        let mut push = meta("RPUSH");
         push.arg(format!("node:{id}:log"));
         for e in &state.entries {
             push.arg(serde_json::to_string(e).unwrap_or_default());

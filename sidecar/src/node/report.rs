@@ -60,7 +60,9 @@ pub async fn run(
             let nodes = shared.nodes();
             for (id, view) in nodes.iter() {
                 let s = &view.summary;
-                pipe.cmd("HSET")
+                // RC.META: a Redis full of data still takes it.
+                pipe.cmd("RC.META")
+                    .arg("HSET")
                     .arg(format!("node:{id}:status"))
                     .arg("state")
                     .arg(view.liveness.as_str())
