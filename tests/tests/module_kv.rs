@@ -365,7 +365,11 @@ fn a_full_node_refuses_writes_with_oom_and_keeps_its_data() {
             "BADARG",
             "not 'FLUSHALL'",
         ),
-        (vec![&b"RC.META"[..], b"SET"], "ERR", "wrong number of arguments"),
+        (
+            vec![&b"RC.META"[..], b"SET"],
+            "ERR",
+            "wrong number of arguments",
+        ),
         (vec![&b"SET"[..], b"node:n1:other", b"y"], "OOM", ""),
     ] {
         let e = call(&mut c, &args).unwrap_err();
