@@ -14,6 +14,9 @@ pub mod chunk_field {
     pub const SHA256: &str = "sha256";
     pub const LENGTH: &str = "length";
     pub const DATA: &str = "data";
+    /// CRC-32C of the data (hex), checked on every read; absent on chunks stored by builds
+    /// before it, which are checked against `sha256` instead.
+    pub const CRC32C: &str = "crc32c";
 }
 
 pub const KV_PREFIX: &[u8] = b"kv:";

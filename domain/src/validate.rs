@@ -1,7 +1,7 @@
 //! Argument checks shared by every `RC.*` command and the HTTP API: each returns the parsed value
 //! or a coded error whose message names the argument and the problem.
 
-use crate::checksum::parse_sha256_hex;
+use crate::checksum::{parse_crc32c_hex, parse_sha256_hex};
 use crate::codes::{Code, CodedError};
 
 /// Chunk indexes run from 0 to this bound (exclusive): 1 Mi chunks of at most 5 MiB each.
@@ -130,6 +130,16 @@ pub fn sha256(arg: &[u8]) -> Result<String> {
     parse_sha256_hex(arg).ok_or_else(|| {
         bad(format!(
             "sha256 must be 64 hex characters, got '{}'",
+            show(arg)
+        ))
+    })
+}
+
+/// A CRC-32C in hex (8 characters), returned lowercase.
+pub fn crc32c(arg: &[u8]) -> Result<String> {
+    parse_crc32c_hex(arg).ok_or_else(|| {
+        bad(format!(
+            "crc32c must be 8 hex characters, got '{}'",
             show(arg)
         ))
     })

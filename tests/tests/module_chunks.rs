@@ -1,7 +1,8 @@
-//! File chunks against a real `redis-server --loadmodule`: SHA-256 checked on write and on every
-//! read, corruption behind the module's back reported as `CHECKSUM`, list and delete.
+//! File chunks against a real `redis-server --loadmodule`: SHA-256 (or a sender's CRC-32C)
+//! checked on write, CRC-32C (SHA-256 for copies without one) on every read, corruption behind
+//! the module's back reported as `CHECKSUM`, list and delete.
 
-use rcluster_domain::checksum::sha256_hex;
+use rcluster_domain::checksum::{crc32c_hex, sha256_hex};
 use rcluster_tests::{call, error_of, Redis};
 use redis::Value;
 
@@ -228,4 +229,111 @@ fn chunk_indexes_are_canonical_numbers() {
         .query(&mut c)
         .unwrap();
     assert_eq!(left, 0);
+}
+
+fn hget(c: &mut redis::Connection, key: &str, field: &str) -> Option<String> {
+    redis::cmd("HGET").arg(key).arg(field).query(c).unwrap()
+}
+
+#[test]
+fn a_put_records_the_crc32c_and_a_put_with_one_is_checked_against_it() {
+    let r = Redis::start(&[]);
+    let mut c = r.conn();
+    let data = b"transferred bytes";
+    let (sha, crc) = (sha256_hex(data), crc32c_hex(data));
+    // Without CRC32C the SHA-256 is checked and the CRC-32C computed and kept.
+    put(&mut c, "fc", 0, &sha, data).unwrap();
+    assert_eq!(hget(&mut c, "chunk:fc:0", "crc32c").as_deref(), Some(&*crc));
+    let with_crc = |c: &mut redis::Connection, index: &str, crc: &[u8]| {
+        call(
+            c,
+            &[
+                b"RC.CHUNK.PUT",
+                b"fc",
+                index.as_bytes(),
+                sha.as_bytes(),
+                data,
+                b"crc32c",
+                crc,
+            ],
+        )
+    };
+    assert_eq!(
+        with_crc(&mut c, "1", crc.to_uppercase().as_bytes()).unwrap(),
+        Value::Okay
+    );
+    assert_eq!(
+        get(&mut c, "fc", 1).unwrap(),
+        Value::BulkString(data.to_vec())
+    );
+    // Bytes damaged on the way: refused, nothing stored.
+    let (code, msg) = error_of(with_crc(&mut c, "2", b"00000000"));
+    assert_eq!(code, "CHECKSUM");
+    assert!(
+        msg.contains("chunk:fc:2") && msg.contains("crc32c") && msg.contains("nothing was stored"),
+        "{msg}"
+    );
+    assert_eq!(get(&mut c, "fc", 2).unwrap(), Value::Nil);
+    // Malformed: a clear BADARG naming the problem.
+    let (code, msg) = error_of(with_crc(&mut c, "3", b"xyz"));
+    assert_eq!(code, "BADARG");
+    assert!(msg.contains("crc32c must be 8 hex characters"), "{msg}");
+    let (code, msg) = error_of(call(
+        &mut c,
+        &[
+            b"RC.CHUNK.PUT",
+            b"fc",
+            b"4",
+            sha.as_bytes(),
+            data,
+            b"MD5",
+            b"x",
+        ],
+    ));
+    assert_eq!(code, "BADARG");
+    assert!(msg.contains("expected CRC32C"), "{msg}");
+    assert_eq!(get(&mut c, "fc", 3).unwrap(), Value::Nil);
+    assert_eq!(get(&mut c, "fc", 4).unwrap(), Value::Nil);
+}
+
+#[test]
+fn a_copy_without_a_crc32c_is_checked_against_its_sha256_and_a_damaged_crc_is_corruption() {
+    let r = Redis::start(&[]);
+    let mut c = r.conn();
+    let data = b"kept by an older build";
+    // A copy as builds before the CRC-32C stored it.
+    let _: () = redis::cmd("HSET")
+        .arg("chunk:fo:0")
+        .arg("sha256")
+        .arg(sha256_hex(data))
+        .arg("length")
+        .arg(data.len())
+        .arg("data")
+        .arg(&data[..])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(
+        get(&mut c, "fo", 0).unwrap(),
+        Value::BulkString(data.to_vec())
+    );
+    let _: () = redis::cmd("HSET")
+        .arg("chunk:fo:0")
+        .arg("data")
+        .arg("kept by an older buil!")
+        .query(&mut c)
+        .unwrap();
+    let (code, msg) = error_of(get(&mut c, "fo", 0));
+    assert_eq!(code, "CHECKSUM");
+    assert!(msg.contains("stored sha256"), "{msg}");
+    // A current copy whose CRC-32C field was overwritten is reported, not served.
+    put(&mut c, "fo", 1, &sha256_hex(data), data).unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg("chunk:fo:1")
+        .arg("crc32c")
+        .arg("12345678")
+        .query(&mut c)
+        .unwrap();
+    let (code, msg) = error_of(get(&mut c, "fo", 1));
+    assert_eq!(code, "CHECKSUM");
+    assert!(msg.contains("stored crc32c 12345678"), "{msg}");
 }

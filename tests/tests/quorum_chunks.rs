@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use rcluster_domain::checksum::sha256_hex;
+use rcluster_domain::checksum::{crc32c_hex, sha256_hex};
 use rcluster_tests::{call, error_of, info_number, wait_for, TestCluster};
 use redis::Value;
 
@@ -219,6 +219,13 @@ fn a_chunk_set_with_a_star_digest_is_hashed_by_the_module_and_answers_the_digest
             .query(&mut c)
             .unwrap();
         assert_eq!(stored, sha256_hex(&data), "node {i}");
+        // Every copy carries the CRC-32C its reads are checked with.
+        let crc: String = redis::cmd("HGET")
+            .arg("chunk:f6:0")
+            .arg("crc32c")
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(crc, crc32c_hex(&data), "node {i}");
         assert_eq!(
             fetch(&mut c, "f6", 0).unwrap(),
             Value::BulkString(data.clone())

@@ -1,12 +1,13 @@
-//! File chunks on this Redis only, each checked against its SHA-256:
+//! File chunks on this Redis only, each stored with its SHA-256 and CRC-32C and checked:
 //!
-//! `RC.CHUNK.PUT file-id index sha256 data` stores the chunk if `data` hashes to `sha256`, else
+//! `RC.CHUNK.PUT file-id index sha256 data [CRC32C crc]` stores the chunk if `data` hashes to
+//! `sha256` (or, when the sender computed it from the same checked bytes, matches `crc`), else
 //! stores nothing and replies `CHECKSUM`; `RC.CHUNK.GET file-id index` returns the data after
-//! re-checking it (`CHECKSUM` naming the key when the stored bytes changed); `RC.CHUNK.LIST
-//! file-id` returns `[[index, length, sha256], ...]`; `RC.CHUNK.DEL file-id [index]` deletes
-//! one chunk or all of them and returns how many went.
+//! re-checking it against the stored CRC-32C (`CHECKSUM` naming the key when the stored bytes
+//! changed); `RC.CHUNK.LIST file-id` returns `[[index, length, sha256], ...]`; `RC.CHUNK.DEL
+//! file-id [index]` deletes one chunk or all of them and returns how many went.
 
-use rcluster_domain::checksum::sha256_hex;
+use rcluster_domain::checksum::{crc32c_hex, sha256_hex};
 use rcluster_domain::codes::{Code, CodedError};
 use rcluster_domain::keys::{chunk_field, chunk_key, file_chunks_key};
 use rcluster_domain::validate;
@@ -18,7 +19,7 @@ use crate::settings;
 use crate::stats::{self, Cmd};
 use crate::store;
 
-const PUT_USAGE: &str = "RC.CHUNK.PUT <file-id> <index> <sha256-hex> <data>";
+const PUT_USAGE: &str = "RC.CHUNK.PUT <file-id> <index> <sha256-hex> <data> [CRC32C <crc32c-hex>]";
 const GET_USAGE: &str = "RC.CHUNK.GET <file-id> <index>";
 const LIST_USAGE: &str = "RC.CHUNK.LIST <file-id>";
 const DEL_USAGE: &str = "RC.CHUNK.DEL <file-id> [index]";
@@ -69,45 +70,99 @@ pub struct ChunkArgs {
     pub file_id: String,
     pub index: u32,
     pub sha256: String,
+    /// CRC-32C of the data, checked on every later read and copy.
+    pub crc32c: String,
 }
 
-/// Checks `file-id index sha256 data`: ids, limits, and that the data hashes to the digest.
+/// Checks `file-id index sha256 data [CRC32C crc]`: ids, limits, and the data against the
+/// CRC-32C when one is given (the sender computed it from bytes it had checked against the
+/// SHA-256, so only the transfer is left to check), else against the SHA-256.
 pub fn check_put(args: &[RedisString]) -> Result<ChunkArgs, CodedError> {
-    check(args, false)
+    let crc = match &args[4..] {
+        [] => None,
+        [flag, crc] if flag.as_slice().eq_ignore_ascii_case(b"CRC32C") => {
+            Some(validate::crc32c(crc.as_slice())?)
+        }
+        _ => {
+            return Err(CodedError::new(
+                Code::BadArg,
+                format!("expected CRC32C <crc32c-hex> after the data; usage: {PUT_USAGE}"),
+            ))
+        }
+    };
+    let Some(expected) = crc else {
+        return check(&args[..4], false);
+    };
+    let (file_id, index) = ids(args)?;
+    let sha256 = validate::sha256(args[2].as_slice())?;
+    let data = checked_size(&args[3])?;
+    let crc32c = crc32c_hex(data);
+    mismatch(&file_id, index, "crc32c", &crc32c, &expected)?;
+    Ok(ChunkArgs {
+        file_id,
+        index,
+        sha256,
+        crc32c,
+    })
 }
 
-/// Like [`check_put`]; with `may_compute`, a digest of `*` means "hash the data here" (the
-/// digest is then the one computed).
-pub fn check(args: &[RedisString], may_compute: bool) -> Result<ChunkArgs, CodedError> {
-    let file_id = validate::file_id(args[0].as_slice())?;
-    let index = validate::chunk_index(args[1].as_slice())?;
-    let expected = if may_compute && args[2].as_slice() == b"*" {
-        None
-    } else {
-        Some(validate::sha256(args[2].as_slice())?)
-    };
-    let data = &args[3];
+fn ids(args: &[RedisString]) -> Result<(String, u32), CodedError> {
+    Ok((
+        validate::file_id(args[0].as_slice())?,
+        validate::chunk_index(args[1].as_slice())?,
+    ))
+}
+
+fn checked_size(data: &RedisString) -> Result<&[u8], CodedError> {
     validate::check_size(
         "chunk",
         data.len(),
         settings::max_chunk_bytes(),
         "rcluster.max-chunk-bytes",
     )?;
-    let actual = sha256_hex(data.as_slice());
-    if let Some(expected) = expected.filter(|e| *e != actual) {
-        stats::checksum_failure();
-        return Err(CodedError::new(
-            Code::Checksum,
-            format!(
-                "{}: data hashes to {actual}, not {expected}; nothing was stored",
-                chunk_key(&file_id, index)
-            ),
-        ));
+    Ok(data.as_slice())
+}
+
+/// `CHECKSUM` when the data's `kind` checksum is not the one the writer gave.
+fn mismatch(
+    file_id: &str,
+    index: u32,
+    kind: &str,
+    actual: &str,
+    expected: &str,
+) -> Result<(), CodedError> {
+    if actual == expected {
+        return Ok(());
+    }
+    stats::checksum_failure();
+    Err(CodedError::new(
+        Code::Checksum,
+        format!(
+            "{}: data has {kind} {actual}, not {expected}; nothing was stored",
+            chunk_key(file_id, index)
+        ),
+    ))
+}
+
+/// Checks `file-id index sha256 data` against the SHA-256; with `may_compute`, a digest of `*`
+/// means "hash the data here" (the digest is then the one computed).
+pub fn check(args: &[RedisString], may_compute: bool) -> Result<ChunkArgs, CodedError> {
+    let (file_id, index) = ids(args)?;
+    let expected = if may_compute && args[2].as_slice() == b"*" {
+        None
+    } else {
+        Some(validate::sha256(args[2].as_slice())?)
+    };
+    let data = checked_size(&args[3])?;
+    let actual = sha256_hex(data);
+    if let Some(expected) = expected {
+        mismatch(&file_id, index, "sha256", &actual, &expected)?;
     }
     Ok(ChunkArgs {
         file_id,
         index,
         sha256: actual,
+        crc32c: crc32c_hex(data),
     })
 }
 
@@ -120,10 +175,12 @@ pub fn store(ctx: &Context, c: &ChunkArgs, data: &RedisString) -> Result<(), Cod
     let old_len = if exists { stored_length(&key) } else { 0 };
     let len = i64::try_from(data.len()).unwrap_or(i64::MAX);
     let sha = store::string(ctx, &c.sha256);
+    let crc = store::string(ctx, &c.crc32c);
     store::set_fields(
         &key,
         vec![
             (chunk_field::SHA256, sha.safe_clone(ctx)),
+            (chunk_field::CRC32C, crc.safe_clone(ctx)),
             (chunk_field::LENGTH, store::string(ctx, len.to_string())),
             (chunk_field::DATA, data.safe_clone(ctx)),
         ],
@@ -134,12 +191,17 @@ pub fn store(ctx: &Context, c: &ChunkArgs, data: &RedisString) -> Result<(), Cod
     store::call(ctx, "SADD", &[&set_name, &member])?;
     stats::chunks_added(i64::from(!exists), len - old_len);
     let file = store::string(ctx, &c.file_id);
-    ctx.replicate("RC.CHUNK.PUT", &[&file, &member, &sha, data][..]);
+    // With the CRC-32C, so replaying the AOF checks each chunk at CRC speed.
+    let flag = store::string(ctx, "CRC32C");
+    ctx.replicate(
+        "RC.CHUNK.PUT",
+        &[&file, &member, &sha, data, &flag, &crc][..],
+    );
     Ok(())
 }
 
 pub fn put(ctx: &Context, args: Vec<RedisString>) -> Outcome {
-    arity(Cmd::ChunkPut, &args, 5, 5, PUT_USAGE)?;
+    arity(Cmd::ChunkPut, &args, 5, 7, PUT_USAGE)?;
     let checked = check_put(&args[1..])?;
     store(ctx, &checked, &args[4])?;
     Ok(RedisValue::SimpleStringStatic("OK"))
@@ -153,24 +215,76 @@ pub fn load(
     index: u32,
     expected: Option<&str>,
 ) -> Result<Option<RedisString>, CodedError> {
-    let Some((stored_sha, data)) = read(ctx, file_id, index)? else {
+    let Some(held) = read(ctx, file_id, index)? else {
         return Ok(None);
     };
-    verify(
-        &chunk_key(file_id, index),
-        stored_sha.as_slice(),
-        expected,
-        data.as_slice(),
-    )?;
-    Ok(Some(data))
+    held.verify(&chunk_key(file_id, index), expected)?;
+    Ok(Some(held.data))
 }
 
-/// This node's copy of a chunk as stored, not yet checked: (stored sha256, data).
+/// A chunk as stored on this node, not yet checked.
+pub struct Stored<T> {
+    pub sha256: T,
+    /// Absent on chunks stored before CRC-32C was recorded.
+    pub crc32c: Option<T>,
+    pub data: T,
+}
+
+impl<T: std::ops::Deref<Target = [u8]>> Stored<T> {
+    /// Whether checking this copy is cheap enough for Redis's main thread (CRC-32C runs at
+    /// memory speed; a SHA-256 of a 5 MiB chunk would stall every client for milliseconds).
+    pub fn quick_to_check(&self) -> bool {
+        self.crc32c.is_some()
+    }
+
+    /// Checks the bytes against the stored CRC-32C (or, for older copies, the stored SHA-256),
+    /// and the stored SHA-256 against the caller's `expected` digest (pure; any thread).
+    pub fn verify(&self, display: &str, expected: Option<&str>) -> Result<(), CodedError> {
+        let stored_sha = &self.sha256[..];
+        let data = &self.data[..];
+        let (kind, stored, actual) = match &self.crc32c {
+            Some(crc) => ("crc32c", &crc[..], crc32c_hex(data)),
+            None => ("sha256", stored_sha, sha256_hex(data)),
+        };
+        if actual.as_bytes() != stored {
+            stats::checksum_failure();
+            return Err(CodedError::new(
+                Code::Checksum,
+                format!(
+                    "{display} is corrupt: stored {kind} {}, data has {actual}; the bytes were not returned",
+                    validate::show(stored)
+                ),
+            ));
+        }
+        if let Some(expected) = expected.filter(|e| e.as_bytes() != stored_sha) {
+            stats::checksum_failure();
+            return Err(CodedError::new(
+                Code::Checksum,
+                format!(
+                    "{display} holds sha256 {}, not the expected {expected}; the bytes were not returned",
+                    validate::show(stored_sha)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The same copy with owned bytes, to be checked off the main thread.
+    pub fn to_owned(&self) -> Stored<Vec<u8>> {
+        Stored {
+            sha256: self.sha256.to_vec(),
+            crc32c: self.crc32c.as_ref().map(|c| c.to_vec()),
+            data: self.data.to_vec(),
+        }
+    }
+}
+
+/// This node's copy of a chunk as stored, not yet checked.
 pub fn read(
     ctx: &Context,
     file_id: &str,
     index: u32,
-) -> Result<Option<(RedisString, RedisString)>, CodedError> {
+) -> Result<Option<Stored<RedisString>>, CodedError> {
     let display = chunk_key(file_id, index);
     let name = store::string(ctx, display.as_str());
     let key = ctx.open_key(&name);
@@ -179,42 +293,16 @@ pub fn read(
     }
     let field = |f: &str| key.hash_get(f).ok().flatten();
     match (field(chunk_field::SHA256), field(chunk_field::DATA)) {
-        (Some(sha), Some(data)) => Ok(Some((sha, data))),
+        (Some(sha256), Some(data)) => Ok(Some(Stored {
+            sha256,
+            crc32c: field(chunk_field::CRC32C),
+            data,
+        })),
         _ => Err(CodedError::new(
             Code::Corrupt,
             format!("{display} lacks its 'sha256' or 'data' field; the chunk must be repaired from another replica"),
         )),
     }
-}
-
-/// Checks a copy's bytes against its stored digest and the caller's (pure; any thread).
-pub fn verify(
-    display: &str,
-    stored_sha: &[u8],
-    expected: Option<&str>,
-    data: &[u8],
-) -> Result<(), CodedError> {
-    let actual = sha256_hex(data);
-    if actual.as_bytes() != stored_sha {
-        stats::checksum_failure();
-        return Err(CodedError::new(
-            Code::Checksum,
-            format!(
-                "{display} is corrupt: stored sha256 {}, data hashes to {actual}; the bytes were not returned",
-                validate::show(stored_sha)
-            ),
-        ));
-    }
-    if let Some(expected) = expected.filter(|e| *e != actual) {
-        stats::checksum_failure();
-        return Err(CodedError::new(
-            Code::Checksum,
-            format!(
-                "{display} hashes to {actual}, not to the expected {expected}; the bytes were not returned"
-            ),
-        ));
-    }
-    Ok(())
 }
 
 pub fn get(ctx: &Context, args: Vec<RedisString>) -> Outcome {

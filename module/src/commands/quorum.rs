@@ -279,12 +279,13 @@ pub fn chunk_set(ctx: &Context, args: Vec<RedisString>) -> Outcome {
     }
     let job = WriteJob {
         op: Op::ChunkSet,
-        payload: Payload::Chunk {
-            file: checked.file_id,
-            index: checked.index,
-            sha256: checked.sha256,
-            data: args[4].as_slice().to_vec(),
-        },
+        payload: Payload::chunk(
+            &checked.file_id,
+            checked.index,
+            &checked.sha256,
+            &checked.crc32c,
+            args[4].as_slice(),
+        ),
         w,
         local_acks,
         replicas,
@@ -341,29 +342,21 @@ pub fn chunk_fetch(ctx: &Context, args: Vec<RedisString>) -> Outcome {
     } = placement(&view, &chunk_ring_key(&file_id, index))?;
     let started = Instant::now();
     let mut local_problem = None;
-    // This node's copy, to be checked off the main thread (hashing every chunk there is what
-    // limited downloads): (stored sha256, bytes). Inside MULTI or a script it is checked here.
+    // This node's copy. One with a CRC-32C is checked here and answered at once; an older one
+    // (SHA-256 only) is checked off the main thread, unless inside MULTI or a script.
     let mut unchecked = None;
     if is_replica {
         match chunk::read(ctx, &file_id, index) {
-            Ok(Some((sha, data))) if can_block(ctx) => {
-                unchecked = Some((sha.as_slice().to_vec(), data.as_slice().to_vec()));
-            }
-            Ok(Some((sha, data))) => {
-                let display = chunk_key(&file_id, index);
-                match chunk::verify(
-                    &display,
-                    sha.as_slice(),
-                    expected.as_deref(),
-                    data.as_slice(),
-                ) {
+            Ok(Some(held)) if held.quick_to_check() || !can_block(ctx) => {
+                match held.verify(&chunk_key(&file_id, index), expected.as_deref()) {
                     Ok(()) => {
                         crate::stats::quorum_op(Op::ChunkGet, End::Ok, started.elapsed());
-                        return Ok(RedisValue::BulkRedisString(data));
+                        return Ok(RedisValue::BulkRedisString(held.data));
                     }
                     Err(e) => local_problem = Some(Some(e.to_string())),
                 }
             }
+            Ok(Some(held)) => unchecked = Some(held.to_owned()),
             Ok(None) => local_problem = Some(None),
             Err(e) => local_problem = Some(Some(e.to_string())),
         }
@@ -384,11 +377,12 @@ pub fn chunk_fetch(ctx: &Context, args: Vec<RedisString>) -> Outcome {
     let blocked = Blocked::new(ctx, timeout_ms + SAFETY_MARGIN_MS)
         .ok_or_else(|| cannot_block(Cmd::ChunkFetch))?;
     coord::spawn(async move {
-        if let Some((sha, data)) = unchecked {
+        if let Some(held) = unchecked {
             let display = chunk_key(&job.file, job.index);
             let expected = job.sha256.clone();
             let checked = tokio::task::spawn_blocking(move || {
-                chunk::verify(&display, &sha, expected.as_deref(), &data).map(|()| data)
+                held.verify(&display, expected.as_deref())
+                    .map(|()| held.data)
             })
             .await;
             match checked {

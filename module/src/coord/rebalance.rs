@@ -325,16 +325,20 @@ impl Pass {
         if targets.is_empty() && still_owner {
             return Done::default();
         }
-        // The digest field of an HMGET reply.
-        let sha_of = |v: &Value| match v {
-            Value::Array(items) => items.first().and_then(bytes),
+        // The digest field of an HMGET reply, and the CRC-32C after it.
+        let field_of = |v: &Value, at: usize| match v {
+            Value::Array(items) => items.get(at).and_then(bytes),
             _ => None,
         };
+        let sha_of = |v: &Value| field_of(v, 0);
         let mut digest = redis::cmd("HMGET");
-        digest.arg(&key).arg(chunk_field::SHA256);
-        let held = match self.local(&digest).await {
+        digest
+            .arg(&key)
+            .arg(chunk_field::SHA256)
+            .arg(chunk_field::CRC32C);
+        let (held, crc) = match self.local(&digest).await {
             Ok(v) => match sha_of(&v) {
-                Some(sha) => sha,
+                Some(sha) => (sha, field_of(&v, 1)),
                 None => return Done::default(), // gone since the scan
             },
             Err(_) => return Done::AGAIN,
@@ -359,10 +363,14 @@ impl Pass {
                 Err(Failure::Replied(_)) | Ok(_) => return Done::default(),
                 Err(_) => return Done::AGAIN,
             };
-            // RC.CHUNK.GET checked the bytes against the stored digest read above, and each
-            // target checks them again: no need to hash them here too.
+            // RC.CHUNK.GET checked the bytes against the stored CRC-32C read above (or the
+            // digest, for older copies), and each target checks them again: no need to hash
+            // them here too.
             let mut put = redis::cmd("RC.CHUNK.PUT");
             put.arg(file).arg(index).arg(held.as_slice()).arg(&data);
+            if let Some(crc) = &crc {
+                put.arg("CRC32C").arg(crc.as_slice());
+            }
             let replies = self.send_all(&missing, &put).await;
             copies = replies
                 .iter()

@@ -30,33 +30,34 @@ pub enum Payload {
         value: Option<Vec<u8>>,
         version: Version,
     },
-    Chunk {
-        file: String,
-        index: u32,
-        sha256: String,
-        data: Vec<u8>,
-    },
+    /// The replica-level `RC.CHUNK.PUT`, built once from the command's argument (the chunk's
+    /// bytes are copied into it on the main thread and then only into each peer's socket).
+    Chunk(Arc<redis::Cmd>),
 }
 
 impl Payload {
+    /// A chunk write: `RC.CHUNK.PUT` with the CRC-32C computed from the bytes checked here, so
+    /// each replica checks the transfer at CRC speed instead of hashing the chunk again.
+    pub fn chunk(file: &str, index: u32, sha256: &str, crc32c: &str, data: &[u8]) -> Payload {
+        let mut c = redis::cmd("RC.CHUNK.PUT");
+        c.arg(file)
+            .arg(index)
+            .arg(sha256)
+            .arg(data)
+            .arg("CRC32C")
+            .arg(crc32c);
+        Payload::Chunk(Arc::new(c))
+    }
+
     /// The replica-level write command.
-    pub fn replica_cmd(&self) -> redis::Cmd {
+    pub fn replica_cmd(&self) -> Arc<redis::Cmd> {
         match self {
             Payload::Kv {
                 key,
                 value,
                 version,
-            } => replica_cmd(key, value.as_deref(), version),
-            Payload::Chunk {
-                file,
-                index,
-                sha256,
-                data,
-            } => {
-                let mut c = redis::cmd("RC.CHUNK.PUT");
-                c.arg(file).arg(*index).arg(sha256).arg(data);
-                c
-            }
+            } => Arc::new(replica_cmd(key, value.as_deref(), version)),
+            Payload::Chunk(cmd) => cmd.clone(),
         }
     }
 
@@ -68,7 +69,7 @@ impl Payload {
                 value,
                 version,
             } => Some(hint_cmd(intended, key, value.as_deref(), version)),
-            Payload::Chunk { .. } => None,
+            Payload::Chunk(_) => None,
         }
     }
 }
@@ -147,7 +148,7 @@ impl WriteJob {
         let mut substitutes: VecDeque<Arc<Peer>> = self.substitutes.iter().cloned().collect();
         // The calls run concurrently inside this one task (no task per replica).
         let mut tasks = FuturesUnordered::new();
-        let replica = Arc::new(self.payload.replica_cmd());
+        let replica = self.payload.replica_cmd();
         for peer in &self.replicas {
             let (peer, cmd) = (peer.clone(), replica.clone());
             tasks.push(
