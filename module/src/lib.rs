@@ -2,6 +2,7 @@
 //! module's configuration, the `INFO rcluster` section, and the server-event hooks that keep its
 //! counters true across loads and flushes.
 
+pub mod alloc;
 pub mod cluster;
 pub mod commands;
 pub mod coord;
@@ -210,13 +211,13 @@ fn on_flush(_ctx: &Context, sub: FlushSubevent) {
     }
 }
 
-/// Inside Redis, memory comes from Redis's allocator (counted in `INFO memory`, bounded by
-/// maxmemory). The crate's unit-test binary runs outside Redis, where that allocator does not
-/// exist, so it uses the system allocator.
+/// Inside Redis, memory that grows with the data comes from Redis's allocator (counted in `INFO
+/// memory`, bounded by maxmemory; see [`alloc`]). The crate's unit-test binary runs outside
+/// Redis, where that allocator does not exist, so it uses the system allocator.
 #[cfg(not(test))]
-type ModuleAlloc = redis_module::alloc::RedisAlloc;
+type ModuleAlloc = alloc::SplitAlloc;
 #[cfg(not(test))]
-const MODULE_ALLOC: ModuleAlloc = redis_module::alloc::RedisAlloc;
+const MODULE_ALLOC: ModuleAlloc = alloc::SplitAlloc;
 #[cfg(test)]
 type ModuleAlloc = std::alloc::System;
 #[cfg(test)]
