@@ -2,10 +2,12 @@
 //! all three Redis ports serve `RC.*` commands, a second launch is refused, a bad config is named,
 //! and Ctrl-C or SIGTERM stops everything with no child process left behind.
 
+use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
+use std::time::Duration;
 
 use rcluster_tests::nodes::{descendants, http, NodeCluster};
-use rcluster_tests::{call, module_path, ping, rcluster_bin, TempDir};
+use rcluster_tests::{call, module_path, ping, rcluster_bin, wait_for, TempDir};
 
 fn maxmemory(c: &mut redis::Connection) -> String {
     let v: Vec<String> = redis::cmd("CONFIG")
@@ -50,6 +52,25 @@ fn up_starts_three_nodes_serves_and_stops_cleanly() {
         assert_eq!(maxmemory(&mut c), (64u64 << 20).to_string());
         let health = http(cluster.http_ports[i], "GET", "/api/health", None);
         assert!(health.body.contains("\"redis_up\":true"), "{}", health.body);
+        // The node process reaches its own Redis over a Unix socket in its data folder, which
+        // only the owner may open.
+        let sock = cluster
+            .dir
+            .path()
+            .join(format!("data/n{}/redis.sock", i + 1));
+        let mode = std::fs::metadata(&sock)
+            .unwrap_or_else(|e| panic!("{}: {e}", sock.display()))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "{}", sock.display());
+        wait_for(
+            "the node's connection over the socket",
+            Duration::from_secs(10),
+            || {
+                let clients: String = redis::cmd("CLIENT").arg("LIST").query(&mut c).unwrap();
+                clients.contains("redis.sock").then_some(())
+            },
+        );
     }
     // 3 node processes + 3 redis-servers.
     let up_pid = cluster.up.as_ref().unwrap().id();

@@ -1,5 +1,6 @@
-//! The node process's own connection to its Redis (default user, loopback): one multiplexed
-//! connection, reopened after it broke, every command bounded by a timeout.
+//! The node process's own connection to its Redis (default user; over the Redis's Unix socket
+//! when it has one, else loopback TCP): one multiplexed connection, reopened after it broke,
+//! every command bounded by a timeout.
 
 use std::future::Future;
 use std::time::Duration;
@@ -8,22 +9,37 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::Mutex;
 
 pub struct Local {
-    url: String,
+    tcp: redis::ConnectionAddr,
+    socket: Option<std::path::PathBuf>,
     conn: Mutex<Option<MultiplexedConnection>>,
 }
 
 impl Local {
-    pub fn new(host: &str, port: u16) -> Local {
+    pub fn new(host: &str, port: u16, socket: Option<std::path::PathBuf>) -> Local {
         Local {
-            url: format!("redis://{host}:{port}/"),
+            tcp: redis::ConnectionAddr::Tcp(host.to_string(), port),
+            socket,
             conn: Mutex::new(None),
+        }
+    }
+
+    /// The Unix socket once the Redis created it (a Redis started by an older build, or still
+    /// starting, has none yet), else TCP.
+    fn addr(&self) -> redis::ConnectionAddr {
+        match &self.socket {
+            Some(path) if path.exists() => redis::ConnectionAddr::Unix(path.clone()),
+            _ => self.tcp.clone(),
         }
     }
 
     async fn connection(&self) -> Result<MultiplexedConnection, String> {
         let mut slot = self.conn.lock().await;
         if slot.is_none() {
-            let client = redis::Client::open(self.url.as_str()).map_err(|e| e.to_string())?;
+            let info = redis::ConnectionInfo {
+                addr: self.addr(),
+                redis: redis::RedisConnectionInfo::default(),
+            };
+            let client = redis::Client::open(info).map_err(|e| e.to_string())?;
             let conn = client
                 .get_multiplexed_async_connection()
                 .await

@@ -107,6 +107,13 @@ pub struct Spec {
     pub dir: PathBuf,
 }
 
+/// The Unix socket this node's Redis also listens on (in its data folder), when the path fits
+/// in a socket address (`sun_path`, 108 bytes with its terminator); `None` means TCP only.
+pub fn unix_socket(dir: &std::path::Path) -> Option<PathBuf> {
+    let path = dir.join("redis.sock");
+    (path.as_os_str().len() < 100).then_some(path)
+}
+
 impl Spec {
     fn log(&self) -> PathBuf {
         self.dir.join("redis.log")
@@ -133,6 +140,13 @@ impl Spec {
             .args(["internal-password", &cfg.internal_password])
             .arg("--user")
             .args(internal_user_directive(&cfg.internal_password));
+        // The node process reaches its own Redis over this socket: chunks cross it at about
+        // twice the speed of loopback TCP, which pays the whole TCP stack twice per transfer.
+        if let Some(sock) = unix_socket(&self.dir) {
+            cmd.arg("--unixsocket")
+                .arg(sock)
+                .args(["--unixsocketperm", "700"]);
+        }
         let mut child = cmd.spawn().map_err(|e| {
             CliError::failed(format!(
                 "cannot start redis-server (is it installed? ./rc.sh installs it): {e}"

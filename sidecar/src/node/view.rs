@@ -112,6 +112,7 @@ impl Shared {
             .map(|n| (n.id.clone(), new_view(&config, &me.id, &n.id)))
             .collect();
         let (me_host, me_port) = (me.host.clone(), me.redis_port);
+        let socket = crate::node::redis::unix_socket(&dir);
         let uploads = usize::try_from(config.files.max_concurrent_uploads).unwrap_or(1);
         let api = &config.api;
         let limiter = Limiter::new(api.rate_per_s, api.burst, 10_000);
@@ -125,7 +126,7 @@ impl Shared {
             time: Mutex::new(TimeStatus::default()),
             metrics,
             limiter: Mutex::new(limiter),
-            local: Arc::new(Local::new(&me_host, me_port)),
+            local: Arc::new(Local::new(&me_host, me_port, socket)),
             uploads: tokio::sync::Semaphore::new(uploads),
             raft: std::sync::OnceLock::new(),
             started: Instant::now(),
