@@ -11,6 +11,13 @@
 #   one entry: all 50 clients on n1.
 #   spread:    three redis-benchmark processes at once, 17/17/16 clients on n1/n2/n3, the requests
 #              split the same way; req/s = sum of the three, p50/p99 = the worst of the three.
+# Each round also measures the bound this machine sets (ideal, after the SET baseline): the same
+# three redis-servers storing every write three times with plain SET and no coordination at all
+# (17/17/16 clients sending SET, plus on each node two pipelined connections, -P 8, sending the
+# 2/3 x REQUESTS copies the other two nodes would forward), on keys ideal:*, deleted afterwards;
+# req/s = REQUESTS / the time until all six benchmarks finished. Its ratio to SET is what a
+# perfect coordinator could reach here: on two cores the three copies share the cores that one
+# plain Redis and its benchmark client use.
 # Exits non-zero only when the setup fails (build, start, commands answering errors, processes left
 # behind), never because a target was missed.
 set -euo pipefail
@@ -181,7 +188,35 @@ measure() {
         END { printf "%.2f %.3f %.3f\n", rps, p50, p99 }' "$TMP/parsed")
 }
 
-RUNS=(set_base set_one set_spread get_base get_one get_spread)
+# Deletes the keys ideal:* on every node; prints how many went.
+IDEAL_CLEAN='local n = 0 for _, k in ipairs(redis.call("KEYS", "ideal:*")) do redis.call("UNLINK", k) n = n + 1 end return n'
+drop_ideal_keys() {
+    local n out
+    for n in 0 1 2; do
+        out=$(cli "${NODE_PORTS[n]}" EVAL "$IDEAL_CLEAN" 0)
+        [[ $out =~ ^[0-9]+$ ]] || die "deleting the ideal:* keys on n$((n + 1)) answered '$out'"
+    done
+}
+
+# The bound: plain SET on the three nodes' Redis (keys ideal:*), every write stored three times,
+# no coordination; sets RESULT to "rps".
+measure_ideal() {
+    local n part sent=0 started
+    drop_ideal_keys
+    rm -f "$TMP"/run*.csv "$TMP"/run*.err
+    started=$EPOCHREALTIME
+    for n in 0 1 2; do
+        if ((n < 2)); then part=$((REQUESTS * SPREAD_CLIENTS[n] / CLIENTS)); else part=$((REQUESTS - sent)); fi
+        sent=$((sent + part))
+        start_bench "run$n" "${NODE_PORTS[n]}" "${SPREAD_CLIENTS[n]}" "$part" SET 'ideal:k:__rand_int__' "$VALUE"
+        start_bench "run${n}r" "${NODE_PORTS[n]}" 2 $((REQUESTS * 2 / 3)) -P 8 SET 'ideal:r:__rand_int__' "$VALUE"
+    done
+    wait_benches || die "the ideal run failed: $(cat "$TMP"/run*.err | tr '\r' '\n' | grep -v '^$' | tail -3 | tr '\n' ' ')"
+    RESULT=$(awk -v n="$REQUESTS" -v a="$started" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", n / (b - a) }')
+    drop_ideal_keys
+}
+
+RUNS=(set_base set_ideal set_one set_spread get_base get_one get_spread)
 declare -A RPS P50 P99
 for r in "${RUNS[@]}"; do RPS[$r]="" P50[$r]="" P99[$r]=""; done
 # Runs one measurement (run label measure-args...) and keeps its figures.
@@ -200,6 +235,9 @@ echo "redis $(redis_version), appendonly yes on all; baseline on port $BASE_PORT
 for ((round = 1; round <= ROUNDS; round++)); do
     echo "round $round:" >&2
     record set_base "SET baseline" base SET SET 'k:__rand_int__' "$VALUE"
+    measure_ideal
+    RPS[set_ideal]+=" $RESULT"
+    printf '  %-34s %10.0f req/s\n' "SET x3, no coordination (bound)" "$RESULT" >&2
     record set_one "RC.SET one entry (n1)" one RC.SET RC.SET 'k:__rand_int__' "$VALUE"
     record set_spread "RC.SET spread (n1+n2+n3)" spread RC.SET RC.SET 'k:__rand_int__' "$VALUE"
     record get_base "GET baseline" base GET GET 'k:__rand_int__'
@@ -216,6 +254,11 @@ for op in set get; do
     base_rps=$(median -d 3 ${RPS[${op}_base]})
     printf '%-28s %10s %9s %9s %18s\n' "" "req/s" "p50 ms" "p99 ms" "ratio vs $OP"
     printf '%-28s %10.0f %9.3f %9.3f\n' "$OP baseline" "$base_rps" "$(median -d 3 ${P50[${op}_base]})" "$(median -d 3 ${P99[${op}_base]})"
+    if [[ $op == set ]]; then
+        ideal=$(median -d 3 ${RPS[set_ideal]})
+        printf '%-28s %10.0f %9s %9s %18s\n' "SET x3, no coordination" "$ideal" "-" "-" \
+            "$(awk -v a="$ideal" -v b="$base_rps" 'BEGIN { printf "%.2f (bound)", a / b }')"
+    fi
     for way in one spread; do
         label="RC.$OP one entry (n1)"
         [[ $way == spread ]] && label="RC.$OP spread (n1+n2+n3)"
