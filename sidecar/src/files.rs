@@ -1,9 +1,12 @@
 //! Files over HTTP: an upload is cut into chunks of the configured size as it streams in, each
 //! chunk written with quorum through the module (`RC.CHUNK.SET <id> <i> * <data>`, a few in
-//! flight: the module hashes it and answers the SHA-256), the whole file hashed here, and the metadata written last (`RC.SET file:<id>`), so a
-//! failed or aborted upload never shows as a file and its chunks are removed. A download reads the
-//! metadata, fetches each chunk (`RC.CHUNK.FETCH ... SHA256 <digest recorded at upload>`, a few
-//! ahead: the module serves only a copy that hashes to that digest), and streams it; Range requests are served from the chunks they touch.
+//! flight: the module hashes it and answers the SHA-256), the whole file hashed here, and the
+//! metadata written last (`RC.SET file:<id>`), so a failed or aborted upload never shows as a file
+//! and its chunks are removed. A download reads the metadata, fetches each chunk
+//! (`RC.CHUNK.FETCH ... SHA256 <digest recorded at upload>`, a few ahead: the module serves only
+//! its copy that carries that digest and matches its CRC-32C), and streams it; Range requests are
+//! served from the chunks they touch. Chunks cross to and from this node's Redis on the
+//! connections of `node::bulk`, without copies around them.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -18,8 +21,8 @@ use crate::node::view::{unix_ms, Shared};
 
 /// Chunk writes in flight during one upload.
 const UPLOAD_PARALLELISM: usize = 4;
-/// Chunk reads in flight during one download.
-const DOWNLOAD_PARALLELISM: usize = 3;
+/// Chunk reads in flight during one download (4 measured faster than 3; 6 no faster than 4).
+const DOWNLOAD_PARALLELISM: usize = 4;
 
 /// What is stored (as JSON in the register `file:<id>`) about a file.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -159,11 +162,7 @@ impl<'a> Upload<'a> {
         self.chunks += 1;
         // `*`: the coordinating module hashes the chunk (it had to, to check it) and answers
         // the digest, so the chunk is hashed once here less.
-        let mut cmd = redis::cmd("RC.CHUNK.SET");
-        cmd.arg(&self.id).arg(index).arg("*").arg(data);
-        if let Some(w) = self.w {
-            cmd.arg("W").arg(w);
-        }
+        let (id, w) = (self.id.clone(), self.w.map(|w| w.to_string()));
         let timeout =
             Duration::from_millis(self.shared.config.intervals.request_timeout_ms + 2_000);
         let shared_local = self.shared.local_handle();
@@ -173,7 +172,19 @@ impl<'a> Upload<'a> {
             .with_label_values(&["write"])
             .inc();
         self.in_flight.push_back(tokio::spawn(async move {
-            shared_local.query::<String>(&cmd, timeout).await
+            let index = index.to_string();
+            let mut cmd: Vec<&[u8]> = vec![
+                b"RC.CHUNK.SET",
+                id.as_bytes(),
+                index.as_bytes(),
+                b"*",
+                &data,
+            ];
+            if let Some(w) = &w {
+                cmd.extend([b"W".as_slice(), w.as_bytes()]);
+            }
+            let reply = shared_local.bulk.get(&cmd, timeout).await?;
+            Ok(String::from_utf8_lossy(&reply.unwrap_or_default()).into_owned())
         }));
         while self.in_flight.len() >= UPLOAD_PARALLELISM {
             self.wait_one().await?;
@@ -369,11 +380,17 @@ pub async fn fetch_chunk(
         .unwrap_or_default();
     // The module checks the copy it serves against the digest recorded at upload (and hashes
     // it once for that); the bytes then only cross loopback to here.
-    let mut cmd = redis::cmd("RC.CHUNK.FETCH");
-    cmd.arg(&meta.id).arg(index).arg("SHA256").arg(expected);
+    let index_text = index.to_string();
+    let cmd: [&[u8]; 5] = [
+        b"RC.CHUNK.FETCH",
+        meta.id.as_bytes(),
+        index_text.as_bytes(),
+        b"SHA256",
+        expected.as_bytes(),
+    ];
     let timeout = Duration::from_millis(shared.config.intervals.request_timeout_ms + 2_000);
     shared.metrics.chunk_ops.with_label_values(&["read"]).inc();
-    let data: Option<Vec<u8>> = shared.local.query(&cmd, timeout).await.map_err(|e| {
+    let data = shared.local.bulk.get(&cmd, timeout).await.map_err(|e| {
         let what = format!("reading chunk {index} of {}", meta.id);
         if e.starts_with("CHECKSUM") {
             // No copy matches the digest recorded at upload: never serve bad bytes.
@@ -423,7 +440,7 @@ pub fn parse_range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>
 }
 
 /// Streams bytes `start..=end` of the file (all of it when `range` is `None`) chunk by chunk,
-/// fetching one chunk ahead. A failure mid-stream ends the stream with an error: the client sees a
+/// fetching a few chunks ahead. A failure mid-stream ends the stream with an error: the client sees a
 /// cut connection, never wrong bytes.
 pub fn stream(
     shared: std::sync::Arc<Shared>,
@@ -434,6 +451,7 @@ pub fn stream(
     let empty = meta.size == 0;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
     let transfer = crate::memory::Transfer::begin();
+    let meta = std::sync::Arc::new(meta);
     tokio::spawn(async move {
         let _transfer = transfer;
         if empty {

@@ -1,6 +1,6 @@
 //! Files and keys over the HTTP API of a real 3-node cluster: uploads of every awkward size come
-//! back byte-identical through every node, a node killed during an upload or a download does not
-//! stop it, a corrupt replica is read around and repaired, an aborted upload leaves nothing, and
+//! back byte-identical through every node, a restart of a node's Redis costs no transfer, a node
+//! killed during an upload or a download does not stop it, a corrupt replica is read around and repaired, an aborted upload leaves nothing, and
 //! bad requests get a clear 4xx.
 
 use std::io::Write;
@@ -146,6 +146,29 @@ fn ranges_are_served_from_the_chunks_they_touch() {
     }
     let (status, head, _) = download(&cluster, 1, &id, Some("bytes=99999999-"));
     assert_eq!(status, 416, "{head}");
+}
+
+#[test]
+fn transfers_after_a_restart_of_the_nodes_redis_replace_its_dead_connections() {
+    let cluster = NodeCluster::start("files-reconnect", 3, "");
+    let body = data(3 * CHUNK + 7, 5);
+    // Both ways through n2, so n2 keeps connections to its Redis for the next transfers.
+    let id = upload(&cluster, 1, "a.bin", &body)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, head, got) = download(&cluster, 1, &id, None);
+    assert_eq!((status, got.len()), (200, body.len()), "{head}");
+    let before = cluster.redis_pid(1);
+    let r = cluster.http(1, "POST", "/api/nodes/n2/restart", Some(ADMIN_KEY));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_ne!(cluster.redis_pid(1), before, "a new redis-server");
+    // Every connection n2 kept is dead now: the first transfers replace them and succeed.
+    let (status, head, got) = download(&cluster, 1, &id, None);
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(sha256_hex(&got), sha256_hex(&body));
+    let again = upload(&cluster, 1, "b.bin", &body);
+    assert_eq!(again["sha256"].as_str(), Some(sha256_hex(&body).as_str()));
 }
 
 #[test]

@@ -12,12 +12,15 @@ pub struct Local {
     tcp: redis::ConnectionAddr,
     socket: Option<std::path::PathBuf>,
     conn: Mutex<Option<MultiplexedConnection>>,
+    /// File chunks: large replies on their own connections.
+    pub bulk: crate::node::bulk::Bulk,
 }
 
 impl Local {
     pub fn new(host: &str, port: u16, socket: Option<std::path::PathBuf>) -> Local {
         Local {
             tcp: redis::ConnectionAddr::Tcp(host.to_string(), port),
+            bulk: crate::node::bulk::Bulk::new(host, port, socket.clone()),
             socket,
             conn: Mutex::new(None),
         }

@@ -3,6 +3,7 @@
 //! Redis, and serves the HTTP API and metrics, until SIGTERM or Ctrl-C stops it (Redis first,
 //! which flushes its AOF).
 
+pub mod bulk;
 pub mod gossip;
 pub mod local;
 pub mod ntp;

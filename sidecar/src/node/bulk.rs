@@ -1,0 +1,139 @@
+//! File chunks to and from this node's own Redis on a few dedicated connections: a chunk is
+//! written to the socket from the buffer that holds it (no command packed around a copy of it),
+//! and a chunk that comes back is read straight into the buffer that is then sent on (no general
+//! parser, no read buffer that grows and copies as a 1 MiB reply trickles in). A connection that
+//! fails or overruns is dropped and a fresh one is opened next time.
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+
+/// Idle connections kept for the next reads.
+const MAX_IDLE: usize = 8;
+/// The largest reply accepted (the largest chunk is 5 MiB).
+const MAX_REPLY_BYTES: usize = 64 << 20;
+/// Arguments from this size on are written from their own buffer instead of being copied.
+const LARGE_ARG: usize = 64 << 10;
+
+trait Io: AsyncRead + AsyncWrite + Send {}
+impl<T: AsyncRead + AsyncWrite + Send> Io for T {}
+type Conn = BufReader<Pin<Box<dyn Io>>>;
+
+pub struct Bulk {
+    host: String,
+    port: u16,
+    socket: Option<PathBuf>,
+    idle: Mutex<Vec<Conn>>,
+}
+
+impl Bulk {
+    pub fn new(host: &str, port: u16, socket: Option<PathBuf>) -> Bulk {
+        Bulk {
+            host: host.to_string(),
+            port,
+            socket,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    async fn connect(&self) -> Result<Conn, String> {
+        let io: std::io::Result<Pin<Box<dyn Io>>> = match &self.socket {
+            Some(path) if path.exists() => tokio::net::UnixStream::connect(path)
+                .await
+                .map(|s| Box::pin(s) as Pin<Box<dyn Io>>),
+            _ => match tokio::net::TcpStream::connect((self.host.as_str(), self.port)).await {
+                Ok(tcp) => tcp
+                    .set_nodelay(true)
+                    .map(|()| Box::pin(tcp) as Pin<Box<dyn Io>>),
+                Err(e) => Err(e),
+            },
+        };
+        io.map(|io| BufReader::with_capacity(64 << 10, io))
+            .map_err(|e| format!("cannot connect to this node's redis: {e}"))
+    }
+
+    /// Runs the command `args`, whose reply is a bulk or status string or nil: `Ok(Some(bytes))`,
+    /// `Ok(None)` for nil, `Err` with the error reply (code first) or what went wrong. A kept
+    /// connection found broken (this Redis restarted since) is replaced once: the commands sent
+    /// here (chunk reads and writes of fixed content) may safely run twice.
+    pub async fn get(&self, args: &[&[u8]], timeout: Duration) -> Result<Option<Vec<u8>>, String> {
+        let attempt = async {
+            let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let was_pooled = pooled.is_some();
+            let mut conn = match pooled {
+                Some(c) => c,
+                None => self.connect().await?,
+            };
+            let mut reply = exchange(&mut conn, args).await;
+            if reply.is_err() && was_pooled {
+                conn = self.connect().await?;
+                reply = exchange(&mut conn, args).await;
+            }
+            Ok::<_, String>((conn, reply?))
+        };
+        let (conn, reply) = tokio::time::timeout(timeout, attempt)
+            .await
+            .map_err(|_| format!("no answer within {timeout:?}"))??;
+        // An error reply leaves the connection in step: keep it either way.
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(conn);
+        }
+        reply
+    }
+}
+
+/// Sends one command and reads its reply. The outer `Err` means the connection is unusable; the
+/// inner one is an error reply.
+async fn exchange(
+    conn: &mut Conn,
+    args: &[&[u8]],
+) -> Result<Result<Option<Vec<u8>>, String>, String> {
+    let broken = |e: std::io::Error| format!("connection to this node's redis broke: {e}");
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        if a.len() >= LARGE_ARG {
+            conn.get_mut().write_all(&out).await.map_err(broken)?;
+            conn.get_mut().write_all(a).await.map_err(broken)?;
+            out.clear();
+        } else {
+            out.extend_from_slice(a);
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    conn.get_mut().write_all(&out).await.map_err(broken)?;
+    let mut line = Vec::with_capacity(128);
+    conn.read_until(b'\n', &mut line).await.map_err(broken)?;
+    let Some(text) = line.strip_suffix(b"\r\n") else {
+        return Err("connection to this node's redis closed mid-reply".into());
+    };
+    let text = String::from_utf8_lossy(text);
+    match text.split_at_checked(1) {
+        Some(("-", error)) => Ok(Err(error.to_string())),
+        Some(("+", status)) => Ok(Ok(Some(status.as_bytes().to_vec()))),
+        Some(("$", "-1")) => Ok(Ok(None)),
+        Some(("$", len)) => {
+            let len: usize = len
+                .parse()
+                .ok()
+                .filter(|n| *n <= MAX_REPLY_BYTES)
+                .ok_or_else(|| format!("unexpected bulk length '{len}' from this node's redis"))?;
+            let mut data = Vec::with_capacity(len + 2);
+            let got = (&mut *conn)
+                .take(len as u64 + 2)
+                .read_to_end(&mut data)
+                .await
+                .map_err(broken)?;
+            if got != len + 2 || !data.ends_with(b"\r\n") {
+                return Err("connection to this node's redis closed mid-reply".into());
+            }
+            data.truncate(len);
+            Ok(Ok(Some(data)))
+        }
+        _ => Err(format!("unexpected reply '{text}' from this node's redis")),
+    }
+}
