@@ -275,6 +275,78 @@ fn frozen_peers_are_bounded_by_the_timeout() {
 }
 
 #[test]
+fn writes_take_the_main_thread_path_and_hand_over_to_the_runtime_when_a_peer_freezes() {
+    let cluster = TestCluster::start(3, |_| {});
+    let mut c1 = cluster.conn(0);
+    // The first write opens the connections (on the runtime) and goes the runtime's way.
+    set(&mut c1, "warm", "up", &["W", "3"]).unwrap();
+    wait_for("n1's fast connections", Duration::from_secs(5), || {
+        (info_number(&mut c1, "fast_connections") == 2).then_some(())
+    });
+    let before = info_number(&mut c1, "fast_writes");
+    for i in 0..200 {
+        let w = if i % 2 == 0 { "3" } else { "2" };
+        let key = format!("fast{i}");
+        assert_eq!(set(&mut c1, &key, "v", &["W", w]).unwrap(), Value::Okay);
+    }
+    assert_eq!(
+        call(&mut c1, &[b"RC.DEL", b"fast0", b"W", b"3"]).unwrap(),
+        Value::Okay
+    );
+    assert_eq!(info_number(&mut c1, "fast_writes") - before, 201);
+    assert_eq!(info_number(&mut c1, "fast_writes_handed_over"), 0);
+    for node in 1..3 {
+        let mut c = cluster.conn(node);
+        wait_for("every copy written", Duration::from_secs(5), || {
+            (1..200)
+                .all(|i| replica(&mut c, &format!("fast{i}")).is_some_and(|(v, _)| v.is_some()))
+                .then_some(())
+        });
+        assert_eq!(
+            replica(&mut c, "fast0").map(|(v, _)| v),
+            Some(None),
+            "a tombstone"
+        );
+    }
+    // n2 freezes: W=2 is answered by n3 at once; the write still pending on n2 is handed to the
+    // runtime at its deadline, which keeps a hint, and n1 stops using the stalled connection.
+    cluster.signal(1, libc::SIGSTOP);
+    let started = Instant::now();
+    assert_eq!(
+        set(&mut c1, "frozen", "kept", &["TIMEOUT", "300"]).unwrap(),
+        Value::Okay
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+    let (code, msg) = error_of(set(&mut c1, "frozen", "all", &["W", "3", "TIMEOUT", "300"]));
+    assert_eq!(code, "NOQUORUM", "{msg}");
+    assert!(msg.contains("n2: timeout"), "{msg}");
+    wait_for(
+        "the stalled connection closed",
+        Duration::from_secs(5),
+        || (info_number(&mut c1, "fast_connections") == 1).then_some(()),
+    );
+    assert!(info_number(&mut c1, "fast_writes_handed_over") >= 1);
+    assert!(info_number(&mut c1, "hints_stored") >= 1);
+    cluster.signal(1, libc::SIGCONT);
+    // The hint reaches n2 without any read, and the fast path comes back.
+    let mut c2 = cluster.conn(1);
+    wait_for("the hint delivered to n2", Duration::from_secs(10), || {
+        replica(&mut c2, "frozen")
+            .and_then(|(v, _)| v)
+            .filter(|v| v.as_slice() == b"all")
+            .map(|_| ())
+    });
+    wait_for("the fast path back", Duration::from_secs(10), || {
+        let _ = set(&mut c1, "again", "v", &["W", "3"]);
+        (info_number(&mut c1, "fast_connections") == 2).then_some(())
+    });
+}
+
+#[test]
 fn concurrent_writers_on_every_node_converge() {
     let cluster = TestCluster::start(3, |_| {});
     const KEYS: usize = 30;

@@ -129,6 +129,7 @@ fn write(
         substitutes,
         me: view.topology.member(&me_id).map(peers::peer),
         timeout_ms,
+        calls_within_ms: None,
         started,
         reply: None,
     };
@@ -139,7 +140,10 @@ fn write(
     }
     let blocked =
         Blocked::new(ctx, timeout_ms + SAFETY_MARGIN_MS).ok_or_else(|| cannot_block(cmd))?;
-    coord::spawn(job.run(Some(blocked)));
+    if let Err(declined) = coord::fast::try_start(ctx, job, blocked) {
+        let (job, blocked) = *declined;
+        coord::spawn(job.run(Some(blocked)));
+    }
     Ok(RedisValue::NoReply)
 }
 
@@ -292,6 +296,7 @@ pub fn chunk_set(ctx: &Context, args: Vec<RedisString>) -> Outcome {
         substitutes: Vec::new(),
         me: view.topology.member(&me_id).map(peers::peer),
         timeout_ms,
+        calls_within_ms: None,
         started,
         reply: reply.clone(),
     };

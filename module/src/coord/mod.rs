@@ -3,12 +3,14 @@
 //! timeouts, the write and read fan-out, hint replay and tombstone purging.
 
 pub mod block;
+pub mod fast;
 pub mod fetch;
 pub mod gc;
 pub mod hints;
 pub mod peers;
 pub mod read;
 pub mod rebalance;
+pub mod resp;
 pub mod write;
 
 use std::future::Future;

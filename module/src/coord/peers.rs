@@ -158,6 +158,11 @@ fn describe(e: &redis::RedisError) -> String {
 }
 
 impl Peer {
+    /// Where this member's Redis listens.
+    pub fn addr(&self) -> (&str, u16) {
+        (&self.host, self.port)
+    }
+
     fn cached(&self) -> Option<MultiplexedConnection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }

@@ -84,6 +84,10 @@ pub struct WriteJob {
     pub substitutes: Vec<Arc<Peer>>,
     pub me: Option<Arc<Peer>>,
     pub timeout_ms: u64,
+    /// When set, the calls to the replicas end this many ms from the start of `run` instead of
+    /// `timeout_ms` (a write taken over from the main-thread fast path keeps what was left of its
+    /// time; keeping a hint still gets the full timeout).
+    pub calls_within_ms: Option<u64>,
     pub started: Instant,
     /// What a success answers instead of `OK` (the digest `RC.CHUNK.SET ... *` computed).
     pub reply: Option<Vec<u8>>,
@@ -141,7 +145,7 @@ struct Outcome {
 
 impl WriteJob {
     pub async fn run(self, mut blocked: Option<Blocked>) {
-        let deadline = deadline_in(self.timeout_ms);
+        let deadline = deadline_in(self.calls_within_ms.unwrap_or(self.timeout_ms));
         let mut acks = self.local_acks;
         let mut failures: Vec<(String, String)> = Vec::new();
         let mut local_hints: Vec<String> = Vec::new();

@@ -1,0 +1,525 @@
+//! The fast path of `RC.SET` / `RC.DEL`, all on Redis's main thread: the write goes into a
+//! buffer per peer connection, the buffers are written once per event-loop turn (before Redis
+//! sleeps), the replies are read when Redis's event loop reports the socket readable, and the
+//! client is answered at the W-th acknowledgement. No thread is woken and no task spawned for a
+//! write, which is what the coordinator runtime cost on every write.
+//!
+//! Only the plain case takes it: every other preference node has a live connection here and is
+//! not judged down. Anything else — a connection that breaks, an error reply, the deadline
+//! passing — hands the write, with the acknowledgements so far and the blocked client, to the
+//! coordinator runtime's [`WriteJob`], which retries, picks substitutes, keeps hints and answers
+//! `NOQUORUM` exactly as before. Connections are opened (and authenticated) on the runtime and
+//! handed to the main thread; one that made a write time out is closed, so the next writes go
+//! the robust way until a new one is up.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::raw::{c_int, c_void};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rcluster_domain::topology::INTERNAL_USER;
+use redis_module::{raw, Context};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::coord::block::{Answer, Blocked};
+use crate::coord::peers::{self, Pushed};
+use crate::coord::resp::{self, Reply};
+use crate::coord::write::{is_ack, WriteJob};
+use crate::settings;
+use crate::stats::{self, End};
+
+/// Off with `loadmodule ... fast-writes no` (every write then takes the runtime's path).
+pub static ENABLED: AtomicBool = AtomicBool::new(true);
+/// How often pending writes are checked against their deadlines.
+const TICK: Duration = Duration::from_millis(5);
+/// Time to connect and authenticate a new connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Pause after a failed or closed connection before the next attempt.
+const RECONNECT_AFTER: Duration = Duration::from_millis(500);
+/// Replies read per readable event, at most (then the event loop serves others).
+const READ_BUDGET: usize = 4 << 20;
+
+static STARTED: AtomicU64 = AtomicU64::new(0);
+static HANDED_OVER: AtomicU64 = AtomicU64::new(0);
+static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+
+/// `INFO rcluster` fields: writes that took the fast path, writes it handed to the runtime's
+/// path, and the fast connections open now.
+pub fn info_fields() -> [(&'static str, u64); 3] {
+    [
+        ("fast_writes", STARTED.load(Ordering::Relaxed)),
+        (
+            "fast_writes_handed_over",
+            HANDED_OVER.load(Ordering::Relaxed),
+        ),
+        ("fast_connections", CONNECTIONS.load(Ordering::Relaxed)),
+    ]
+}
+
+struct Conn {
+    peer: String,
+    addr: (String, u16),
+    stream: std::net::TcpStream,
+    out: Vec<u8>,
+    inbuf: Vec<u8>,
+    /// Job ids in the order their writes were sent: replies come back in that order.
+    waiters: VecDeque<u64>,
+    watching_writable: bool,
+}
+
+struct Pending {
+    job: WriteJob,
+    blocked: Option<Blocked>,
+    acks: usize,
+    /// Peers whose reply has not come yet.
+    waiting: Vec<String>,
+    deadline: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    conns: HashMap<String, Conn>,
+    by_fd: HashMap<c_int, String>,
+    /// Peers with a connection attempt under way or paused: (attempt running, next allowed).
+    connecting: HashMap<String, (bool, Instant)>,
+    jobs: HashMap<u64, Pending>,
+    next_id: u64,
+    dirty: Vec<String>,
+    ticking: bool,
+    subscribed: bool,
+}
+
+/// Touched only on Redis's main thread (commands, event-loop, timer and one-shot callbacks); the
+/// lock is never contended, it only makes that safe to state.
+static STATE: Mutex<Option<State>> = Mutex::new(None);
+
+fn with_state<T>(f: impl FnOnce(&mut State) -> T) -> T {
+    let mut guard = STATE.lock().unwrap_or_else(|p| p.into_inner());
+    f(guard.get_or_insert_with(State::default))
+}
+
+/// A write given back for the runtime's path, with its client.
+pub type Declined = Box<(WriteJob, Blocked)>;
+
+/// Starts `job` on the fast path, or gives it back (with its client) for the runtime's path.
+pub fn try_start(ctx: &Context, job: WriteJob, blocked: Blocked) -> Result<(), Declined> {
+    if !ENABLED.load(Ordering::Relaxed) || job.replicas.is_empty() {
+        return Err(Box::new((job, blocked)));
+    }
+    with_state(|st| {
+        let mut ready = true;
+        for p in &job.replicas {
+            let (host, port) = p.addr();
+            let live =
+                matches!(st.conns.get(&p.id), Some(c) if c.addr.0 == host && c.addr.1 == port);
+            let judged = peers::pushed_liveness(&p.id).is_some_and(|s| s != Pushed::Alive);
+            if !live {
+                connect(st, &p.id, host, port);
+            }
+            ready &= live && !judged;
+        }
+        if !ready {
+            return Err(Box::new((job, blocked)));
+        }
+        let packed = job.payload.replica_cmd().get_packed_command();
+        let id = st.next_id;
+        st.next_id += 1;
+        let mut waiting = Vec::with_capacity(job.replicas.len());
+        for p in &job.replicas {
+            if let Some(c) = st.conns.get_mut(&p.id) {
+                if c.out.is_empty() {
+                    st.dirty.push(p.id.clone());
+                }
+                c.out.extend_from_slice(&packed);
+                c.waiters.push_back(id);
+                waiting.push(p.id.clone());
+            }
+        }
+        let deadline = job.started + Duration::from_millis(job.timeout_ms);
+        st.jobs.insert(
+            id,
+            Pending {
+                acks: job.local_acks,
+                job,
+                blocked: Some(blocked),
+                waiting,
+                deadline,
+            },
+        );
+        if !st.subscribed {
+            st.subscribed = subscribe(ctx);
+        }
+        if !st.ticking {
+            st.ticking = true;
+            ctx.create_timer(TICK, tick, ());
+        }
+        STARTED.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    })
+}
+
+/// Asks the runtime for a connection to `peer` unless one is being opened or was just lost.
+fn connect(st: &mut State, peer: &str, host: &str, port: u16) {
+    let now = Instant::now();
+    if let Some((running, next)) = st.connecting.get(peer) {
+        if *running || now < *next {
+            return;
+        }
+    }
+    st.connecting
+        .insert(peer.to_string(), (true, now + RECONNECT_AFTER));
+    let (peer, host) = (peer.to_string(), host.to_string());
+    crate::coord::spawn(async move {
+        let opened = tokio::time::timeout(CONNECT_TIMEOUT, open(&host, port)).await;
+        let stream = match opened {
+            Ok(Ok(s)) => Some(s),
+            _ => None,
+        };
+        let handoff = Box::new(Handoff {
+            peer,
+            addr: (host, port),
+            stream,
+        });
+        // SAFETY: the API table is filled at load; the one-shot runs `install` on the main
+        // thread, which takes the box back.
+        if let Some(add) = unsafe { raw::RedisModule_EventLoopAddOneShot } {
+            unsafe {
+                add(Some(install), Box::into_raw(handoff).cast());
+            }
+        }
+    });
+}
+
+/// Opens and authenticates a connection to a peer's Redis (as the internal user).
+async fn open(host: &str, port: u16) -> std::io::Result<std::net::TcpStream> {
+    let stream = tokio::net::TcpStream::connect((host, port)).await?;
+    stream.set_nodelay(true)?;
+    let mut stream = BufReader::new(stream);
+    let password = settings::internal_password();
+    let mut auth = Vec::new();
+    for (i, part) in ["AUTH", INTERNAL_USER, password.as_str()]
+        .iter()
+        .enumerate()
+    {
+        if i == 0 {
+            auth.extend_from_slice(b"*3\r\n");
+        }
+        auth.extend_from_slice(format!("${}\r\n{part}\r\n", part.len()).as_bytes());
+    }
+    stream.get_mut().write_all(&auth).await?;
+    let mut answer = String::new();
+    stream.read_line(&mut answer).await?;
+    if answer != "+OK\r\n" {
+        return Err(std::io::Error::other(format!(
+            "AUTH answered {}",
+            answer.trim()
+        )));
+    }
+    let std = stream.into_inner().into_std()?;
+    std.set_nonblocking(true)?;
+    Ok(std)
+}
+
+struct Handoff {
+    peer: String,
+    addr: (String, u16),
+    stream: Option<std::net::TcpStream>,
+}
+
+unsafe extern "C" fn install(data: *mut c_void) {
+    // SAFETY: `data` is the Box<Handoff> leaked in `connect`, handed over exactly once.
+    let handoff = unsafe { Box::from_raw(data.cast::<Handoff>()) };
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        with_state(|st| {
+            st.connecting.insert(
+                handoff.peer.clone(),
+                (false, Instant::now() + RECONNECT_AFTER),
+            );
+            let Some(stream) = handoff.stream else { return };
+            if st.conns.contains_key(&handoff.peer) {
+                return;
+            }
+            let fd = stream.as_raw_fd();
+            // SAFETY: a valid open socket, watched until `close` removes it.
+            let added = unsafe {
+                raw::RedisModule_EventLoopAdd.map_or(raw::Status::Err as c_int, |add| {
+                    add(
+                        fd,
+                        raw::REDISMODULE_EVENTLOOP_READABLE as c_int,
+                        Some(on_event),
+                        std::ptr::null_mut(),
+                    )
+                })
+            };
+            if added != raw::Status::Ok as c_int {
+                return;
+            }
+            st.by_fd.insert(fd, handoff.peer.clone());
+            CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+            st.conns.insert(
+                handoff.peer.clone(),
+                Conn {
+                    peer: handoff.peer,
+                    addr: handoff.addr,
+                    stream,
+                    out: Vec::new(),
+                    inbuf: Vec::new(),
+                    waiters: VecDeque::new(),
+                    watching_writable: false,
+                },
+            );
+        });
+    }));
+}
+
+fn subscribe(ctx: &Context) -> bool {
+    let event = raw::RedisModuleEvent {
+        id: raw::REDISMODULE_EVENT_EVENTLOOP,
+        dataver: 1,
+    };
+    raw::subscribe_to_server_event(ctx.ctx, event, Some(on_loop)) == raw::Status::Ok
+}
+
+/// Before Redis sleeps: write out what this turn's commands queued.
+unsafe extern "C" fn on_loop(
+    _ctx: *mut raw::RedisModuleCtx,
+    _eid: raw::RedisModuleEvent,
+    subevent: u64,
+    _data: *mut c_void,
+) {
+    if subevent != raw::REDISMODULE_SUBEVENT_EVENTLOOP_BEFORE_SLEEP {
+        return;
+    }
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        with_state(|st| {
+            for peer in std::mem::take(&mut st.dirty) {
+                flush(st, &peer);
+            }
+        })
+    }));
+}
+
+fn watch_writable(c: &mut Conn, on: bool) {
+    if c.watching_writable == on {
+        return;
+    }
+    let fd = c.stream.as_raw_fd();
+    let mask = raw::REDISMODULE_EVENTLOOP_WRITABLE as c_int;
+    // SAFETY: the fd is open and registered with the event loop.
+    unsafe {
+        if on {
+            if let Some(add) = raw::RedisModule_EventLoopAdd {
+                add(fd, mask, Some(on_event), std::ptr::null_mut());
+            }
+        } else if let Some(del) = raw::RedisModule_EventLoopDel {
+            del(fd, mask);
+        }
+    }
+    c.watching_writable = on;
+}
+
+/// Writes as much of `peer`'s buffer as the socket takes; the rest waits for writability.
+fn flush(st: &mut State, peer: &str) {
+    let Some(c) = st.conns.get_mut(peer) else {
+        return;
+    };
+    let mut sent = 0;
+    let failure = loop {
+        if sent == c.out.len() {
+            break None;
+        }
+        match c.stream.write(&c.out[sent..]) {
+            Ok(0) => break Some("connection closed".to_string()),
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break None,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => break Some(e.to_string()),
+        }
+    };
+    c.out.drain(..sent);
+    let pending = !c.out.is_empty();
+    watch_writable(c, pending && failure.is_none());
+    if let Some(why) = failure {
+        close(st, peer, &why);
+    }
+}
+
+unsafe extern "C" fn on_event(fd: c_int, _data: *mut c_void, mask: c_int) {
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        with_state(|st| {
+            let Some(peer) = st.by_fd.get(&fd).cloned() else {
+                return;
+            };
+            if mask & raw::REDISMODULE_EVENTLOOP_WRITABLE as c_int != 0 {
+                flush(st, &peer);
+            }
+            if mask & raw::REDISMODULE_EVENTLOOP_READABLE as c_int != 0 {
+                read(st, &peer);
+            }
+        })
+    }));
+    if outcome.is_err() {
+        stats::panic_caught();
+    }
+}
+
+/// Reads what arrived and settles the writes it answers.
+fn read(st: &mut State, peer: &str) {
+    let mut replies = Vec::new();
+    let failure = {
+        let Some(c) = st.conns.get_mut(peer) else {
+            return;
+        };
+        let mut buf = [0u8; 64 << 10];
+        let mut taken = 0;
+        let failure = loop {
+            if taken >= READ_BUDGET {
+                break None;
+            }
+            match c.stream.read(&mut buf) {
+                Ok(0) => break Some("connection closed".to_string()),
+                Ok(n) => {
+                    c.inbuf.extend_from_slice(&buf[..n]);
+                    taken += n;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break None,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Some(e.to_string()),
+            }
+        };
+        let mut used = 0;
+        let parse_failure = loop {
+            match resp::parse(&c.inbuf[used..]) {
+                Ok(Some((reply, n))) => {
+                    used += n;
+                    match c.waiters.pop_front() {
+                        Some(id) => replies.push((id, reply)),
+                        None => break Some("a reply that no write asked for".to_string()),
+                    }
+                }
+                Ok(None) => break None,
+                Err(e) => break Some(e),
+            }
+        };
+        c.inbuf.drain(..used);
+        parse_failure.or(failure)
+    };
+    for (id, reply) in replies {
+        settle(st, id, peer, reply);
+    }
+    if let Some(why) = failure {
+        close(st, peer, &why);
+    }
+}
+
+fn ok_answer(job: &WriteJob) -> Answer {
+    match &job.reply {
+        Some(v) => Answer::Value(Some(v.clone())),
+        None => Answer::Ok,
+    }
+}
+
+/// One replica's reply to write `id`.
+fn settle(st: &mut State, id: u64, peer: &str, reply: Reply) {
+    let Some(p) = st.jobs.get_mut(&id) else {
+        return; // Already handed over.
+    };
+    p.waiting.retain(|w| w != peer);
+    match reply {
+        Reply::Value(v) if is_ack(&v) => {
+            p.acks += 1;
+            if p.acks >= p.job.w {
+                if let Some(b) = p.blocked.take() {
+                    stats::quorum_op(p.job.op, End::Ok, p.job.started.elapsed());
+                    b.finish(ok_answer(&p.job));
+                }
+            }
+            if p.waiting.is_empty() {
+                st.jobs.remove(&id);
+            }
+        }
+        _ => hand_over(st, id, Some(peer)),
+    }
+}
+
+/// Gives write `id` to the runtime's path for the replicas that have not acknowledged it (and
+/// `failed`, which just did not), with the acknowledgements so far and the client if it still
+/// waits.
+fn hand_over(st: &mut State, id: u64, failed: Option<&str>) {
+    let Some(mut p) = st.jobs.remove(&id) else {
+        return;
+    };
+    HANDED_OVER.fetch_add(1, Ordering::Relaxed);
+    if let Some(f) = failed {
+        p.waiting.push(f.to_string());
+    }
+    let mut job = p.job;
+    job.replicas.retain(|r| p.waiting.contains(&r.id));
+    job.local_acks = p.acks;
+    let left = p.deadline.saturating_duration_since(Instant::now());
+    job.calls_within_ms = Some(u64::try_from(left.as_millis()).unwrap_or(u64::MAX));
+    crate::coord::spawn(job.run(p.blocked));
+}
+
+/// Closes `peer`'s connection; the writes waiting on it go to the runtime's path.
+fn close(st: &mut State, peer: &str, _why: &str) {
+    let Some(mut c) = st.conns.remove(peer) else {
+        return;
+    };
+    let fd = c.stream.as_raw_fd();
+    st.by_fd.remove(&fd);
+    CONNECTIONS.fetch_sub(1, Ordering::Relaxed);
+    // SAFETY: the fd is still open (closed when `c` drops below) and was registered.
+    unsafe {
+        if let Some(del) = raw::RedisModule_EventLoopDel {
+            del(
+                fd,
+                (raw::REDISMODULE_EVENTLOOP_READABLE | raw::REDISMODULE_EVENTLOOP_WRITABLE)
+                    as c_int,
+            );
+        }
+    }
+    st.connecting
+        .insert(c.peer.clone(), (false, Instant::now() + RECONNECT_AFTER));
+    st.dirty.retain(|d| d != peer);
+    for id in std::mem::take(&mut c.waiters) {
+        hand_over(st, id, None);
+    }
+}
+
+/// Every few ms while writes are pending: writes past their deadline go to the runtime's path
+/// (which reports the replicas that did not answer as timed out and keeps hints for them), and
+/// the connections they waited on are closed.
+fn tick(ctx: &Context, _: ()) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        with_state(|st| {
+            let now = Instant::now();
+            let late: Vec<u64> = st
+                .jobs
+                .iter()
+                .filter(|(_, p)| p.deadline <= now)
+                .map(|(id, _)| *id)
+                .collect();
+            let mut stalled: Vec<String> = Vec::new();
+            for id in late {
+                if let Some(p) = st.jobs.get(&id) {
+                    stalled.extend(p.waiting.iter().cloned());
+                }
+                hand_over(st, id, None);
+            }
+            stalled.sort();
+            stalled.dedup();
+            for peer in stalled {
+                close(st, &peer, "no reply before a write's deadline");
+            }
+            st.ticking = !st.jobs.is_empty();
+            if st.ticking {
+                ctx.create_timer(TICK, tick, ());
+            }
+        })
+    }));
+}
