@@ -130,6 +130,7 @@ fn info(ctx: &InfoContext, _for_crash_report: bool) {
     ctx.add_info_field_long_long("hints_replayed", to_i64(stats::hints_replayed()));
     ctx.add_info_field_long_long("tombstones_purged", to_i64(stats::tombstones_purged()));
     ctx.add_info_field_long_long("chunk_repairs", to_i64(stats::chunk_repairs()));
+    ctx.add_info_field_long_long("writes_reissued", to_i64(stats::writes_reissued()));
     for (name, value) in coord::rebalance::info_fields()
         .into_iter()
         .chain(coord::fast::info_fields())
@@ -274,7 +275,7 @@ redis_module! {
         ],
         bool: [
             ["enable-debug-command", &debug::ENABLED, false, ConfigurationFlags::IMMUTABLE, None],
-            ["fast-writes", &coord::fast::ENABLED, true, ConfigurationFlags::DEFAULT, None],
+            ["fast-path", &coord::fast::ENABLED, true, ConfigurationFlags::DEFAULT, None],
         ],
         enum: [],
         module_args_as_configuration: true,

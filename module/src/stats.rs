@@ -189,6 +189,15 @@ static HINTS_STORED: AtomicU64 = AtomicU64::new(0);
 static HINTS_REPLAYED: AtomicU64 = AtomicU64::new(0);
 static TOMBSTONES_PURGED: AtomicU64 = AtomicU64::new(0);
 static CHUNK_REPAIRS: AtomicU64 = AtomicU64::new(0);
+static WRITES_REISSUED: AtomicU64 = AtomicU64::new(0);
+
+/// A client's write re-issued with a newer version (a replica held a newer one).
+pub fn write_reissued() {
+    WRITES_REISSUED.fetch_add(1, Ordering::Relaxed);
+}
+pub fn writes_reissued() -> u64 {
+    WRITES_REISSUED.load(Ordering::Relaxed)
+}
 
 pub fn chunk_repaired() {
     CHUNK_REPAIRS.fetch_add(1, Ordering::Relaxed);

@@ -25,6 +25,19 @@ fn get(c: &mut redis::Connection, key: &str, extra: &[&str]) -> redis::RedisResu
     call(c, &args)
 }
 
+/// Turns the main-thread fast path on in every node (the default; said here because the test
+/// is about it).
+fn fast_path_on(cluster: &TestCluster) {
+    for i in 0..cluster.nodes.len() {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("rcluster.fast-path")
+            .arg("yes")
+            .query(&mut cluster.conn(i))
+            .unwrap();
+    }
+}
+
 fn bulk(s: &str) -> Value {
     Value::BulkString(s.as_bytes().to_vec())
 }
@@ -275,8 +288,9 @@ fn frozen_peers_are_bounded_by_the_timeout() {
 }
 
 #[test]
-fn writes_take_the_main_thread_path_and_hand_over_to_the_runtime_when_a_peer_freezes() {
+fn requests_take_the_main_thread_path_and_hand_over_to_the_runtime_when_a_peer_freezes() {
     let cluster = TestCluster::start(3, |_| {});
+    fast_path_on(&cluster);
     let mut c1 = cluster.conn(0);
     // The first write opens the connections (on the runtime) and goes the runtime's way.
     set(&mut c1, "warm", "up", &["W", "3"]).unwrap();
@@ -308,6 +322,22 @@ fn writes_take_the_main_thread_path_and_hand_over_to_the_runtime_when_a_peer_fre
             "a tombstone"
         );
     }
+    // Reads take the fast path too, and one that finds a copy missing has it repaired.
+    let reads = info_number(&mut c1, "fast_reads");
+    for i in 1..101 {
+        let key = format!("fast{i}");
+        assert_eq!(get(&mut c1, &key, &["R", "3"]).unwrap(), bulk("v"));
+    }
+    assert_eq!(get(&mut c1, "fast0", &["R", "3"]).unwrap(), Value::Nil);
+    assert_eq!(info_number(&mut c1, "fast_reads") - reads, 101);
+    let mut c3 = cluster.conn(2);
+    let _: i64 = redis::cmd("DEL").arg("kv:fast1").query(&mut c3).unwrap();
+    assert_eq!(replica(&mut c3, "fast1"), None);
+    assert_eq!(get(&mut c1, "fast1", &["R", "2"]).unwrap(), bulk("v"));
+    wait_for("the missing copy repaired", Duration::from_secs(5), || {
+        replica(&mut c3, "fast1").and_then(|(v, _)| v).map(|_| ())
+    });
+    assert_eq!(info_number(&mut c1, "fast_reads_handed_over"), 0);
     // n2 freezes: W=2 is answered by n3 at once; the write still pending on n2 is handed to the
     // runtime at its deadline, which keeps a hint, and n1 stops using the stalled connection.
     cluster.signal(1, libc::SIGSTOP);
@@ -331,6 +361,15 @@ fn writes_take_the_main_thread_path_and_hand_over_to_the_runtime_when_a_peer_fre
     );
     assert!(info_number(&mut c1, "fast_writes_handed_over") >= 1);
     assert!(info_number(&mut c1, "hints_stored") >= 1);
+    // A read with R=3 while n2 is frozen: NOQUORUM naming the timeout, not a hang.
+    let started = Instant::now();
+    let (code, msg) = error_of(get(&mut c1, "frozen", &["R", "3", "TIMEOUT", "300"]));
+    assert_eq!(code, "NOQUORUM", "{msg}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1300),
+        "{:?}",
+        started.elapsed()
+    );
     cluster.signal(1, libc::SIGCONT);
     // The hint reaches n2 without any read, and the fast path comes back.
     let mut c2 = cluster.conn(1);
@@ -344,6 +383,56 @@ fn writes_take_the_main_thread_path_and_hand_over_to_the_runtime_when_a_peer_fre
         let _ = set(&mut c1, "again", "v", &["W", "3"]);
         (info_number(&mut c1, "fast_connections") == 2).then_some(())
     });
+}
+
+#[test]
+fn a_later_write_through_a_node_whose_clock_is_behind_is_not_lost() {
+    // Four nodes, N=3: a key whose preference list leaves out one node, `outside`, which never
+    // sees the key's versions. The first write goes through a node whose clock runs 10 s ahead,
+    // the second, later one through `outside`: its version is older, so the replicas answer
+    // "stale". Counting that as an acknowledgement lost the second write; it must win.
+    let cluster = TestCluster::start(4, |_| {});
+    fast_path_on(&cluster);
+    let key = (0..)
+        .map(|i| format!("clock{i}"))
+        .find(|k| !cluster.preference(k).contains(&"n4".to_string()))
+        .unwrap();
+    let first = cluster.index(&cluster.preference(&key)[0]);
+    let outside = cluster.index("n4");
+    let ahead_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        + 10_000;
+    let mut c_first = cluster.conn(first);
+    let _: Value = redis::cmd("RC.CLOCK")
+        .arg("MERGE")
+        .arg(ahead_ms << 16)
+        .query(&mut c_first)
+        .unwrap();
+    let mut c_out = cluster.conn(outside);
+    // Connections from n4 to every node first, so the second write takes the fast path.
+    for i in 0..20 {
+        set(&mut c_out, &format!("warm{i}"), "v", &["W", "3"]).unwrap();
+    }
+    wait_for("n4's fast connections", Duration::from_secs(5), || {
+        (info_number(&mut c_out, "fast_connections") == 3).then_some(())
+    });
+    for round in 0..2 {
+        let (one, two) = (format!("one{round}"), format!("two{round}"));
+        assert_eq!(set(&mut c_first, &key, &one, &[]).unwrap(), Value::Okay);
+        assert_eq!(set(&mut c_out, &key, &two, &[]).unwrap(), Value::Okay);
+        for i in 0..4 {
+            assert_eq!(
+                get(&mut cluster.conn(i), &key, &["R", "3"]).unwrap(),
+                bulk(&two),
+                "read through n{}",
+                i + 1
+            );
+        }
+    }
+    assert!(info_number(&mut c_out, "writes_reissued") >= 2);
+    assert!(info_number(&mut c_out, "fast_writes_handed_over") >= 1);
 }
 
 #[test]

@@ -80,6 +80,14 @@ fn placement(view: &View, key: &[u8]) -> Result<Placement, CodedError> {
     })
 }
 
+/// Every preference node of a key: this node (when it is one) and the other replicas.
+fn preference(view: &View, me: &str, is_replica: bool, others: &[Arc<Peer>]) -> Vec<Arc<Peer>> {
+    let local = is_replica
+        .then(|| view.topology.member(me).map(peers::peer))
+        .flatten();
+    local.into_iter().chain(others.iter().cloned()).collect()
+}
+
 fn cannot_block(cmd: Cmd) -> CodedError {
     CodedError::new(
         Code::BadArg,
@@ -125,6 +133,8 @@ fn write(
         },
         w,
         local_acks,
+        preference: preference(&view, &me_id, is_replica, &replicas),
+        reissues: 2,
         replicas,
         substitutes,
         me: view.topology.member(&me_id).map(peers::peer),
@@ -195,9 +205,10 @@ pub fn get(ctx: &Context, args: Vec<RedisString>) -> Outcome {
     let job = ReadJob {
         key: args[1].as_slice().to_vec(),
         r,
-        local,
+        answers: local.into_iter().collect(),
         replicas,
         timeout_ms,
+        calls_within_ms: None,
         started,
     };
     if let Some(value) = immediate {
@@ -207,7 +218,10 @@ pub fn get(ctx: &Context, args: Vec<RedisString>) -> Outcome {
     }
     let blocked =
         Blocked::new(ctx, timeout_ms + SAFETY_MARGIN_MS).ok_or_else(|| cannot_block(Cmd::Get))?;
-    coord::spawn(job.run(Some(blocked)));
+    if let Err(declined) = coord::fast::try_start_read(ctx, job, blocked) {
+        let (job, blocked) = *declined;
+        coord::spawn(job.run(Some(blocked)));
+    }
     Ok(RedisValue::NoReply)
 }
 
@@ -292,6 +306,8 @@ pub fn chunk_set(ctx: &Context, args: Vec<RedisString>) -> Outcome {
         ),
         w,
         local_acks,
+        preference: Vec::new(),
+        reissues: 0,
         replicas,
         substitutes: Vec::new(),
         me: view.topology.member(&me_id).map(peers::peer),

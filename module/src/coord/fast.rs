@@ -1,16 +1,18 @@
-//! The fast path of `RC.SET` / `RC.DEL`, all on Redis's main thread: the write goes into a
-//! buffer per peer connection, the buffers are written once per event-loop turn (before Redis
-//! sleeps), the replies are read when Redis's event loop reports the socket readable, and the
-//! client is answered at the W-th acknowledgement. No thread is woken and no task spawned for a
-//! write, which is what the coordinator runtime cost on every write.
+//! The fast path of `RC.SET`, `RC.DEL` and `RC.GET`, all on Redis's main thread: the replica
+//! command goes into a buffer per peer connection, the buffers are written once per event-loop
+//! turn (before Redis sleeps), the replies are read when Redis's event loop reports the socket
+//! readable, and the client is answered at the W-th acknowledgement or R-th answer. No thread is
+//! woken and no task spawned for a request, which is what the coordinator runtime cost on every
+//! one.
 //!
 //! Only the plain case takes it: every other preference node has a live connection here and is
 //! not judged down. Anything else — a connection that breaks, an error reply, the deadline
-//! passing — hands the write, with the acknowledgements so far and the blocked client, to the
-//! coordinator runtime's [`WriteJob`], which retries, picks substitutes, keeps hints and answers
-//! `NOQUORUM` exactly as before. Connections are opened (and authenticated) on the runtime and
-//! handed to the main thread; one that made a write time out is closed, so the next writes go
-//! the robust way until a new one is up.
+//! passing — hands the request, with the acknowledgements or answers so far and the blocked
+//! client, to the coordinator runtime's [`WriteJob`] or [`ReadJob`], which retries, picks
+//! substitutes, keeps hints, repairs and answers `NOQUORUM` exactly as before; a read whose
+//! answers disagree hands its read repair to the runtime. Connections are opened (and
+//! authenticated) on the runtime and handed to the main thread; one that made a request time out
+//! is closed, so the next requests go the robust way until a new one is up.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Write};
@@ -25,14 +27,18 @@ use rcluster_domain::topology::INTERNAL_USER;
 use redis_module::{raw, Context};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::coord::block::{Answer, Blocked};
-use crate::coord::peers::{self, Pushed};
-use crate::coord::resp::{self, Reply};
-use crate::coord::write::{is_ack, WriteJob};
-use crate::settings;
-use crate::stats::{self, End};
+use rcluster_domain::quorum::{needs_repair, newest};
 
-/// Off with `loadmodule ... fast-writes no` (every write then takes the runtime's path).
+use crate::coord::block::{Answer, Blocked};
+use crate::coord::peers::{self, Peer, Pushed};
+use crate::coord::read::{answer_for, parse_held, repair, ReadJob};
+use crate::coord::resp::{self, Reply};
+use crate::coord::write::{ack_of, Ack, WriteJob};
+use crate::settings;
+use crate::stats::{self, End, Op};
+
+/// Off with `CONFIG SET rcluster.fast-path no` (or `loadmodule ... fast-path no`): every
+/// request then takes the runtime's path.
 pub static ENABLED: AtomicBool = AtomicBool::new(true);
 /// How often pending writes are checked against their deadlines.
 const TICK: Duration = Duration::from_millis(5);
@@ -47,16 +53,19 @@ static STARTED: AtomicU64 = AtomicU64::new(0);
 static HANDED_OVER: AtomicU64 = AtomicU64::new(0);
 static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
 
-/// `INFO rcluster` fields: writes that took the fast path, writes it handed to the runtime's
-/// path, and the fast connections open now.
-pub fn info_fields() -> [(&'static str, u64); 3] {
+static READS: AtomicU64 = AtomicU64::new(0);
+static READS_HANDED_OVER: AtomicU64 = AtomicU64::new(0);
+
+/// `INFO rcluster` fields: writes and reads that took the fast path, those it handed to the
+/// runtime's path, and the fast connections open now.
+pub fn info_fields() -> [(&'static str, u64); 5] {
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
     [
-        ("fast_writes", STARTED.load(Ordering::Relaxed)),
-        (
-            "fast_writes_handed_over",
-            HANDED_OVER.load(Ordering::Relaxed),
-        ),
-        ("fast_connections", CONNECTIONS.load(Ordering::Relaxed)),
+        ("fast_writes", load(&STARTED)),
+        ("fast_writes_handed_over", load(&HANDED_OVER)),
+        ("fast_reads", load(&READS)),
+        ("fast_reads_handed_over", load(&READS_HANDED_OVER)),
+        ("fast_connections", load(&CONNECTIONS)),
     ]
 }
 
@@ -72,12 +81,16 @@ struct Conn {
 }
 
 struct Pending {
-    job: WriteJob,
+    kind: Kind,
     blocked: Option<Blocked>,
-    acks: usize,
     /// Peers whose reply has not come yet.
     waiting: Vec<String>,
     deadline: Instant,
+}
+
+enum Kind {
+    Write { job: WriteJob, acks: usize },
+    Read { job: ReadJob },
 }
 
 #[derive(Default)]
@@ -104,60 +117,101 @@ fn with_state<T>(f: impl FnOnce(&mut State) -> T) -> T {
 
 /// A write given back for the runtime's path, with its client.
 pub type Declined = Box<(WriteJob, Blocked)>;
+/// A read given back for the runtime's path, with its client.
+pub type DeclinedRead = Box<(ReadJob, Blocked)>;
 
-/// Starts `job` on the fast path, or gives it back (with its client) for the runtime's path.
+/// Whether every one of `peers` has a live connection here and is not judged down; asks for the
+/// missing connections.
+fn ready(st: &mut State, peers: &[std::sync::Arc<Peer>]) -> bool {
+    let mut ready = !peers.is_empty();
+    for p in peers {
+        let (host, port) = p.addr();
+        let live = matches!(st.conns.get(&p.id), Some(c) if c.addr.0 == host && c.addr.1 == port);
+        let judged = peers::pushed_liveness(&p.id).is_some_and(|s| s != Pushed::Alive);
+        if !live {
+            connect(st, &p.id, host, port);
+        }
+        ready &= live && !judged;
+    }
+    ready
+}
+
+/// Queues `packed` for each of `peers` and records the request.
+fn enqueue(
+    ctx: &Context,
+    st: &mut State,
+    packed: &[u8],
+    peers: &[std::sync::Arc<Peer>],
+    pending: Pending,
+) {
+    let id = st.next_id;
+    st.next_id += 1;
+    for p in peers {
+        if let Some(c) = st.conns.get_mut(&p.id) {
+            if c.out.is_empty() {
+                st.dirty.push(p.id.clone());
+            }
+            c.out.extend_from_slice(packed);
+            c.waiters.push_back(id);
+        }
+    }
+    st.jobs.insert(id, pending);
+    if !st.subscribed {
+        st.subscribed = subscribe(ctx);
+    }
+    if !st.ticking {
+        st.ticking = true;
+        ctx.create_timer(TICK, tick, ());
+    }
+}
+
+/// Starts a write on the fast path, or gives it back (with its client) for the runtime's path.
 pub fn try_start(ctx: &Context, job: WriteJob, blocked: Blocked) -> Result<(), Declined> {
-    if !ENABLED.load(Ordering::Relaxed) || job.replicas.is_empty() {
+    if !ENABLED.load(Ordering::Relaxed) {
         return Err(Box::new((job, blocked)));
     }
     with_state(|st| {
-        let mut ready = true;
-        for p in &job.replicas {
-            let (host, port) = p.addr();
-            let live =
-                matches!(st.conns.get(&p.id), Some(c) if c.addr.0 == host && c.addr.1 == port);
-            let judged = peers::pushed_liveness(&p.id).is_some_and(|s| s != Pushed::Alive);
-            if !live {
-                connect(st, &p.id, host, port);
-            }
-            ready &= live && !judged;
-        }
-        if !ready {
+        if !ready(st, &job.replicas) {
             return Err(Box::new((job, blocked)));
         }
         let packed = job.payload.replica_cmd().get_packed_command();
-        let id = st.next_id;
-        st.next_id += 1;
-        let mut waiting = Vec::with_capacity(job.replicas.len());
-        for p in &job.replicas {
-            if let Some(c) = st.conns.get_mut(&p.id) {
-                if c.out.is_empty() {
-                    st.dirty.push(p.id.clone());
-                }
-                c.out.extend_from_slice(&packed);
-                c.waiters.push_back(id);
-                waiting.push(p.id.clone());
-            }
-        }
-        let deadline = job.started + Duration::from_millis(job.timeout_ms);
-        st.jobs.insert(
-            id,
-            Pending {
+        let replicas = job.replicas.clone();
+        let pending = Pending {
+            waiting: replicas.iter().map(|p| p.id.clone()).collect(),
+            deadline: job.started + Duration::from_millis(job.timeout_ms),
+            blocked: Some(blocked),
+            kind: Kind::Write {
                 acks: job.local_acks,
                 job,
-                blocked: Some(blocked),
-                waiting,
-                deadline,
             },
-        );
-        if !st.subscribed {
-            st.subscribed = subscribe(ctx);
-        }
-        if !st.ticking {
-            st.ticking = true;
-            ctx.create_timer(TICK, tick, ());
-        }
+        };
+        enqueue(ctx, st, &packed, &replicas, pending);
         STARTED.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    })
+}
+
+/// Starts a read on the fast path, or gives it back (with its client) for the runtime's path.
+pub fn try_start_read(ctx: &Context, job: ReadJob, blocked: Blocked) -> Result<(), DeclinedRead> {
+    if !ENABLED.load(Ordering::Relaxed) {
+        return Err(Box::new((job, blocked)));
+    }
+    with_state(|st| {
+        if !ready(st, &job.replicas) {
+            return Err(Box::new((job, blocked)));
+        }
+        let packed = redis::cmd("RC.REPLICA.GET")
+            .arg(&job.key)
+            .get_packed_command();
+        let replicas = job.replicas.clone();
+        let pending = Pending {
+            waiting: replicas.iter().map(|p| p.id.clone()).collect(),
+            deadline: job.started + Duration::from_millis(job.timeout_ms),
+            blocked: Some(blocked),
+            kind: Kind::Read { job },
+        };
+        enqueue(ctx, st, &packed, &replicas, pending);
+        READS.fetch_add(1, Ordering::Relaxed);
         Ok(())
     })
 }
@@ -423,46 +477,97 @@ fn ok_answer(job: &WriteJob) -> Answer {
     }
 }
 
-/// One replica's reply to write `id`.
+/// One replica's reply to request `id`.
 fn settle(st: &mut State, id: u64, peer: &str, reply: Reply) {
     let Some(p) = st.jobs.get_mut(&id) else {
         return; // Already handed over.
     };
     p.waiting.retain(|w| w != peer);
-    match reply {
-        Reply::Value(v) if is_ack(&v) => {
-            p.acks += 1;
-            if p.acks >= p.job.w {
+    let settled = match (&mut p.kind, reply) {
+        (Kind::Write { job, acks }, Reply::Value(v)) if ack_of(&v, job.version()) == Ack::Yes => {
+            *acks += 1;
+            if *acks >= job.w {
                 if let Some(b) = p.blocked.take() {
-                    stats::quorum_op(p.job.op, End::Ok, p.job.started.elapsed());
-                    b.finish(ok_answer(&p.job));
+                    stats::quorum_op(job.op, End::Ok, job.started.elapsed());
+                    b.finish(ok_answer(job));
                 }
             }
-            if p.waiting.is_empty() {
-                st.jobs.remove(&id);
+            true
+        }
+        (Kind::Read { job }, Reply::Value(v)) => match parse_held(&v) {
+            Ok(held) => {
+                if let Some(from) = job.replicas.iter().find(|r| r.id == peer) {
+                    job.answers.push((from.clone(), held));
+                }
+                if job.answers.len() >= job.r {
+                    if let Some(b) = p.blocked.take() {
+                        stats::quorum_op(Op::Get, End::Ok, job.started.elapsed());
+                        b.finish(answer_for(newest(job.answers.iter().map(|(_, h)| h))));
+                    }
+                }
+                true
+            }
+            Err(_) => false,
+        },
+        _ => false,
+    };
+    if !settled {
+        hand_over(st, id, Some(peer));
+        return;
+    }
+    if !p.waiting.is_empty() {
+        return;
+    }
+    if p.blocked.is_some() {
+        // Everyone answered and the client still waits (not expected: W and R are at most N):
+        // the runtime's path gives it its NOQUORUM.
+        hand_over(st, id, None);
+        return;
+    }
+    if let Some(Pending {
+        kind: Kind::Read { job },
+        ..
+    }) = st.jobs.remove(&id)
+    {
+        // Every replica answered: the stale or missing ones are repaired on the runtime.
+        let best = newest(job.answers.iter().map(|(_, h)| h)).cloned();
+        if let Some(best) = best {
+            if job.answers.iter().any(|(_, h)| needs_repair(h, &best)) {
+                crate::coord::spawn(async move {
+                    repair(&job.key, &job.answers, job.timeout_ms).await;
+                });
             }
         }
-        _ => hand_over(st, id, Some(peer)),
     }
 }
 
-/// Gives write `id` to the runtime's path for the replicas that have not acknowledged it (and
-/// `failed`, which just did not), with the acknowledgements so far and the client if it still
-/// waits.
+/// Gives request `id` to the runtime's path for the replicas that have not answered it (and
+/// `failed`, which just did not answer well), with what it has so far and the client if it
+/// still waits.
 fn hand_over(st: &mut State, id: u64, failed: Option<&str>) {
     let Some(mut p) = st.jobs.remove(&id) else {
         return;
     };
-    HANDED_OVER.fetch_add(1, Ordering::Relaxed);
     if let Some(f) = failed {
         p.waiting.push(f.to_string());
     }
-    let mut job = p.job;
-    job.replicas.retain(|r| p.waiting.contains(&r.id));
-    job.local_acks = p.acks;
     let left = p.deadline.saturating_duration_since(Instant::now());
-    job.calls_within_ms = Some(u64::try_from(left.as_millis()).unwrap_or(u64::MAX));
-    crate::coord::spawn(job.run(p.blocked));
+    let left = Some(u64::try_from(left.as_millis()).unwrap_or(u64::MAX));
+    match p.kind {
+        Kind::Write { mut job, acks } => {
+            HANDED_OVER.fetch_add(1, Ordering::Relaxed);
+            job.replicas.retain(|r| p.waiting.contains(&r.id));
+            job.local_acks = acks;
+            job.calls_within_ms = left;
+            crate::coord::spawn(job.run(p.blocked));
+        }
+        Kind::Read { mut job } => {
+            READS_HANDED_OVER.fetch_add(1, Ordering::Relaxed);
+            job.replicas.retain(|r| p.waiting.contains(&r.id));
+            job.calls_within_ms = left;
+            crate::coord::spawn(job.run(p.blocked));
+        }
+    }
 }
 
 /// Closes `peer`'s connection; the writes waiting on it go to the runtime's path.

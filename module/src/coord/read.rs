@@ -21,10 +21,15 @@ use crate::stats::{self, End, Op, ReplicaFailure};
 pub struct ReadJob {
     pub key: Vec<u8>,
     pub r: usize,
-    /// This node's own answer, when it is a preference node.
-    pub local: Option<(Arc<Peer>, Option<Held>)>,
+    /// The answers already known: this node's own when it is a preference node, and those the
+    /// main-thread fast path collected before handing the read over.
+    pub answers: Vec<(Arc<Peer>, Option<Held>)>,
+    /// The preference nodes still to ask.
     pub replicas: Vec<Arc<Peer>>,
     pub timeout_ms: u64,
+    /// When set, the calls end this many ms from the start of `run` (what a read taken over
+    /// from the fast path had left of its time).
+    pub calls_within_ms: Option<u64>,
     pub started: Instant,
 }
 
@@ -78,8 +83,8 @@ pub fn answer_for(best: Option<&Held>) -> Answer {
 
 impl ReadJob {
     pub async fn run(self, mut blocked: Option<Blocked>) {
-        let deadline = deadline_in(self.timeout_ms);
-        let mut answers: Vec<(Arc<Peer>, Option<Held>)> = self.local.into_iter().collect();
+        let deadline = deadline_in(self.calls_within_ms.unwrap_or(self.timeout_ms));
+        let mut answers = self.answers;
         let mut failures: Vec<(String, String)> = Vec::new();
         // The calls run concurrently inside this one task (no task per replica).
         let mut tasks = FuturesUnordered::new();
@@ -141,7 +146,7 @@ impl ReadJob {
 }
 
 /// Writes the newest answer to every replica that answered with something older or nothing.
-async fn repair(key: &[u8], answers: &[(Arc<Peer>, Option<Held>)], timeout_ms: u64) {
+pub async fn repair(key: &[u8], answers: &[(Arc<Peer>, Option<Held>)], timeout_ms: u64) {
     let Some(best) = newest(answers.iter().map(|(_, h)| h)).cloned() else {
         return;
     };

@@ -80,7 +80,13 @@ pub struct WriteJob {
     pub w: usize,
     /// 1 when this node is a preference node and already holds the write.
     pub local_acks: usize,
+    /// The replicas still to write.
     pub replicas: Vec<Arc<Peer>>,
+    /// Every preference node of the key (this node included when it is one): whom a write
+    /// re-issued with a newer version goes to.
+    pub preference: Vec<Arc<Peer>>,
+    /// How many times the write may still be re-issued with a newer version.
+    pub reissues: u8,
     pub substitutes: Vec<Arc<Peer>>,
     pub me: Option<Arc<Peer>>,
     pub timeout_ms: u64,
@@ -123,8 +129,50 @@ pub fn hint_cmd(intended: &str, key: &[u8], value: Option<&[u8]>, version: &Vers
     cmd
 }
 
+/// What a replica's reply to a client's write means.
+#[derive(Debug, PartialEq)]
+pub enum Ack {
+    Yes,
+    /// The replica holds a newer version than this write's: one this coordinator had not seen
+    /// (written through another node within the same clock tick, or stamped by a clock ahead of
+    /// this one). The write must not count there: with W over N/2 any quorum after a finished
+    /// write meets a replica that holds it, so a write that is really later is re-issued with a
+    /// version past it instead of being silently lost.
+    Newer(Version),
+    No,
+}
+
+/// The meaning of `reply` to a write of `ours` (chunks have no version: any ack is yes).
+pub fn ack_of(reply: &Value, ours: Option<&Version>) -> Ack {
+    if let (Some(ours), Value::Array(items)) = (ours, reply) {
+        if matches!(items.first(), Some(Value::SimpleString(s)) if s == "stale") {
+            let held = match (items.get(1), items.get(2)) {
+                (Some(Value::Int(ts)), Some(Value::BulkString(origin))) => u64::try_from(*ts)
+                    .ok()
+                    .map(|ts| Version::new(ts, String::from_utf8_lossy(origin))),
+                (Some(Value::BulkString(ts)), Some(Value::BulkString(origin))) => {
+                    std::str::from_utf8(ts)
+                        .ok()
+                        .and_then(|t| t.parse().ok())
+                        .map(|ts| Version::new(ts, String::from_utf8_lossy(origin)))
+                }
+                _ => None,
+            };
+            if let Some(held) = held.filter(|h| h > ours) {
+                return Ack::Newer(held);
+            }
+        }
+    }
+    if is_ack(reply) {
+        Ack::Yes
+    } else {
+        Ack::No
+    }
+}
+
 /// A write reply (`[applied|duplicate|stale, ...]`, a bare status, or a chunk's `OK`) means the
-/// replica holds this version or a newer one: an acknowledgement.
+/// replica holds this version or a newer one: an acknowledgement (for hint replay, repairs and
+/// moves, which carry versions on, not for a client's new write: see [`ack_of`]).
 pub fn is_ack(reply: &Value) -> bool {
     let status = |v: &Value| matches!(v, Value::SimpleString(s) if matches!(s.as_str(), "applied" | "duplicate" | "stale"));
     match reply {
@@ -144,6 +192,14 @@ struct Outcome {
 }
 
 impl WriteJob {
+    /// The version written, for a register (chunks have none).
+    pub fn version(&self) -> Option<&Version> {
+        match &self.payload {
+            Payload::Kv { version, .. } => Some(version),
+            Payload::Chunk(_) => None,
+        }
+    }
+
     pub async fn run(self, mut blocked: Option<Blocked>) {
         let deadline = deadline_in(self.calls_within_ms.unwrap_or(self.timeout_ms));
         let mut acks = self.local_acks;
@@ -153,6 +209,8 @@ impl WriteJob {
         // The calls run concurrently inside this one task (no task per replica).
         let mut tasks = FuturesUnordered::new();
         let replica = self.payload.replica_cmd();
+        let ours = self.version().cloned();
+        let mut newer: Option<Version> = None;
         for peer in &self.replicas {
             let (peer, cmd) = (peer.clone(), replica.clone());
             tasks.push(
@@ -182,9 +240,16 @@ impl WriteJob {
             finish(&mut blocked, ok(), End::Ok);
         }
         while let Some(out) = tasks.next().await {
-            match out.result {
-                Ok(reply) if is_ack(&reply) => acks += 1,
-                other => {
+            let ack = match &out.result {
+                Ok(reply) => ack_of(reply, ours.as_ref()),
+                Err(_) => Ack::No,
+            };
+            match (ack, out.result) {
+                (Ack::Yes, _) => acks += 1,
+                (Ack::Newer(held), _) => {
+                    newer = newer.max(Some(held));
+                }
+                (Ack::No, other) => {
                     let why = match other {
                         Err(f) => {
                             count_failure(&f);
@@ -222,7 +287,7 @@ impl WriteJob {
             }
             if acks >= self.w {
                 finish(&mut blocked, ok(), End::Ok);
-            } else if acks + tasks.len() < self.w && blocked.is_some() {
+            } else if acks + tasks.len() < self.w && blocked.is_some() && newer.is_none() {
                 // Every pending call can add at most one ack: W is out of reach.
                 let msg = format!(
                     "{} {}",
@@ -231,6 +296,13 @@ impl WriteJob {
                 );
                 finish(&mut blocked, Answer::Error(msg), End::NoQuorum);
             }
+        }
+        // Only while the client still waits: once W replicas took this write, a replica that
+        // answers "newer" later holds a write made after it (the client's next one, say), which
+        // a re-issued copy of this one would wrongly overwrite.
+        if let (Some(held), true, true) = (newer, self.reissues > 0, blocked.is_some()) {
+            self.store_local_hints(local_hints).await;
+            return Box::pin(self.reissue(held, blocked)).await;
         }
         if blocked.is_some() {
             let msg = format!(
@@ -243,6 +315,33 @@ impl WriteJob {
         self.store_local_hints(local_hints).await;
     }
 
+    /// Writes the same value again, to every preference node, with a version past `held` (the
+    /// newer version a replica reported): the write that was really later wins.
+    async fn reissue(self, held: Version, blocked: Option<Blocked>) {
+        let Payload::Kv { key, value, .. } = self.payload else {
+            return;
+        };
+        crate::commands::clock::observe(held.ts);
+        stats::write_reissued();
+        let version = Version::new(crate::commands::clock::tick(), crate::settings::node_id());
+        let job = WriteJob {
+            payload: Payload::Kv {
+                key,
+                value,
+                version,
+            },
+            local_acks: 0,
+            replicas: self.preference.clone(),
+            reissues: self.reissues - 1,
+            // Within what is left of the request's time.
+            calls_within_ms: Some(self.timeout_ms.saturating_sub(
+                u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            )),
+            ..self
+        };
+        job.run(blocked).await;
+    }
+
     async fn store_local_hints(&self, intended: Vec<String>) {
         let Some(me) = &self.me else { return };
         for node in intended {
@@ -253,5 +352,44 @@ impl WriteJob {
                 eprintln!("rcluster: could not keep a hint for {node}: {f}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(status: &str, ts: u64, origin: &str) -> Value {
+        Value::Array(vec![
+            Value::SimpleString(status.into()),
+            Value::BulkString(ts.to_string().into_bytes()),
+            Value::BulkString(origin.as_bytes().to_vec()),
+        ])
+    }
+
+    #[test]
+    fn a_newer_version_held_is_not_an_acknowledgement_of_a_new_write() {
+        let ours = Version::new(100, "n2");
+        assert_eq!(ack_of(&reply("applied", 100, "n2"), Some(&ours)), Ack::Yes);
+        assert_eq!(
+            ack_of(&reply("duplicate", 100, "n2"), Some(&ours)),
+            Ack::Yes
+        );
+        assert_eq!(
+            ack_of(&reply("stale", 100, "n3"), Some(&ours)),
+            Ack::Newer(Version::new(100, "n3"))
+        );
+        assert_eq!(
+            ack_of(&reply("stale", 250, "n1"), Some(&ours)),
+            Ack::Newer(Version::new(250, "n1"))
+        );
+        // Carrying a version on (hints, repairs): stale is done.
+        assert!(is_ack(&reply("stale", 250, "n1")));
+        assert_eq!(ack_of(&reply("stale", 250, "n1"), None), Ack::Yes);
+        assert_eq!(ack_of(&Value::Okay, None), Ack::Yes);
+        assert_eq!(
+            ack_of(&Value::SimpleString("nope".into()), Some(&ours)),
+            Ack::No
+        );
     }
 }
