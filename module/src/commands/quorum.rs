@@ -6,8 +6,8 @@
 //! `RC.LOCATE key` → the key's preference list: `[[node, address, state], ...]`;
 //! `RC.CHUNK.SET` / `RC.CHUNK.FETCH`: file chunks on W replicas / from the first intact one.
 //! A failure is `NOQUORUM needed W got k (node: why, ...)`. This node's own replica is read or
-//! written here, on the main thread; the other replicas are reached from the coordinator runtime
-//! while the client waits blocked.
+//! written here, on the main thread; the other replicas are reached through `coord::fast` (the
+//! main thread's event loop) or the coordinator runtime while the client waits blocked.
 
 use std::sync::Arc;
 use std::time::Instant;

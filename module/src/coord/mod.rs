@@ -1,6 +1,7 @@
-//! The quorum coordinator's machinery: a tokio runtime on its own thread inside Redis (network
-//! I/O never runs on Redis's main thread), connections to the members, blocked clients with
-//! timeouts, the write and read fan-out, hint replay and tombstone purging.
+//! The quorum coordinator's machinery: a tokio runtime on its own thread inside Redis,
+//! connections to the members, blocked clients with timeouts, the write and read fan-out (on
+//! Redis's main thread's event loop when it can: `fast`), hint replay and tombstone purging.
+//! Redis's main thread never waits on the network.
 
 pub mod block;
 pub mod fast;
