@@ -571,10 +571,11 @@ fn hand_over(st: &mut State, id: u64, failed: Option<&str>) {
 }
 
 /// Closes `peer`'s connection; the writes waiting on it go to the runtime's path.
-fn close(st: &mut State, peer: &str, _why: &str) {
+fn close(st: &mut State, peer: &str, why: &str) {
     let Some(mut c) = st.conns.remove(peer) else {
         return;
     };
+    eprintln!("rcluster: fast-path connection to {peer} closed ({why}); its requests go the runtime's way");
     let fd = c.stream.as_raw_fd();
     st.by_fd.remove(&fd);
     CONNECTIONS.fetch_sub(1, Ordering::Relaxed);
