@@ -27,10 +27,40 @@ use crate::store;
 pub const CONFIG_KEY: &str = "cluster:config";
 pub const QUORUM_KEY: &str = "cluster:quorum";
 
+/// How long after a change of placement (members, virtual nodes or N) the previous ring still
+/// counts for quorums: time for every node to install the change (usually well under a second).
+const TRANSITION: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// An installed topology with its ring.
 pub struct View {
     pub topology: Topology,
     pub ring: Ring,
+    /// The view before the last change of placement, and when that change was installed here.
+    pub previous: Option<Arc<Previous>>,
+}
+
+pub struct Previous {
+    pub topology: Topology,
+    pub ring: Ring,
+    pub since: std::time::Instant,
+}
+
+impl View {
+    /// The previous placement while the cluster may still be moving off it: the other nodes
+    /// install a new topology a little earlier or later than this one. Meanwhile requests use
+    /// both preference lists (see `commands::quorum::placement`).
+    pub fn transition(&self) -> Option<&Previous> {
+        self.previous
+            .as_deref()
+            .filter(|p| p.since.elapsed() < TRANSITION)
+    }
+}
+
+/// Whether data placed under `old` may belong elsewhere under `new`.
+pub fn placement_changed(old: &View, new_topology: &Topology, new_ring: &Ring) -> bool {
+    old.ring.nodes() != new_ring.nodes()
+        || old.topology.quorum.n != new_topology.quorum.n
+        || old.topology.vnodes != new_topology.vnodes
 }
 
 static VIEW: RwLock<Option<Arc<View>>> = RwLock::new(None);
@@ -42,7 +72,23 @@ pub fn current() -> Option<Arc<View>> {
 
 fn install(topology: Topology) -> Result<(), CodedError> {
     let ring = topology.ring()?;
-    let new = Arc::new(View { topology, ring });
+    let previous = current().and_then(|old| {
+        if placement_changed(&old, &topology, &ring) {
+            Some(Arc::new(Previous {
+                topology: old.topology.clone(),
+                ring: old.ring.clone(),
+                since: std::time::Instant::now(),
+            }))
+        } else {
+            // Another setting changed: a transition under way goes on.
+            old.previous.clone()
+        }
+    });
+    let new = Arc::new(View {
+        topology,
+        ring,
+        previous,
+    });
     let old = VIEW
         .write()
         .unwrap_or_else(|p| p.into_inner())

@@ -436,6 +436,39 @@ fn a_later_write_through_a_node_whose_clock_is_behind_is_not_lost() {
 }
 
 #[test]
+fn during_a_change_of_members_a_write_still_meets_readers_on_the_old_list() {
+    // n1..n3 hold every key (N=3). The new topology swaps n3 for n4, and only n1 has installed
+    // it yet. A write through n1 must still reach W of the old list: a read through n3, which
+    // still uses the old one, then sees it even with n1 out of reach. (Without that, the write
+    // went to n1 and n4 only, and the read answered nil.)
+    let mut cluster = TestCluster::start(4, |t| t.members.retain(|m| m.id != "n4"));
+    let mut next = cluster.topology.clone();
+    next.epoch = 2;
+    next.members.retain(|m| m.id != "n3");
+    next.members.push(rcluster_domain::topology::Member {
+        id: "n4".into(),
+        host: "127.0.0.1".into(),
+        redis_port: cluster.nodes[3].port,
+    });
+    let mut c1 = cluster.conn(0);
+    let _: () = redis::cmd("RC.CLUSTER.SET")
+        .arg(next.to_json())
+        .query(&mut c1)
+        .unwrap();
+    // n2 is down for the write (its hint waits on n1), back for the read, and n1 is frozen
+    // then, so the read gets its two answers from n3 and n2.
+    cluster.nodes[1].kill9();
+    assert_eq!(set(&mut c1, "moving", "new", &[]).unwrap(), Value::Okay);
+    cluster.signal(0, libc::SIGSTOP);
+    cluster.nodes[1].restart();
+    let read = get(&mut cluster.conn(2), "moving", &["TIMEOUT", "500"]);
+    cluster.signal(0, libc::SIGCONT);
+    assert_eq!(read.unwrap(), bulk("new"));
+    // n4, in the new list only, holds it too.
+    assert!(replica(&mut cluster.conn(3), "moving").is_some_and(|(v, _)| v.is_some()));
+}
+
+#[test]
 fn concurrent_writers_on_every_node_converge() {
     let cluster = TestCluster::start(3, |_| {});
     const KEYS: usize = 30;

@@ -46,12 +46,17 @@ fn options(args: &[RedisString], name: &str, view: &View) -> Result<Options, Cod
 /// Where a key lives, seen from this node.
 struct Placement {
     me: String,
-    /// Whether this node is one of the key's N preference nodes.
+    /// Whether this node is one of the key's preference nodes.
     is_replica: bool,
     /// The other preference nodes.
     replicas: Vec<Arc<Peer>>,
     /// The rest of the ring in order: sloppy-quorum substitutes.
     substitutes: Vec<Arc<Peer>>,
+    /// How many preference nodes there are beyond N: for a while after a change of placement a
+    /// key has the nodes of its old and its new preference list, and a request needs W (or R)
+    /// plus this many of them, so that it meets W (or R) of each list, whichever one the other
+    /// coordinators still use. Zero otherwise.
+    extra: usize,
 }
 
 fn placement(view: &View, key: &[u8]) -> Result<Placement, CodedError> {
@@ -66,16 +71,41 @@ fn placement(view: &View, key: &[u8]) -> Result<Placement, CodedError> {
     })?;
     let n = usize::from(view.topology.quorum.n);
     let all = view.ring.successors(key);
+    let mut ids: Vec<&str> = all[..n].to_vec();
+    let previous = view.transition();
+    if let Some(prev) = previous {
+        for id in prev
+            .ring
+            .preference_list(key, usize::from(prev.topology.quorum.n))
+        {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+    }
+    // A node that left is still found in the previous topology while the change settles.
+    let member = |id: &str| {
+        view.topology
+            .member(id)
+            .or_else(|| previous.and_then(|p| p.topology.member(id)))
+            .map(peers::peer)
+    };
     let others = |ids: &[&str]| -> Vec<Arc<Peer>> {
         ids.iter()
             .filter(|id| **id != me)
-            .filter_map(|id| view.topology.member(id).map(peers::peer))
+            .filter_map(|id| member(id))
             .collect()
     };
+    let rest: Vec<&str> = all[n..]
+        .iter()
+        .filter(|id| !ids.contains(id))
+        .copied()
+        .collect();
     Ok(Placement {
-        is_replica: all[..n].contains(&me.as_str()),
-        replicas: others(&all[..n]),
-        substitutes: others(&all[n..]),
+        is_replica: ids.contains(&me.as_str()),
+        replicas: others(&ids),
+        substitutes: others(&rest),
+        extra: ids.len() - n,
         me,
     })
 }
@@ -114,7 +144,9 @@ fn write(
         is_replica,
         replicas,
         substitutes,
+        extra,
     } = placement(&view, key.as_slice())?;
+    let w = w + extra;
     let local_acks = usize::from(is_replica);
     if local_acks < w && !can_block(ctx) {
         return Err(cannot_block(cmd));
@@ -181,8 +213,10 @@ pub fn get(ctx: &Context, args: Vec<RedisString>) -> Outcome {
         me: me_id,
         is_replica,
         replicas,
+        extra,
         ..
     } = placement(&view, args[1].as_slice())?;
+    let r = r + extra;
     let started = Instant::now();
     // This node's own answer; a damaged local record counts as one replica not answering.
     let local = match (is_replica, view.topology.member(&me_id)) {
@@ -285,8 +319,10 @@ pub fn chunk_set(ctx: &Context, args: Vec<RedisString>) -> Outcome {
         me: me_id,
         is_replica,
         replicas,
+        extra,
         ..
     } = placement(&view, &ring_key)?;
+    let w = w + extra;
     let local_acks = usize::from(is_replica);
     if local_acks < w && !can_block(ctx) {
         return Err(cannot_block(Cmd::ChunkSet));

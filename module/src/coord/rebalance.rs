@@ -76,11 +76,7 @@ fn remember(p: &mut Pending, views: Vec<Arc<View>>, overflowed: bool) {
 /// Called when a topology replaces `old`: if the members (or N) differ, a pass is scheduled.
 pub fn topology_changed(old: Option<Arc<View>>, new: &View) {
     let Some(old) = old else { return };
-    let ids = |v: &View| v.ring.nodes().to_vec();
-    let moved = ids(&old) != ids(new)
-        || old.topology.quorum.n != new.topology.quorum.n
-        || old.topology.vnodes != new.topology.vnodes;
-    if moved {
+    if crate::cluster::placement_changed(&old, &new.topology, &new.ring) {
         remember(&mut pending(), vec![old], false);
     }
 }
