@@ -183,7 +183,7 @@ impl<'a> Upload<'a> {
             if let Some(w) = &w {
                 cmd.extend([b"W".as_slice(), w.as_bytes()]);
             }
-            let reply = shared_local.bulk.get(&cmd, timeout).await?;
+            let reply = shared_local.bulk(&cmd, timeout).await?;
             Ok(String::from_utf8_lossy(&reply.unwrap_or_default()).into_owned())
         }));
         while self.in_flight.len() >= UPLOAD_PARALLELISM {
@@ -390,7 +390,7 @@ pub async fn fetch_chunk(
     ];
     let timeout = Duration::from_millis(shared.config.intervals.request_timeout_ms + 2_000);
     shared.metrics.chunk_ops.with_label_values(&["read"]).inc();
-    let data = shared.local.bulk.get(&cmd, timeout).await.map_err(|e| {
+    let data = shared.local.bulk(&cmd, timeout).await.map_err(|e| {
         let what = format!("reading chunk {index} of {}", meta.id);
         if e.starts_with("CHECKSUM") {
             // No copy matches the digest recorded at upload: never serve bad bytes.

@@ -93,6 +93,25 @@ enum Kind {
     Read { job: ReadJob },
 }
 
+impl Kind {
+    /// The replicas asked.
+    fn replicas(&self) -> &[std::sync::Arc<Peer>] {
+        match self {
+            Kind::Write { job, .. } => &job.replicas,
+            Kind::Read { job } => &job.replicas,
+        }
+    }
+
+    /// When the request's time is up.
+    fn deadline(&self) -> Instant {
+        let (started, ms) = match self {
+            Kind::Write { job, .. } => (job.started, job.timeout_ms),
+            Kind::Read { job } => (job.started, job.timeout_ms),
+        };
+        started + Duration::from_millis(ms)
+    }
+}
+
 #[derive(Default)]
 struct State {
     conns: HashMap<String, Conn>,
@@ -137,25 +156,29 @@ fn ready(st: &mut State, peers: &[std::sync::Arc<Peer>]) -> bool {
 }
 
 /// Queues `packed` for each of `peers` and records the request.
-fn enqueue(
-    ctx: &Context,
-    st: &mut State,
-    packed: &[u8],
-    peers: &[std::sync::Arc<Peer>],
-    pending: Pending,
-) {
+fn enqueue(ctx: &Context, st: &mut State, packed: &[u8], kind: Kind, blocked: Blocked) {
     let id = st.next_id;
     st.next_id += 1;
-    for p in peers {
-        if let Some(c) = st.conns.get_mut(&p.id) {
+    let waiting: Vec<String> = kind.replicas().iter().map(|p| p.id.clone()).collect();
+    for peer in &waiting {
+        if let Some(c) = st.conns.get_mut(peer) {
             if c.out.is_empty() {
-                st.dirty.push(p.id.clone());
+                st.dirty.push(peer.clone());
             }
             c.out.extend_from_slice(packed);
             c.waiters.push_back(id);
         }
     }
-    st.jobs.insert(id, pending);
+    let deadline = kind.deadline();
+    st.jobs.insert(
+        id,
+        Pending {
+            kind,
+            blocked: Some(blocked),
+            waiting,
+            deadline,
+        },
+    );
     if !st.subscribed {
         st.subscribed = subscribe(ctx);
     }
@@ -175,17 +198,11 @@ pub fn try_start(ctx: &Context, job: WriteJob, blocked: Blocked) -> Result<(), D
             return Err(Box::new((job, blocked)));
         }
         let packed = job.payload.replica_cmd().get_packed_command();
-        let replicas = job.replicas.clone();
-        let pending = Pending {
-            waiting: replicas.iter().map(|p| p.id.clone()).collect(),
-            deadline: job.started + Duration::from_millis(job.timeout_ms),
-            blocked: Some(blocked),
-            kind: Kind::Write {
-                acks: job.local_acks,
-                job,
-            },
+        let kind = Kind::Write {
+            acks: job.local_acks,
+            job,
         };
-        enqueue(ctx, st, &packed, &replicas, pending);
+        enqueue(ctx, st, &packed, kind, blocked);
         STARTED.fetch_add(1, Ordering::Relaxed);
         Ok(())
     })
@@ -203,14 +220,7 @@ pub fn try_start_read(ctx: &Context, job: ReadJob, blocked: Blocked) -> Result<(
         let packed = redis::cmd("RC.REPLICA.GET")
             .arg(&job.key)
             .get_packed_command();
-        let replicas = job.replicas.clone();
-        let pending = Pending {
-            waiting: replicas.iter().map(|p| p.id.clone()).collect(),
-            deadline: job.started + Duration::from_millis(job.timeout_ms),
-            blocked: Some(blocked),
-            kind: Kind::Read { job },
-        };
-        enqueue(ctx, st, &packed, &replicas, pending);
+        enqueue(ctx, st, &packed, Kind::Read { job }, blocked);
         READS.fetch_add(1, Ordering::Relaxed);
         Ok(())
     })
@@ -253,17 +263,10 @@ async fn open(host: &str, port: u16) -> std::io::Result<std::net::TcpStream> {
     let stream = tokio::net::TcpStream::connect((host, port)).await?;
     stream.set_nodelay(true)?;
     let mut stream = BufReader::new(stream);
-    let password = settings::internal_password();
-    let mut auth = Vec::new();
-    for (i, part) in ["AUTH", INTERNAL_USER, password.as_str()]
-        .iter()
-        .enumerate()
-    {
-        if i == 0 {
-            auth.extend_from_slice(b"*3\r\n");
-        }
-        auth.extend_from_slice(format!("${}\r\n{part}\r\n", part.len()).as_bytes());
-    }
+    let auth = redis::cmd("AUTH")
+        .arg(INTERNAL_USER)
+        .arg(settings::internal_password())
+        .get_packed_command();
     stream.get_mut().write_all(&auth).await?;
     let mut answer = String::new();
     stream.read_line(&mut answer).await?;

@@ -42,7 +42,8 @@ pub fn count_failure(f: &Failure) {
     });
 }
 
-fn text(v: &Value) -> Option<String> {
+/// A reply item as text (bulk, status or integer).
+pub fn text(v: &Value) -> Option<String> {
     match v {
         Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
         Value::SimpleString(s) => Some(s.clone()),

@@ -17,8 +17,9 @@ use rcluster_domain::version::Version;
 use redis::Value;
 
 use crate::coord::block::{Answer, Blocked};
+use crate::coord::deadline_in;
 use crate::coord::peers::{Failure, Peer};
-use crate::coord::{deadline_in, read::count_failure};
+use crate::coord::read::{count_failure, text};
 use crate::stats::{self, End, Op};
 
 /// What is written: a versioned register (hinted when a replica fails) or a file chunk
@@ -146,16 +147,9 @@ pub enum Ack {
 pub fn ack_of(reply: &Value, ours: Option<&Version>) -> Ack {
     if let (Some(ours), Value::Array(items)) = (ours, reply) {
         if matches!(items.first(), Some(Value::SimpleString(s)) if s == "stale") {
-            let held = match (items.get(1), items.get(2)) {
-                (Some(Value::Int(ts)), Some(Value::BulkString(origin))) => u64::try_from(*ts)
-                    .ok()
-                    .map(|ts| Version::new(ts, String::from_utf8_lossy(origin))),
-                (Some(Value::BulkString(ts)), Some(Value::BulkString(origin))) => {
-                    std::str::from_utf8(ts)
-                        .ok()
-                        .and_then(|t| t.parse().ok())
-                        .map(|ts| Version::new(ts, String::from_utf8_lossy(origin)))
-                }
+            // The version held, as `RC.REPLICA.GET` replies carry it too.
+            let held = match (items.get(1).and_then(text), items.get(2).and_then(text)) {
+                (Some(ts), Some(origin)) => ts.parse().ok().map(|ts| Version::new(ts, origin)),
                 _ => None,
             };
             if let Some(held) = held.filter(|h| h > ours) {

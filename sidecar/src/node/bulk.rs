@@ -4,7 +4,6 @@
 //! parser, no read buffer that grows and copies as a 1 MiB reply trickles in). A connection that
 //! fails or overruns is dropped and a fresh one is opened next time.
 
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -22,34 +21,30 @@ trait Io: AsyncRead + AsyncWrite + Send {}
 impl<T: AsyncRead + AsyncWrite + Send> Io for T {}
 type Conn = BufReader<Pin<Box<dyn Io>>>;
 
+/// The idle connections; where to connect is the caller's (`node::local` decides between the
+/// Unix socket and TCP for every connection to this node's Redis).
+#[derive(Default)]
 pub struct Bulk {
-    host: String,
-    port: u16,
-    socket: Option<PathBuf>,
     idle: Mutex<Vec<Conn>>,
 }
 
 impl Bulk {
-    pub fn new(host: &str, port: u16, socket: Option<PathBuf>) -> Bulk {
-        Bulk {
-            host: host.to_string(),
-            port,
-            socket,
-            idle: Mutex::new(Vec::new()),
-        }
-    }
-
-    async fn connect(&self) -> Result<Conn, String> {
-        let io: std::io::Result<Pin<Box<dyn Io>>> = match &self.socket {
-            Some(path) if path.exists() => tokio::net::UnixStream::connect(path)
+    async fn connect(addr: &redis::ConnectionAddr) -> Result<Conn, String> {
+        let io: std::io::Result<Pin<Box<dyn Io>>> = match addr {
+            redis::ConnectionAddr::Unix(path) => tokio::net::UnixStream::connect(path)
                 .await
                 .map(|s| Box::pin(s) as Pin<Box<dyn Io>>),
-            _ => match tokio::net::TcpStream::connect((self.host.as_str(), self.port)).await {
-                Ok(tcp) => tcp
-                    .set_nodelay(true)
-                    .map(|()| Box::pin(tcp) as Pin<Box<dyn Io>>),
-                Err(e) => Err(e),
-            },
+            redis::ConnectionAddr::Tcp(host, port) => {
+                match tokio::net::TcpStream::connect((host.as_str(), *port)).await {
+                    Ok(tcp) => tcp
+                        .set_nodelay(true)
+                        .map(|()| Box::pin(tcp) as Pin<Box<dyn Io>>),
+                    Err(e) => Err(e),
+                }
+            }
+            other => Err(std::io::Error::other(format!(
+                "unsupported address {other}"
+            ))),
         };
         io.map(|io| BufReader::with_capacity(64 << 10, io))
             .map_err(|e| format!("cannot connect to this node's redis: {e}"))
@@ -59,17 +54,22 @@ impl Bulk {
     /// `Ok(None)` for nil, `Err` with the error reply (code first) or what went wrong. A kept
     /// connection found broken (this Redis restarted since) is replaced once: the commands sent
     /// here (chunk reads and writes of fixed content) may safely run twice.
-    pub async fn get(&self, args: &[&[u8]], timeout: Duration) -> Result<Option<Vec<u8>>, String> {
+    pub async fn get(
+        &self,
+        addr: &redis::ConnectionAddr,
+        args: &[&[u8]],
+        timeout: Duration,
+    ) -> Result<Option<Vec<u8>>, String> {
         let attempt = async {
             let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
             let was_pooled = pooled.is_some();
             let mut conn = match pooled {
                 Some(c) => c,
-                None => self.connect().await?,
+                None => Self::connect(addr).await?,
             };
             let mut reply = exchange(&mut conn, args).await;
             if reply.is_err() && was_pooled {
-                conn = self.connect().await?;
+                conn = Self::connect(addr).await?;
                 reply = exchange(&mut conn, args).await;
             }
             Ok::<_, String>((conn, reply?))

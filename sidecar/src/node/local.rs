@@ -13,14 +13,14 @@ pub struct Local {
     socket: Option<std::path::PathBuf>,
     conn: Mutex<Option<MultiplexedConnection>>,
     /// File chunks: large replies on their own connections.
-    pub bulk: crate::node::bulk::Bulk,
+    bulk: crate::node::bulk::Bulk,
 }
 
 impl Local {
     pub fn new(host: &str, port: u16, socket: Option<std::path::PathBuf>) -> Local {
         Local {
             tcp: redis::ConnectionAddr::Tcp(host.to_string(), port),
-            bulk: crate::node::bulk::Bulk::new(host, port, socket.clone()),
+            bulk: crate::node::bulk::Bulk::default(),
             socket,
             conn: Mutex::new(None),
         }
@@ -33,6 +33,12 @@ impl Local {
             Some(path) if path.exists() => redis::ConnectionAddr::Unix(path.clone()),
             _ => self.tcp.clone(),
         }
+    }
+
+    /// Runs a command whose reply is a file chunk (or nil) on the chunk connections; see
+    /// [`crate::node::bulk::Bulk::get`].
+    pub async fn bulk(&self, args: &[&[u8]], timeout: Duration) -> Result<Option<Vec<u8>>, String> {
+        self.bulk.get(&self.addr(), args, timeout).await
     }
 
     async fn connection(&self) -> Result<MultiplexedConnection, String> {
