@@ -9,6 +9,7 @@
 # appendonly yes, no module, maxmemory 2gb) as the baseline, writes one random file of SIZE_MB MiB
 # in the temp folder, then runs ROUNDS rounds of
 #   baseline write + read, 1 in flight | baseline write + read, 3 in flight |
+#   baseline read through a bare relay (the bound) |
 #   cluster upload + download (Python) | cluster upload + download (curl)
 # and prints the medians in MB/s (MB = MiB).
 #   cluster upload:   POST /api/files?name=... to n1 with the file as the body (the node cuts it
@@ -26,6 +27,14 @@
 #                     file (sha256 checked), waiting for each reply (1 in flight) or keeping 3
 #                     requests in flight (like the uploader); connection included in the time.
 #                     The better variant of each (write, read) is the one the ratios use.
+#   bound:            the same baseline read (3 in flight) through a bare relay: a second
+#                     process that only passes the bytes on between two sockets (baseline.py
+#                     relay: 1 MiB recv_into + sendall, one thread per direction, no HTTP, no
+#                     checks). Any design where the bytes cross a process beside Redis (as they
+#                     cross the node process, which serves the HTTP API) pays at least this: one
+#                     more copy in and one more copy out of the kernel, on the same two cores. A
+#                     Rust relay (blocking read/write, and one with splice) measured the same or
+#                     slower here.
 # Warm reads: every timed read (baseline GETs, cluster downloads) follows an untimed read of the
 # same data. The first read after a write pays for fresh pages in Redis's reply buffers (its
 # allocator returned them to the system meanwhile): on this machine a baseline read of 256 MiB
@@ -70,6 +79,7 @@ redis_maxmemory_mb: $MAXMEMORY_MB"
 #   baseline.py read  <port> <depth> <out> <chunk> <size>  -> "<seconds>"
 #   baseline.py upload <port> <key> <file> <name> <answer> -> "<seconds>" (the JSON answer in <answer>)
 #   baseline.py download <port> <key> <id> <out>           -> "<seconds>"
+#   baseline.py relay <listen-port> <upstream-port>        (runs until killed)
 cat >"$TMP/baseline.py" <<'EOF'
 import http.client, os, socket, sys, time
 
@@ -135,7 +145,36 @@ def download(port, key, file_id, out):
             f.write(view[:n])
     print("%.6f" % (time.perf_counter() - t0))
 
+def pump(a, b):
+    buf = bytearray(BLOCK)
+    view = memoryview(buf)
+    try:
+        while True:
+            n = a.recv_into(buf)
+            if not n:
+                break
+            b.sendall(view[:n])
+    except OSError:
+        pass
+    try:
+        b.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+def relay(listen, upstream):
+    import threading
+    server = socket.create_server(("127.0.0.1", listen))
+    while True:
+        client, _ = server.accept()
+        up = socket.create_connection(("127.0.0.1", upstream))
+        for s in (client, up):
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        threading.Thread(target=pump, args=(client, up), daemon=True).start()
+        threading.Thread(target=pump, args=(up, client), daemon=True).start()
+
 def main():
+    if sys.argv[1] == "relay":
+        return relay(int(sys.argv[2]), int(sys.argv[3]))
     if sys.argv[1] == "upload":
         return upload(int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6])
     if sys.argv[1] == "download":
@@ -190,6 +229,14 @@ head -c "$SIZE" /dev/urandom >"$FILE" || die "cannot write $FILE"
 FILE_SHA=$(sha256sum "$FILE" | cut -d' ' -f1)
 
 start_cluster_and_baseline --maxmemory 2gb
+# The bare relay in front of the baseline (see "bound" above), on SPARE_PORT.
+python3 "$TMP/baseline.py" relay "$SPARE_PORT" "$BASE_PORT" 2>"$TMP/relay.err" &
+BENCH_PIDS+=($!)
+for ((i = 0; i < 100; i++)); do
+    port_busy "$SPARE_PORT" && break
+    sleep 0.05
+done
+port_busy "$SPARE_PORT" || die "the relay did not start listening on port $SPARE_PORT: $(cat "$TMP/relay.err")"
 for port in "${NODE_PORTS[@]}"; do
     mm=$(cli "$port" CONFIG GET maxmemory | tail -1)
     ((mm == MAXMEMORY_MB * 1048576)) || die "the redis-server on port $port has maxmemory $mm, not $MAXMEMORY_MB MB"
@@ -215,19 +262,20 @@ mbps() {
     awk -v s="$1" -v b="$SIZE" 'BEGIN { printf "%.1f", b / 1048576 / s }'
 }
 
-# One baseline run (write|read depth); prints MB/s.
+# One baseline run (write|read depth [port]); prints MB/s. Reads go to PORT (default BASE_PORT:
+# the relay's port reads through the relay).
 baseline_run() {
-    local mode=$1 depth=$2 secs sha
+    local mode=$1 depth=$2 port=${3:-$BASE_PORT} secs sha
     if [[ $mode == write ]]; then
         secs=$(python3 "$TMP/baseline.py" write "$BASE_PORT" "$depth" "$FILE" "$CHUNK" 2>"$TMP/py.err") ||
             die "baseline write ($depth in flight) failed: $(cat "$TMP/py.err")"
         [[ $(cli "$BASE_PORT" DBSIZE) == "$CHUNKS" ]] || die "baseline write left $(cli "$BASE_PORT" DBSIZE) keys, not $CHUNKS"
     else
         # A first, untimed read warms the path (see "warm reads" above), then the timed one.
-        python3 "$TMP/baseline.py" read "$BASE_PORT" "$depth" "$TMP/base.out" "$CHUNK" "$SIZE" >/dev/null 2>"$TMP/py.err" ||
+        python3 "$TMP/baseline.py" read "$port" "$depth" "$TMP/base.out" "$CHUNK" "$SIZE" >/dev/null 2>"$TMP/py.err" ||
             die "baseline read ($depth in flight) failed: $(cat "$TMP/py.err")"
         rm -f "$TMP/base.out"
-        secs=$(python3 "$TMP/baseline.py" read "$BASE_PORT" "$depth" "$TMP/base.out" "$CHUNK" "$SIZE" 2>"$TMP/py.err") ||
+        secs=$(python3 "$TMP/baseline.py" read "$port" "$depth" "$TMP/base.out" "$CHUNK" "$SIZE" 2>"$TMP/py.err") ||
             die "baseline read ($depth in flight) failed: $(cat "$TMP/py.err")"
         sha=$(sha256sum "$TMP/base.out" | cut -d' ' -f1)
         rm -f "$TMP/base.out"
@@ -316,7 +364,7 @@ cluster_delete() {
 }
 
 declare -A MBPS
-for r in write1 read1 write3 read3 upload_python download_python upload_curl download_curl; do MBPS[$r]=""; done
+for r in write1 read1 write3 read3 relay upload_python download_python upload_curl download_curl; do MBPS[$r]=""; done
 NODE_MEM_MAX=0
 NODE_RSS_MAX=0
 BASE_MEM_MAX=0
@@ -339,6 +387,10 @@ for ((round = 1; round <= ROUNDS; round++)); do
         MBPS[read$depth]+=" $v"
         printf '  %-40s %8s MB/s\n' "baseline GET, $depth in flight" "$v" >&2
     done
+    settle
+    v=$(baseline_run read 3 "$SPARE_PORT")
+    MBPS[relay]+=" $v"
+    printf '  %-40s %8s MB/s\n' "baseline GET through a relay (bound)" "$v" >&2
     [[ $(cli "$BASE_PORT" FLUSHALL SYNC) == OK ]] || die "FLUSHALL on the baseline failed"
 
     for client in python curl; do
@@ -369,7 +421,7 @@ done
 echo
 echo "medians of $ROUNDS rounds; file $SIZE_MB MiB in $CHUNKS chunks of $CHUNK_MB MiB, appendonly yes, MB = MiB"
 declare -A MED
-for r in write1 write3 read1 read3 upload_python download_python upload_curl download_curl; do MED[$r]=$(median ${MBPS[$r]}); done
+for r in write1 write3 read1 read3 relay upload_python download_python upload_curl download_curl; do MED[$r]=$(median ${MBPS[$r]}); done
 best() { # op -> "depth"
     awk -v a="${MED[${1}1]}" -v b="${MED[${1}3]}" 'BEGIN { print (b > a ? 3 : 1) }'
 }
@@ -380,6 +432,7 @@ printf '%-44s %10s%s\n' "(c) baseline SET, 1 in flight" "${MED[write1]}" "$([[ $
 printf '%-44s %10s%s\n' "(c) baseline SET, 3 in flight" "${MED[write3]}" "$([[ $BW == 3 ]] && echo '   <- better')"
 printf '%-44s %10s%s\n' "(d) baseline GET, 1 in flight" "${MED[read1]}" "$([[ $BR == 1 ]] && echo '   <- better')"
 printf '%-44s %10s%s\n' "(d) baseline GET, 3 in flight" "${MED[read3]}" "$([[ $BR == 3 ]] && echo '   <- better')"
+printf '%-44s %10s\n' "(e) baseline GET, 3 in flight, via a relay" "${MED[relay]}"
 printf '%-44s %10s\n' "(a) cluster upload to n1 (W=2 of 3 copies)" "${MED[upload_python]}"
 printf '%-44s %10s\n' "(b) cluster download from n2" "${MED[download_python]}"
 printf '%-44s %10s\n' "    the same with curl: upload" "${MED[upload_curl]}"
@@ -389,5 +442,8 @@ down_ratio=$(awk -v a="${MED[download_python]}" -v b="${MED[read$BR]}" 'BEGIN { 
 verdict() { awk -v r="$1" -v t="$2" 'BEGIN { print (r >= t ? "met" : "MISSED") }'; }
 printf 'targets: upload / baseline write (%s in flight) >= %s: %s (%s)\n' "$BW" "$TARGET_UPLOAD" "$(verdict "$up_ratio" "$TARGET_UPLOAD")" "$up_ratio"
 printf '         download / baseline read (%s in flight) >= %s: %s (%s)\n' "$BR" "$TARGET_DOWNLOAD" "$(verdict "$down_ratio" "$TARGET_DOWNLOAD")" "$down_ratio"
+bound_ratio=$(awk -v a="${MED[relay]}" -v b="${MED[read$BR]}" 'BEGIN { printf "%.2f", a / b }')
+echo "bound:   baseline read through a bare relay / baseline read = $bound_ratio (a process that only passes bytes on, the least any" \
+    "second process in the path costs here); download / that = $(awk -v a="${MED[download_python]}" -v b="${MED[relay]}" 'BEGIN { printf "%.2f", a / b }')"
 echo "memory: redis used_memory max after an upload $NODE_MEM_MAX MiB per node (maxmemory $MAXMEMORY_MB), baseline max $BASE_MEM_MAX MiB;" \
     "node process RSS max $NODE_RSS_MAX MiB"

@@ -300,14 +300,15 @@ wait_redis() {
 
 # baseline_setup NAME [YAML_LINES]: the setup of the benchmarks comparing the cluster with one plain
 # redis-server (the baseline): temp dir ($TMP, named after NAME) with the cleanup trap (it stops
-# the benchmarks, the cluster and the baseline, then checks nothing is left), ten free ports (the
-# three nodes' and BASE_PORT; NODE_PORTS holds the nodes' redis ports, REDIS_PORTS all four) and
-# $CONFIG ($TMP/cluster.yaml, cluster "bench", with YAML_LINES).
+# the benchmarks, the cluster and the baseline, then checks nothing is left), eleven free ports
+# (the three nodes', BASE_PORT and SPARE_PORT; NODE_PORTS holds the nodes' redis ports,
+# REDIS_PORTS all four) and $CONFIG ($TMP/cluster.yaml, cluster "bench", with YAML_LINES).
 baseline_setup() {
     make_tmp "$1"
     CLEANUP_OK="cluster and baseline"
     install_cleanup
-    pick_ports 1
+    pick_ports 2
+    SPARE_PORT=${PORTS[10]}
     NODE_PORTS=("${REDIS_PORTS[@]}")
     BASE_PORT=${PORTS[9]}
     REDIS_PORTS+=("$BASE_PORT")

@@ -44,21 +44,26 @@ pub fn rcluster_bin() -> PathBuf {
     built("rcluster")
 }
 
-/// A loopback port that was free a moment ago. Ports are handed out from a per-process
-/// sequence in a block of 100 chosen from the pid, then checked by binding, so parallel tests
-/// and parallel test binaries do not collide. The blocks lie in 10000..32000, below Linux's
-/// ephemeral range (32768..), so outgoing connections never take them.
+/// A loopback port that was free a moment ago. Ports are handed out from a per-process sequence
+/// that starts at an offset chosen from the pid and walks all of 10000..32000 (below Linux's
+/// ephemeral range, 32768.., so outgoing connections never take them) before it comes back to a
+/// port: a port handed out to one test is never handed out again to another test of the same
+/// binary that runs meanwhile (a short cycle did that: a test's port, not yet bound by its
+/// owner, passed the bind check again), and test binaries started one after another begin far
+/// apart. Each candidate is checked by binding.
 pub fn free_port() -> u16 {
+    const FIRST: u32 = 10_000;
+    const COUNT: u32 = 22_000;
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let base = 10_000 + (std::process::id() % 220) * 100;
+    let start = (std::process::id() % 22) * 1_000;
     for _ in 0..1_000 {
-        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % 100;
-        let port = u16::try_from(base + offset).expect("ports stay below 32000");
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % COUNT;
+        let port = u16::try_from(FIRST + offset).expect("ports stay below 32000");
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
-    panic!("no free loopback port in {base}..{}", base + 100);
+    panic!("no free loopback port in {FIRST}..{}", FIRST + COUNT);
 }
 
 /// `len` deterministic pseudo-random bytes (xorshift64 from `seed`): test payloads that do not
