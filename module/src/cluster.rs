@@ -146,6 +146,7 @@ pub fn set(ctx: &Context, args: Vec<RedisString>) -> Outcome {
         &[&s(QUORUM_KEY), &s("n"), &n, &s("w"), &w, &s("r"), &r],
     )?;
     ctx.replicate_verbatim();
+    crate::coord::rebalance::topology_pushed();
     Ok(RedisValue::SimpleStringStatic("OK"))
 }
 
@@ -209,9 +210,14 @@ pub fn restore(ctx: &Context) {
         Ok(t) => {
             let epoch = t.epoch;
             match install(t) {
-                Ok(()) => ctx.log_notice(&format!(
-                    "rcluster: restored topology epoch {epoch} from {CONFIG_KEY}"
-                )),
+                Ok(()) => {
+                    ctx.log_notice(&format!(
+                        "rcluster: restored topology epoch {epoch} from {CONFIG_KEY}"
+                    ));
+                    // A redistribution cut short by the restart may have left copies here:
+                    // swept once the node process pushes the current topology.
+                    crate::coord::rebalance::arm_sweep();
+                }
                 Err(e) => ctx.log_warning(&format!("rcluster: stored topology not usable: {e}")),
             }
         }

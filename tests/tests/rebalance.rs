@@ -222,3 +222,95 @@ fn data_moves_to_a_new_node_and_away_from_a_leaving_one() {
         );
     }
 }
+
+#[test]
+fn after_a_restart_copies_a_node_holds_but_does_not_own_go_to_their_owners() {
+    // Four nodes, N=3: every key has one node that does not own it.
+    let mut cluster = TestCluster::start(4, |_| {});
+    let (x, xid) = (3, id(3));
+    let mut c1 = cluster.conn(0);
+    for k in 0..40 {
+        let (key, value) = (format!("key{k}"), format!("value{k}"));
+        let args: [&[u8]; 5] = [b"RC.SET", key.as_bytes(), value.as_bytes(), b"W", b"3"];
+        assert_eq!(call(&mut c1, &args).unwrap(), Value::Okay);
+    }
+    // What a redistribution cut short by a restart leaves on n4: copies it does not own, which
+    // their owners lack (registers, and a chunk).
+    let strays: Vec<String> = (0..)
+        .map(|k| format!("stray{k}"))
+        .filter(|key| !cluster.preference(key).contains(&xid))
+        .take(10)
+        .collect();
+    let mut cx = cluster.conn(x);
+    for key in &strays {
+        let args: [&[u8]; 5] = [
+            b"RC.REPLICA.PUT",
+            key.as_bytes(),
+            b"stray value",
+            b"7",
+            b"n9",
+        ];
+        call(&mut cx, &args).unwrap();
+    }
+    let index = (0u32..)
+        .find(|i| !cluster.preference(&format!("file2:{i}")).contains(&xid))
+        .expect("a chunk n4 does not own");
+    let data = pseudo_random(50_000, 9);
+    let (i, sha) = (index.to_string(), sha256_hex(&data));
+    let args: [&[u8]; 5] = [
+        b"RC.CHUNK.PUT",
+        b"file2",
+        i.as_bytes(),
+        sha.as_bytes(),
+        &data,
+    ];
+    assert_eq!(call(&mut cx, &args).unwrap(), Value::Okay);
+
+    // n4's Redis restarts: its topology comes back from its own data, no pass is pending, and
+    // the node process pushes the topology again.
+    cluster.nodes[x].restart();
+    cluster.push(x);
+    let chunk_key = format!("chunk:file2:{index}");
+    let has_chunk = |i: usize| {
+        let n: i64 = redis::cmd("EXISTS")
+            .arg(&chunk_key)
+            .query(&mut cluster.conn(i))
+            .unwrap_or(0);
+        n == 1
+    };
+    let moved = |key: &str, want: &[u8]| {
+        let owners = cluster.preference(key);
+        (0..4)
+            .all(|i| holds(&cluster, i, key).as_deref() == owners.contains(&id(i)).then_some(want))
+    };
+    wait_for(
+        "the stray copies on their owners and gone from n4",
+        Duration::from_secs(30),
+        || {
+            let chunk_placed = (0..4).all(|i| {
+                has_chunk(i)
+                    == cluster
+                        .preference(&format!("file2:{index}"))
+                        .contains(&id(i))
+            });
+            (strays.iter().all(|k| moved(k, b"stray value")) && chunk_placed).then_some(())
+        },
+    );
+    // The chunk reached its owners intact.
+    let mut c2 = cluster.conn(0);
+    let fetched = call(&mut c2, &[b"RC.CHUNK.FETCH", b"file2", i.as_bytes()]).unwrap();
+    assert_eq!(fetched, Value::BulkString(data));
+    // Nothing else moved or went: every register is still on exactly its owners.
+    for k in 0..40 {
+        let key = format!("key{k}");
+        assert!(moved(&key, format!("value{k}").as_bytes()), "{key}");
+    }
+    let mut cx = cluster.conn(x);
+    assert_eq!(
+        info_number(&mut cx, "rebalance_keys_dropped"),
+        strays.len() as i64 + 1
+    );
+    wait_for("n4's sweep finished", Duration::from_secs(30), || {
+        passes_finished(&cluster, &[x]).then_some(())
+    });
+}

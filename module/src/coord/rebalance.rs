@@ -4,9 +4,14 @@
 //! node is no longer an owner itself. Up to 32 registers (4 chunks) are in flight at once. A pass
 //! that changed anything is followed ~1 s later by another against the same old views (a write
 //! coordinated under a stale topology can land after a pass), until one finds nothing to do.
+//! After a restart (the topology restored from Redis's own data), once the node process has
+//! pushed the current topology (the restored one may be stale), a sweep looks at every copy this
+//! node holds but does not own, whatever views it remembers: a pass cut short by the restart
+//! leaves such copies behind, and the old views it had are gone once the AOF was rewritten. Each
+//! goes to every owner (which applies it only if newer, or lacks the chunk) and is dropped here.
 //! Progress and totals are in `INFO rcluster` (`rebalance_*`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,14 +39,17 @@ const IDLE: Duration = Duration::from_millis(200);
 
 /// The views data may still be placed under, oldest first, since the last pass that found
 /// nothing to do. `overflowed`: older views were forgotten, so no owner is assumed to hold a key.
+/// `sweep`: the copies held here but not owned are handed to every owner (see the module doc).
 struct Pending {
     olds: Vec<Arc<View>>,
     overflowed: bool,
+    sweep: bool,
 }
 
 static PENDING: Mutex<Pending> = Mutex::new(Pending {
     olds: Vec::new(),
     overflowed: false,
+    sweep: false,
 });
 
 static PASSES: AtomicU64 = AtomicU64::new(0);
@@ -78,6 +86,22 @@ pub fn topology_changed(old: Option<Arc<View>>, new: &View) {
     let Some(old) = old else { return };
     if crate::cluster::placement_changed(&old, &new.topology, &new.ring) {
         remember(&mut pending(), vec![old], false);
+    }
+}
+
+/// Set after a restart: the next pushed topology schedules a sweep.
+static SWEEP_ARMED: AtomicBool = AtomicBool::new(false);
+
+/// After a restart: the next topology pushed (`RC.CLUSTER.SET`) schedules a sweep of the copies
+/// held here but not owned.
+pub fn arm_sweep() {
+    SWEEP_ARMED.store(true, Ordering::Relaxed);
+}
+
+/// A topology was pushed: schedules the sweep a restart armed.
+pub fn topology_pushed() {
+    if SWEEP_ARMED.swap(false, Ordering::Relaxed) {
+        pending().sweep = true;
     }
 }
 
@@ -167,6 +191,7 @@ impl Done {
 struct Pass {
     olds: Vec<Arc<View>>,
     overflowed: bool,
+    sweep: bool,
     new: Arc<View>,
     me: String,
     local: Arc<Peer>,
@@ -175,15 +200,21 @@ struct Pass {
 
 impl Pass {
     /// The owners of `ring_key` under the new ring that may lack it (not owners under every old
-    /// view; never this node), and whether this node stays an owner.
+    /// view; never this node), and whether this node stays an owner. In a sweep, a copy this node
+    /// does not own may be missing on any owner; a copy it owns is left to the views (none, in a
+    /// sweep alone: nothing to do).
     fn targets(&self, ring_key: &[u8]) -> (Vec<String>, bool) {
         let after = self
             .new
             .ring
             .preference_list(ring_key, usize::from(self.new.topology.quorum.n));
         let still_owner = after.contains(&self.me.as_str());
+        let assume_missing = self.overflowed || (self.sweep && !still_owner);
+        if self.olds.is_empty() && !assume_missing {
+            return (Vec::new(), still_owner);
+        }
         let held_throughout = |id: &str| {
-            !self.overflowed
+            !assume_missing
                 && self.olds.iter().all(|v| {
                     v.ring
                         .preference_list(ring_key, usize::from(v.topology.quorum.n))
@@ -420,26 +451,28 @@ impl Pass {
 
 /// One pass, if one is pending; returns the pause before the next check.
 pub async fn round() -> Duration {
-    let (olds, overflowed) = {
+    let (olds, overflowed, sweep) = {
         let mut p = pending();
         (
             std::mem::take(&mut p.olds),
             std::mem::take(&mut p.overflowed),
+            std::mem::take(&mut p.sweep),
         )
     };
-    if olds.is_empty() && !overflowed {
+    if olds.is_empty() && !overflowed && !sweep {
         return IDLE;
     }
-    let requeue = |olds: Vec<Arc<View>>, overflowed: bool| {
+    let requeue = |olds: Vec<Arc<View>>, overflowed: bool, sweep: bool| {
         let mut p = pending();
         // Views that were replaced during the pass are newer than these: keep the order.
         let newer = std::mem::take(&mut p.olds);
         remember(&mut p, olds, overflowed);
         remember(&mut p, newer, false);
+        p.sweep |= sweep;
         AGAIN
     };
     let Some(new) = cluster::current() else {
-        return requeue(olds, overflowed);
+        return requeue(olds, overflowed, sweep);
     };
     // A node leaving the cluster is not in the new topology but must still hand over its data.
     let Some((me_id, local)) = me(&new)
@@ -453,6 +486,7 @@ pub async fn round() -> Duration {
         local,
         olds,
         overflowed,
+        sweep,
         timeout_ms: new.topology.request_timeout_ms,
         new,
         me: me_id,
@@ -466,7 +500,7 @@ pub async fn round() -> Duration {
     if done.again || done.copies > 0 || done.dropped > 0 {
         // Something was unreachable (copies are idempotent, so the pass is simply repeated), or
         // something moved: a write coordinated under a stale topology may still land here.
-        return requeue(pass.olds, pass.overflowed);
+        return requeue(pass.olds, pass.overflowed, pass.sweep);
     }
     IDLE
 }
