@@ -25,6 +25,8 @@ pub const MAX_VALUE_BYTES_RANGE: RangeInclusive<u64> = 1..=512 * MIB;
 pub const HINT_REPLAY_MS_RANGE: RangeInclusive<u64> = 50..=60_000;
 /// Allowed `intervals.tombstone_grace_ms`: one second to 30 days.
 pub const TOMBSTONE_GRACE_MS_RANGE: RangeInclusive<u64> = 1_000..=30 * 86_400_000;
+/// Allowed `intervals.anti_entropy_ms`: never (0) ..= once a day.
+pub const ANTI_ENTROPY_MS_RANGE: RangeInclusive<u64> = 0..=86_400_000;
 /// Allowed `vnodes` (virtual nodes per node on the hash ring; 1 = none).
 pub const VNODES_RANGE: RangeInclusive<u64> = 1..=4096;
 /// Allowed length of `internal_password`.
@@ -99,6 +101,9 @@ pub struct Intervals {
     pub hint_replay_ms: u64,
     /// How long a delete's tombstone is kept before it is purged.
     pub tombstone_grace_ms: u64,
+    /// How often each node checks that the next owner of every key it owns holds it (anti-entropy;
+    /// 0 = never).
+    pub anti_entropy_ms: u64,
 }
 
 impl Default for Intervals {
@@ -108,6 +113,7 @@ impl Default for Intervals {
             request_timeout_ms: 2000,
             hint_replay_ms: 1000,
             tombstone_grace_ms: 86_400_000,
+            anti_entropy_ms: 600_000,
         }
     }
 }
@@ -296,6 +302,11 @@ impl ClusterConfig {
             "intervals.tombstone_grace_ms",
             self.intervals.tombstone_grace_ms,
             TOMBSTONE_GRACE_MS_RANGE,
+        )?;
+        check_range(
+            "intervals.anti_entropy_ms",
+            self.intervals.anti_entropy_ms,
+            ANTI_ENTROPY_MS_RANGE,
         )?;
         check_range("vnodes", u64::from(self.vnodes), VNODES_RANGE)?;
         let pw = &self.internal_password;
@@ -486,6 +497,7 @@ nodes:
                 request_timeout_ms: 2000,
                 hint_replay_ms: 1000,
                 tombstone_grace_ms: 86_400_000,
+                anti_entropy_ms: 600_000,
             }
         );
         assert_eq!(config.vnodes, crate::ring::DEFAULT_VNODES);

@@ -266,6 +266,7 @@ redis_module! {
             ["max-key-bytes", &settings::MAX_KEY_BYTES, settings::DEFAULT_MAX_KEY_BYTES, 1, 65_536, ConfigurationFlags::DEFAULT, None],
             ["max-value-bytes", &settings::MAX_VALUE_BYTES, settings::DEFAULT_MAX_VALUE_BYTES, 1, 512 << 20, ConfigurationFlags::MEMORY, None],
             ["max-chunk-bytes", &settings::MAX_CHUNK_BYTES, settings::DEFAULT_MAX_CHUNK_BYTES, 1, 64 << 20, ConfigurationFlags::MEMORY, None],
+            ["anti-entropy-interval-ms", &settings::ANTI_ENTROPY_INTERVAL_MS, settings::DEFAULT_ANTI_ENTROPY_INTERVAL_MS, 0, 86_400_000, ConfigurationFlags::DEFAULT, None],
             ["clock-max-forward-ms", &settings::CLOCK_MAX_FORWARD_MS, settings::DEFAULT_CLOCK_MAX_FORWARD_MS, 0, 86_400_000, ConfigurationFlags::DEFAULT, None],
             ["clock-offset-ms", &settings::CLOCK_OFFSET_MS, 0, -settings::MAX_CLOCK_OFFSET_MS, settings::MAX_CLOCK_OFFSET_MS, ConfigurationFlags::DEFAULT, None],
         ],

@@ -9,6 +9,8 @@ pub static MAX_VALUE_BYTES: AtomicI64 = AtomicI64::new(DEFAULT_MAX_VALUE_BYTES);
 pub static MAX_CHUNK_BYTES: AtomicI64 = AtomicI64::new(DEFAULT_MAX_CHUNK_BYTES);
 pub static CLOCK_MAX_FORWARD_MS: AtomicI64 = AtomicI64::new(DEFAULT_CLOCK_MAX_FORWARD_MS);
 pub static CLOCK_OFFSET_MS: AtomicI64 = AtomicI64::new(0);
+/// Pause between anti-entropy passes (0: none).
+pub static ANTI_ENTROPY_INTERVAL_MS: AtomicI64 = AtomicI64::new(DEFAULT_ANTI_ENTROPY_INTERVAL_MS);
 pub static NODE_ID: Mutex<String> = Mutex::new(String::new());
 /// Password of the internal user (`rcluster-internal`) on every peer's Redis.
 pub static INTERNAL_PASSWORD: Mutex<String> = Mutex::new(String::new());
@@ -17,12 +19,18 @@ pub const DEFAULT_MAX_KEY_BYTES: i64 = 1024;
 pub const DEFAULT_MAX_VALUE_BYTES: i64 = 8 << 20;
 pub const DEFAULT_MAX_CHUNK_BYTES: i64 = 5 << 20;
 pub const DEFAULT_CLOCK_MAX_FORWARD_MS: i64 = 60_000;
+/// Ten minutes: a pass sends every register once, so it is kept rare by default.
+pub const DEFAULT_ANTI_ENTROPY_INTERVAL_MS: i64 = 600_000;
 /// Bounds of the clock offset the node process may feed in from NTP (one day either way).
 pub const MAX_CLOCK_OFFSET_MS: i64 = 86_400_000;
 
 fn read(v: &AtomicI64) -> u64 {
     // Redis enforces each setting's minimum of 0 or more, so the value is never negative.
     u64::try_from(v.load(Ordering::Relaxed)).unwrap_or(0)
+}
+
+pub fn anti_entropy_interval_ms() -> u64 {
+    read(&ANTI_ENTROPY_INTERVAL_MS)
 }
 
 pub fn max_key_bytes() -> u64 {

@@ -9,13 +9,13 @@ use std::time::Duration;
 use rcluster_tests::nodes::{descendants, http, NodeCluster};
 use rcluster_tests::{call, module_path, ping, rcluster_bin, wait_for, TempDir};
 
-fn maxmemory(c: &mut redis::Connection) -> String {
-    let v: Vec<String> = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg("maxmemory")
-        .query(c)
-        .unwrap();
+fn config_get(c: &mut redis::Connection, name: &str) -> String {
+    let v: Vec<String> = redis::cmd("CONFIG").arg("GET").arg(name).query(c).unwrap();
     v[1].clone()
+}
+
+fn maxmemory(c: &mut redis::Connection) -> String {
+    config_get(c, "maxmemory")
 }
 
 /// Runs `rcluster up` for `cluster`'s config expecting it to refuse: its exit code and stderr.
@@ -35,7 +35,7 @@ fn up_once(cluster: &NodeCluster) -> (Option<i32>, String) {
 
 #[test]
 fn up_starts_three_nodes_serves_and_stops_cleanly() {
-    let mut cluster = NodeCluster::start("up", 3, "");
+    let mut cluster = NodeCluster::start("up", 3, "intervals: {anti_entropy_ms: 123000}\n");
     for i in 0..3 {
         let mut c = cluster.redis(i);
         let key = format!("key-on-n{}", i + 1);
@@ -50,6 +50,10 @@ fn up_starts_three_nodes_serves_and_stops_cleanly() {
             "{info}"
         );
         assert_eq!(maxmemory(&mut c), (64u64 << 20).to_string());
+        assert_eq!(
+            config_get(&mut c, "rcluster.anti-entropy-interval-ms"),
+            "123000"
+        );
         let health = http(cluster.http_ports[i], "GET", "/api/health", None);
         assert!(health.body.contains("\"redis_up\":true"), "{}", health.body);
         // The node process reaches its own Redis over a Unix socket in its data folder, which

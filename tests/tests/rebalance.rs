@@ -314,3 +314,68 @@ fn after_a_restart_copies_a_node_holds_but_does_not_own_go_to_their_owners() {
         passes_finished(&cluster, &[x]).then_some(())
     });
 }
+
+#[test]
+fn anti_entropy_refills_a_replica_that_lost_its_data_without_any_read() {
+    let cluster = TestCluster::start(3, |_| {});
+    let mut c1 = cluster.conn(0);
+    for k in 0..60 {
+        let (key, value) = (format!("key{k}"), format!("value{k}"));
+        let args: [&[u8]; 5] = [b"RC.SET", key.as_bytes(), value.as_bytes(), b"W", b"3"];
+        assert_eq!(call(&mut c1, &args).unwrap(), Value::Okay);
+    }
+    let chunks: Vec<Vec<u8>> = (0..3).map(|i| pseudo_random(40_000, 100 + i)).collect();
+    for (index, data) in chunks.iter().enumerate() {
+        let (i, sha) = (index.to_string(), sha256_hex(data));
+        let args: [&[u8]; 7] = [
+            b"RC.CHUNK.SET",
+            b"file3",
+            i.as_bytes(),
+            sha.as_bytes(),
+            data,
+            b"W",
+            b"3",
+        ];
+        assert_eq!(call(&mut c1, &args).unwrap(), Value::Okay);
+    }
+    // n2 loses everything it stored (a wiped disk); no hint covers that.
+    let mut c2 = cluster.conn(1);
+    let _: () = redis::cmd("FLUSHALL").query(&mut c2).unwrap();
+    assert_eq!(holds(&cluster, 1, "key0"), None);
+    // Anti-entropy every 200 ms (10 min by default) on every node.
+    for i in 0..3 {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("rcluster.anti-entropy-interval-ms")
+            .arg(200)
+            .query(&mut cluster.conn(i))
+            .unwrap();
+    }
+    wait_for(
+        "n2 to hold every register and chunk again",
+        Duration::from_secs(30),
+        || {
+            let registers = (0..60).all(|k| {
+                holds(&cluster, 1, &format!("key{k}")) == Some(format!("value{k}").into_bytes())
+            });
+            let stored = (0..3).all(|index| {
+                let got = call(
+                    &mut cluster.conn(1),
+                    &[b"RC.CHUNK.GET", b"file3", index.to_string().as_bytes()],
+                );
+                got.ok() == Some(Value::BulkString(chunks[index].clone()))
+            });
+            (registers && stored).then_some(())
+        },
+    );
+    // Refilled by the audits (this test never reads through the coordinators).
+    assert!(total(&cluster, &[0, 1, 2], "anti_entropy_passes") >= 1);
+    assert!(total(&cluster, &[0, 1, 2], "anti_entropy_repairs") >= 63);
+    for i in 0..3 {
+        let stats: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut cluster.conn(i))
+            .unwrap();
+        assert!(!stats.contains("cmdstat_rc.get:"), "node {i} served a read");
+    }
+}

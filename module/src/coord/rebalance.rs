@@ -9,6 +9,12 @@
 //! node holds but does not own, whatever views it remembers: a pass cut short by the restart
 //! leaves such copies behind, and the old views it had are gone once the AOF was rewritten. Each
 //! goes to every owner (which applies it only if newer, or lacks the chunk) and is dropped here.
+//! Anti-entropy: every `rcluster.anti-entropy-interval-ms` (10 min by default, 0 = never) an audit
+//! pass sends each register this node owns to the next owner in the key's preference list
+//! (put-if-newer, so only a missing or older copy changes) and checks each chunk's digest there,
+//! copying it when missing. Every owner does the same for its successor, so a replica that lost
+//! its data (a wiped disk, a hint lost with its holder) is refilled without any read touching
+//! it. An audit that cannot reach a node waits for the next interval instead of repeating.
 //! Progress and totals are in `INFO rcluster` (`rebalance_*`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -40,17 +46,37 @@ const IDLE: Duration = Duration::from_millis(200);
 /// The views data may still be placed under, oldest first, since the last pass that found
 /// nothing to do. `overflowed`: older views were forgotten, so no owner is assumed to hold a key.
 /// `sweep`: the copies held here but not owned are handed to every owner (see the module doc).
+/// `audit`: an anti-entropy pass is due.
 struct Pending {
     olds: Vec<Arc<View>>,
     overflowed: bool,
     sweep: bool,
+    audit: bool,
 }
 
 static PENDING: Mutex<Pending> = Mutex::new(Pending {
     olds: Vec::new(),
     overflowed: false,
     sweep: false,
+    audit: false,
 });
+
+/// Anti-entropy passes run, and the copies they changed (a missing or older replica refilled).
+static AUDITS: AtomicU64 = AtomicU64::new(0);
+static AUDIT_REPAIRS: AtomicU64 = AtomicU64::new(0);
+/// When the last audit began (at first: when the module started).
+static LAST_AUDIT: Mutex<Option<std::time::Instant>> = Mutex::new(None);
+
+/// Marks an audit due when the interval has passed since the last one.
+fn audit_due(p: &mut Pending) {
+    let interval = crate::settings::anti_entropy_interval_ms();
+    let mut last = LAST_AUDIT.lock().unwrap_or_else(|e| e.into_inner());
+    let since = *last.get_or_insert_with(std::time::Instant::now);
+    if interval > 0 && since.elapsed() >= Duration::from_millis(interval) {
+        p.audit = true;
+        *last = Some(std::time::Instant::now());
+    }
+}
 
 static PASSES: AtomicU64 = AtomicU64::new(0);
 /// Copies that changed a new owner (a register applied, a chunk it did not hold).
@@ -117,8 +143,8 @@ fn percent(in_progress: bool, items: u64, done: u64) -> u64 {
     }
 }
 
-/// The `rebalance_*` fields of `INFO rcluster`, in order.
-pub fn info_fields() -> [(&'static str, u64); 8] {
+/// The `rebalance_*` and `anti_entropy_*` fields of `INFO rcluster`, in order.
+pub fn info_fields() -> [(&'static str, u64); 10] {
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let (running, items, done) = (load(&IN_PROGRESS), load(&PASS_ITEMS), load(&PASS_DONE));
     [
@@ -130,6 +156,8 @@ pub fn info_fields() -> [(&'static str, u64); 8] {
         ("rebalance_pass_items", items),
         ("rebalance_pass_done", done),
         ("rebalance_percent", percent(running == 1, items, done)),
+        ("anti_entropy_passes", load(&AUDITS)),
+        ("anti_entropy_repairs", load(&AUDIT_REPAIRS)),
     ]
 }
 
@@ -192,6 +220,7 @@ struct Pass {
     olds: Vec<Arc<View>>,
     overflowed: bool,
     sweep: bool,
+    audit: bool,
     new: Arc<View>,
     me: String,
     local: Arc<Peer>,
@@ -209,8 +238,15 @@ impl Pass {
             .ring
             .preference_list(ring_key, usize::from(self.new.topology.quorum.n));
         let still_owner = after.contains(&self.me.as_str());
-        let assume_missing = self.overflowed || (self.sweep && !still_owner);
+        let assume_missing = self.overflowed || ((self.sweep || self.audit) && !still_owner);
         if self.olds.is_empty() && !assume_missing {
+            if self.audit && still_owner {
+                // The next owner after this node (the first after the last), if another.
+                let at = after.iter().position(|id| *id == self.me).unwrap_or(0);
+                let next = after[(at + 1) % after.len()];
+                let targets = (next != self.me).then(|| next.to_string());
+                return (targets.into_iter().collect(), true);
+            }
             return (Vec::new(), still_owner);
         }
         let held_throughout = |id: &str| {
@@ -227,6 +263,13 @@ impl Pass {
             .map(|id| id.to_string())
             .collect();
         (targets, still_owner)
+    }
+
+    fn count_copies(&self, copies: u64) {
+        KEYS_MOVED.fetch_add(copies, Ordering::Relaxed);
+        if self.audit {
+            AUDIT_REPAIRS.fetch_add(copies, Ordering::Relaxed);
+        }
     }
 
     async fn local(&self, cmd: &redis::Cmd) -> Result<Value, Failure> {
@@ -314,7 +357,7 @@ impl Pass {
         let cmd = replica_cmd(user_key, value.as_deref(), &version);
         let replies = self.send_all(&targets, &cmd).await;
         let copies = replies.iter().flatten().filter(|v| applied(v)).count() as u64;
-        KEYS_MOVED.fetch_add(copies, Ordering::Relaxed);
+        self.count_copies(copies);
         BYTES_MOVED.fetch_add(
             copies * value.as_ref().map_or(0, |v| v.len() as u64),
             Ordering::Relaxed,
@@ -403,7 +446,7 @@ impl Pass {
                 .iter()
                 .filter(|r| r.as_ref().is_some_and(is_ack))
                 .count() as u64;
-            KEYS_MOVED.fetch_add(copies, Ordering::Relaxed);
+            self.count_copies(copies);
             BYTES_MOVED.fetch_add(copies * data.len() as u64, Ordering::Relaxed);
             if copies < missing.len() as u64 {
                 return Done::retry(copies);
@@ -451,15 +494,17 @@ impl Pass {
 
 /// One pass, if one is pending; returns the pause before the next check.
 pub async fn round() -> Duration {
-    let (olds, overflowed, sweep) = {
+    let (olds, overflowed, sweep, audit) = {
         let mut p = pending();
+        audit_due(&mut p);
         (
             std::mem::take(&mut p.olds),
             std::mem::take(&mut p.overflowed),
             std::mem::take(&mut p.sweep),
+            std::mem::take(&mut p.audit),
         )
     };
-    if olds.is_empty() && !overflowed && !sweep {
+    if olds.is_empty() && !overflowed && !sweep && !audit {
         return IDLE;
     }
     let requeue = |olds: Vec<Arc<View>>, overflowed: bool, sweep: bool| {
@@ -487,6 +532,7 @@ pub async fn round() -> Duration {
         olds,
         overflowed,
         sweep,
+        audit,
         timeout_ms: new.topology.request_timeout_ms,
         new,
         me: me_id,
@@ -497,6 +543,13 @@ pub async fn round() -> Duration {
     let done = pass.run().await;
     PASSES.fetch_add(1, Ordering::Relaxed);
     IN_PROGRESS.store(0, Ordering::Relaxed);
+    if pass.audit {
+        AUDITS.fetch_add(1, Ordering::Relaxed);
+    }
+    if pass.olds.is_empty() && !pass.overflowed && !pass.sweep {
+        // An audit alone: what it could not reach or change waits for the next interval.
+        return IDLE;
+    }
     if done.again || done.copies > 0 || done.dropped > 0 {
         // Something was unreachable (copies are idempotent, so the pass is simply repeated), or
         // something moved: a write coordinated under a stale topology may still land here.

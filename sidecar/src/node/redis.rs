@@ -137,6 +137,10 @@ impl Spec {
             // Any chunk size the cluster may switch to (through Raft), so copies of files cut
             // with an earlier size still move between nodes.
             .args(["max-chunk-bytes", &CHUNK_SIZE_RANGE.end().to_string()])
+            .args([
+                "anti-entropy-interval-ms",
+                &cfg.intervals.anti_entropy_ms.to_string(),
+            ])
             .args(["internal-password", &cfg.internal_password])
             .arg("--user")
             .args(internal_user_directive(&cfg.internal_password));
