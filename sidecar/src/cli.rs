@@ -495,12 +495,7 @@ pub fn progress_bar(len: u64, quiet: bool, what: &str) -> ProgressBar {
 }
 
 fn human_bytes(b: u64) -> String {
-    match b {
-        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / f64::from(1u32 << 30)),
-        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / f64::from(1u32 << 20)),
-        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
-        b => format!("{b} B"),
-    }
+    crate::status::human_bytes(b, false)
 }
 
 /// "sent 95.4 MiB in 1.20 s (79.5 MiB/s)", on stderr unless quiet.
@@ -906,6 +901,10 @@ mod tests {
         assert_eq!(utc(1_709_251_199_000), "2024-02-29 23:59:59");
         assert_eq!(percent_encode("a b/ü"), "a%20b%2F%C3%BC");
         assert_eq!(truncate("abcdef", 4), "abc…");
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(3 << 19), "1.5 MiB");
+        assert_eq!(crate::status::human_bytes(3 << 19, true), "1.5M");
+        assert_eq!(crate::status::human_bytes(5 << 30, true), "5.0G");
     }
 
     #[test]

@@ -74,12 +74,24 @@ async fn fetch(config: &ClusterConfig, key: Option<&str>) -> Result<Value, CliEr
     )))
 }
 
-fn human_bytes(b: u64) -> String {
-    match b {
-        b if b >= 1 << 30 => format!("{:.1}G", b as f64 / f64::from(1u32 << 30)),
-        b if b >= 1 << 20 => format!("{:.1}M", b as f64 / f64::from(1u32 << 20)),
-        b if b >= 1 << 10 => format!("{:.1}K", b as f64 / 1024.0),
-        b => format!("{b}B"),
+/// Bytes for people: "1.5 MiB" (`compact`: "1.5M", for table columns).
+pub fn human_bytes(b: u64, compact: bool) -> String {
+    let (value, unit) = match b {
+        b if b >= 1 << 30 => (b as f64 / f64::from(1u32 << 30), "G"),
+        b if b >= 1 << 20 => (b as f64 / f64::from(1u32 << 20), "M"),
+        b if b >= 1 << 10 => (b as f64 / 1024.0, "K"),
+        b => {
+            return if compact {
+                format!("{b}B")
+            } else {
+                format!("{b} B")
+            }
+        }
+    };
+    if compact {
+        format!("{value:.1}{unit}")
+    } else {
+        format!("{value:.1} {unit}iB")
     }
 }
 
@@ -111,7 +123,7 @@ pub fn table(view: &Value) -> String {
         let keys = n["kv_keys"].as_i64().map_or("-".into(), |k| k.to_string());
         let memory = n["used_memory_bytes"]
             .as_u64()
-            .map_or("-".into(), human_bytes);
+            .map_or("-".into(), |b| human_bytes(b, true));
         let drift = n["drift_ms"]
             .as_i64()
             .map_or_else(|| "-".into(), |d| format!("{d}ms"));
