@@ -6,6 +6,9 @@
 //! `RC.CLUSTER.GET` returns the installed one as JSON, or nil;
 //! `RC.CLUSTER.NODESTATE node alive|suspect|down ttl-ms` records the node process's failure
 //! detector verdict (a `down` node is not called until the verdict expires or changes);
+//! `RC.CLUSTER.SETTLED epoch` tells the module that every member installed topology `epoch`, so
+//! the transition after a change of placement ends (after one request timeout, for requests
+//! still in flight under the old placement);
 //! `RC.META SET|DEL|RPUSH|HSET key ...` writes the node process's own metadata (`cluster:*`,
 //! `node:*`: Raft state, status hashes).
 //!
@@ -13,7 +16,9 @@
 //! still take topologies and keep its Raft state and status, or the cluster could not grow to
 //! make room (the data commands stay `deny-oom`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use rcluster_domain::codes::{Code, CodedError};
 use rcluster_domain::ring::Ring;
@@ -28,8 +33,10 @@ pub const CONFIG_KEY: &str = "cluster:config";
 pub const QUORUM_KEY: &str = "cluster:quorum";
 
 /// How long after a change of placement (members, virtual nodes or N) the previous ring still
-/// counts for quorums: time for every node to install the change (usually well under a second).
-const TRANSITION: std::time::Duration = std::time::Duration::from_secs(10);
+/// counts for quorums when nobody says every member installed the change (`RC.CLUSTER.SETTLED`,
+/// which the node processes send once they all report the new epoch in their heartbeats): a
+/// member that never reports (down for good) must not keep the cluster on two rings forever.
+const TRANSITION_MAX: Duration = Duration::from_secs(300);
 
 /// An installed topology with its ring.
 pub struct View {
@@ -42,17 +49,44 @@ pub struct View {
 pub struct Previous {
     pub topology: Topology,
     pub ring: Ring,
-    pub since: std::time::Instant,
+    pub since: Instant,
+    /// When the transition ends, in ms after `since` (`u64::MAX`: not settled yet).
+    ends_after_ms: AtomicU64,
+}
+
+impl Previous {
+    fn new(topology: Topology, ring: Ring) -> Previous {
+        Previous {
+            topology,
+            ring,
+            since: Instant::now(),
+            ends_after_ms: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    fn open(&self) -> bool {
+        let elapsed = self.since.elapsed();
+        match self.ends_after_ms.load(Ordering::Relaxed) {
+            u64::MAX => elapsed < TRANSITION_MAX,
+            ms => elapsed < Duration::from_millis(ms),
+        }
+    }
+
+    /// Ends the transition `grace` from now (or earlier, if it was already to end sooner).
+    fn settle(&self, grace: Duration) {
+        let at = self.since.elapsed().saturating_add(grace).as_millis();
+        let at = u64::try_from(at).unwrap_or(u64::MAX - 1);
+        self.ends_after_ms.fetch_min(at, Ordering::Relaxed);
+    }
 }
 
 impl View {
     /// The previous placement while the cluster may still be moving off it: the other nodes
     /// install a new topology a little earlier or later than this one. Meanwhile requests use
-    /// both preference lists (see `commands::quorum::placement`).
+    /// both preference lists (see `commands::quorum::placement`), until every member installed
+    /// the change (`RC.CLUSTER.SETTLED`) or `TRANSITION_MAX` passed.
     pub fn transition(&self) -> Option<&Previous> {
-        self.previous
-            .as_deref()
-            .filter(|p| p.since.elapsed() < TRANSITION)
+        self.previous.as_deref().filter(|p| p.open())
     }
 }
 
@@ -74,11 +108,10 @@ fn install(topology: Topology) -> Result<(), CodedError> {
     let ring = topology.ring()?;
     let previous = current().and_then(|old| {
         if placement_changed(&old, &topology, &ring) {
-            Some(Arc::new(Previous {
-                topology: old.topology.clone(),
-                ring: old.ring.clone(),
-                since: std::time::Instant::now(),
-            }))
+            Some(Arc::new(Previous::new(
+                old.topology.clone(),
+                old.ring.clone(),
+            )))
         } else {
             // Another setting changed: a transition under way goes on.
             old.previous.clone()
@@ -225,6 +258,27 @@ pub fn restore(ctx: &Context) {
             "rcluster: {CONFIG_KEY} is not a valid topology: {e}"
         )),
     }
+}
+
+/// `RC.CLUSTER.SETTLED epoch`: `1` when the transition to `epoch` (the installed topology) now
+/// ends, after one request timeout; `0` when no transition to that epoch is open here.
+pub fn settled(_ctx: &Context, args: Vec<RedisString>) -> Outcome {
+    arity(
+        Cmd::ClusterSettled,
+        &args,
+        2,
+        2,
+        "RC.CLUSTER.SETTLED <epoch>",
+    )?;
+    let epoch = rcluster_domain::validate::u64_arg("epoch", args[1].as_slice())?;
+    let closing = current().is_some_and(|view| match view.previous.as_deref() {
+        Some(prev) if view.topology.epoch == epoch && prev.open() => {
+            prev.settle(Duration::from_millis(view.topology.request_timeout_ms));
+            true
+        }
+        _ => false,
+    });
+    Ok(RedisValue::Integer(i64::from(closing)))
 }
 
 pub fn nodestate(_ctx: &Context, args: Vec<RedisString>) -> Outcome {

@@ -85,6 +85,9 @@ fn rc_cluster_get(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 fn rc_cluster_nodestate(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     guard::run(Cmd::ClusterNodeState, ctx, args, cluster::nodestate)
 }
+fn rc_cluster_settled(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    guard::run(Cmd::ClusterSettled, ctx, args, cluster::settled)
+}
 fn rc_chunk_set(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     guard::run(Cmd::ChunkSet, ctx, args, quorum::chunk_set)
 }
@@ -105,6 +108,11 @@ fn info(ctx: &InfoContext, _for_crash_report: bool) {
     ctx.add_info_section(None);
     ctx.add_info_field_str("module_version", env!("CARGO_PKG_VERSION"));
     ctx.add_info_field_str("node_id", &settings::node_id());
+    let view = cluster::current();
+    let epoch = view.as_ref().map_or(0, |v| v.topology.epoch);
+    let transition = view.as_ref().is_some_and(|v| v.transition().is_some());
+    ctx.add_info_field_long_long("topology_epoch", to_i64(epoch));
+    ctx.add_info_field_long_long("transition_open", i64::from(transition));
     ctx.add_info_field_long_long("kv_keys", kv_keys);
     ctx.add_info_field_long_long("chunks", chunks);
     ctx.add_info_field_long_long("chunk_bytes", chunk_bytes);
@@ -258,6 +266,7 @@ redis_module! {
         ["RC.CLUSTER.SET", rc_cluster_set, "write", 0, 0, 0],
         ["RC.CLUSTER.GET", rc_cluster_get, "readonly", 0, 0, 0],
         ["RC.CLUSTER.NODESTATE", rc_cluster_nodestate, "fast", 0, 0, 0],
+        ["RC.CLUSTER.SETTLED", rc_cluster_settled, "fast", 0, 0, 0],
         ["RC.META", rc_meta, "write", 0, 0, 0],
         ["RC.DEBUG", rc_debug, "", 0, 0, 0],
     ],

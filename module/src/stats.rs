@@ -25,6 +25,7 @@ pub enum Cmd {
     ClusterSet,
     ClusterGet,
     ClusterNodeState,
+    ClusterSettled,
     ChunkSet,
     ChunkFetch,
     Meta,
@@ -32,7 +33,7 @@ pub enum Cmd {
 }
 
 impl Cmd {
-    pub const ALL: [Cmd; 23] = [
+    pub const ALL: [Cmd; 24] = [
         Cmd::Set,
         Cmd::Get,
         Cmd::Del,
@@ -52,6 +53,7 @@ impl Cmd {
         Cmd::ClusterSet,
         Cmd::ClusterGet,
         Cmd::ClusterNodeState,
+        Cmd::ClusterSettled,
         Cmd::ChunkSet,
         Cmd::ChunkFetch,
         Cmd::Meta,
@@ -80,6 +82,7 @@ impl Cmd {
             Cmd::ClusterSet => "RC.CLUSTER.SET",
             Cmd::ClusterGet => "RC.CLUSTER.GET",
             Cmd::ClusterNodeState => "RC.CLUSTER.NODESTATE",
+            Cmd::ClusterSettled => "RC.CLUSTER.SETTLED",
             Cmd::ChunkSet => "RC.CHUNK.SET",
             Cmd::ChunkFetch => "RC.CHUNK.FETCH",
             Cmd::Meta => "RC.META",

@@ -341,6 +341,8 @@ fn node_rows(s: &Shared) -> Vec<Value> {
                 "raft_role": v.map(|v| v.summary.raft_role.clone()),
                 "raft_term": v.map(|v| v.summary.raft_term),
                 "raft_commit_index": v.map(|v| v.summary.raft_commit_index),
+                "topology_epoch": v.map(|v| v.summary.topology_epoch),
+                "transition_open": v.map(|v| v.summary.transition_open),
                 "time_source": v.map(|v| v.summary.time_source.clone()),
             })
         })

@@ -753,3 +753,99 @@ fn a_dead_node_is_removed_and_its_copies_are_recreated_from_the_others() {
         assert_eq!(v, format!("v{k}"));
     }
 }
+
+/// SIGCONTs a process when dropped (a failing test must not leave it stopped).
+struct Frozen(u32);
+
+impl Frozen {
+    fn new(pid: u32) -> Frozen {
+        // SAFETY: kill(2) on a process this test's cluster started.
+        unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+        Frozen(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { libc::kill(self.0 as i32, libc::SIGCONT) };
+    }
+}
+
+/// `INFO rcluster` field `name` of node `i`'s module.
+fn module_info(cluster: &NodeCluster, i: usize, name: &str) -> Option<u64> {
+    let info: String = redis::cmd("INFO")
+        .arg("rcluster")
+        .query(&mut connect(cluster.redis_ports[i]))
+        .ok()?;
+    let prefix = format!("rcluster_{name}:");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn a_change_of_placement_stays_joint_until_every_member_installed_it() {
+    let mut cluster = NodeCluster::start("transition", 3, "");
+    let before = module_info(&cluster, 0, "topology_epoch").expect("epoch");
+    // A follower's node process stops (the leader must stay to commit the change): its module
+    // keeps the current topology.
+    let leader = cluster.await_leader(&[0, 1, 2], Duration::from_secs(30));
+    let lag = (0..3)
+        .find(|i| cluster.ids[*i] != leader)
+        .expect("a follower");
+    let others: Vec<usize> = (0..3).filter(|i| *i != lag).collect();
+    let frozen = Frozen::new(cluster.node_pid(lag));
+    let answer = http_json(
+        cluster.http_ports[others[0]],
+        "PUT",
+        "/api/cluster/settings",
+        Some(ADMIN_KEY),
+        r#"{"vnodes":1}"#,
+    )
+    .expect("answer");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let changed = wait_for(
+        "the others on the new ring",
+        Duration::from_secs(20),
+        || {
+            let epochs: Vec<u64> = others
+                .iter()
+                .map(|i| module_info(&cluster, *i, "topology_epoch"))
+                .collect::<Option<_>>()?;
+            epochs.iter().all(|e| *e > before).then_some(epochs[0])
+        },
+    );
+    assert_eq!(module_info(&cluster, lag, "topology_epoch"), Some(before));
+    // Past the 10 s a timer used to allow, the others still use both rings: the lagging node
+    // has not installed the change, and requests through it still place keys on the old ring.
+    let opened = std::time::Instant::now();
+    while opened.elapsed() < Duration::from_secs(12) {
+        for &i in &others {
+            assert_eq!(
+                module_info(&cluster, i, "transition_open"),
+                Some(1),
+                "{} after {:?}",
+                cluster.ids[i],
+                opened.elapsed()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // It catches up; once every member reports the epoch in its heartbeats, each node ends its
+    // transition (after one request timeout).
+    drop(frozen);
+    wait_for(
+        "every node on the new epoch with its transition ended",
+        Duration::from_secs(30),
+        || {
+            (0..3)
+                .all(|i| {
+                    module_info(&cluster, i, "topology_epoch") == Some(changed)
+                        && module_info(&cluster, i, "transition_open") == Some(0)
+                })
+                .then_some(())
+        },
+    );
+    cluster.stop(libc::SIGTERM);
+}

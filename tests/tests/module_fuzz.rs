@@ -73,11 +73,12 @@ enum Cmd {
     Clock,
     ClusterSet,
     ClusterGet,
+    Settled,
     Debug,
 }
 
 impl Cmd {
-    const ALL: [Cmd; 18] = [
+    const ALL: [Cmd; 19] = [
         Cmd::Set,
         Cmd::QGet,
         Cmd::QDel,
@@ -95,6 +96,7 @@ impl Cmd {
         Cmd::Clock,
         Cmd::ClusterSet,
         Cmd::ClusterGet,
+        Cmd::Settled,
         Cmd::Debug,
     ];
 
@@ -117,6 +119,7 @@ impl Cmd {
             Cmd::Clock => "RC.CLOCK",
             Cmd::ClusterSet => "RC.CLUSTER.SET",
             Cmd::ClusterGet => "RC.CLUSTER.GET",
+            Cmd::Settled => "RC.CLUSTER.SETTLED",
             Cmd::Debug => "RC.DEBUG",
         }
     }
@@ -865,6 +868,7 @@ impl Gen {
             },
             Cmd::ClusterSet => vec![self.topology_json()],
             Cmd::ClusterGet => Vec::new(),
+            Cmd::Settled => vec![self.digits()],
             Cmd::Debug => vec![mixed_case(&mut self.rng, "PANIC")],
         }
     }
@@ -1082,6 +1086,8 @@ fn check_reply(cmd: Cmd, reply: &Value, seen: &Seen) -> Result<(), String> {
             expected.epoch = seen.epoch;
             Topology::parse(json).ok() == Some(expected)
         }
+        // Whether a transition to that epoch was open here and now ends.
+        (Cmd::Settled, Value::Int(n)) => *n == 0 || *n == 1,
         // RC.DEBUG is disabled in this run: it must never succeed.
         _ => false,
     };

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use rcluster_domain::checksum::sha256_hex;
-use rcluster_tests::{call, info_number, pseudo_random, wait_for, TestCluster};
+use rcluster_tests::{call, error_of, info_number, pseudo_random, wait_for, TestCluster};
 use redis::Value;
 
 const KEYS: usize = 400;
@@ -61,6 +61,18 @@ fn placed_exactly(cluster: &TestCluster, members: &[usize]) -> bool {
         }
     }
     true
+}
+
+/// The cluster's topology (the first three of four servers) with n4 added, at epoch 2.
+fn with_fourth_member(cluster: &TestCluster) -> rcluster_domain::topology::Topology {
+    let mut t = cluster.topology.clone();
+    t.members.push(rcluster_domain::topology::Member {
+        id: "n4".into(),
+        host: "127.0.0.1".into(),
+        redis_port: cluster.nodes[3].port,
+    });
+    t.epoch = 2;
+    t
 }
 
 fn push_all(cluster: &TestCluster, nodes: &[usize]) {
@@ -123,16 +135,7 @@ fn data_moves_to_a_new_node_and_away_from_a_leaving_one() {
     assert!(placed_exactly(&cluster, &[0, 1, 2]));
 
     // n4 joins: the full topology (epoch 2) on every node.
-    let full = {
-        let mut t = cluster.topology.clone();
-        t.members.push(rcluster_domain::topology::Member {
-            id: "n4".into(),
-            host: "127.0.0.1".into(),
-            redis_port: cluster.nodes[3].port,
-        });
-        t.epoch = 2;
-        t
-    };
+    let full = with_fourth_member(&cluster);
     cluster.topology = full.clone();
     // A key n1 does not own under the new ring: written below onto the old owners after n1's
     // pass, as a coordinator still using the old topology would.
@@ -378,4 +381,39 @@ fn anti_entropy_refills_a_replica_that_lost_its_data_without_any_read() {
             .unwrap();
         assert!(!stats.contains("cmdstat_rc.get:"), "node {i} served a read");
     }
+}
+
+#[test]
+fn a_transition_ends_when_the_node_process_says_every_member_installed_the_change() {
+    let mut cluster = TestCluster::start(4, |t| t.members.truncate(3));
+    let mut c1 = cluster.conn(0);
+    assert_eq!(info_number(&mut c1, "topology_epoch"), 1);
+    assert_eq!(info_number(&mut c1, "transition_open"), 0);
+    cluster.topology = with_fourth_member(&cluster);
+    cluster.push(0);
+    assert_eq!(info_number(&mut c1, "transition_open"), 1);
+    // Malformed, or another epoch: refused or nothing to end.
+    let (code, msg) = error_of(call(&mut c1, &[b"RC.CLUSTER.SETTLED", b"two"]));
+    assert_eq!(code, "BADARG");
+    assert!(msg.contains("epoch"), "{msg}");
+    let (code, msg) = error_of(call(&mut c1, &[b"RC.CLUSTER.SETTLED"]));
+    assert_eq!(code, "ERR");
+    assert!(msg.contains("usage: RC.CLUSTER.SETTLED <epoch>"), "{msg}");
+    assert_eq!(
+        call(&mut c1, &[b"RC.CLUSTER.SETTLED", b"1"]).unwrap(),
+        Value::Int(0)
+    );
+    assert_eq!(info_number(&mut c1, "transition_open"), 1);
+    // The installed epoch: the previous placement goes after one request timeout (1 s here).
+    assert_eq!(
+        call(&mut c1, &[b"RC.CLUSTER.SETTLED", b"2"]).unwrap(),
+        Value::Int(1)
+    );
+    wait_for("the transition to end", Duration::from_secs(10), || {
+        (info_number(&mut c1, "transition_open") == 0).then_some(())
+    });
+    assert_eq!(
+        call(&mut c1, &[b"RC.CLUSTER.SETTLED", b"2"]).unwrap(),
+        Value::Int(0)
+    );
 }

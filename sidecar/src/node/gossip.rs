@@ -2,6 +2,9 @@
 //! interval this node checks its own Redis (PING, a bounded wait), sends a ping carrying its
 //! summary to every peer, and re-judges every peer with its phi-accrual detector; a peer that
 //! pings is answered with a pong, which gives the round trip. State changes go out as events.
+//! The summary carries the topology epoch this node's module installed: once every member
+//! reports the epoch of an open transition (see the module's `cluster::View::transition`), this
+//! node tells its module (`RC.CLUSTER.SETTLED`), which then stops using the previous placement.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,6 +71,10 @@ async fn own_summary(shared: &Shared, timeout: Duration) -> Summary {
     let up = info.is_some();
     let field = |name: &str| info.as_deref().and_then(|i| info_field(i, name));
     let kv_keys = field("rcluster_kv_keys").and_then(|v| v.parse().ok());
+    let topology_epoch = field("rcluster_topology_epoch")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let transition_open = field("rcluster_transition_open") == Some("1");
     let used_memory_bytes = field("used_memory").and_then(|v| v.parse().ok());
     let time = shared.time();
     let raft = shared.raft.get().map(|r| r.status()).unwrap_or_default();
@@ -81,6 +88,50 @@ async fn own_summary(shared: &Shared, timeout: Duration) -> Summary {
         used_memory_bytes,
         drift_ms: time.offset_ms,
         time_source: time.source,
+        topology_epoch,
+        transition_open,
+    }
+}
+
+/// The epoch whose transition may end: this node's module has one open and every other member
+/// (`reported`: the epochs their last heartbeats carried, `None` when never heard) installed it.
+fn settle_due(own: &Summary, others: &[Option<u64>]) -> Option<u64> {
+    let epoch = own.topology_epoch;
+    (own.transition_open && others.iter().all(|e| e.is_some_and(|e| e >= epoch))).then_some(epoch)
+}
+
+/// Tells this node's module when every member installed the topology of its open transition.
+async fn settle_transition(shared: &Shared, own: &Summary, timeout: Duration) {
+    let reported: Vec<Option<u64>> = {
+        let nodes = shared.nodes();
+        shared
+            .members()
+            .iter()
+            .filter(|m| m.id != shared.me.id)
+            .map(|m| {
+                nodes
+                    .get(&m.id)
+                    .filter(|v| v.last_heartbeat_unix_ms.is_some())
+                    .map(|v| v.summary.topology_epoch)
+            })
+            .collect()
+    };
+    let Some(epoch) = settle_due(own, &reported) else {
+        return;
+    };
+    let mut cmd = redis::cmd("RC.CLUSTER.SETTLED");
+    cmd.arg(epoch);
+    match shared.local.query::<i64>(&cmd, timeout).await {
+        Ok(1) => println!(
+            "node {}: every member installed topology epoch {epoch}; the previous placement is \
+             dropped after one request timeout",
+            shared.me.id
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!(
+            "node {}: could not end the transition to epoch {epoch}: {e}",
+            shared.me.id
+        ),
     }
 }
 
@@ -126,6 +177,7 @@ pub async fn run(
                     .inc();
             }
         }
+        settle_transition(&shared, &summary, interval.min(Duration::from_secs(1))).await;
         for event in judge_all(&shared, summary) {
             println!(
                 "node {}: {} is now {} ({})",
@@ -246,5 +298,26 @@ async fn receive(shared: Arc<Shared>, socket: Arc<UdpSocket>) {
                     .observe(rtt_ms / 1000.0);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transition_settles_once_every_other_member_reports_its_epoch() {
+        let own = |epoch, open| Summary {
+            topology_epoch: epoch,
+            transition_open: open,
+            ..Summary::default()
+        };
+        assert_eq!(settle_due(&own(5, true), &[Some(5), Some(6)]), Some(5));
+        assert_eq!(settle_due(&own(5, true), &[]), Some(5));
+        // One member still on the previous epoch, or never heard from: not yet.
+        assert_eq!(settle_due(&own(5, true), &[Some(5), Some(4)]), None);
+        assert_eq!(settle_due(&own(5, true), &[Some(5), None]), None);
+        // No transition open here: nothing to say.
+        assert_eq!(settle_due(&own(5, false), &[Some(5)]), None);
     }
 }

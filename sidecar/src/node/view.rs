@@ -32,6 +32,12 @@ pub struct Summary {
     pub raft_term: u64,
     #[serde(default)]
     pub raft_commit_index: u64,
+    /// The topology epoch this node's module has installed (0: none yet).
+    #[serde(default)]
+    pub topology_epoch: u64,
+    /// Whether this node's module still uses the previous placement beside the current one.
+    #[serde(default)]
+    pub transition_open: bool,
 }
 
 /// One node as seen from here.
