@@ -18,6 +18,9 @@
 # req/s = REQUESTS / the time until all six benchmarks finished. Its ratio to SET is what a
 # perfect coordinator could reach here: on two cores the three copies share the cores that one
 # plain Redis and its benchmark client use.
+# The SET runs also measure CPU per request (user + system): each Redis server's from
+# /proc/<pid>/stat, the benchmark client's from the shell's child times, and print the budget a
+# write would have at 0.8 x SET: the machine's cores over that rate, less the client's share.
 # Exits non-zero only when the setup fails (build, start, commands answering errors, processes left
 # behind), never because a target was missed.
 set -euo pipefail
@@ -143,7 +146,33 @@ wait_benches() {
     [[ -z $failed ]] || return 1
 }
 
-# One measured run; sets RESULT to "rps p50 p99". Modes: base (baseline Redis), one (50 clients
+CLK_TCK=$(getconf CLK_TCK)
+# CPU seconds (user + system) a process has used so far.
+cpu_secs() {
+    awk -v hz="$CLK_TCK" '{ sub(/^.*\) /, ""); printf "%.4f\n", ($12 + $13) / hz }' "/proc/$1/stat"
+}
+# Sets CHILDREN to the CPU seconds (user + system) this shell's waited-for children have used
+# so far (`times` must run in this shell, not in a $(...) subshell, which has children of its own).
+CHILDREN=
+children_secs() {
+    times >"$TMP/times"
+    CHILDREN=$(tail -1 "$TMP/times" | awk '{ t = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] } printf "%.4f\n", t }')
+}
+# The redis-servers of a run mode: the baseline's, or n1 n2 n3.
+server_pids() {
+    local port
+    if [[ $1 == base ]]; then
+        echo "$BASE_PID"
+        return
+    fi
+    for port in "${NODE_PORTS[@]}"; do
+        pgrep -f "^redis-server [^ ]*:$port( |\$)" | head -1
+    done
+}
+# CPU per request of the last run, in us: "client server1 [server2 server3]".
+CPU=
+
+# One measured run; sets RESULT to "rps p50 p99" and CPU. Modes: base (baseline Redis), one (50 clients
 # on n1), spread (17/17/16 clients on n1/n2/n3 at once: summed rps, worst p50 and p99).
 RESULT=
 measure() {
@@ -156,6 +185,11 @@ measure() {
         ok_before=$(quorum_ok "$op")
     fi
     rm -f "$TMP"/run*.csv "$TMP"/run*.err
+    local pids=() before=() client_before pid i
+    read -r -a pids <<<"$(server_pids "$mode" | tr '\n' ' ')"
+    for pid in "${pids[@]}"; do before+=("$(cpu_secs "$pid")"); done
+    children_secs
+    client_before=$CHILDREN
     case $mode in
     base) start_bench run0 "$BASE_PORT" "$CLIENTS" "$REQUESTS" "$@" ;;
     one) start_bench run0 "${NODE_PORTS[0]}" "$CLIENTS" "$REQUESTS" "$@" ;;
@@ -173,6 +207,11 @@ measure() {
         [[ $mode == base ]] || nq=" (NOQUORUM replies during the run: $(($(noquorum_count) - nq_before)))"
         die "$what ($mode) failed$nq: $(cat "$TMP"/run*.err | tr '\r' '\n' | grep -v '^$' | tail -3 | tr '\n' ' ')"
     fi
+    children_secs
+    CPU=$(awk -v a="$client_before" -v b="$CHILDREN" -v n="$REQUESTS" 'BEGIN { printf "%.2f", (b - a) * 1e6 / n }')
+    for i in "${!pids[@]}"; do
+        CPU+=" $(awk -v a="${before[i]}" -v b="$(cpu_secs "${pids[i]}")" -v n="$REQUESTS" 'BEGIN { printf "%.2f", (b - a) * 1e6 / n }')"
+    done
     if [[ $mode != base ]]; then
         errors_after=$(cluster_errors)
         nq_after=$(noquorum_count)
@@ -219,6 +258,8 @@ measure_ideal() {
 RUNS=(set_base set_ideal set_one set_spread get_base get_one get_spread)
 declare -A RPS P50 P99
 for r in "${RUNS[@]}"; do RPS[$r]="" P50[$r]="" P99[$r]=""; done
+# CPU us per request, per round: client, then each server (CPU_<run>_<i>).
+declare -A CPUS
 # Runs one measurement (run label measure-args...) and keeps its figures.
 record() {
     local run=$1 label=$2 rps p50 p99
@@ -226,7 +267,13 @@ record() {
     measure "$@"
     read -r rps p50 p99 <<<"$RESULT"
     RPS[$run]+=" $rps" P50[$run]+=" $p50" P99[$run]+=" $p99"
-    printf '  %-34s %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms\n' "$label" "$rps" "$p50" "$p99" >&2
+    local i=0 v
+    for v in $CPU; do
+        CPUS[${run}_$i]+=" $v"
+        i=$((i + 1))
+    done
+    printf '  %-34s %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms  CPU us/req: client %s, servers %s\n' \
+        "$label" "$rps" "$p50" "$p99" "${CPU%% *}" "${CPU#* }" >&2
 }
 
 echo "redis $(redis_version), appendonly yes on all; baseline on port $BASE_PORT," \
@@ -273,3 +320,15 @@ for op in set get; do
         printf '  %-26s %s\n' "targets:" "$verdicts"
     done
 done
+# The CPU budget of a write (medians over the rounds).
+cpu() { median -d 1 ${CPUS[$1]}; }
+base_rps=$(median -d 3 ${RPS[set_base]})
+echo "CPU per request (user + system, us): SET: server $(cpu set_base_1), client $(cpu set_base_0);" \
+    "RC.SET one entry: servers n1 $(cpu set_one_1) + n2 $(cpu set_one_2) + n3 $(cpu set_one_3)" \
+    "= $(awk -v a="$(cpu set_one_1)" -v b="$(cpu set_one_2)" -v c="$(cpu set_one_3)" 'BEGIN { printf "%.1f", a + b + c }')," \
+    "client $(cpu set_one_0)"
+awk -v cores="$(nproc)" -v rps="$base_rps" -v t="$TARGET_RATIO" -v client="$(cpu set_base_0)" -v server="$(cpu set_base_1)" \
+    -v replicas="$(awk -v a="$(cpu set_one_2)" -v b="$(cpu set_one_3)" 'BEGIN { print a + b }')" 'BEGIN {
+    budget = cores * 1e6 / (t * rps) - client
+    printf "budget at %.1f x SET (%.0f writes/s) on %d cores: %.1f us of server CPU per write, of which taking and answering the client as a SET does costs %.1f;", t, t * rps, cores, budget, server
+    printf " %.1f left for two replica writes and the coordination (the two replicas alone use %.1f)\n", budget - server, replicas }'
