@@ -139,6 +139,7 @@ fn info(ctx: &InfoContext, _for_crash_report: bool) {
     ctx.add_info_field_long_long("tombstones_purged", to_i64(stats::tombstones_purged()));
     ctx.add_info_field_long_long("chunk_repairs", to_i64(stats::chunk_repairs()));
     ctx.add_info_field_long_long("writes_reissued", to_i64(stats::writes_reissued()));
+    ctx.add_info_field_str("rebalance_pass_kind", coord::rebalance::pass_kind());
     for (name, value) in coord::rebalance::info_fields()
         .into_iter()
         .chain(coord::fast::info_fields())

@@ -373,6 +373,14 @@ fn anti_entropy_refills_a_replica_that_lost_its_data_without_any_read() {
     );
     // Refilled by the audits (this test never reads through the coordinators).
     assert!(total(&cluster, &[0, 1, 2], "anti_entropy_passes") >= 1);
+    let info: String = redis::cmd("INFO")
+        .arg("rcluster")
+        .query(&mut cluster.conn(0))
+        .unwrap();
+    assert!(
+        info.contains("rcluster_rebalance_pass_kind:anti-entropy"),
+        "{info}"
+    );
     assert!(total(&cluster, &[0, 1, 2], "anti_entropy_repairs") >= 63);
     for i in 0..3 {
         let stats: String = redis::cmd("INFO")

@@ -86,6 +86,17 @@ static KEYS_DROPPED: AtomicU64 = AtomicU64::new(0);
 static IN_PROGRESS: AtomicU64 = AtomicU64::new(0);
 /// Registers and chunks the running (or last) pass examines, and how many it has examined.
 static PASS_ITEMS: AtomicU64 = AtomicU64::new(0);
+/// What the running (or last) pass is for: 0 redistribution, 1 sweep, 2 anti-entropy.
+static PASS_KIND: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// `rebalance_pass_kind`: what the running (or last) pass is for.
+pub fn pass_kind() -> &'static str {
+    match PASS_KIND.load(Ordering::Relaxed) {
+        1 => "sweep",
+        2 => "anti-entropy",
+        _ => "redistribution",
+    }
+}
 static PASS_DONE: AtomicU64 = AtomicU64::new(0);
 
 fn pending() -> std::sync::MutexGuard<'static, Pending> {
@@ -537,6 +548,12 @@ pub async fn round() -> Duration {
         new,
         me: me_id,
     };
+    let kind = match (pass.olds.is_empty() && !pass.overflowed, pass.sweep) {
+        (false, _) => 0,
+        (true, true) => 1,
+        (true, false) => 2,
+    };
+    PASS_KIND.store(kind, Ordering::Relaxed);
     PASS_ITEMS.store(0, Ordering::Relaxed);
     PASS_DONE.store(0, Ordering::Relaxed);
     IN_PROGRESS.store(1, Ordering::Relaxed);

@@ -113,6 +113,9 @@ pub async fn run(
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Rebalance {
     running: bool,
+    /// What the running (or last) pass is for: `redistribution` after a member change, `sweep`
+    /// after a restart, `anti-entropy` (absent from older modules: `redistribution`).
+    pass_kind: &'static str,
     /// Passes completed since this node's Redis started.
     passes: u64,
     keys_moved: u64,
@@ -126,8 +129,14 @@ impl Rebalance {
         let n = |f: &str| {
             info_field(info, &format!("rcluster_rebalance_{f}")).and_then(|v| v.parse().ok())
         };
+        let pass_kind = match info_field(info, "rcluster_rebalance_pass_kind") {
+            Some("sweep") => "sweep",
+            Some("anti-entropy") => "anti-entropy",
+            _ => "redistribution",
+        };
         Some(Rebalance {
             running: n("in_progress")? == 1,
+            pass_kind,
             passes: n("passes")?,
             keys_moved: n("keys_moved")?,
             bytes_moved: n("bytes_moved")?,
@@ -159,6 +168,8 @@ struct RebalanceEvent {
     at_ms: u64,
     /// `started`, `progress` or `finished`.
     phase: &'static str,
+    /// `redistribution`, `sweep` or `anti-entropy`.
+    pass_kind: &'static str,
     /// The pass's number since this node's Redis started.
     pass: u64,
     /// Copies that changed a new owner, their bytes, and own copies dropped, during this pass.
@@ -188,10 +199,11 @@ impl RebalanceWatch {
         let keys_moved = now.keys_moved.saturating_sub(self.base.keys_moved);
         let bytes_moved = now.bytes_moved.saturating_sub(self.base.bytes_moved);
         let keys_dropped = now.keys_dropped.saturating_sub(self.base.keys_dropped);
+        let what = now.pass_kind;
         let reason = match phase {
-            "started" => format!("rebalance pass {pass} started"),
+            "started" => format!("{what} pass {pass} started"),
             _ => format!(
-                "rebalance pass {pass} {phase}: {percent}%, {keys_moved} copies ({bytes_moved} bytes) moved, {keys_dropped} dropped"
+                "{what} pass {pass} {phase}: {percent}%, {keys_moved} copies ({bytes_moved} bytes) moved, {keys_dropped} dropped"
             ),
         };
         RebalanceEvent {
@@ -203,6 +215,7 @@ impl RebalanceWatch {
             reason,
             at_ms: unix_ms(),
             phase,
+            pass_kind: what,
             pass,
             keys_moved,
             bytes_moved,
@@ -296,6 +309,7 @@ mod tests {
     fn reading(running: bool, passes: u64, keys_moved: u64, percent: u64) -> Rebalance {
         Rebalance {
             running,
+            pass_kind: "redistribution",
             passes,
             keys_moved,
             bytes_moved: keys_moved * 10,
@@ -313,12 +327,13 @@ mod tests {
 
     #[test]
     fn parses_the_info_fields() {
-        let info = "# rcluster\r\nrcluster_rebalance_in_progress:1\r\nrcluster_rebalance_passes:2\r\nrcluster_rebalance_keys_moved:30\r\nrcluster_rebalance_bytes_moved:300\r\nrcluster_rebalance_keys_dropped:4\r\nrcluster_rebalance_pass_items:10\r\nrcluster_rebalance_pass_done:5\r\nrcluster_rebalance_percent:50\r\n";
+        let info = "# rcluster\r\nrcluster_rebalance_pass_kind:anti-entropy\r\nrcluster_rebalance_in_progress:1\r\nrcluster_rebalance_passes:2\r\nrcluster_rebalance_keys_moved:30\r\nrcluster_rebalance_bytes_moved:300\r\nrcluster_rebalance_keys_dropped:4\r\nrcluster_rebalance_pass_items:10\r\nrcluster_rebalance_pass_done:5\r\nrcluster_rebalance_percent:50\r\n";
         let r = Rebalance::parse(info).expect("parsed");
         assert_eq!(
             r,
             Rebalance {
                 running: true,
+                pass_kind: "anti-entropy",
                 passes: 2,
                 keys_moved: 30,
                 bytes_moved: 300,
@@ -363,6 +378,12 @@ mod tests {
         assert_eq!(json["type"], "rebalance");
         assert_eq!(json["phase"], "finished");
         assert_eq!(json["keys_moved"], 8);
+        assert_eq!(json["pass_kind"], "redistribution");
+        assert!(
+            e[0].reason.starts_with("redistribution pass 3 finished"),
+            "{}",
+            e[0].reason
+        );
     }
 
     #[test]
