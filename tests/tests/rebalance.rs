@@ -63,6 +63,20 @@ fn placed_exactly(cluster: &TestCluster, members: &[usize]) -> bool {
     true
 }
 
+/// How often node `i` ran command `name` (`INFO commandstats`; 0 when never).
+fn command_calls(cluster: &TestCluster, i: usize, name: &str) -> i64 {
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut cluster.conn(i))
+        .expect("INFO commandstats");
+    let prefix = format!("cmdstat_{}:calls=", name.to_lowercase());
+    stats
+        .lines()
+        .find_map(|l| l.to_lowercase().strip_prefix(&prefix).map(str::to_string))
+        .and_then(|l| l.split(',').next().and_then(|n| n.parse().ok()))
+        .unwrap_or(0)
+}
+
 /// The cluster's topology (the first three of four servers) with n4 added, at epoch 2.
 fn with_fourth_member(cluster: &TestCluster) -> rcluster_domain::topology::Topology {
     let mut t = cluster.topology.clone();
@@ -382,12 +396,13 @@ fn anti_entropy_refills_a_replica_that_lost_its_data_without_any_read() {
         "{info}"
     );
     assert!(total(&cluster, &[0, 1, 2], "anti_entropy_repairs") >= 63);
+    assert!(command_calls(&cluster, 0, "RC.SET") >= 60);
     for i in 0..3 {
-        let stats: String = redis::cmd("INFO")
-            .arg("commandstats")
-            .query(&mut cluster.conn(i))
-            .unwrap();
-        assert!(!stats.contains("cmdstat_rc.get:"), "node {i} served a read");
+        assert_eq!(
+            command_calls(&cluster, i, "RC.GET"),
+            0,
+            "node {i} served a read"
+        );
     }
 }
 
@@ -423,5 +438,47 @@ fn a_transition_ends_when_the_node_process_says_every_member_installed_the_chang
     assert_eq!(
         call(&mut c1, &[b"RC.CLUSTER.SETTLED", b"2"]).unwrap(),
         Value::Int(0)
+    );
+}
+
+#[test]
+fn an_audit_sends_a_large_value_only_where_its_version_is_missing() {
+    let cluster = TestCluster::start(3, |_| {});
+    let mut c1 = cluster.conn(0);
+    let value = |k: usize| pseudo_random(5_000, 200 + k as u64);
+    for k in 0..8 {
+        let key = format!("big{k}");
+        let args: [&[u8]; 5] = [b"RC.SET", key.as_bytes(), &value(k), b"W", b"3"];
+        assert_eq!(call(&mut c1, &args).unwrap(), Value::Okay);
+    }
+    let puts = |i: usize| command_calls(&cluster, i, "RC.REPLICA.PUT");
+    let before: Vec<i64> = (0..3).map(puts).collect();
+    // The writes reached every replica through RC.REPLICA.PUT (n1 stored its own copy directly).
+    assert_eq!(before[1..], [8, 8]);
+    let passes = |i: usize| info_number(&mut cluster.conn(i), "anti_entropy_passes");
+    for i in 0..3 {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("rcluster.anti-entropy-interval-ms")
+            .arg(200)
+            .query(&mut cluster.conn(i))
+            .unwrap();
+    }
+    wait_for("two audits on every node", Duration::from_secs(30), || {
+        (0..3).all(|i| passes(i) >= 2).then_some(())
+    });
+    // Every replica holds every value: the audits asked and sent nothing.
+    let after: Vec<i64> = (0..3).map(puts).collect();
+    assert_eq!(after, before, "RC.REPLICA.PUT calls per node");
+    // A replica that lost them gets them back.
+    let _: () = redis::cmd("FLUSHALL").query(&mut cluster.conn(1)).unwrap();
+    wait_for(
+        "n2 to hold every value again",
+        Duration::from_secs(30),
+        || {
+            (0..8)
+                .all(|k| holds(&cluster, 1, &format!("big{k}")) == Some(value(k)))
+                .then_some(())
+        },
     );
 }

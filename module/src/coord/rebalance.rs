@@ -42,6 +42,9 @@ const MAX_OLD_VIEWS: usize = 16;
 const AGAIN: Duration = Duration::from_secs(1);
 /// Pause between checks for a pending pass.
 const IDLE: Duration = Duration::from_millis(200);
+/// In an audit, a register value from this size on is sent only to an owner that lacks its
+/// version (asked first); smaller ones are sent at once, which costs about as much as asking.
+const AUDIT_ASK_FIRST_BYTES: usize = 4096;
 
 /// The views data may still be placed under, oldest first, since the last pass that found
 /// nothing to do. `overflowed`: older views were forgotten, so no owner is assumed to hold a key.
@@ -299,6 +302,31 @@ impl Pass {
         .await
     }
 
+    /// The `targets` that do not hold register `key` at `version` or newer (or could not say).
+    async fn lacking(&self, key: &[u8], targets: &[String], version: &Version) -> Vec<String> {
+        let mut ask = redis::cmd("HMGET");
+        ask.arg(key).arg(kv_field::VERSION).arg(kv_field::ORIGIN);
+        let theirs = self.send_all(targets, &ask).await;
+        let held = |v: &Option<Value>| -> Option<Version> {
+            let Some(Value::Array(f)) = v else {
+                return None;
+            };
+            let ts = bytes(f.first()?)?;
+            let origin = bytes(f.get(1)?)?;
+            let ts = std::str::from_utf8(&ts).ok()?.parse::<u64>().ok()?;
+            Some(Version::new(
+                ts,
+                String::from_utf8_lossy(&origin).into_owned(),
+            ))
+        };
+        targets
+            .iter()
+            .zip(&theirs)
+            .filter(|(_, v)| held(v).is_none_or(|h| h < *version))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     /// Every key of this Redis matching `pattern`, each once; `None` when the scan failed.
     async fn scan(&self, pattern: &str) -> Option<Vec<Vec<u8>>> {
         let mut keys = Vec::new();
@@ -364,6 +392,15 @@ impl Pass {
             None
         } else {
             value.clone()
+        };
+        let targets = if self.audit
+            && value
+                .as_ref()
+                .is_some_and(|v| v.len() >= AUDIT_ASK_FIRST_BYTES)
+        {
+            self.lacking(&key, &targets, &version).await
+        } else {
+            targets
         };
         let cmd = replica_cmd(user_key, value.as_deref(), &version);
         let replies = self.send_all(&targets, &cmd).await;
