@@ -63,6 +63,18 @@ fn placed_exactly(cluster: &TestCluster, members: &[usize]) -> bool {
     true
 }
 
+/// Anti-entropy every 200 ms (10 min by default) on every node.
+fn audit_every_200_ms(cluster: &TestCluster) {
+    for i in 0..cluster.nodes.len() {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("rcluster.anti-entropy-interval-ms")
+            .arg(200)
+            .query(&mut cluster.conn(i))
+            .unwrap();
+    }
+}
+
 /// How often node `i` ran command `name` (`INFO commandstats`; 0 when never).
 fn command_calls(cluster: &TestCluster, i: usize, name: &str) -> i64 {
     let stats: String = redis::cmd("INFO")
@@ -359,15 +371,7 @@ fn anti_entropy_refills_a_replica_that_lost_its_data_without_any_read() {
     let mut c2 = cluster.conn(1);
     let _: () = redis::cmd("FLUSHALL").query(&mut c2).unwrap();
     assert_eq!(holds(&cluster, 1, "key0"), None);
-    // Anti-entropy every 200 ms (10 min by default) on every node.
-    for i in 0..3 {
-        let _: () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg("rcluster.anti-entropy-interval-ms")
-            .arg(200)
-            .query(&mut cluster.conn(i))
-            .unwrap();
-    }
+    audit_every_200_ms(&cluster);
     wait_for(
         "n2 to hold every register and chunk again",
         Duration::from_secs(30),
@@ -456,14 +460,7 @@ fn an_audit_sends_a_large_value_only_where_its_version_is_missing() {
     // The writes reached every replica through RC.REPLICA.PUT (n1 stored its own copy directly).
     assert_eq!(before[1..], [8, 8]);
     let passes = |i: usize| info_number(&mut cluster.conn(i), "anti_entropy_passes");
-    for i in 0..3 {
-        let _: () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg("rcluster.anti-entropy-interval-ms")
-            .arg(200)
-            .query(&mut cluster.conn(i))
-            .unwrap();
-    }
+    audit_every_200_ms(&cluster);
     wait_for("two audits on every node", Duration::from_secs(30), || {
         (0..3).all(|i| passes(i) >= 2).then_some(())
     });
