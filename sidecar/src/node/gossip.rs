@@ -147,13 +147,19 @@ pub async fn run(
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seq = 0u64;
+    let mut last_epoch = 0u64;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = shutdown.changed() => break,
         }
         seq += 1;
-        let summary = own_summary(&shared, interval.min(Duration::from_secs(1))).await;
+        let mut summary = own_summary(&shared, interval.min(Duration::from_secs(1))).await;
+        // While its Redis is down (or restarting) this node still reports the epoch its module
+        // last had: the module restores it from its own data, and a node that coordinates
+        // nothing must not hold its peers' transitions open.
+        last_epoch = last_epoch.max(summary.topology_epoch);
+        summary.topology_epoch = last_epoch;
         let me = shared.me.id.clone();
         let beat = Beat {
             kind: Kind::Ping,
