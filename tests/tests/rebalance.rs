@@ -479,3 +479,35 @@ fn an_audit_sends_a_large_value_only_where_its_version_is_missing() {
         },
     );
 }
+
+#[test]
+fn an_audit_goes_at_a_steady_pace() {
+    let cluster = TestCluster::start(3, |_| {});
+    let mut c1 = cluster.conn(0);
+    let mut pipe = redis::pipe();
+    for k in 0..1_000 {
+        pipe.cmd("RC.SET").arg(format!("key{k}")).arg("v").ignore();
+    }
+    let _: () = pipe.query(&mut c1).unwrap();
+    audit_every_200_ms(&cluster);
+    // Caught early in a pass: the rest of its 1,000 registers take at least 1 ms each (2,000 a
+    // second), however fast the machine.
+    let (started, done) = wait_for("an audit under way", Duration::from_secs(30), || {
+        let done = info_number(&mut c1, "rebalance_pass_done");
+        (info_number(&mut c1, "rebalance_in_progress") == 1
+            && info_number(&mut c1, "rebalance_pass_items") == 1_000
+            && done < 500)
+            .then(|| (std::time::Instant::now(), done))
+    });
+    let passes = info_number(&mut c1, "anti_entropy_passes");
+    wait_for("the audit to end", Duration::from_secs(30), || {
+        (info_number(&mut c1, "anti_entropy_passes") > passes).then_some(())
+    });
+    let least = Duration::from_micros(500 * (1_000 - done as u64 - 1));
+    assert!(
+        started.elapsed() >= least,
+        "{} registers in {:?}, under {least:?}",
+        1_000 - done,
+        started.elapsed()
+    );
+}

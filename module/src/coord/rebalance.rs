@@ -42,6 +42,9 @@ const MAX_OLD_VIEWS: usize = 16;
 const AGAIN: Duration = Duration::from_secs(1);
 /// Pause between checks for a pending pass.
 const IDLE: Duration = Duration::from_millis(200);
+/// Registers and chunks an audit alone examines per second at most: a maintenance pass spreads
+/// its load (100,000 keys take 50 s) instead of competing with clients in a burst.
+const AUDIT_ITEMS_PER_SEC: u32 = 2_000;
 /// In an audit, a register value from this size on is sent only to an owner that lacks its
 /// version (asked first); smaller ones are sent at once, which costs about as much as asking.
 const AUDIT_ASK_FIRST_BYTES: usize = 4096;
@@ -523,17 +526,34 @@ impl Pass {
         };
         let (kv, chunks) = (kv.unwrap_or_default(), chunks.unwrap_or_default());
         PASS_ITEMS.store((kv.len() + chunks.len()) as u64, Ordering::Relaxed);
+        // An audit alone goes at a steady pace: item i starts no earlier than i / rate.
+        let paced = self.audit && self.olds.is_empty() && !self.overflowed && !self.sweep;
+        let started = tokio::time::Instant::now();
+        let pace = move |i: usize| async move {
+            if paced {
+                let step = Duration::from_secs(1) / AUDIT_ITEMS_PER_SEC;
+                let at = step.saturating_mul(u32::try_from(i).unwrap_or(u32::MAX));
+                tokio::time::sleep_until(started + at).await;
+            }
+        };
+        let registers_count = kv.len();
         let tally = |acc: Done, d: Done| async move {
             PASS_DONE.fetch_add(1, Ordering::Relaxed);
             acc.merge(d)
         };
-        let registers = stream::iter(kv)
-            .map(|k| self.register(k))
+        let registers = stream::iter(kv.into_iter().enumerate())
+            .map(|(i, k)| async move {
+                pace(i).await;
+                self.register(k).await
+            })
             .buffer_unordered(KV_IN_FLIGHT)
             .fold(scanned, tally)
             .await;
-        stream::iter(chunks)
-            .map(|k| self.chunk(k))
+        stream::iter(chunks.into_iter().enumerate())
+            .map(|(i, k)| async move {
+                pace(registers_count + i).await;
+                self.chunk(k).await
+            })
             .buffer_unordered(CHUNK_IN_FLIGHT)
             .fold(registers, tally)
             .await
