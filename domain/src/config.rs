@@ -717,6 +717,18 @@ nodes:
     }
 
     #[test]
+    fn anti_entropy_interval_out_of_range() {
+        let mut config = valid();
+        config.intervals.anti_entropy_ms = 0;
+        assert!(config.validate().is_ok(), "0 turns anti-entropy off");
+        config.intervals.anti_entropy_ms = 86_400_001;
+        assert_eq!(
+            validate_text(&config),
+            "intervals.anti_entropy_ms 86400001 is out of range 0..=86400000"
+        );
+    }
+
+    #[test]
     fn limits_out_of_range() {
         let mut config = valid();
         config.limits.max_key_bytes = 0;
