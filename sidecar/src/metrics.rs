@@ -28,6 +28,7 @@ pub struct Metrics {
     pub raft_commit_index: IntGauge,
     pub raft_is_leader: IntGauge,
     module_gauges: IntGaugeVec,
+    module_state: IntGaugeVec,
     module_counters: IntCounterVec,
     /// The module's `rebalance_*` fields, by field name (without the `rebalance_` prefix).
     rebalance: Vec<(&'static str, IntGauge)>,
@@ -90,6 +91,14 @@ impl Metrics {
             &["what"],
         ));
         must(registry.register(Box::new(module_gauges.clone())));
+        let module_state = must(IntGaugeVec::new(
+            Opts::new(
+                "module_state",
+                "This node's module (INFO rcluster): topology_epoch installed, transition_open (1 while the previous placement still counts)",
+            ),
+            &["what"],
+        ));
+        must(registry.register(Box::new(module_state.clone())));
         let scrape_up = must(Gauge::new(
             "module_info_up",
             "1 when INFO rcluster could be read for this scrape",
@@ -123,6 +132,7 @@ impl Metrics {
                 c
             },
             module_gauges,
+            module_state,
             rebalance: [
                 ("keys_moved", "Copies of registers and chunks that this node's module gave new owners (since its Redis started)"),
                 ("bytes_moved", "Bytes of those copies (since this node's Redis started)"),
@@ -176,6 +186,11 @@ impl Metrics {
                         self.module_gauges.with_label_values(&[name]).set(v);
                     }
                 }
+                "topology_epoch" | "transition_open" => {
+                    if let Ok(v) = value.parse::<i64>() {
+                        self.module_state.with_label_values(&[name]).set(v);
+                    }
+                }
                 n if n.starts_with("rebalance_") => {
                     let field = n.strip_prefix("rebalance_").unwrap_or(n);
                     let gauge = self.rebalance.iter().find(|(f, _)| *f == field);
@@ -183,8 +198,16 @@ impl Metrics {
                         g.set(v);
                     }
                 }
-                "checksum_failures" | "panics_caught" | "read_repairs" | "hints_stored"
-                | "hints_replayed" | "tombstones_purged" | "chunk_repairs" => {
+                "checksum_failures"
+                | "panics_caught"
+                | "read_repairs"
+                | "hints_stored"
+                | "hints_replayed"
+                | "tombstones_purged"
+                | "chunk_repairs"
+                | "writes_reissued"
+                | "anti_entropy_passes"
+                | "anti_entropy_repairs" => {
                     if let Ok(v) = value.parse::<u64>() {
                         self.add(&mut seen, name, "total", v);
                     }
@@ -236,12 +259,19 @@ mod tests {
     fn module_counters_become_increments() {
         let m = Metrics::new("n1");
         m.observe_module_info(Some("rcluster_kv_keys:5\r\nrcluster_quorum_set:ok=3,noquorum=1\r\nrcluster_read_repairs:2\r\n"));
-        m.observe_module_info(Some("rcluster_kv_keys:7\r\nrcluster_quorum_set:ok=5,noquorum=1\r\nrcluster_read_repairs:2\r\n"));
+        m.observe_module_info(Some("rcluster_kv_keys:7\r\nrcluster_quorum_set:ok=5,noquorum=1\r\nrcluster_read_repairs:2\r\nrcluster_anti_entropy_repairs:9\r\nrcluster_topology_epoch:4\r\nrcluster_transition_open:1\r\n"));
         let text = m.render();
         assert!(
             text.contains(r#"rcluster_module_held{what="kv_keys",node="n1"} 7"#),
             "{text}"
         );
+        for line in [
+            r#"rcluster_module_state{what="topology_epoch",node="n1"} 4"#,
+            r#"rcluster_module_state{what="transition_open",node="n1"} 1"#,
+            r#"rcluster_module_events_total{counter="anti_entropy_repairs",kind="total",node="n1"} 9"#,
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
         assert!(
             text.contains(
                 r#"rcluster_module_events_total{counter="quorum_set",kind="ok",node="n1"} 5"#
