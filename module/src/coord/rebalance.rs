@@ -282,6 +282,16 @@ impl Pass {
         (targets, still_owner)
     }
 
+    /// Whether data may have to move after a member change (old views, or forgotten ones).
+    fn moves_data(&self) -> bool {
+        !self.olds.is_empty() || self.overflowed
+    }
+
+    /// An anti-entropy pass and nothing else.
+    fn audit_only(&self) -> bool {
+        self.audit && !self.moves_data() && !self.sweep
+    }
+
     fn count_copies(&self, copies: u64) {
         KEYS_MOVED.fetch_add(copies, Ordering::Relaxed);
         if self.audit {
@@ -527,7 +537,7 @@ impl Pass {
         let (kv, chunks) = (kv.unwrap_or_default(), chunks.unwrap_or_default());
         PASS_ITEMS.store((kv.len() + chunks.len()) as u64, Ordering::Relaxed);
         // An audit alone goes at a steady pace: item i starts no earlier than i / rate.
-        let paced = self.audit && self.olds.is_empty() && !self.overflowed && !self.sweep;
+        let paced = self.audit_only();
         let started = tokio::time::Instant::now();
         let pace = move |i: usize| async move {
             if paced {
@@ -605,10 +615,10 @@ pub async fn round() -> Duration {
         new,
         me: me_id,
     };
-    let kind = match (pass.olds.is_empty() && !pass.overflowed, pass.sweep) {
-        (false, _) => 0,
-        (true, true) => 1,
-        (true, false) => 2,
+    let kind = match (pass.moves_data(), pass.sweep) {
+        (true, _) => 0,
+        (false, true) => 1,
+        (false, false) => 2,
     };
     PASS_KIND.store(kind, Ordering::Relaxed);
     PASS_ITEMS.store(0, Ordering::Relaxed);
@@ -620,7 +630,7 @@ pub async fn round() -> Duration {
     if pass.audit {
         AUDITS.fetch_add(1, Ordering::Relaxed);
     }
-    if pass.olds.is_empty() && !pass.overflowed && !pass.sweep {
+    if pass.audit_only() {
         // An audit alone: what it could not reach or change waits for the next interval.
         return IDLE;
     }
