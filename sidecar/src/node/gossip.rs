@@ -101,7 +101,9 @@ fn settle_due(own: &Summary, others: &[Option<u64>]) -> Option<u64> {
 }
 
 /// Tells this node's module when every member installed the topology of its open transition.
-async fn settle_transition(shared: &Shared, own: &Summary, timeout: Duration) {
+/// `told`: the last epoch it told (said once in the log, though repeated each heartbeat while the
+/// transition winds down).
+async fn settle_transition(shared: &Shared, own: &Summary, told: &mut u64, timeout: Duration) {
     let reported: Vec<Option<u64>> = {
         let nodes = shared.nodes();
         shared
@@ -122,11 +124,14 @@ async fn settle_transition(shared: &Shared, own: &Summary, timeout: Duration) {
     let mut cmd = redis::cmd("RC.CLUSTER.SETTLED");
     cmd.arg(epoch);
     match shared.local.query::<i64>(&cmd, timeout).await {
-        Ok(1) => println!(
-            "node {}: every member installed topology epoch {epoch}; the previous placement is \
-             dropped after one request timeout",
-            shared.me.id
-        ),
+        Ok(1) if *told != epoch => {
+            *told = epoch;
+            println!(
+                "node {}: every member installed topology epoch {epoch}; the previous placement \
+                 is dropped after one request timeout",
+                shared.me.id
+            );
+        }
         Ok(_) => {}
         Err(e) => eprintln!(
             "node {}: could not end the transition to epoch {epoch}: {e}",
@@ -148,6 +153,7 @@ pub async fn run(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seq = 0u64;
     let mut last_epoch = 0u64;
+    let mut told = 0u64;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -183,7 +189,8 @@ pub async fn run(
                     .inc();
             }
         }
-        settle_transition(&shared, &summary, interval.min(Duration::from_secs(1))).await;
+        let timeout = interval.min(Duration::from_secs(1));
+        settle_transition(&shared, &summary, &mut told, timeout).await;
         for event in judge_all(&shared, summary) {
             println!(
                 "node {}: {} is now {} ({})",
