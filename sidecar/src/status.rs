@@ -97,7 +97,7 @@ pub fn human_bytes(b: u64, compact: bool) -> String {
 
 pub fn table(view: &Value) -> String {
     let mut out = format!(
-        "seen from {}\n{:<8} {:<22} {:<8} {:>10} {:<6} {:>8} {:>8} {:>8} {:<10} {:>5}\n",
+        "seen from {}\n{:<8} {:<22} {:<8} {:>10} {:<6} {:>8} {:>8} {:>8} {:<10} {:>5} {:>6}\n",
         view["observer"].as_str().unwrap_or("?"),
         "NODE",
         "ADDRESS",
@@ -108,7 +108,8 @@ pub fn table(view: &Value) -> String {
         "MEMORY",
         "DRIFT",
         "RAFT",
-        "TERM"
+        "TERM",
+        "EPOCH"
     );
     for n in view["nodes"].as_array().map_or(&[][..], Vec::as_slice) {
         let text = |k: &str| n[k].as_str().unwrap_or("-").to_string();
@@ -141,8 +142,15 @@ pub fn table(view: &Value) -> String {
         let term = n["raft_term"]
             .as_u64()
             .map_or("-".into(), |t| t.to_string());
+        // The topology epoch its module installed; "+" while it still uses the previous
+        // placement beside it (a member change not yet installed everywhere).
+        let epoch = match (n["topology_epoch"].as_u64(), n["transition_open"].as_bool()) {
+            (Some(e), Some(true)) => format!("{e}+"),
+            (Some(e), _) => e.to_string(),
+            (None, _) => "-".into(),
+        };
         out.push_str(&format!(
-            "{:<8} {:<22} {:<8} {:>10} {:<6} {:>8} {:>8} {:>8} {:<10} {:>5}\n",
+            "{:<8} {:<22} {:<8} {:>10} {:<6} {:>8} {:>8} {:>8} {:<10} {:>5} {:>6}\n",
             format!("{}{me}", text("id")),
             addr,
             text("state"),
@@ -152,7 +160,8 @@ pub fn table(view: &Value) -> String {
             memory,
             drift,
             role,
-            term
+            term,
+            epoch
         ));
     }
     out

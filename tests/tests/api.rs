@@ -425,7 +425,7 @@ fn status_command_prints_the_cluster() {
     assert!(lines.next().is_some_and(|l| l.contains("n1")), "{out}");
     let header = lines.next().unwrap_or_default();
     assert!(
-        header.contains("NODE") && header.contains("STATE"),
+        header.contains("NODE") && header.contains("STATE") && header.ends_with("EPOCH"),
         "no header: {out}"
     );
     for id in ["n1", "n2", "n3"] {
@@ -435,6 +435,17 @@ fn status_command_prints_the_cluster() {
             .unwrap_or_else(|| panic!("no row for {id}: {out}"));
         assert!(row.contains("alive"), "{id} not alive: {row}");
     }
+    // Last column: the topology epoch each module installed (as its heartbeats tell), with no
+    // transition open.
+    wait_for("every node on epoch 1", Duration::from_secs(10), || {
+        let (_, out, _) = rcluster(&["status", "--config", config], dir);
+        let rows: Vec<&str> = out.lines().skip(2).collect();
+        (rows.len() == 3
+            && rows
+                .iter()
+                .all(|r| r.split_whitespace().last() == Some("1")))
+        .then_some(())
+    });
 
     let (code, out, err) = rcluster(&["status", "--config", config, "--json"], dir);
     assert_eq!(code, Some(0), "status --json failed: {out}{err}");
