@@ -384,6 +384,12 @@ impl ClusterConfig {
             .saturating_mul(10)
             .min(*HINT_REPLAY_MS_RANGE.end());
         config.time.ntp_interval_ms = self.time.ntp_interval_ms.saturating_mul(10).min(86_400_000);
+        // Anti-entropy passes six times rarer (0, off, stays off).
+        config.intervals.anti_entropy_ms = self
+            .intervals
+            .anti_entropy_ms
+            .saturating_mul(6)
+            .min(*ANTI_ENTROPY_MS_RANGE.end());
         // No virtual nodes: the smallest ring (at the price of an uneven spread beyond N nodes).
         config.vnodes = 1;
         config
@@ -778,6 +784,7 @@ nodes:
         assert_eq!(low.intervals.heartbeat_ms, 10_000);
         assert_eq!(low.intervals.request_timeout_ms, 4000);
         assert_eq!(low.intervals.hint_replay_ms, 10_000);
+        assert_eq!(low.intervals.anti_entropy_ms, 3_600_000);
         assert_eq!(low.vnodes, 1);
         assert_eq!(low.time.ntp_interval_ms, 600_000);
         // Everything else is unchanged, and the original is untouched.

@@ -56,7 +56,7 @@ enum Command {
         start_timeout_s: u64,
     },
     /// Show every node as the first answering node sees it (state, heartbeat, Redis, keys,
-    /// memory, clock drift).
+    /// memory, clock drift, Raft role and term, the topology epoch its module installed).
     Status {
         /// Cluster configuration file (where to find the nodes).
         #[arg(long, default_value = "config/cluster.yaml")]
