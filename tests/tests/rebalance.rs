@@ -30,10 +30,11 @@ fn holds(cluster: &TestCluster, i: usize, key: &str) -> Option<Vec<u8>> {
     }
 }
 
-fn holds_chunk(cluster: &TestCluster, i: usize, index: u32) -> bool {
+/// Whether node `i` holds chunk `index` of `file`.
+fn holds_chunk(cluster: &TestCluster, i: usize, file: &str, index: u32) -> bool {
     let mut c = cluster.conn(i);
     let n: i64 = redis::cmd("EXISTS")
-        .arg(format!("chunk:file1:{index}"))
+        .arg(format!("chunk:{file}:{index}"))
         .query(&mut c)
         .unwrap_or(0);
     n == 1
@@ -55,7 +56,7 @@ fn placed_exactly(cluster: &TestCluster, members: &[usize]) -> bool {
     for index in 0..CHUNKS {
         let owners = cluster.preference(&format!("file1:{index}"));
         for &i in members {
-            if owners.contains(&id(i)) != holds_chunk(cluster, i, index) {
+            if owners.contains(&id(i)) != holds_chunk(cluster, i, "file1", index) {
                 return false;
             }
         }
@@ -299,14 +300,6 @@ fn after_a_restart_copies_a_node_holds_but_does_not_own_go_to_their_owners() {
     // the node process pushes the topology again.
     cluster.nodes[x].restart();
     cluster.push(x);
-    let chunk_key = format!("chunk:file2:{index}");
-    let has_chunk = |i: usize| {
-        let n: i64 = redis::cmd("EXISTS")
-            .arg(&chunk_key)
-            .query(&mut cluster.conn(i))
-            .unwrap_or(0);
-        n == 1
-    };
     let moved = |key: &str, want: &[u8]| {
         let owners = cluster.preference(key);
         (0..4)
@@ -317,7 +310,7 @@ fn after_a_restart_copies_a_node_holds_but_does_not_own_go_to_their_owners() {
         Duration::from_secs(30),
         || {
             let chunk_placed = (0..4).all(|i| {
-                has_chunk(i)
+                holds_chunk(&cluster, i, "file2", index)
                     == cluster
                         .preference(&format!("file2:{index}"))
                         .contains(&id(i))

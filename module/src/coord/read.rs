@@ -52,23 +52,26 @@ pub fn text(v: &Value) -> Option<String> {
     }
 }
 
+/// The version two reply items carry (timestamp, origin node), as an `RC.REPLICA.GET` reply, a
+/// replica's `stale` answer and `HMGET key version origin` give them.
+pub fn version_of(ts: &Value, origin: &Value) -> Option<Version> {
+    Some(Version::new(text(ts)?.parse().ok()?, text(origin)?))
+}
+
 /// Parses an `RC.REPLICA.GET` reply.
 pub fn parse_held(reply: &Value) -> Result<Option<Held>, Failure> {
     let bad = || Failure::Replied(format!("unexpected RC.REPLICA.GET reply {reply:?}"));
     match reply {
         Value::Nil => Ok(None),
         Value::Array(items) if items.len() == 4 => {
-            let ts = text(&items[1])
-                .and_then(|t| t.parse().ok())
-                .ok_or_else(bad)?;
-            let node = text(&items[2]).ok_or_else(bad)?;
+            let version = version_of(&items[1], &items[2]).ok_or_else(bad)?;
             let tombstone = matches!(items[3], Value::Int(1));
             let value = match &items[0] {
                 Value::BulkString(b) => b.clone(),
                 _ => Vec::new(),
             };
             Ok(Some(Held {
-                version: Version::new(ts, node),
+                version,
                 tombstone,
                 value,
             }))

@@ -17,7 +17,7 @@
 //! it. An audit that cannot reach a node waits for the next interval instead of repeating.
 //! Progress and totals are in `INFO rcluster` (`rebalance_*`).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,6 +29,7 @@ use redis::Value;
 
 use crate::cluster::{self, View};
 use crate::coord::peers::{self, Failure, Peer};
+use crate::coord::read::version_of;
 use crate::coord::write::{is_ack, replica_cmd};
 use crate::coord::{deadline_in, me};
 
@@ -92,8 +93,9 @@ static KEYS_DROPPED: AtomicU64 = AtomicU64::new(0);
 static IN_PROGRESS: AtomicU64 = AtomicU64::new(0);
 /// Registers and chunks the running (or last) pass examines, and how many it has examined.
 static PASS_ITEMS: AtomicU64 = AtomicU64::new(0);
+static PASS_DONE: AtomicU64 = AtomicU64::new(0);
 /// What the running (or last) pass is for: 0 redistribution, 1 sweep, 2 anti-entropy.
-static PASS_KIND: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+static PASS_KIND: AtomicU8 = AtomicU8::new(0);
 
 /// `rebalance_pass_kind`: what the running (or last) pass is for.
 pub fn pass_kind() -> &'static str {
@@ -103,7 +105,6 @@ pub fn pass_kind() -> &'static str {
         _ => "redistribution",
     }
 }
-static PASS_DONE: AtomicU64 = AtomicU64::new(0);
 
 fn pending() -> std::sync::MutexGuard<'static, Pending> {
     PENDING.lock().unwrap_or_else(|p| p.into_inner())
@@ -320,17 +321,12 @@ impl Pass {
         let mut ask = redis::cmd("HMGET");
         ask.arg(key).arg(kv_field::VERSION).arg(kv_field::ORIGIN);
         let theirs = self.send_all(targets, &ask).await;
-        let held = |v: &Option<Value>| -> Option<Version> {
-            let Some(Value::Array(f)) = v else {
-                return None;
-            };
-            let ts = bytes(f.first()?)?;
-            let origin = bytes(f.get(1)?)?;
-            let ts = std::str::from_utf8(&ts).ok()?.parse::<u64>().ok()?;
-            Some(Version::new(
-                ts,
-                String::from_utf8_lossy(&origin).into_owned(),
-            ))
+        let held = |v: &Option<Value>| match v {
+            Some(Value::Array(f)) => f
+                .first()
+                .zip(f.get(1))
+                .and_then(|(ts, origin)| version_of(ts, origin)),
+            _ => None,
         };
         targets
             .iter()

@@ -19,7 +19,7 @@ use redis::Value;
 use crate::coord::block::{Answer, Blocked};
 use crate::coord::deadline_in;
 use crate::coord::peers::{Failure, Peer};
-use crate::coord::read::{count_failure, text};
+use crate::coord::read::{count_failure, version_of};
 use crate::stats::{self, End, Op};
 
 /// What is written: a versioned register (hinted when a replica fails) or a file chunk
@@ -148,10 +148,10 @@ pub fn ack_of(reply: &Value, ours: Option<&Version>) -> Ack {
     if let (Some(ours), Value::Array(items)) = (ours, reply) {
         if matches!(items.first(), Some(Value::SimpleString(s)) if s == "stale") {
             // The version held, as `RC.REPLICA.GET` replies carry it too.
-            let held = match (items.get(1).and_then(text), items.get(2).and_then(text)) {
-                (Some(ts), Some(origin)) => ts.parse().ok().map(|ts| Version::new(ts, origin)),
-                _ => None,
-            };
+            let held = items
+                .get(1)
+                .zip(items.get(2))
+                .and_then(|(ts, origin)| version_of(ts, origin));
             if let Some(held) = held.filter(|h| h > ours) {
                 return Ack::Newer(held);
             }

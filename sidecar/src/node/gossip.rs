@@ -148,6 +148,8 @@ pub async fn run(
 ) {
     let socket = Arc::new(socket);
     let interval = Duration::from_millis(shared.config.intervals.heartbeat_ms);
+    // What one look at this node's Redis may take (reading its summary, ending a transition).
+    let timeout = interval.min(Duration::from_secs(1));
     let receiver = tokio::spawn(receive(shared.clone(), socket.clone()));
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -160,7 +162,7 @@ pub async fn run(
             _ = shutdown.changed() => break,
         }
         seq += 1;
-        let mut summary = own_summary(&shared, interval.min(Duration::from_secs(1))).await;
+        let mut summary = own_summary(&shared, timeout).await;
         // While its Redis is down (or restarting) this node still reports the epoch its module
         // last had: the module restores it from its own data, and a node that coordinates
         // nothing must not hold its peers' transitions open.
@@ -189,7 +191,6 @@ pub async fn run(
                     .inc();
             }
         }
-        let timeout = interval.min(Duration::from_secs(1));
         settle_transition(&shared, &summary, &mut told, timeout).await;
         for event in judge_all(&shared, summary) {
             println!(
