@@ -200,7 +200,10 @@ fn data_moves_to_a_new_node_and_away_from_a_leaving_one() {
             })
             .then_some(())
     });
-    assert!(info_number(&mut c1, "rebalance_passes") >= 2);
+    // n1 dropped it in a second pass (which may still be finishing when the copy is gone).
+    wait_for("n1's second pass", Duration::from_secs(30), || {
+        (info_number(&mut c1, "rebalance_passes") >= 2).then_some(())
+    });
     wait_for("every pass finished", Duration::from_secs(30), || {
         passes_finished(&cluster, &[0, 1, 2, 3]).then_some(())
     });
@@ -483,24 +486,21 @@ fn an_audit_goes_at_a_steady_pace() {
     }
     let _: () = pipe.query(&mut c1).unwrap();
     audit_every_200_ms(&cluster);
-    // Caught early in a pass: the rest of its 1,000 registers take at least 1 ms each (2,000 a
+    wait_for("an audit", Duration::from_secs(30), || {
+        (info_number(&mut c1, "anti_entropy_passes") >= 1).then_some(())
+    });
+    // No more audits; the one running ends.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("rcluster.anti-entropy-interval-ms")
+        .arg(0)
+        .query(&mut c1)
+        .unwrap();
+    wait_for("the last audit to end", Duration::from_secs(30), || {
+        (info_number(&mut c1, "rebalance_in_progress") == 0).then_some(())
+    });
+    // Its 1,000 registers: the last starts 999 half-milliseconds after the first (2,000 a
     // second), however fast the machine.
-    let (started, done) = wait_for("an audit under way", Duration::from_secs(30), || {
-        let done = info_number(&mut c1, "rebalance_pass_done");
-        (info_number(&mut c1, "rebalance_in_progress") == 1
-            && info_number(&mut c1, "rebalance_pass_items") == 1_000
-            && done < 500)
-            .then(|| (std::time::Instant::now(), done))
-    });
-    let passes = info_number(&mut c1, "anti_entropy_passes");
-    wait_for("the audit to end", Duration::from_secs(30), || {
-        (info_number(&mut c1, "anti_entropy_passes") > passes).then_some(())
-    });
-    let least = Duration::from_micros(500 * (1_000 - done as u64 - 1));
-    assert!(
-        started.elapsed() >= least,
-        "{} registers in {:?}, under {least:?}",
-        1_000 - done,
-        started.elapsed()
-    );
+    let took = info_number(&mut c1, "rebalance_last_pass_ms");
+    assert!(took >= 499, "an audit of 1,000 registers took {took} ms");
 }

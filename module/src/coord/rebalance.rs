@@ -94,6 +94,8 @@ static IN_PROGRESS: AtomicU64 = AtomicU64::new(0);
 /// Registers and chunks the running (or last) pass examines, and how many it has examined.
 static PASS_ITEMS: AtomicU64 = AtomicU64::new(0);
 static PASS_DONE: AtomicU64 = AtomicU64::new(0);
+/// How long the last finished pass took, in ms.
+static LAST_PASS_MS: AtomicU64 = AtomicU64::new(0);
 /// What the running (or last) pass is for: 0 redistribution, 1 sweep, 2 anti-entropy.
 static PASS_KIND: AtomicU8 = AtomicU8::new(0);
 
@@ -162,7 +164,7 @@ fn percent(in_progress: bool, items: u64, done: u64) -> u64 {
 }
 
 /// The `rebalance_*` and `anti_entropy_*` fields of `INFO rcluster`, in order.
-pub fn info_fields() -> [(&'static str, u64); 10] {
+pub fn info_fields() -> [(&'static str, u64); 11] {
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let (running, items, done) = (load(&IN_PROGRESS), load(&PASS_ITEMS), load(&PASS_DONE));
     [
@@ -174,6 +176,7 @@ pub fn info_fields() -> [(&'static str, u64); 10] {
         ("rebalance_pass_items", items),
         ("rebalance_pass_done", done),
         ("rebalance_percent", percent(running == 1, items, done)),
+        ("rebalance_last_pass_ms", load(&LAST_PASS_MS)),
         ("anti_entropy_passes", load(&AUDITS)),
         ("anti_entropy_repairs", load(&AUDIT_REPAIRS)),
     ]
@@ -620,7 +623,10 @@ pub async fn round() -> Duration {
     PASS_ITEMS.store(0, Ordering::Relaxed);
     PASS_DONE.store(0, Ordering::Relaxed);
     IN_PROGRESS.store(1, Ordering::Relaxed);
+    let began = std::time::Instant::now();
     let done = pass.run().await;
+    let took = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
+    LAST_PASS_MS.store(took, Ordering::Relaxed);
     PASSES.fetch_add(1, Ordering::Relaxed);
     IN_PROGRESS.store(0, Ordering::Relaxed);
     if pass.audit {
