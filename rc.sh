@@ -15,19 +15,52 @@ usage: ./rc.sh <command> [args]
 TXT
 }
 
-# Installs the Debian packages behind the commands/files we need, when any is missing.
+# True when the Debian package is installed (its dpkg status), whatever files other packages ship:
+# libclang-cpp14's libclang-cpp.so.14 looks like libclang to a file glob, but bindgen needs
+# libclang-dev's libclang.so.
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+
+# Installs the Debian packages the build, the cluster and the tests need, when any is missing:
+# decided by package status where dpkg exists, by the commands themselves elsewhere.
 ensure_deps() {
   local missing=()
-  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-  command -v redis-benchmark >/dev/null 2>&1 || missing+=(redis-tools)
-  if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ldconfig -p 2>/dev/null | grep -q 'libclang[-.0-9]*\.so'; then
-    missing+=(libclang-dev)
+  if command -v dpkg-query >/dev/null 2>&1; then
+    local p
+    # libclang-dev: bindgen (redis-module's build); redis-server, redis-tools: the nodes and the
+    # benchmarks; curl, procps (pgrep), python3-venv (schemathesis), prometheus (promtool):
+    # the tests.
+    for p in libclang-dev redis-server redis-tools gcc curl procps python3-venv prometheus; do
+      installed "$p" || missing+=("$p")
+    done
+  else
+    command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+    command -v redis-benchmark >/dev/null 2>&1 || missing+=(redis-tools)
+    command -v cc >/dev/null 2>&1 || missing+=(gcc)
+    command -v curl >/dev/null 2>&1 || missing+=(curl)
+    command -v pgrep >/dev/null 2>&1 || missing+=(procps)
+    command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+    python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
   fi
-  command -v cc >/dev/null 2>&1 || missing+=(gcc)
-  python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
-  # promtool (tests check the /metrics exposition with `promtool check metrics`).
-  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
-  [ ${#missing[@]} -eq 0 ] && return 0
+  [ ${#missing[@]} -eq 0 ] || install_packages "${missing[@]}"
+  check_redis_version
+}
+
+# The module uses Redis 7.0's module API (event loop, blocked clients with timeouts).
+check_redis_version() {
+  local v
+  v=$(redis-server --version 2>/dev/null | sed -n 's/.* v=\([0-9][0-9.]*\).*/\1/p')
+  if [ -z "$v" ]; then
+    echo "error: redis-server is not installed or does not run (redis-server --version printed nothing)" >&2
+    exit 1
+  fi
+  if [ "${v%%.*}" -lt 7 ]; then
+    echo "error: redis-server $v is too old: the rcluster module needs Redis 7.0 or later (Debian 12 ships 7.0.15)" >&2
+    exit 1
+  fi
+}
+
+install_packages() {
+  local missing=("$@")
   local sudo=()
   if [ "$(id -u)" -ne 0 ]; then
     if command -v sudo >/dev/null 2>&1; then sudo=(sudo); else
