@@ -39,6 +39,45 @@ fn self_view(cluster: &NodeCluster) -> serde_json::Value {
     cluster.nodes_seen_by(0)["nodes"][0].clone()
 }
 
+/// The module's `rcluster.clock-offset-ms`.
+fn module_offset(c: &mut redis::Connection) -> i64 {
+    let offset: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("rcluster.clock-offset-ms")
+        .query(c)
+        .unwrap();
+    offset[1].parse().unwrap()
+}
+
+/// How far ahead of this machine's clock the module's hybrid clock runs, in ms, bracketed by
+/// reading the wall clock before and after `RC.CLOCK` (so a slow reply widens the bracket instead
+/// of looking like skew): `(lowest, highest)`.
+fn module_ahead(c: &mut redis::Connection) -> (i64, i64) {
+    let before = now_ms() as i64;
+    let physical = match call(c, &[b"RC.CLOCK"]).unwrap() {
+        redis::Value::Array(items) => match items[1] {
+            redis::Value::Int(ms) => ms,
+            ref other => panic!("RC.CLOCK physical part: {other:?}"),
+        },
+        other => panic!("RC.CLOCK: {other:?}"),
+    };
+    let after = now_ms() as i64;
+    (physical - after, physical - before)
+}
+
+fn metric_drift_ms(cluster: &NodeCluster) -> Option<f64> {
+    let metrics = cluster.http(0, "GET", "/metrics", None).body;
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("rcluster_time_drift_seconds{"))?
+        .to_string();
+    let value: f64 = line.rsplit(' ').next()?.parse().ok()?;
+    Some(value * 1000.0)
+}
+
+// Each SNTP sample's offset is off by at most half its round trip, and the node keeps the sample
+// with the shortest round trip; on a loaded machine one sample may be late, so the test awaits
+// the values converging to within 5 ms of the skew instead of trusting the first sample.
 #[test]
 fn a_skewed_ntp_server_shows_as_drift_and_corrects_the_clock() {
     let port = skewed_server(SKEW_MS);
@@ -47,46 +86,38 @@ fn a_skewed_ntp_server_shows_as_drift_and_corrects_the_clock() {
         1,
         &format!("time: {{ntp_servers: [\"127.0.0.1:{port}\"], ntp_interval_ms: 1000}}"),
     );
-    let drift = wait_for("the drift to be measured", Duration::from_secs(10), || {
-        self_view(&cluster)["drift_ms"].as_i64()
-    });
-    assert!(
-        (drift - SKEW_MS).abs() <= 5,
-        "drift {drift} ms, skew {SKEW_MS} ms"
+    wait_for(
+        "the drift to be within 5 ms of the skew",
+        Duration::from_secs(60),
+        || {
+            let drift = self_view(&cluster)["drift_ms"].as_i64()?;
+            ((drift - SKEW_MS).abs() <= 5).then_some(())
+        },
     );
     assert_eq!(self_view(&cluster)["time_source"], "ntp");
     // The correction reached the module's clock.
     let mut c = cluster.redis(0);
-    let offset: Vec<String> = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg("rcluster.clock-offset-ms")
-        .query(&mut c)
-        .unwrap();
-    let offset: i64 = offset[1].parse().unwrap();
-    assert!((offset - SKEW_MS).abs() <= 5, "module offset {offset}");
-    let physical = match call(&mut c, &[b"RC.CLOCK"]).unwrap() {
-        redis::Value::Array(items) => match items[1] {
-            redis::Value::Int(ms) => ms,
-            ref other => panic!("RC.CLOCK physical part: {other:?}"),
-        },
-        other => panic!("RC.CLOCK: {other:?}"),
-    };
-    let ahead = physical - now_ms() as i64;
-    assert!(
-        (ahead - SKEW_MS).abs() <= 50,
-        "module clock {ahead} ms ahead"
+    wait_for(
+        "the module's clock offset to be within 5 ms of the skew",
+        Duration::from_secs(60),
+        || ((module_offset(&mut c) - SKEW_MS).abs() <= 5).then_some(()),
     );
-    let metrics = cluster.http(0, "GET", "/metrics", None).body;
-    let line = metrics
-        .lines()
-        .find(|l| l.starts_with("rcluster_time_drift_seconds{"))
-        .unwrap_or_default();
-    let value: f64 = line
-        .rsplit(' ')
-        .next()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    assert!((value * 1000.0 - SKEW_MS as f64).abs() <= 5.0, "{line}");
+    wait_for(
+        "the module's clock to run the skew ahead",
+        Duration::from_secs(60),
+        || {
+            let (low, high) = module_ahead(&mut c);
+            (low <= SKEW_MS + 5 && high >= SKEW_MS - 5 && high - low <= 50).then_some(())
+        },
+    );
+    wait_for(
+        "rcluster_time_drift_seconds to show the skew",
+        Duration::from_secs(60),
+        || {
+            let ms = metric_drift_ms(&cluster)?;
+            ((ms - SKEW_MS as f64).abs() <= 5.0).then_some(())
+        },
+    );
 }
 
 #[test]
