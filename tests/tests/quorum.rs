@@ -221,8 +221,10 @@ fn two_nodes_down_is_noquorum_within_the_timeout() {
     );
     let (code, msg) = error_of(get(&mut c1, "k", &["TIMEOUT", "500"]));
     assert_eq!(code, "NOQUORUM", "{msg}");
+    // Refused connections answer at once, not at the deadline; how fast is a benchmark's
+    // business, so the bound only rules out waiting (a hang would reach Redis's block timeout).
     assert!(
-        started.elapsed() < Duration::from_millis(1500),
+        started.elapsed() < Duration::from_secs(10),
         "took {:?}",
         started.elapsed()
     );
@@ -241,19 +243,20 @@ fn frozen_peers_are_bounded_by_the_timeout() {
     let cluster = TestCluster::start(3, |_| {});
     let mut c1 = cluster.conn(0);
     set(&mut c1, "f", "v", &["W", "3"]).unwrap();
-    // One frozen peer: W=2 and R=2 still answer at once from the other two.
+    // One frozen peer: W=2 and R=2 still answer from the other two, long before a 30 s
+    // deadline (waiting for the frozen peer would take the whole of it).
     cluster.signal(1, libc::SIGSTOP);
     let started = Instant::now();
     assert_eq!(
-        set(&mut c1, "f", "one-frozen", &["TIMEOUT", "800"]).unwrap(),
+        set(&mut c1, "f", "one-frozen", &["TIMEOUT", "30000"]).unwrap(),
         Value::Okay
     );
     assert_eq!(
-        get(&mut c1, "f", &["TIMEOUT", "800"]).unwrap(),
+        get(&mut c1, "f", &["TIMEOUT", "30000"]).unwrap(),
         bulk("one-frozen")
     );
     assert!(
-        started.elapsed() < Duration::from_millis(700),
+        started.elapsed() < Duration::from_secs(20),
         "waited for the frozen peer: {:?}",
         started.elapsed()
     );
@@ -267,14 +270,15 @@ fn frozen_peers_are_bounded_by_the_timeout() {
         msg.contains("n2: timeout") && msg.contains("n3: timeout"),
         "{msg}"
     );
+    // Not before the deadline; the upper bound only rules out a hang.
     assert!(
-        took >= Duration::from_millis(290) && took < Duration::from_millis(1300),
+        took >= Duration::from_millis(290) && took < Duration::from_secs(10),
         "took {took:?}"
     );
     let started = Instant::now();
     let (code, _) = error_of(get(&mut c1, "f", &["TIMEOUT", "300"]));
     assert_eq!(code, "NOQUORUM");
-    assert!(started.elapsed() < Duration::from_millis(1300));
+    assert!(started.elapsed() < Duration::from_secs(10));
     // Redis itself never stopped answering other clients meanwhile.
     let pong: String = redis::cmd("PING").query(&mut c1).unwrap();
     assert_eq!(pong, "PONG");
@@ -301,10 +305,17 @@ fn requests_take_the_main_thread_path_and_hand_over_to_the_runtime_when_a_peer_f
     for i in 0..200 {
         let w = if i % 2 == 0 { "3" } else { "2" };
         let key = format!("fast{i}");
-        assert_eq!(set(&mut c1, &key, "v", &["W", w]).unwrap(), Value::Okay);
+        assert_eq!(
+            set(&mut c1, &key, "v", &["W", w, "TIMEOUT", "30000"]).unwrap(),
+            Value::Okay
+        );
     }
     assert_eq!(
-        call(&mut c1, &[b"RC.DEL", b"fast0", b"W", b"3"]).unwrap(),
+        call(
+            &mut c1,
+            &[b"RC.DEL", b"fast0", b"W", b"3", b"TIMEOUT", b"30000"]
+        )
+        .unwrap(),
         Value::Okay
     );
     assert_eq!(info_number(&mut c1, "fast_writes") - before, 201);
@@ -326,31 +337,36 @@ fn requests_take_the_main_thread_path_and_hand_over_to_the_runtime_when_a_peer_f
     let reads = info_number(&mut c1, "fast_reads");
     for i in 1..101 {
         let key = format!("fast{i}");
-        assert_eq!(get(&mut c1, &key, &["R", "3"]).unwrap(), bulk("v"));
+        assert_eq!(
+            get(&mut c1, &key, &["R", "3", "TIMEOUT", "30000"]).unwrap(),
+            bulk("v")
+        );
     }
-    assert_eq!(get(&mut c1, "fast0", &["R", "3"]).unwrap(), Value::Nil);
+    assert_eq!(
+        get(&mut c1, "fast0", &["R", "3", "TIMEOUT", "30000"]).unwrap(),
+        Value::Nil
+    );
     assert_eq!(info_number(&mut c1, "fast_reads") - reads, 101);
     let mut c3 = cluster.conn(2);
     let _: i64 = redis::cmd("DEL").arg("kv:fast1").query(&mut c3).unwrap();
     assert_eq!(replica(&mut c3, "fast1"), None);
-    assert_eq!(get(&mut c1, "fast1", &["R", "2"]).unwrap(), bulk("v"));
+    assert_eq!(
+        get(&mut c1, "fast1", &["R", "2", "TIMEOUT", "30000"]).unwrap(),
+        bulk("v")
+    );
     wait_for("the missing copy repaired", Duration::from_secs(5), || {
         replica(&mut c3, "fast1").and_then(|(v, _)| v).map(|_| ())
     });
     assert_eq!(info_number(&mut c1, "fast_reads_handed_over"), 0);
-    // n2 freezes: W=2 is answered by n3 at once; the write still pending on n2 is handed to the
-    // runtime at its deadline, which keeps a hint, and n1 stops using the stalled connection.
+    // n2 freezes: W=2 is answered by n3 before the deadline (no hand-over yet when the reply
+    // comes); the write still pending on n2 is handed to the runtime at its deadline, which
+    // keeps a hint, and n1 stops using the stalled connection.
     cluster.signal(1, libc::SIGSTOP);
-    let started = Instant::now();
     assert_eq!(
-        set(&mut c1, "frozen", "kept", &["TIMEOUT", "300"]).unwrap(),
+        set(&mut c1, "frozen", "kept", &["TIMEOUT", "3000"]).unwrap(),
         Value::Okay
     );
-    assert!(
-        started.elapsed() < Duration::from_millis(250),
-        "{:?}",
-        started.elapsed()
-    );
+    assert_eq!(info_number(&mut c1, "fast_writes_handed_over"), 0);
     let (code, msg) = error_of(set(&mut c1, "frozen", "all", &["W", "3", "TIMEOUT", "300"]));
     assert_eq!(code, "NOQUORUM", "{msg}");
     assert!(msg.contains("n2: timeout"), "{msg}");
@@ -360,13 +376,15 @@ fn requests_take_the_main_thread_path_and_hand_over_to_the_runtime_when_a_peer_f
         || (info_number(&mut c1, "fast_connections") == 1).then_some(()),
     );
     assert!(info_number(&mut c1, "fast_writes_handed_over") >= 1);
-    assert!(info_number(&mut c1, "hints_stored") >= 1);
+    wait_for("a hint kept for n2", Duration::from_secs(10), || {
+        (info_number(&mut c1, "hints_stored") >= 1).then_some(())
+    });
     // A read with R=3 while n2 is frozen: NOQUORUM naming the timeout, not a hang.
     let started = Instant::now();
     let (code, msg) = error_of(get(&mut c1, "frozen", &["R", "3", "TIMEOUT", "300"]));
     assert_eq!(code, "NOQUORUM", "{msg}");
     assert!(
-        started.elapsed() < Duration::from_millis(1300),
+        started.elapsed() < Duration::from_secs(10),
         "{:?}",
         started.elapsed()
     );
@@ -494,7 +512,7 @@ fn concurrent_writers_on_every_node_converge() {
     let mut conns: Vec<_> = (0..3).map(|i| cluster.conn(i)).collect();
     for k in 0..KEYS {
         let key = format!("hot{k}");
-        wait_for(
+        let converged = wait_for(
             &format!("{key} identical on every replica"),
             Duration::from_secs(10),
             || {
@@ -506,8 +524,17 @@ fn concurrent_writers_on_every_node_converge() {
                 let first = held[0].clone()?;
                 held.iter()
                     .all(|h| h.as_ref() == Some(&first))
-                    .then_some(())
+                    .then_some(first)
             },
+        );
+        // The newest write won: each writer's last write has a newer version than all its
+        // earlier ones (one coordinator's clock only moves forward), so the newest write of all
+        // is some writer's last round.
+        let (value, _) = converged;
+        let value = String::from_utf8(value.unwrap_or_default()).unwrap();
+        assert!(
+            value.ends_with(&format!("-r{}", ROUNDS - 1)),
+            "{key} converged to {value}, not a last-round write"
         );
         // And every node's quorum read returns that one value.
         let values: Vec<Value> = conns
