@@ -1,7 +1,8 @@
 //! Measures how evenly the consistent-hash ring spreads primary ownership across nodes for a range
-//! of vnodes values, and how many keys move when a 4th node joins 3; asserts what the docs say of the default (share within 15% of the mean for 3 to 5 nodes, a
-//! fourth node takes about a quarter, every moved key goes to the new node); run with `--nocapture` to see
-//! the table behind `DEFAULT_VNODES`.
+//! of vnodes values, and how many keys move when a 4th node joins 3, and asserts what the docs say
+//! of the default: every share within 15% of the mean for 3 to 5 nodes, a fourth node takes about
+//! a quarter, every moved key goes to the new node. `--nocapture` shows the table behind
+//! `DEFAULT_VNODES`.
 
 use rcluster_domain::ring::{Ring, DEFAULT_VNODES};
 
