@@ -12,7 +12,7 @@ use rcluster_tests::nodes::{
     download, http, http_raw as request, upload, Http, NodeCluster, ADMIN_KEY, READ_KEY,
 };
 use rcluster_tests::pseudo_random as data;
-use rcluster_tests::wait_for;
+use rcluster_tests::{info_number, wait_for};
 use serde_json::Value;
 
 const CHUNK: usize = 1 << 20;
@@ -171,15 +171,25 @@ fn transfers_after_a_restart_of_the_nodes_redis_replace_its_dead_connections() {
     assert_eq!(again["sha256"].as_str(), Some(sha256_hex(&body).as_str()));
 }
 
+/// The number of chunk reads a node's process has made (`rcluster_chunk_operations_total`).
+fn chunk_reads(port: u16) -> Option<f64> {
+    let metrics = http(port, "GET", "/metrics", None).body;
+    let read = metrics
+        .lines()
+        .find(|l| l.starts_with("rcluster_chunk_operations_total{op=\"read\""))?;
+    read.rsplit(' ').next()?.parse::<f64>().ok()
+}
+
 #[test]
 fn a_node_killed_during_an_upload_and_a_download_does_not_stop_them() {
-    // Keep a killed Redis down for the whole transfer.
+    // A killed Redis stays down until started through the API.
     let cluster = NodeCluster::start(
         "files-kill",
         3,
-        "redis_maxmemory_mb: 1024\nsupervision: {restart_delay_ms: 60000}",
+        "redis_maxmemory_mb: 1024\nsupervision: {restart_on_crash: false}",
     );
     let body = data(100_000_000, 11);
+    let chunk_count = body.len().div_ceil(CHUNK) as i64;
     let victim = cluster.redis_pid(2);
     let port = cluster.http_ports[0];
     let uploader = {
@@ -196,20 +206,15 @@ fn a_node_killed_during_an_upload_and_a_download_does_not_stop_them() {
         })
     };
     // Kill n3's Redis once the upload is under way (chunks are arriving).
+    let mut c1 = cluster.redis(0);
     wait_for(
         "the upload to start storing chunks",
         Duration::from_secs(30),
-        || {
-            let mut c = cluster.redis(0);
-            let n: i64 = redis::cmd("INFO")
-                .arg("rcluster")
-                .query::<String>(&mut c)
-                .ok()?
-                .lines()
-                .find_map(|l| l.strip_prefix("rcluster_chunks:"))
-                .and_then(|v| v.trim().parse().ok())?;
-            (n >= 5).then_some(())
-        },
+        || (info_number(&mut c1, "chunks") >= 5).then_some(()),
+    );
+    assert!(
+        !uploader.is_finished(),
+        "the upload ended before n3's Redis was killed"
     );
     // SAFETY: kill(2) on a redis-server of this test's cluster.
     unsafe { libc::kill(victim as i32, libc::SIGKILL) };
@@ -219,9 +224,21 @@ fn a_node_killed_during_an_upload_and_a_download_does_not_stop_them() {
     assert_eq!(meta["sha256"], sha256_hex(&body));
     let id = meta["id"].as_str().unwrap().to_string();
 
-    // A download through n2 while n1's Redis is killed half way: still whole and identical.
+    // n3 comes back holding only the chunks written before it died: the upload went on
+    // without it.
+    let r = cluster.http(2, "POST", "/api/nodes/n3/start", Some(ADMIN_KEY));
+    assert_eq!(r.status, 200, "{r:?}");
+    let held = info_number(&mut cluster.redis(2), "chunks");
+    eprintln!("n3 holds {held} of {chunk_count} chunks");
+    assert!(
+        held > 0 && held < chunk_count,
+        "n3 holds {held} of {chunk_count} chunks"
+    );
+
+    // A download through n3, which must fetch most chunks from a replica, while n1's Redis is
+    // killed half way: the rest comes from n2, whole and identical.
     let victim = cluster.redis_pid(0);
-    let port = cluster.http_ports[1];
+    let port = cluster.http_ports[2];
     let downloader = {
         let id = id.clone();
         std::thread::spawn(move || {
@@ -238,13 +255,11 @@ fn a_node_killed_during_an_upload_and_a_download_does_not_stop_them() {
     wait_for(
         "the download to read chunks",
         Duration::from_secs(30),
-        || {
-            let metrics = http(cluster.http_ports[1], "GET", "/metrics", None).body;
-            let read = metrics
-                .lines()
-                .find(|l| l.starts_with("rcluster_chunk_operations_total{op=\"read\""))?;
-            (read.rsplit(' ').next()?.parse::<f64>().ok()? >= 5.0).then_some(())
-        },
+        || (chunk_reads(port)? >= held as f64 + 2.0).then_some(()),
+    );
+    assert!(
+        !downloader.is_finished(),
+        "the download ended before n1's Redis was killed"
     );
     // SAFETY: as above.
     unsafe { libc::kill(victim as i32, libc::SIGKILL) };
