@@ -157,10 +157,6 @@ fn info(ctx: &InfoContext, _for_crash_report: bool) {
         cumulative.last().copied().unwrap_or(0)
     ));
     ctx.add_info_field_str("quorum_latency_ms", &buckets.join(","));
-    ctx.add_info_field_str(
-        "topology_epoch",
-        &cluster::current().map_or_else(|| "none".to_string(), |v| v.topology.epoch.to_string()),
-    );
     for cmd in Cmd::ALL {
         let name = format!("cmd_{}", cmd.name().to_ascii_lowercase().replace('.', "_"));
         let value = format!("calls={},errors={}", stats::calls(cmd), stats::errors(cmd));

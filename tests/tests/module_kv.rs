@@ -386,3 +386,16 @@ fn a_full_node_refuses_writes_with_oom_and_keeps_its_data() {
         );
     }
 }
+
+#[test]
+fn info_names_every_field_once() {
+    let r = Redis::start(&[]);
+    let mut c = r.conn();
+    let text: String = redis::cmd("INFO").arg("rcluster").query(&mut c).unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for line in text.lines().filter(|l| l.starts_with("rcluster_")) {
+        let name = line.split(':').next().unwrap_or_default();
+        assert!(seen.insert(name.to_string()), "{name} appears twice:\n{text}");
+    }
+    assert!(seen.contains("rcluster_topology_epoch"), "{text}");
+}
