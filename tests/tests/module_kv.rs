@@ -395,7 +395,10 @@ fn info_names_every_field_once() {
     let mut seen = std::collections::HashSet::new();
     for line in text.lines().filter(|l| l.starts_with("rcluster_")) {
         let name = line.split(':').next().unwrap_or_default();
-        assert!(seen.insert(name.to_string()), "{name} appears twice:\n{text}");
+        assert!(
+            seen.insert(name.to_string()),
+            "{name} appears twice:\n{text}"
+        );
     }
     assert!(seen.contains("rcluster_topology_epoch"), "{text}");
 }
