@@ -91,6 +91,29 @@ impl Default for Quorum {
     }
 }
 
+impl Quorum {
+    /// Checks `1 <= w, r <= n <= nodes` (the cluster config's, and a quorum change's, rule);
+    /// returns the first problem found.
+    pub fn check(self, nodes: usize) -> Result<(), ConfigError> {
+        let Quorum { n, w, r } = self;
+        if n == 0 {
+            return Err(ConfigError::QuorumZero { field: "n" });
+        }
+        if usize::from(n) > nodes {
+            return Err(ConfigError::NotEnoughNodes { n, nodes });
+        }
+        for (field, value) in [("w", w), ("r", r)] {
+            if value == 0 {
+                return Err(ConfigError::QuorumZero { field });
+            }
+            if value > n {
+                return Err(ConfigError::QuorumAboveN { field, value, n });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Timer settings, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -235,7 +258,7 @@ fn is_valid_node_id(id: &str) -> bool {
     crate::validate::node_id(id.as_bytes()).is_ok()
 }
 
-fn check_range(
+pub(crate) fn check_range(
     field: &'static str,
     value: u64,
     range: RangeInclusive<u64>,
@@ -266,7 +289,7 @@ impl ClusterConfig {
     /// Checks every rule; returns the first problem found.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_nodes()?;
-        self.validate_quorum()?;
+        self.quorum.check(self.nodes.len())?;
         check_range("chunk_size_bytes", self.chunk_size_bytes, CHUNK_SIZE_RANGE)?;
         check_range(
             "intervals.heartbeat_ms",
@@ -326,28 +349,6 @@ impl ClusterConfig {
 
     fn validate_nodes(&self) -> Result<(), ConfigError> {
         check_nodes(&self.nodes)
-    }
-
-    fn validate_quorum(&self) -> Result<(), ConfigError> {
-        let Quorum { n, w, r } = self.quorum;
-        if n == 0 {
-            return Err(ConfigError::QuorumZero { field: "n" });
-        }
-        if usize::from(n) > self.nodes.len() {
-            return Err(ConfigError::NotEnoughNodes {
-                n,
-                nodes: self.nodes.len(),
-            });
-        }
-        for (field, value) in [("w", w), ("r", r)] {
-            if value == 0 {
-                return Err(ConfigError::QuorumZero { field });
-            }
-            if value > n {
-                return Err(ConfigError::QuorumAboveN { field, value, n });
-            }
-        }
-        Ok(())
     }
 
     /// How many times slower than the default (10 ms ticks, 150-300 ms elections) Raft runs:

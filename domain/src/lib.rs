@@ -1,6 +1,7 @@
 //! Pure logic shared by the Redis module and the node process: clocks, versions, key layout,
-//! argument validation, checksums and cluster configuration. Nothing here does I/O or reads the
-//! OS clock, so both sides use one copy and every test is deterministic.
+//! argument validation, checksums, cluster configuration and the metadata state machine that
+//! Raft replicates. Nothing here does I/O or reads the OS clock, so both sides use one copy
+//! and every test is deterministic.
 
 pub mod checksum;
 pub mod codes;
@@ -8,6 +9,7 @@ pub mod config;
 pub mod hint;
 pub mod hlc;
 pub mod keys;
+pub mod meta;
 pub mod node_config;
 pub mod phi;
 pub mod quorum;

@@ -7,7 +7,7 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use rcluster_raft::sim::{self, SimOptions};
+use rcluster_raft_sim::{self as sim, SimOptions};
 
 struct Args {
     seed: u64,

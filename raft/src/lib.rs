@@ -1,7 +1,8 @@
 //! Raft consensus for cluster metadata, in the style of etcd raft / raft-rs: a pure state
 //! machine (no I/O, no OS time, no global randomness) driven by `tick`, `step` and `propose`,
-//! whose work comes out of `ready()`, plus a deterministic simulator that checks Raft's safety
-//! properties under message loss, delay, reordering, duplication, partitions and crashes.
+//! whose work comes out of `ready()`. The deterministic simulator that checks Raft's safety
+//! properties under message loss, delay, reordering, duplication, partitions and crashes is the
+//! test-only crate `rcluster-raft-sim` (raft-sim/), so it does not ship in this library.
 //!
 //! Decisions:
 //! - Node ids are strings ("n1"). Time is ticks (the cluster's tick is 10 ms): election timeout
@@ -41,7 +42,6 @@ pub mod config;
 mod log;
 pub mod node;
 pub mod rng;
-pub mod sim;
 pub mod storage;
 pub mod types;
 

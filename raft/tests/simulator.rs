@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use rcluster_raft::sim::{self, SimOptions};
+use rcluster_raft_sim::{self as sim, SimOptions};
 
 /// Seeds run by `many_seeds_keep_raft_safe_and_live`.
 const SEEDS: u64 = 1000;

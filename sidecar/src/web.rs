@@ -14,6 +14,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use rcluster_domain::meta::Change;
 use rcluster_domain::node_config::Role;
 use serde_json::{json, Value};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -385,25 +386,18 @@ async fn set_quorum(
     Json(body): Json<QuorumBody>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_admin()?;
-    let voters = s.members().len();
     let QuorumBody { n, w, r } = body;
-    if n == 0 || usize::from(n) > voters || w == 0 || w > n || r == 0 || r > n {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "BAD_QUORUM",
-            format!("need 1 <= w, r <= n <= {voters} (the node count), got n={n} w={w} r={r}"),
-        ));
-    }
+    let change = Change::Quorum { n, w, r };
+    change
+        .check(s.members().len())
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "BAD_QUORUM", e.to_string()))?;
     let json = serde_json::to_vec(&json!({"n": n, "w": w, "r": r})).unwrap_or_default();
     let raft = match leader_raft(&s, &caller, "/api/cluster/quorum", &json).await? {
         Ok(raft) => raft,
         Err(answer) => return Ok(answer),
     };
     let index = raft
-        .propose(
-            crate::node::raft::Change::Quorum { n, w, r },
-            Duration::from_secs(5),
-        )
+        .propose(change, Duration::from_secs(5))
         .await
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "NOT_COMMITTED", e))?;
     Ok(Json(
@@ -440,25 +434,21 @@ async fn set_settings(
     caller: Caller,
     Json(body): Json<SettingsBody>,
 ) -> Result<Json<Value>, ApiError> {
-    use rcluster_domain::config::{CHUNK_SIZE_RANGE, VNODES_RANGE};
     caller.require_admin()?;
     let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "BAD_SETTINGS", m);
     if body.vnodes.is_none() && body.chunk_size_bytes.is_none() {
         return Err(bad("give vnodes and/or chunk_size_bytes".into()));
     }
-    if let Some(v) = body
-        .vnodes
-        .filter(|v| !VNODES_RANGE.contains(&u64::from(*v)))
-    {
-        return Err(bad(format!("vnodes {v} is out of range {VNODES_RANGE:?}")));
+    let mut changes = Vec::new();
+    if let Some(vnodes) = body.vnodes {
+        changes.push(Change::Vnodes { vnodes });
     }
-    if let Some(c) = body
-        .chunk_size_bytes
-        .filter(|c| !CHUNK_SIZE_RANGE.contains(c))
-    {
-        return Err(bad(format!(
-            "chunk_size_bytes {c} is out of range {CHUNK_SIZE_RANGE:?}"
-        )));
+    if let Some(bytes) = body.chunk_size_bytes {
+        changes.push(Change::ChunkSize { bytes });
+    }
+    let nodes = s.members().len();
+    for change in &changes {
+        change.check(nodes).map_err(|e| bad(e.to_string()))?;
     }
     let json = json!({"vnodes": body.vnodes, "chunk_size_bytes": body.chunk_size_bytes});
     let bytes = serde_json::to_vec(&json).unwrap_or_default();
@@ -466,13 +456,6 @@ async fn set_settings(
         Ok(raft) => raft,
         Err(answer) => return Ok(answer),
     };
-    let mut changes = Vec::new();
-    if let Some(vnodes) = body.vnodes {
-        changes.push(crate::node::raft::Change::Vnodes { vnodes });
-    }
-    if let Some(bytes) = body.chunk_size_bytes {
-        changes.push(crate::node::raft::Change::ChunkSize { bytes });
-    }
     let mut index = 0;
     for change in changes {
         index = raft

@@ -11,13 +11,14 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, post};
 use axum::{Json, Router};
-use rcluster_domain::config::{check_nodes, NodeConfig};
+use rcluster_domain::config::NodeConfig;
+use rcluster_domain::meta::{add_member, remove_member, Change, MemberError};
 use rcluster_raft::MembershipChange;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::client;
-use crate::node::raft::{Change, RaftHandle};
+use crate::node::raft::RaftHandle;
 use crate::node::view::Shared;
 use crate::web::{forward, ApiError, Caller};
 
@@ -84,6 +85,17 @@ pub async fn on_leader(
     forward(&leader, method, path, &caller.key, body, COMMIT_TIMEOUT * 3)
         .await
         .map(Some)
+}
+
+/// The answer to a membership request that the member-list rules refuse.
+fn refused(e: MemberError) -> ApiError {
+    let (status, code) = match &e {
+        MemberError::BadHost(_) | MemberError::Invalid(_) => (StatusCode::BAD_REQUEST, "BAD_NODE"),
+        MemberError::AlreadyMember(_) => (StatusCode::CONFLICT, "ALREADY_MEMBER"),
+        MemberError::NotAMember { .. } => (StatusCode::NOT_FOUND, "NOT_A_MEMBER"),
+        MemberError::TooFewNodes { .. } => (StatusCode::CONFLICT, "TOO_FEW_NODES"),
+    };
+    ApiError::new(status, code, e.to_string())
 }
 
 fn not_committed(what: &str, e: String) -> ApiError {
@@ -159,42 +171,7 @@ async fn add_node(
         http_port: body.http_port,
         peer_port: body.peer_port,
     };
-    let host_ok = !node.host.is_empty()
-        && node.host.len() <= 253
-        && node
-            .host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".:-".contains(&b));
-    if !host_ok {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "BAD_NODE",
-            format!(
-                "host '{}' is not an IP address or host name",
-                rcluster_domain::validate::show(node.host.as_bytes())
-            ),
-        ));
-    }
-    let mut members = s.members();
-    let known = members.iter().find(|m| m.id == node.id).cloned();
-    match &known {
-        Some(m) if *m != node => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "ALREADY_MEMBER",
-                format!(
-                    "'{}' is already a member at {}:{} (redis {}); remove it first",
-                    m.id, m.host, m.http_port, m.redis_port
-                ),
-            ))
-        }
-        Some(_) => {}
-        None => {
-            members.push(node.clone());
-            check_nodes(&members)
-                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "BAD_NODE", e.to_string()))?;
-        }
-    }
+    let joined = add_member(&s.members(), &node).map_err(refused)?;
     let json = json!({
         "id": node.id, "host": node.host, "redis_port": node.redis_port,
         "http_port": node.http_port, "peer_port": node.peer_port,
@@ -205,7 +182,7 @@ async fn add_node(
     }
     let raft = raft(&s)?;
     let mut index = None;
-    if known.is_none() {
+    if let Some(members) = joined {
         check_running(&s, &node).await?;
         let i = raft
             .propose(Change::Members(members), COMMIT_TIMEOUT)
@@ -264,47 +241,18 @@ async fn remove_node(
     caller.require_admin()?;
     let _one_at_a_time = CHANGING.lock().await;
     let members = s.members();
-    let is_member = members.iter().any(|m| m.id == id);
     let raft = raft(&s)?;
     let is_voter = raft.status().voters.contains(&id);
-    if !is_member && !is_voter {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "NOT_A_MEMBER",
-            format!(
-                "'{}' is not a member (members: {})",
-                rcluster_domain::validate::show(id.as_bytes()),
-                members
-                    .iter()
-                    .map(|m| m.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ));
-    }
-    let n = raft.meta().quorum.n;
-    let left = members.len() - usize::from(is_member);
-    if is_member && left < usize::from(n) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "TOO_FEW_NODES",
-            format!(
-                "removing {id} would leave {left} nodes, fewer than the n={n} copies of every \
-                 key; add a node or lower n first (PUT /api/cluster/quorum)"
-            ),
-        ));
-    }
+    let remaining =
+        remove_member(&members, &id, is_voter, raft.meta().quorum.n).map_err(refused)?;
     let path = format!("/api/nodes/{id}");
     if let Some(answer) = on_leader(&s, &caller, "DELETE", &path, None).await? {
         return Ok(answer);
     }
     let mut index = None;
-    if is_member {
+    if let Some(remaining) = remaining {
         let i = raft
-            .propose(
-                Change::Members(members.iter().filter(|m| m.id != id).cloned().collect()),
-                COMMIT_TIMEOUT,
-            )
+            .propose(Change::Members(remaining), COMMIT_TIMEOUT)
             .await
             .map_err(|e| not_committed(&format!("removing member {id}"), e))?;
         index = Some(i);

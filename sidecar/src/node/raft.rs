@@ -2,11 +2,12 @@
 //! carries its messages over TCP on the peer port (length-prefixed JSON), persists its state in
 //! the local Redis before any message goes out (`node:<id>:raft` with the whole state, plus
 //! `cluster:term`, `cluster:vote`, `cluster:commit_index` and the list `node:<id>:log` for
-//! people), applies committed metadata changes, and answers proposals from the API.
+//! people), feeds committed entries to the metadata state machine, and answers proposals from
+//! the API. It only does I/O: what the entries mean is `rcluster_domain::meta`.
 //!
-//! Replicated metadata: the members and their addresses (`Members`, the whole list, so a
-//! node that joins learns the founding members too), the cluster's N/W/R defaults (`Quorum`),
-//! the ring's virtual nodes per node (`Vnodes`) and the chunk size of new uploads
+//! Replicated metadata (`Meta`): the members and their addresses (`Members`, the whole list,
+//! so a node that joins learns the founding members too), the cluster's N/W/R defaults
+//! (`Quorum`), the ring's virtual nodes per node (`Vnodes`) and the chunk size of new uploads
 //! (`ChunkSize`). Each applied change is pushed into this node's module
 //! as a new topology epoch (the module then redistributes data) and into the node process's own
 //! member list (heartbeats, API, file listing). Raft's voters follow the member list: a node is
@@ -18,8 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rcluster_domain::config::{NodeConfig, Quorum};
-use rcluster_domain::topology::Topology;
+use rcluster_domain::meta::{Change, Meta};
 use rcluster_raft::{Command, Config, MembershipChange, Message, Persisted, RaftNode, Role};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,30 +34,6 @@ pub const TICK: Duration = Duration::from_millis(10);
 const MAX_FRAME: u32 = 16 << 20;
 /// Entries kept in the log before a snapshot replaces them.
 const SNAPSHOT_EVERY: u64 = 200;
-
-/// A metadata change, replicated through the log.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub enum Change {
-    Quorum { n: u8, w: u8, r: u8 },
-    Members(Vec<NodeConfig>),
-    Vnodes { vnodes: u32 },
-    ChunkSize { bytes: u64 },
-}
-
-/// The replicated metadata (the state machine).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Meta {
-    pub quorum: Quorum,
-    /// The members in the order they joined (empty on a joining node until it catches up).
-    #[serde(default)]
-    pub members: Vec<NodeConfig>,
-    /// Virtual nodes per node on the ring.
-    pub vnodes: u32,
-    /// Chunk size of new uploads (a file keeps the size it was cut with).
-    pub chunk_size_bytes: u64,
-    /// Index of the last applied entry: the topology epoch pushed into the module.
-    pub applied: u64,
-}
 
 /// What the API shows about Raft on this node.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -294,25 +270,11 @@ async fn receive(listener: TcpListener, inbox: mpsc::Sender<Envelope>) {
     }
 }
 
-fn apply(meta: &mut Meta, data: &[u8]) {
-    match serde_json::from_slice::<Change>(data) {
-        Ok(Change::Quorum { n, w, r }) => meta.quorum = Quorum { n, w, r },
-        // Validated by the leader before proposing.
-        Ok(Change::Members(members)) => meta.members = members,
-        Ok(Change::Vnodes { vnodes }) => meta.vnodes = vnodes,
-        Ok(Change::ChunkSize { bytes }) => meta.chunk_size_bytes = bytes,
-        Err(e) => eprintln!("raft: skipping an entry that is not a metadata change: {e}"),
-    }
-}
-
 /// Pushes the applied metadata into the module as a new topology epoch.
 async fn push_topology(shared: &Shared, meta: &Meta) {
-    if meta.members.is_empty() {
+    let Some(topology) = meta.topology(&shared.config) else {
         return;
-    }
-    let mut topology = Topology::new(&shared.config, &meta.members, 1 + meta.applied);
-    topology.quorum = meta.quorum;
-    topology.vnodes = meta.vnodes;
+    };
     let mut cmd = redis::cmd("RC.CLUSTER.SET");
     cmd.arg(topology.to_json());
     if let Err(e) = shared.local.query::<()>(&cmd, Duration::from_secs(2)).await {
@@ -327,8 +289,7 @@ async fn push_topology(shared: &Shared, meta: &Meta) {
 /// member (so `rcluster up` does not start it again), gone once it is (again).
 fn mark_membership(shared: &Shared, meta: &Meta) {
     let marker = shared.dir.join("left");
-    let member = meta.members.iter().any(|m| m.id == shared.me.id);
-    if member {
+    if meta.is_member(&shared.me.id) {
         let _ = std::fs::remove_file(&marker);
     } else if !marker.exists() {
         let text = format!(
@@ -379,17 +340,7 @@ pub async fn spawn(
     // leader; it answers the leader through the connection made from the leader's address).
     let mut peers: HashMap<String, mpsc::Sender<Vec<u8>>> = HashMap::new();
     let (proposals_tx, mut proposals) = mpsc::channel::<Proposal>(64);
-    let initial = Meta {
-        quorum: shared.config.quorum,
-        members: if shared.config.node(&me.id).is_some() {
-            shared.config.nodes.clone()
-        } else {
-            Vec::new()
-        },
-        vnodes: shared.config.vnodes,
-        chunk_size_bytes: shared.config.chunk_size_bytes,
-        applied: 0,
-    };
+    let initial = Meta::initial(&shared.config, &me.id);
     let handle = RaftHandle {
         status: Arc::new(Mutex::new(RaftStatus::default())),
         meta: Arc::new(Mutex::new(initial.clone())),
@@ -466,15 +417,14 @@ pub async fn spawn(
             // 3. Apply.
             let mut changed = false;
             if let Some(snap) = &ready.apply_snapshot {
-                if let Ok(m) = serde_json::from_slice::<Meta>(&snap.data) {
-                    meta = m;
-                }
-                meta.applied = snap.index;
+                meta.restore(snap.index, &snap.data);
                 changed = true;
             }
             for e in &ready.committed {
                 if let Command::App(data) = &e.command {
-                    apply(&mut meta, data);
+                    if let Err(why) = meta.apply(data) {
+                        eprintln!("raft: skipping an entry that is not a metadata change: {why}");
+                    }
                     changed = true;
                 }
                 meta.applied = e.index;
@@ -500,8 +450,7 @@ pub async fn spawn(
                 push_topology(&shared, &meta).await;
             }
             if node.last_applied() > node.first_index() + SNAPSHOT_EVERY {
-                let data = serde_json::to_vec(&meta).unwrap_or_default();
-                let _ = node.snapshot(node.last_applied(), data);
+                let _ = node.snapshot(node.last_applied(), meta.snapshot());
             }
             // Proposals whose entries were lost to a new leader never commit here: fail them.
             if !node.is_leader() {

@@ -2,6 +2,11 @@
 //! through a seeded faulty network (loss, delay, reordering, duplication, partitions), crashes
 //! and restarts, client proposals, membership changes and snapshots, checking Raft's safety
 //! properties after every step and liveness once the network heals.
+//!
+//! A crate of its own, outside the production library: it runs seeds on threads and catches
+//! panics, which the pure `rcluster-raft` may not do, and only `rcluster-raft`'s own tests and
+//! its `sim` example (`cargo run -p rcluster-raft --example sim`) use it, through a
+//! dev-dependency. It drives nodes through `rcluster-raft`'s public API only.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
@@ -9,11 +14,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use crate::config::Config;
-use crate::node::{ProposeError, RaftNode, Ready};
-use crate::rng::SplitMix64;
-use crate::storage::{PersistUpdate, Persisted};
-use crate::types::{Command, Entry, MembershipChange, Message, NodeId, Snapshot};
+use rcluster_raft::config::Config;
+use rcluster_raft::node::{ProposeError, RaftNode, Ready};
+use rcluster_raft::rng::SplitMix64;
+use rcluster_raft::storage::{PersistUpdate, Persisted};
+use rcluster_raft::types::{Command, Entry, MembershipChange, Message, NodeId, Snapshot};
 
 /// Steps per seed when none are given.
 pub const DEFAULT_STEPS: u64 = 2000;
@@ -115,16 +120,32 @@ pub struct SimSummary {
 }
 
 impl SimSummary {
+    /// Counts one run.
     fn add(&mut self, r: &SimReport) {
-        self.seeds += 1;
-        self.leaders_elected += r.leaders_elected;
-        self.committed += r.committed;
-        self.delivered += r.delivered;
-        self.crashes += r.crashes;
-        self.partitions += r.partitions;
-        self.snapshots_installed += r.snapshots_installed;
-        self.membership_changes += r.membership_changes;
-        self.max_heal_ticks = self.max_heal_ticks.max(r.heal_ticks);
+        self.merge(&SimSummary {
+            seeds: 1,
+            leaders_elected: r.leaders_elected,
+            committed: r.committed,
+            delivered: r.delivered,
+            crashes: r.crashes,
+            partitions: r.partitions,
+            snapshots_installed: r.snapshots_installed,
+            membership_changes: r.membership_changes,
+            max_heal_ticks: r.heal_ticks,
+        });
+    }
+
+    /// Adds another summary's totals (one thread's share) to these.
+    fn merge(&mut self, other: &SimSummary) {
+        self.seeds += other.seeds;
+        self.leaders_elected += other.leaders_elected;
+        self.committed += other.committed;
+        self.delivered += other.delivered;
+        self.crashes += other.crashes;
+        self.partitions += other.partitions;
+        self.snapshots_installed += other.snapshots_installed;
+        self.membership_changes += other.membership_changes;
+        self.max_heal_ticks = self.max_heal_ticks.max(other.max_heal_ticks);
     }
 }
 
@@ -183,16 +204,7 @@ pub fn run_many(
                         }
                     }
                 }
-                let mut total = summary.lock().expect("no panics hold it");
-                total.seeds += local.seeds;
-                total.leaders_elected += local.leaders_elected;
-                total.committed += local.committed;
-                total.delivered += local.delivered;
-                total.crashes += local.crashes;
-                total.partitions += local.partitions;
-                total.snapshots_installed += local.snapshots_installed;
-                total.membership_changes += local.membership_changes;
-                total.max_heal_ticks = total.max_heal_ticks.max(local.max_heal_ticks);
+                summary.lock().expect("no panics hold it").merge(&local);
             });
         }
     });
@@ -1041,7 +1053,7 @@ impl Sim {
 }
 
 fn describe(m: &Message) -> String {
-    use crate::types::MessageBody as B;
+    use rcluster_raft::types::MessageBody as B;
     let body = match &m.body {
         B::RequestVote {
             last_log_index,
