@@ -1,7 +1,7 @@
 //! Pure logic shared by the Redis module and the node process: clocks, versions, key layout,
-//! argument validation, checksums, cluster configuration and the metadata state machine that
-//! Raft replicates. Nothing here does I/O or reads the OS clock, so both sides use one copy
-//! and every test is deterministic.
+//! argument validation, checksums, cluster configuration, the `RC.*` command contract and the
+//! metadata state machine that Raft replicates. Nothing here does I/O or reads the OS clock, so
+//! both sides use one copy and every test is deterministic.
 
 pub mod checksum;
 pub mod codes;
@@ -14,6 +14,7 @@ pub mod node_config;
 pub mod phi;
 pub mod quorum;
 pub mod ratelimit;
+pub mod rc;
 pub mod ring;
 pub mod secret;
 pub mod sntp;

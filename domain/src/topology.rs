@@ -8,36 +8,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::codes::{Code, CodedError};
 use crate::config::{ClusterConfig, NodeConfig, Quorum};
+use crate::rc;
 use crate::ring::Ring;
 use crate::validate;
 
 /// The Redis user the modules use to reach each other (never the default user).
 pub const INTERNAL_USER: &str = "rcluster-internal";
 
-/// What the internal user may run. Module commands belong to no ACL category on Redis 7.0, so
-/// each is named.
-pub const INTERNAL_COMMANDS: &[&str] = &[
-    "ping",
-    "info",
-    "scan",
-    "hscan",
-    "hmget",
-    "rc.replica.put",
-    "rc.replica.get",
-    "rc.replica.del",
-    "rc.replica.purge",
-    "rc.replica.drop",
-    "rc.hint.put",
-    "rc.hint.done",
-    "rc.chunk.put",
-    "rc.chunk.get",
-    "rc.chunk.list",
-    "rc.chunk.del",
-    "rc.clock",
-];
-
 /// The `user` directive (as `redis-server --user ...` arguments) that creates the internal user
-/// with `password` and only [`INTERNAL_COMMANDS`].
+/// with `password` and only the commands of [`rc::internal_commands`] (the plain ones it needs and
+/// every internal `RC.*` command of the contract's table).
 pub fn internal_user_directive(password: &str) -> Vec<String> {
     let mut out = vec![
         INTERNAL_USER.to_string(),
@@ -47,7 +27,7 @@ pub fn internal_user_directive(password: &str) -> Vec<String> {
         "~*".into(),
         "-@all".into(),
     ];
-    out.extend(INTERNAL_COMMANDS.iter().map(|c| format!("+{c}")));
+    out.extend(rc::internal_commands().iter().map(|c| format!("+{c}")));
     out
 }
 
