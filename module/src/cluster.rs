@@ -2,15 +2,13 @@
 //! (`RC.CLUSTER.SET <json>`), its hash ring, and its persistence in `cluster:config` and
 //! `cluster:quorum` so that a restarted Redis serves before the node process pushes again.
 //!
-//! `RC.CLUSTER.SET json` validates and installs a topology (an older epoch is refused);
-//! `RC.CLUSTER.GET` returns the installed one as JSON, or nil;
-//! `RC.CLUSTER.NODESTATE node alive|suspect|down ttl-ms` records the node process's failure
-//! detector verdict (a `down` node is not called until the verdict expires or changes);
-//! `RC.CLUSTER.SETTLED epoch` tells the module that every member installed topology `epoch`, so
-//! the transition after a change of placement ends (after one request timeout, for requests
-//! still in flight under the old placement);
-//! `RC.META SET|DEL|RPUSH|HSET key ...` writes the node process's own metadata (`cluster:*`,
-//! `node:*`: Raft state, status hashes).
+//! The handlers of the commands the node process drives its module with (as
+//! `rcluster_domain::rc::cluster` defines them): `RC.CLUSTER.SET` installs a topology (an older
+//! epoch is refused), `RC.CLUSTER.GET` returns it, `RC.CLUSTER.NODESTATE` records the failure
+//! detector's verdict (a `down` node is not called until the verdict expires or changes),
+//! `RC.CLUSTER.SETTLED epoch` ends the transition after a change of placement once every member
+//! installed `epoch` (after one request timeout, for requests still in flight under the old
+//! placement), and `RC.META` writes the node process's own metadata.
 //!
 //! `RC.CLUSTER.SET` and `RC.META` are not `deny-oom`: a node whose Redis is full of data must
 //! still take topologies and keep its Raft state and status, or the cluster could not grow to
@@ -21,12 +19,12 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use rcluster_domain::codes::{Code, CodedError};
+use rcluster_domain::rc::cluster::{ClusterGet, ClusterSet, Meta, NodeState, Settled};
 use rcluster_domain::ring::Ring;
 use rcluster_domain::topology::Topology;
 use redis_module::{Context, RedisString, RedisValue};
 
-use crate::guard::{arity, Outcome};
-use crate::stats::Cmd;
+use crate::guard::Outcome;
 use crate::store;
 
 pub const CONFIG_KEY: &str = "cluster:config";
@@ -136,20 +134,16 @@ pub fn ready() -> Result<Arc<View>, CodedError> {
     current().ok_or_else(|| {
         CodedError::new(
             Code::NotReady,
-            "no cluster topology loaded yet; the node process pushes it with RC.CLUSTER.SET",
+            format!(
+                "no cluster topology loaded yet; the node process pushes it with {}",
+                rcluster_domain::rc::Command::ClusterSet.name()
+            ),
         )
     })
 }
 
 pub fn set(ctx: &Context, args: Vec<RedisString>) -> Outcome {
-    arity(
-        Cmd::ClusterSet,
-        &args,
-        2,
-        2,
-        "RC.CLUSTER.SET <topology-json>",
-    )?;
-    let topology = Topology::parse(args[1].as_slice())?;
+    let topology = ClusterSet::parse(&args)?.topology;
     if let Some(old) = current() {
         if topology.epoch < old.topology.epoch {
             return Err(CodedError::new(
@@ -184,45 +178,16 @@ pub fn set(ctx: &Context, args: Vec<RedisString>) -> Outcome {
 }
 
 pub fn get(_ctx: &Context, args: Vec<RedisString>) -> Outcome {
-    arity(Cmd::ClusterGet, &args, 1, 1, "RC.CLUSTER.GET")?;
+    ClusterGet::parse(&args)?;
     Ok(current().map_or(RedisValue::Null, |v| {
         RedisValue::BulkString(v.topology.to_json())
     }))
 }
 
-/// The writes `RC.META` runs, and the key prefixes it may touch.
-const META_COMMANDS: [&str; 4] = ["SET", "DEL", "RPUSH", "HSET"];
-const META_PREFIXES: [&str; 2] = ["cluster:", "node:"];
-const META_USAGE: &str = "RC.META SET|DEL|RPUSH|HSET <cluster:*|node:* key> [args...]";
-
 /// `RC.META <SET|DEL|RPUSH|HSET> key [args...]`: the command on a metadata key, replicated to the
 /// AOF as it was given; its reply.
 pub fn meta(ctx: &Context, args: Vec<RedisString>) -> Outcome {
-    arity(Cmd::Meta, &args, 3, usize::MAX, META_USAGE)?;
-    let command = META_COMMANDS
-        .iter()
-        .find(|c| args[1].as_slice().eq_ignore_ascii_case(c.as_bytes()))
-        .ok_or_else(|| {
-            CodedError::new(
-                Code::BadArg,
-                format!(
-                    "RC.META runs {}, not '{}'; usage: {META_USAGE}",
-                    META_COMMANDS.join(", "),
-                    rcluster_domain::validate::show(args[1].as_slice())
-                ),
-            )
-        })?;
-    let key = args[2].as_slice();
-    if !META_PREFIXES.iter().any(|p| key.starts_with(p.as_bytes())) {
-        return Err(CodedError::new(
-            Code::BadArg,
-            format!(
-                "RC.META writes only {} keys, not '{}'",
-                META_PREFIXES.map(|p| format!("{p}*")).join(" and "),
-                rcluster_domain::validate::show(key)
-            ),
-        ));
-    }
+    let command = Meta::parse(&args)?.op.as_str();
     let rest: Vec<&RedisString> = args[2..].iter().collect();
     let reply = store::call(ctx, command, &rest)?;
     ctx.replicate_verbatim();
@@ -263,14 +228,7 @@ pub fn restore(ctx: &Context) {
 /// `RC.CLUSTER.SETTLED epoch`: `1` when the transition to `epoch` (the installed topology) now
 /// ends, after one request timeout; `0` when no transition to that epoch is open here.
 pub fn settled(_ctx: &Context, args: Vec<RedisString>) -> Outcome {
-    arity(
-        Cmd::ClusterSettled,
-        &args,
-        2,
-        2,
-        "RC.CLUSTER.SETTLED <epoch>",
-    )?;
-    let epoch = rcluster_domain::validate::u64_arg("epoch", args[1].as_slice())?;
+    let epoch = Settled::parse(&args)?.epoch;
     let closing = current().is_some_and(|view| match view.previous.as_deref() {
         Some(prev) if view.topology.epoch == epoch && prev.open() => {
             prev.settle(Duration::from_millis(view.topology.request_timeout_ms));
@@ -282,30 +240,11 @@ pub fn settled(_ctx: &Context, args: Vec<RedisString>) -> Outcome {
 }
 
 pub fn nodestate(_ctx: &Context, args: Vec<RedisString>) -> Outcome {
-    arity(
-        Cmd::ClusterNodeState,
-        &args,
-        4,
-        4,
-        "RC.CLUSTER.NODESTATE <node> <alive|suspect|down> <ttl-ms>",
-    )?;
-    let node = rcluster_domain::validate::node_id(args[1].as_slice())?;
-    let state = crate::coord::peers::Pushed::parse(args[2].as_slice()).ok_or_else(|| {
-        CodedError::new(
-            Code::BadArg,
-            format!(
-                "state must be alive, suspect or down, got '{}'",
-                rcluster_domain::validate::show(args[2].as_slice())
-            ),
-        )
-    })?;
-    let ttl = rcluster_domain::validate::u64_arg("ttl-ms", args[3].as_slice())?;
-    if ttl == 0 || ttl > 3_600_000 {
-        return Err(CodedError::new(
-            Code::BadArg,
-            format!("ttl-ms must be 1..=3600000, got {ttl}"),
-        ));
-    }
-    crate::coord::peers::push_liveness(&node, state, std::time::Duration::from_millis(ttl));
+    let request = NodeState::parse(&args)?;
+    crate::coord::peers::push_liveness(
+        request.node,
+        request.state,
+        std::time::Duration::from_millis(request.ttl_ms),
+    );
     Ok(RedisValue::SimpleStringStatic("OK"))
 }

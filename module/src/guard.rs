@@ -1,9 +1,10 @@
-//! The one wrapper every command handler runs in: arity check, panic catching (a panic must never
-//! abort Redis), per-command counters, and turning coded errors into Redis error replies.
+//! The one wrapper every command handler runs in: panic catching (a panic must never
+//! abort Redis), per-command counters, and turning coded errors and the contract's replies into Redis replies.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use rcluster_domain::codes::{Code, CodedError};
+use rcluster_domain::rc::reply::Build;
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
 use crate::stats::{self, Cmd};
@@ -33,28 +34,24 @@ pub fn run(cmd: Cmd, ctx: &Context, args: Vec<RedisString>, handler: Handler) ->
     outcome.map_err(|e| RedisError::String(e.to_string()))
 }
 
-/// Checks the argument count (command name included) against `min..=max`.
-pub fn arity(
-    cmd: Cmd,
-    args: &[RedisString],
-    min: usize,
-    max: usize,
-    usage: &str,
-) -> Result<(), CodedError> {
-    if args.len() < min || args.len() > max {
-        return Err(CodedError::new(
-            Code::Arity,
-            format!(
-                "wrong number of arguments for '{}' command; usage: {usage}",
-                cmd.name()
-            ),
-        ));
-    }
-    Ok(())
-}
+/// The contract's replies built as Redis module replies.
+pub struct Reply;
 
-/// A bulk string reply of a decimal number (versions and timestamps: u64, so never an integer
-/// reply that could overflow i64).
-pub fn number(n: u64) -> RedisValue {
-    RedisValue::BulkString(n.to_string())
+impl Build for Reply {
+    type Out = RedisValue;
+    fn nil() -> RedisValue {
+        RedisValue::Null
+    }
+    fn int(n: i64) -> RedisValue {
+        RedisValue::Integer(n)
+    }
+    fn bulk(bytes: Vec<u8>) -> RedisValue {
+        RedisValue::StringBuffer(bytes)
+    }
+    fn status(text: &'static str) -> RedisValue {
+        RedisValue::SimpleStringStatic(text)
+    }
+    fn array(items: Vec<RedisValue>) -> RedisValue {
+        RedisValue::Array(items)
+    }
 }

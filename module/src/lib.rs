@@ -1,4 +1,4 @@
-//! The rcluster Redis module: the registration table of every `RC.*` command with its flags, the
+//! The rcluster Redis module: registration of every `RC.*` command of the contract's table, the
 //! module's configuration, the `INFO rcluster` section, and the server-event hooks that keep its
 //! counters true across loads and flushes.
 
@@ -12,11 +12,14 @@ pub mod stats;
 pub mod store;
 
 use std::cell::Cell;
+use std::ffi::CString;
+use std::os::raw::c_int;
 
 use rcluster_domain::keys::{chunk_field, classify, RecordKind};
+use rcluster_domain::rc;
 use redis_module::configuration::ConfigurationFlags;
 use redis_module::server_events::{FlushSubevent, LoadingSubevent};
-use redis_module::{redis_module, Context, InfoContext, KeysCursor, RedisResult, RedisString};
+use redis_module::{raw, redis_module, Context, InfoContext, KeysCursor, RedisResult, RedisString};
 use redis_module_macros::{cron_event_handler, flush_event_handler, loading_event_handler};
 
 use commands::{chunk, clock, debug, hint, kv, quorum};
@@ -25,77 +28,83 @@ use stats::Cmd;
 /// The module version as Redis shows it (`MODULE LIST`): major * 10000 + minor * 100 + patch.
 pub const MODULE_VERSION: i32 = 100;
 
-fn rc_set(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    guard::run(Cmd::Set, ctx, args, quorum::set)
+/// The handler of each command of the contract's table.
+fn handler(cmd: Cmd) -> guard::Handler {
+    match cmd {
+        Cmd::Set => quorum::set,
+        Cmd::Get => quorum::get,
+        Cmd::Del => quorum::del,
+        Cmd::Locate => quorum::locate,
+        Cmd::ReplicaPut => kv::put,
+        Cmd::ReplicaGet => kv::get,
+        Cmd::ReplicaDel => kv::del,
+        Cmd::ReplicaPurge => kv::purge,
+        Cmd::ReplicaDrop => kv::drop_copy,
+        Cmd::HintPut => hint::put,
+        Cmd::HintDone => hint::done,
+        Cmd::ChunkPut => chunk::put,
+        Cmd::ChunkGet => chunk::get,
+        Cmd::ChunkList => chunk::list,
+        Cmd::ChunkDel => chunk::del,
+        Cmd::Clock => clock::clock,
+        Cmd::ClusterSet => cluster::set,
+        Cmd::ClusterGet => cluster::get,
+        Cmd::ClusterNodeState => cluster::nodestate,
+        Cmd::ClusterSettled => cluster::settled,
+        Cmd::ChunkSet => quorum::chunk_set,
+        Cmd::ChunkFetch => quorum::chunk_fetch,
+        Cmd::Meta => cluster::meta,
+        Cmd::Debug => debug::debug,
+    }
 }
-fn rc_get(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    guard::run(Cmd::Get, ctx, args, quorum::get)
+
+/// Redis's entry point for the command at position `I` of the table (what the `redis_module!`
+/// command rows generate, once per row).
+extern "C" fn dispatch<const I: usize>(
+    ctx: *mut raw::RedisModuleCtx,
+    argv: *mut *mut raw::RedisModuleString,
+    argc: c_int,
+) -> c_int {
+    let context = Context::new(ctx);
+    let args = redis_module::decode_args(ctx, argv, argc);
+    let cmd = Cmd::ALL[I];
+    context.reply(guard::run(cmd, &context, args, handler(cmd))) as c_int
 }
-fn rc_del(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    guard::run(Cmd::Del, ctx, args, quorum::del)
+
+type EntryPoint = unsafe extern "C" fn(
+    *mut raw::RedisModuleCtx,
+    *mut *mut raw::RedisModuleString,
+    c_int,
+) -> c_int;
+
+macro_rules! entry_points {
+    ($($i:literal)*) => { [$(dispatch::<$i> as EntryPoint),*] };
 }
-fn rc_locate(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    guard::run(Cmd::Locate, ctx, args, quorum::locate)
-}
-fn rc_replica_put(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    guard::run(Cmd::ReplicaPut, ctx, args, kv::put)
-}
-fn rc_replica_get(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    guard::run(Cmd::ReplicaGet, ctx, args, kv::get)
-}
-fn rc_replica_del(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    guard::run(Cmd::ReplicaDel, ctx, args, kv::del)
-}
-fn rc_replica_purge(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    guard::run(Cmd::ReplicaPurge, ctx, args, kv::purge)
-}
-fn rc_replica_drop(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    guard::run(Cmd::ReplicaDrop, ctx, args, kv::drop_copy)
-}
-fn rc_hint_put(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    guard::run(Cmd::HintPut, ctx, args, hint::put)
-}
-fn rc_hint_done(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    guard::run(Cmd::HintDone, ctx, args, hint::done)
-}
-fn rc_chunk_put(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    guard::run(Cmd::ChunkPut, ctx, args, chunk::put)
-}
-fn rc_chunk_get(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    guard::run(Cmd::ChunkGet, ctx, args, chunk::get)
-}
-fn rc_chunk_list(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    guard::run(Cmd::ChunkList, ctx, args, chunk::list)
-}
-fn rc_chunk_del(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    guard::run(Cmd::ChunkDel, ctx, args, chunk::del)
-}
-fn rc_clock(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    guard::run(Cmd::Clock, ctx, args, clock::clock)
-}
-fn rc_cluster_set(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    guard::run(Cmd::ClusterSet, ctx, args, cluster::set)
-}
-fn rc_meta(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    guard::run(Cmd::Meta, ctx, args, cluster::meta)
-}
-fn rc_cluster_get(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    guard::run(Cmd::ClusterGet, ctx, args, cluster::get)
-}
-fn rc_cluster_nodestate(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    guard::run(Cmd::ClusterNodeState, ctx, args, cluster::nodestate)
-}
-fn rc_cluster_settled(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    guard::run(Cmd::ClusterSettled, ctx, args, cluster::settled)
-}
-fn rc_chunk_set(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    guard::run(Cmd::ChunkSet, ctx, args, quorum::chunk_set)
-}
-fn rc_chunk_fetch(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    guard::run(Cmd::ChunkFetch, ctx, args, quorum::chunk_fetch)
-}
-fn rc_debug(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    guard::run(Cmd::Debug, ctx, args, debug::debug)
+
+/// One entry point per row of the table (its length is the table's: a row added there without
+/// one here does not compile).
+const ENTRY_POINTS: [EntryPoint; rc::COUNT] =
+    entry_points!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23);
+
+/// Registers every command of the contract's table with its name and flags. Our commands derive
+/// the Redis key from their arguments (kv:<key>, chunk:<id>:<n>), so none declares key positions.
+fn register_commands(ctx: &Context) -> Result<(), String> {
+    // SAFETY: the API table is filled once the module is initialised (before `init` runs).
+    let create =
+        unsafe { raw::RedisModule_CreateCommand }.ok_or("RedisModule_CreateCommand is missing")?;
+    for (spec, entry) in rc::COMMANDS.iter().zip(ENTRY_POINTS) {
+        let cannot = |why: &str| format!("cannot register {}: {why}", spec.name);
+        let name = CString::new(spec.name).map_err(|e| cannot(&e.to_string()))?;
+        let flags = CString::new(spec.flags).map_err(|e| cannot(&e.to_string()))?;
+        // SAFETY: called from the module's OnLoad with its context; the strings outlive the call
+        // (Redis copies them).
+        let status =
+            unsafe { create(ctx.ctx, name.as_ptr(), Some(entry), flags.as_ptr(), 0, 0, 0) };
+        if status == raw::Status::Err as c_int {
+            return Err(cannot("Redis refused it"));
+        }
+    }
+    Ok(())
 }
 
 /// `INFO rcluster`: version, what this Redis holds, and calls and errors per command.
@@ -187,9 +196,9 @@ fn recount(ctx: &Context) {
     stats::set_held(kv.get(), chunks.get(), bytes.get());
 }
 
-/// Module load: start the coordinator runtime and its background duties.
+/// Module load: register the commands, start the coordinator runtime and its background duties.
 fn init(ctx: &Context, _args: &[RedisString]) -> redis_module::Status {
-    match coord::start() {
+    match register_commands(ctx).and_then(|()| coord::start()) {
         Ok(()) => redis_module::Status::Ok,
         Err(e) => {
             ctx.log_warning(&format!("rcluster: {e}"));
@@ -239,34 +248,8 @@ redis_module! {
     data_types: [],
     init: init,
     info: info,
-    commands: [
-        // name, handler, flags, first key, last key, key step. Our commands derive the Redis
-        // key from their arguments (kv:<key>, chunk:<id>:<n>), so none declares key positions.
-        ["RC.SET", rc_set, "write deny-oom", 0, 0, 0],
-        ["RC.GET", rc_get, "readonly", 0, 0, 0],
-        ["RC.DEL", rc_del, "write deny-oom", 0, 0, 0],
-        ["RC.LOCATE", rc_locate, "readonly fast", 0, 0, 0],
-        ["RC.REPLICA.PUT", rc_replica_put, "write deny-oom", 0, 0, 0],
-        ["RC.REPLICA.GET", rc_replica_get, "readonly", 0, 0, 0],
-        ["RC.REPLICA.DEL", rc_replica_del, "write deny-oom", 0, 0, 0],
-        ["RC.REPLICA.PURGE", rc_replica_purge, "write", 0, 0, 0],
-        ["RC.REPLICA.DROP", rc_replica_drop, "write", 0, 0, 0],
-        ["RC.HINT.PUT", rc_hint_put, "write deny-oom", 0, 0, 0],
-        ["RC.HINT.DONE", rc_hint_done, "write", 0, 0, 0],
-        ["RC.CHUNK.SET", rc_chunk_set, "write deny-oom", 0, 0, 0],
-        ["RC.CHUNK.FETCH", rc_chunk_fetch, "readonly", 0, 0, 0],
-        ["RC.CHUNK.PUT", rc_chunk_put, "write deny-oom", 0, 0, 0],
-        ["RC.CHUNK.GET", rc_chunk_get, "readonly", 0, 0, 0],
-        ["RC.CHUNK.LIST", rc_chunk_list, "readonly", 0, 0, 0],
-        ["RC.CHUNK.DEL", rc_chunk_del, "write", 0, 0, 0],
-        ["RC.CLOCK", rc_clock, "fast", 0, 0, 0],
-        ["RC.CLUSTER.SET", rc_cluster_set, "write", 0, 0, 0],
-        ["RC.CLUSTER.GET", rc_cluster_get, "readonly", 0, 0, 0],
-        ["RC.CLUSTER.NODESTATE", rc_cluster_nodestate, "fast", 0, 0, 0],
-        ["RC.CLUSTER.SETTLED", rc_cluster_settled, "fast", 0, 0, 0],
-        ["RC.META", rc_meta, "write", 0, 0, 0],
-        ["RC.DEBUG", rc_debug, "", 0, 0, 0],
-    ],
+    // Registered from the contract's table by `init` (register_commands).
+    commands: [],
     configurations: [
         i64: [
             ["max-key-bytes", &settings::MAX_KEY_BYTES, settings::DEFAULT_MAX_KEY_BYTES, 1, 65_536, ConfigurationFlags::DEFAULT, None],

@@ -33,6 +33,15 @@ pub fn anti_entropy_interval_ms() -> u64 {
     read(&ANTI_ENTROPY_INTERVAL_MS)
 }
 
+/// The size limits the argument checks apply, as configured now.
+pub fn limits() -> rcluster_domain::rc::Limits {
+    rcluster_domain::rc::Limits {
+        max_key_bytes: max_key_bytes(),
+        max_value_bytes: max_value_bytes(),
+        max_chunk_bytes: max_chunk_bytes(),
+    }
+}
+
 pub fn max_key_bytes() -> u64 {
     read(&MAX_KEY_BYTES)
 }

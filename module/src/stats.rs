@@ -3,95 +3,10 @@
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
-/// Every command of the module, in registration order; the index into the counters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cmd {
-    Set,
-    Get,
-    Del,
-    Locate,
-    ReplicaPut,
-    ReplicaGet,
-    ReplicaDel,
-    ReplicaPurge,
-    ReplicaDrop,
-    HintPut,
-    HintDone,
-    ChunkPut,
-    ChunkGet,
-    ChunkList,
-    ChunkDel,
-    Clock,
-    ClusterSet,
-    ClusterGet,
-    ClusterNodeState,
-    ClusterSettled,
-    ChunkSet,
-    ChunkFetch,
-    Meta,
-    Debug,
-}
+pub use rcluster_domain::rc::Command as Cmd;
 
-impl Cmd {
-    pub const ALL: [Cmd; 24] = [
-        Cmd::Set,
-        Cmd::Get,
-        Cmd::Del,
-        Cmd::Locate,
-        Cmd::ReplicaPut,
-        Cmd::ReplicaGet,
-        Cmd::ReplicaDel,
-        Cmd::ReplicaPurge,
-        Cmd::ReplicaDrop,
-        Cmd::HintPut,
-        Cmd::HintDone,
-        Cmd::ChunkPut,
-        Cmd::ChunkGet,
-        Cmd::ChunkList,
-        Cmd::ChunkDel,
-        Cmd::Clock,
-        Cmd::ClusterSet,
-        Cmd::ClusterGet,
-        Cmd::ClusterNodeState,
-        Cmd::ClusterSettled,
-        Cmd::ChunkSet,
-        Cmd::ChunkFetch,
-        Cmd::Meta,
-        Cmd::Debug,
-    ];
-
-    /// The command name as a client types it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Cmd::Set => "RC.SET",
-            Cmd::Get => "RC.GET",
-            Cmd::Del => "RC.DEL",
-            Cmd::Locate => "RC.LOCATE",
-            Cmd::ReplicaPut => "RC.REPLICA.PUT",
-            Cmd::ReplicaGet => "RC.REPLICA.GET",
-            Cmd::ReplicaDel => "RC.REPLICA.DEL",
-            Cmd::ReplicaPurge => "RC.REPLICA.PURGE",
-            Cmd::ReplicaDrop => "RC.REPLICA.DROP",
-            Cmd::HintPut => "RC.HINT.PUT",
-            Cmd::HintDone => "RC.HINT.DONE",
-            Cmd::ChunkPut => "RC.CHUNK.PUT",
-            Cmd::ChunkGet => "RC.CHUNK.GET",
-            Cmd::ChunkList => "RC.CHUNK.LIST",
-            Cmd::ChunkDel => "RC.CHUNK.DEL",
-            Cmd::Clock => "RC.CLOCK",
-            Cmd::ClusterSet => "RC.CLUSTER.SET",
-            Cmd::ClusterGet => "RC.CLUSTER.GET",
-            Cmd::ClusterNodeState => "RC.CLUSTER.NODESTATE",
-            Cmd::ClusterSettled => "RC.CLUSTER.SETTLED",
-            Cmd::ChunkSet => "RC.CHUNK.SET",
-            Cmd::ChunkFetch => "RC.CHUNK.FETCH",
-            Cmd::Meta => "RC.META",
-            Cmd::Debug => "RC.DEBUG",
-        }
-    }
-}
-
-const N: usize = Cmd::ALL.len();
+/// One counter per command of the contract's table, indexed by the command's position there.
+const N: usize = rcluster_domain::rc::COUNT;
 static CALLS: [AtomicU64; N] = [const { AtomicU64::new(0) }; N];
 static ERRORS: [AtomicU64; N] = [const { AtomicU64::new(0) }; N];
 static KV_KEYS: AtomicI64 = AtomicI64::new(0);

@@ -190,7 +190,7 @@ impl ListRow {
     }
 
     pub fn decode<'a>(reply: impl Read<'a>) -> Option<Vec<ListRow>> {
-        (0..reply.len()?)
+        (0..reply.array_len()?)
             .map(|i| {
                 let mut cols = reply.item(i)?.items_of(3)?;
                 Some(ListRow {
@@ -378,13 +378,8 @@ impl Request for ChunkFetch<'_> {
 mod tests {
     use super::*;
     use crate::rc::reply::Value;
-    use crate::rc::testing::{args, error};
+    use crate::rc::testing::{args, error, LIMITS};
 
-    const LIMITS: Limits = Limits {
-        max_key_bytes: 8,
-        max_value_bytes: 16,
-        max_chunk_bytes: 32,
-    };
     const SHA: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
     #[test]

@@ -33,10 +33,7 @@ impl<'a> HintPut<'a> {
         limits: &Limits,
     ) -> Result<HintPut<'a>, CodedError> {
         Command::HintPut.check_arity(args.len())?;
-        validate::node_id(&args[1])?;
-        check_key(&args[2], limits)?;
-        let ts = validate::u64_arg("version", &args[3])?;
-        let origin = validate::node_id(&args[4])?;
+        let HintDone { node, key, version } = head(args, limits)?;
         let tombstone = match &*args[5] {
             b"0" => false,
             b"1" => true,
@@ -52,9 +49,9 @@ impl<'a> HintPut<'a> {
         };
         check_value(&args[6], limits)?;
         Ok(HintPut {
-            node: ascii(&args[1]),
-            key: &args[2],
-            version: Cow::Owned(Version::new(ts, origin)),
+            node,
+            key,
+            version,
             tombstone,
             value: &args[6],
         })
@@ -66,10 +63,12 @@ impl Request for HintPut<'_> {
         Command::HintPut
     }
     fn each_arg(&self, f: &mut dyn FnMut(&[u8])) {
-        f(self.node.as_bytes());
-        f(self.key);
-        f(Decimal::new(self.version.ts).as_bytes());
-        f(self.version.node.as_bytes());
+        let head = HintDone {
+            node: self.node,
+            key: self.key,
+            version: Cow::Borrowed(&self.version),
+        };
+        head.each_arg(f);
         f(if self.tombstone { b"1" } else { b"0" });
         f(self.value);
     }
@@ -89,16 +88,24 @@ impl<'a> HintDone<'a> {
         limits: &Limits,
     ) -> Result<HintDone<'a>, CodedError> {
         Command::HintDone.check_arity(args.len())?;
-        validate::node_id(&args[1])?;
-        check_key(&args[2], limits)?;
-        let ts = validate::u64_arg("version", &args[3])?;
-        let origin = validate::node_id(&args[4])?;
-        Ok(HintDone {
-            node: ascii(&args[1]),
-            key: &args[2],
-            version: Cow::Owned(Version::new(ts, origin)),
-        })
+        head(args, limits)
     }
+}
+
+/// `node key version origin`, the arguments both commands start with.
+fn head<'a, A: Deref<Target = [u8]>>(
+    args: &'a [A],
+    limits: &Limits,
+) -> Result<HintDone<'a>, CodedError> {
+    validate::node_id(&args[1])?;
+    check_key(&args[2], limits)?;
+    let ts = validate::u64_arg("version", &args[3])?;
+    let origin = validate::node_id(&args[4])?;
+    Ok(HintDone {
+        node: ascii(&args[1]),
+        key: &args[2],
+        version: Cow::Owned(Version::new(ts, origin)),
+    })
 }
 
 impl Request for HintDone<'_> {
@@ -117,14 +124,8 @@ impl Request for HintDone<'_> {
 mod tests {
     use super::*;
     use crate::rc::reply::{outcome_of, Build, Value};
-    use crate::rc::testing::{args, error};
+    use crate::rc::testing::{args, error, LIMITS};
     use crate::version::PutOutcome;
-
-    const LIMITS: Limits = Limits {
-        max_key_bytes: 8,
-        max_value_bytes: 16,
-        max_chunk_bytes: 32,
-    };
 
     #[test]
     fn round_trips() {

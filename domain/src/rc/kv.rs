@@ -239,7 +239,7 @@ impl LocateRow {
     }
 
     pub fn decode<'a>(reply: impl Read<'a>) -> Option<Vec<LocateRow>> {
-        (0..reply.len()?)
+        (0..reply.array_len()?)
             .map(|i| {
                 let mut cols = reply.item(i)?.items_of(3)?;
                 let node = String::from_utf8(cols.next()?.bulk()?.to_vec()).ok()?;
@@ -261,13 +261,7 @@ mod tests {
     use super::*;
     use crate::codes::Code;
     use crate::rc::reply::Value;
-    use crate::rc::testing::{args, error};
-
-    const LIMITS: Limits = Limits {
-        max_key_bytes: 8,
-        max_value_bytes: 16,
-        max_chunk_bytes: 32,
-    };
+    use crate::rc::testing::{args, error, LIMITS};
 
     #[test]
     fn set_round_trips_and_keeps_raw_options_for_later() {

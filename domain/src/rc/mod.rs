@@ -380,15 +380,21 @@ pub trait Request {
     /// Appends the command to `out` as a RESP request (an array of bulk strings), the bytes a
     /// client sends.
     fn write_resp(&self, out: &mut Vec<u8>) {
-        let mut count = 1;
-        self.each_arg(&mut |_| count += 1);
+        let bulk_len = |n: usize| 1 + Decimal::new(n as u64).as_bytes().len() + 2 + n + 2;
+        let name = self.command().name().as_bytes();
+        let (mut count, mut bytes) = (1, bulk_len(name.len()));
+        self.each_arg(&mut |a| {
+            count += 1;
+            bytes += bulk_len(a.len());
+        });
+        out.reserve(bytes + 1 + Decimal::new(count as u64).as_bytes().len() + 2);
         push_header(out, b'*', count);
         let mut bulk = |a: &[u8]| {
             push_header(out, b'$', a.len());
             out.extend_from_slice(a);
             out.extend_from_slice(b"\r\n");
         };
-        bulk(self.command().name().as_bytes());
+        bulk(name);
         self.each_arg(&mut bulk);
     }
 }
@@ -434,6 +440,13 @@ fn ascii(arg: &[u8]) -> &str {
 pub(crate) mod testing {
     //! Helpers for the families' tests.
     use super::*;
+
+    /// Small limits, to reach the size checks.
+    pub const LIMITS: Limits = Limits {
+        max_key_bytes: 8,
+        max_value_bytes: 16,
+        max_chunk_bytes: 32,
+    };
 
     /// An argument vector from text pieces.
     pub fn args(parts: &[&[u8]]) -> Vec<Vec<u8>> {
@@ -534,6 +547,7 @@ mod tests {
         let mut out = Vec::new();
         get.write_resp(&mut out);
         assert_eq!(out, b"*2\r\n$14\r\nRC.REPLICA.GET\r\n$3\r\nk\r\n\r\n");
+        assert_eq!(out.capacity(), out.len());
         assert_eq!(
             get.encode(),
             [b"RC.REPLICA.GET".to_vec(), b"k\r\n".to_vec()]

@@ -206,7 +206,7 @@ impl HeldReply {
         if reply.is_nil() {
             return Some(None);
         }
-        if reply.len()? != 4 {
+        if reply.array_len()? != 4 {
             return None;
         }
         let item = |i| reply.item(i);
@@ -259,7 +259,7 @@ pub fn ack_of<'a>(reply: impl Read<'a>, ours: Option<&Version>) -> Ack {
 /// hint replay, repairs and moves, which carry versions on, not for a client's new write: see
 /// [`ack_of`]).
 pub fn is_ack<'a>(reply: impl Read<'a>) -> bool {
-    match reply.len() {
+    match reply.array_len() {
         Some(_) => reply.item(0).and_then(outcome_of).is_some(),
         None => reply.is_status("OK") || outcome_of(reply).is_some(),
     }
@@ -267,7 +267,7 @@ pub fn is_ack<'a>(reply: impl Read<'a>) -> bool {
 
 /// A replica write that changed the target (not a duplicate or stale copy).
 pub fn applied<'a>(reply: impl Read<'a>) -> bool {
-    reply.len().is_some() && reply.item(0).and_then(outcome_of) == Some(PutOutcome::Applied)
+    reply.array_len().is_some() && reply.item(0).and_then(outcome_of) == Some(PutOutcome::Applied)
 }
 
 #[cfg(test)]
@@ -275,13 +275,7 @@ mod tests {
     use super::*;
     use crate::codes::Code;
     use crate::rc::reply::Value;
-    use crate::rc::testing::{args, error};
-
-    const LIMITS: Limits = Limits {
-        max_key_bytes: 8,
-        max_value_bytes: 16,
-        max_chunk_bytes: 32,
-    };
+    use crate::rc::testing::{args, error, LIMITS};
 
     fn v(ts: u64, node: &str) -> Cow<'static, Version> {
         Cow::Owned(Version::new(ts, node))

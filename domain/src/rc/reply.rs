@@ -32,7 +32,7 @@ pub trait Read<'a>: Copy {
     /// A status reply's text (`OK` included).
     fn status(self) -> Option<&'a str>;
     /// An array's length.
-    fn len(self) -> Option<usize>;
+    fn array_len(self) -> Option<usize>;
     /// An array's item.
     fn item(self, i: usize) -> Option<Self>;
 
@@ -43,7 +43,7 @@ pub trait Read<'a>: Copy {
 
     /// The items of an array of exactly `n`.
     fn items_of(self, n: usize) -> Option<impl Iterator<Item = Self>> {
-        (self.len()? == n).then(|| (0..n).filter_map(move |i| self.item(i)))
+        (self.array_len()? == n).then(|| (0..n).filter_map(move |i| self.item(i)))
     }
 }
 
@@ -141,7 +141,7 @@ impl<'a> Read<'a> for &'a Value {
             _ => None,
         }
     }
-    fn len(self) -> Option<usize> {
+    fn array_len(self) -> Option<usize> {
         match self {
             Value::Array(items) => Some(items.len()),
             _ => None,

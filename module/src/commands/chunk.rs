@@ -1,28 +1,22 @@
-//! File chunks on this Redis only, each stored with its SHA-256 and CRC-32C and checked:
-//!
-//! `RC.CHUNK.PUT file-id index sha256 data [CRC32C crc]` stores the chunk if `data` hashes to
-//! `sha256` (or, when the sender computed it from the same checked bytes, matches `crc`), else
-//! stores nothing and replies `CHECKSUM`; `RC.CHUNK.GET file-id index` returns the data after
-//! re-checking it against the stored CRC-32C (`CHECKSUM` naming the key when the stored bytes
-//! changed); `RC.CHUNK.LIST file-id` returns `[[index, length, sha256], ...]`; `RC.CHUNK.DEL
-//! file-id [index]` deletes one chunk or all of them and returns how many went.
+//! File chunks on this Redis only, each stored with its SHA-256 and CRC-32C and checked: the
+//! handlers of `RC.CHUNK.PUT`, `.GET`, `.LIST` and `.DEL` (as `rcluster_domain::rc::chunk`
+//! defines them). A chunk is stored only if its data hashes to the digest given (or, when the
+//! sender computed it from the same checked bytes, matches the CRC-32C given), and re-checked
+//! against the stored CRC-32C whenever it is read.
 
 use rcluster_domain::checksum::{crc32c_hex, sha256_hex};
 use rcluster_domain::codes::{Code, CodedError};
 use rcluster_domain::keys::{chunk_field, chunk_key, file_chunks_key};
+use rcluster_domain::rc::chunk::{ChunkDel, ChunkGet, ChunkList, ChunkPut, ListRow};
+use rcluster_domain::rc::Command;
 use rcluster_domain::validate;
 use redis_module::raw::KeyType;
 use redis_module::{Context, RedisString, RedisValue};
 
-use crate::guard::{arity, Outcome};
+use crate::guard::{Outcome, Reply};
 use crate::settings;
-use crate::stats::{self, Cmd};
+use crate::stats;
 use crate::store;
-
-const PUT_USAGE: &str = "RC.CHUNK.PUT <file-id> <index> <sha256-hex> <data> [CRC32C <crc32c-hex>]";
-const GET_USAGE: &str = "RC.CHUNK.GET <file-id> <index>";
-const LIST_USAGE: &str = "RC.CHUNK.LIST <file-id>";
-const DEL_USAGE: &str = "RC.CHUNK.DEL <file-id> [index]";
 
 fn internal(what: &str, e: impl std::fmt::Display) -> CodedError {
     CodedError::new(Code::Internal, format!("{what}: {e}"))
@@ -65,7 +59,7 @@ fn stored_length(key: &redis_module::key::RedisKeyWritable) -> i64 {
         .unwrap_or(0)
 }
 
-/// The validated arguments of a chunk write.
+/// The checked arguments of a chunk write.
 pub struct ChunkArgs {
     pub file_id: String,
     pub index: u32,
@@ -74,53 +68,21 @@ pub struct ChunkArgs {
     pub crc32c: String,
 }
 
-/// Checks `file-id index sha256 data [CRC32C crc]`: ids, limits, and the data against the
-/// CRC-32C when one is given (the sender computed it from bytes it had checked against the
-/// SHA-256, so only the transfer is left to check), else against the SHA-256.
-pub fn check_put(args: &[RedisString]) -> Result<ChunkArgs, CodedError> {
-    let crc = match &args[4..] {
-        [] => None,
-        [flag, crc] if flag.as_slice().eq_ignore_ascii_case(b"CRC32C") => {
-            Some(validate::crc32c(crc.as_slice())?)
-        }
-        _ => {
-            return Err(CodedError::new(
-                Code::BadArg,
-                format!("expected CRC32C <crc32c-hex> after the data; usage: {PUT_USAGE}"),
-            ))
-        }
+/// Checks a parsed `RC.CHUNK.PUT`'s data against the CRC-32C when one is given (the sender
+/// computed it from bytes it had checked against the SHA-256, so only the transfer is left to
+/// check), else against the SHA-256.
+pub fn check_put(put: &ChunkPut) -> Result<ChunkArgs, CodedError> {
+    let Some(expected) = &put.crc32c else {
+        return check(put.file_id, put.index, Some(&put.sha256), put.data);
     };
-    let Some(expected) = crc else {
-        return check(&args[..4], false);
-    };
-    let (file_id, index) = ids(args)?;
-    let sha256 = validate::sha256(args[2].as_slice())?;
-    let data = checked_size(&args[3])?;
-    let crc32c = crc32c_hex(data);
-    mismatch(&file_id, index, "crc32c", &crc32c, &expected)?;
+    let crc32c = crc32c_hex(put.data);
+    mismatch(put.file_id, put.index, "crc32c", &crc32c, expected)?;
     Ok(ChunkArgs {
-        file_id,
-        index,
-        sha256,
+        file_id: put.file_id.to_string(),
+        index: put.index,
+        sha256: put.sha256.to_string(),
         crc32c,
     })
-}
-
-fn ids(args: &[RedisString]) -> Result<(String, u32), CodedError> {
-    Ok((
-        validate::file_id(args[0].as_slice())?,
-        validate::chunk_index(args[1].as_slice())?,
-    ))
-}
-
-fn checked_size(data: &RedisString) -> Result<&[u8], CodedError> {
-    validate::check_size(
-        "chunk",
-        data.len(),
-        settings::max_chunk_bytes(),
-        "rcluster.max-chunk-bytes",
-    )?;
-    Ok(data.as_slice())
 }
 
 /// `CHECKSUM` when the data's `kind` checksum is not the one the writer gave.
@@ -144,22 +106,20 @@ fn mismatch(
     ))
 }
 
-/// Checks `file-id index sha256 data` against the SHA-256; with `may_compute`, a digest of `*`
-/// means "hash the data here" (the digest is then the one computed).
-pub fn check(args: &[RedisString], may_compute: bool) -> Result<ChunkArgs, CodedError> {
-    let (file_id, index) = ids(args)?;
-    let expected = if may_compute && args[2].as_slice() == b"*" {
-        None
-    } else {
-        Some(validate::sha256(args[2].as_slice())?)
-    };
-    let data = checked_size(&args[3])?;
+/// Checks `data` against the SHA-256 `expected`; `None` means "hash the data here" (the digest
+/// is then the one computed).
+pub fn check(
+    file_id: &str,
+    index: u32,
+    expected: Option<&str>,
+    data: &[u8],
+) -> Result<ChunkArgs, CodedError> {
     let actual = sha256_hex(data);
     if let Some(expected) = expected {
-        mismatch(&file_id, index, "sha256", &actual, &expected)?;
+        mismatch(file_id, index, "sha256", &actual, expected)?;
     }
     Ok(ChunkArgs {
-        file_id,
+        file_id: file_id.to_string(),
         index,
         sha256: actual,
         crc32c: crc32c_hex(data),
@@ -194,15 +154,14 @@ pub fn store(ctx: &Context, c: &ChunkArgs, data: &RedisString) -> Result<(), Cod
     // With the CRC-32C, so replaying the AOF checks each chunk at CRC speed.
     let flag = store::string(ctx, "CRC32C");
     ctx.replicate(
-        "RC.CHUNK.PUT",
+        Command::ChunkPut.name(),
         &[&file, &member, &sha, data, &flag, &crc][..],
     );
     Ok(())
 }
 
 pub fn put(ctx: &Context, args: Vec<RedisString>) -> Outcome {
-    arity(Cmd::ChunkPut, &args, 5, 7, PUT_USAGE)?;
-    let checked = check_put(&args[1..])?;
+    let checked = check_put(&ChunkPut::parse(&args, &settings::limits())?)?;
     store(ctx, &checked, &args[4])?;
     Ok(RedisValue::SimpleStringStatic("OK"))
 }
@@ -306,18 +265,15 @@ pub fn read(
 }
 
 pub fn get(ctx: &Context, args: Vec<RedisString>) -> Outcome {
-    arity(Cmd::ChunkGet, &args, 3, 3, GET_USAGE)?;
-    let file_id = validate::file_id(args[1].as_slice())?;
-    let index = validate::chunk_index(args[2].as_slice())?;
-    Ok(load(ctx, &file_id, index, None)?.map_or(RedisValue::Null, RedisValue::BulkRedisString))
+    let ChunkGet { file_id, index } = ChunkGet::parse(&args)?;
+    Ok(load(ctx, file_id, index, None)?.map_or(RedisValue::Null, RedisValue::BulkRedisString))
 }
 
 pub fn list(ctx: &Context, args: Vec<RedisString>) -> Outcome {
-    arity(Cmd::ChunkList, &args, 2, 2, LIST_USAGE)?;
-    let file_id = validate::file_id(args[1].as_slice())?;
+    let file_id = ChunkList::parse(&args)?.file_id;
     let mut rows = Vec::new();
-    for index in indexes(ctx, &file_id)? {
-        let name = store::string(ctx, chunk_key(&file_id, index));
+    for index in indexes(ctx, file_id)? {
+        let name = store::string(ctx, chunk_key(file_id, index));
         let key = ctx.open_key(&name);
         if key.key_type() != KeyType::Hash {
             continue; // Deleted behind the module's back: not held any more.
@@ -326,27 +282,26 @@ pub fn list(ctx: &Context, args: Vec<RedisString>) -> Outcome {
         let length = field(chunk_field::LENGTH)
             .and_then(|v| v.parse_integer().ok())
             .unwrap_or(-1);
-        let sha = field(chunk_field::SHA256).map_or_else(String::new, |s| s.to_string_lossy());
-        rows.push(RedisValue::Array(vec![
-            RedisValue::Integer(i64::from(index)),
-            RedisValue::Integer(length),
-            RedisValue::BulkString(sha),
-        ]));
+        let sha256 = field(chunk_field::SHA256).map_or_else(String::new, |s| s.to_string_lossy());
+        rows.push(ListRow {
+            index,
+            length,
+            sha256,
+        });
     }
-    Ok(RedisValue::Array(rows))
+    Ok(ListRow::encode::<Reply>(rows))
 }
 
 pub fn del(ctx: &Context, args: Vec<RedisString>) -> Outcome {
-    arity(Cmd::ChunkDel, &args, 2, 3, DEL_USAGE)?;
-    let file_id = validate::file_id(args[1].as_slice())?;
-    let targets = match args.get(2) {
-        Some(i) => vec![validate::chunk_index(i.as_slice())?],
-        None => indexes(ctx, &file_id)?,
+    let ChunkDel { file_id, index } = ChunkDel::parse(&args)?;
+    let targets = match index {
+        Some(i) => vec![i],
+        None => indexes(ctx, file_id)?,
     };
-    let set_name = check_index_set(ctx, &file_id)?;
+    let set_name = check_index_set(ctx, file_id)?;
     // Type-check every target first, so a refusal leaves everything in place.
     for index in &targets {
-        let display = chunk_key(&file_id, *index);
+        let display = chunk_key(file_id, *index);
         let name = store::string(ctx, display.as_str());
         store::expect_type(
             || display.clone(),
@@ -356,7 +311,7 @@ pub fn del(ctx: &Context, args: Vec<RedisString>) -> Outcome {
     }
     let mut deleted = 0i64;
     for index in &targets {
-        let name = store::string(ctx, chunk_key(&file_id, *index));
+        let name = store::string(ctx, chunk_key(file_id, *index));
         let key = ctx.open_key_writable(&name);
         if key.key_type() == KeyType::Hash {
             let len = stored_length(&key);

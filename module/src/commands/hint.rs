@@ -1,25 +1,18 @@
-//! Hinted handoff storage on this Redis: writes held for a node that was down.
-//!
-//! `RC.HINT.PUT node key version origin tombstone value` keeps the write in `hint:<node>` (field
-//! = key) unless a hint at least as new is already held; replies `applied|duplicate|stale`.
-//! `RC.HINT.DONE node key version origin` drops the hint after delivery, only if it is still that
-//! version (a newer hint stays); replies 1 or 0.
+//! Hinted handoff storage on this Redis (writes held for a node that was down): the handlers of
+//! `RC.HINT.PUT` and `RC.HINT.DONE`, as `rcluster_domain::rc::hint` defines them.
 
-use rcluster_domain::codes::{Code, CodedError};
+use rcluster_domain::codes::CodedError;
 use rcluster_domain::hint::{self, hint_key};
-use rcluster_domain::validate;
-use rcluster_domain::version::{decide, PutOutcome, Version};
+use rcluster_domain::rc::hint::{HintDone, HintPut};
+use rcluster_domain::version::{decide, PutOutcome};
 use redis_module::raw::KeyType;
 use redis_module::{Context, RedisString, RedisValue};
 
-use crate::commands::kv::{check_key, check_value};
 use crate::coord::hints;
-use crate::guard::{arity, Outcome};
-use crate::stats::{self, Cmd};
+use crate::guard::Outcome;
+use crate::settings;
+use crate::stats;
 use crate::store;
-
-const PUT_USAGE: &str = "RC.HINT.PUT <node> <key> <version> <origin> <0|1 tombstone> <value>";
-const DONE_USAGE: &str = "RC.HINT.DONE <node> <key> <version> <origin>";
 
 /// The hint held for `key` in `hint:<node>`, if any and readable.
 fn held(
@@ -43,33 +36,14 @@ fn open_hints(ctx: &Context, node: &str) -> Result<RedisString, CodedError> {
 }
 
 pub fn put(ctx: &Context, args: Vec<RedisString>) -> Outcome {
-    arity(Cmd::HintPut, &args, 7, 7, PUT_USAGE)?;
-    let node = validate::node_id(args[1].as_slice())?;
-    check_key(&args[2])?;
-    let ts = validate::u64_arg("version", args[3].as_slice())?;
-    let origin = validate::node_id(args[4].as_slice())?;
-    let tombstone = match args[5].as_slice() {
-        b"0" => false,
-        b"1" => true,
-        other => {
-            return Err(CodedError::new(
-                Code::BadArg,
-                format!(
-                    "tombstone flag must be 0 or 1, got '{}'",
-                    validate::show(other)
-                ),
-            ))
-        }
-    };
-    check_value(&args[6])?;
-    let hash = open_hints(ctx, &node)?;
-    let incoming = Version::new(ts, origin);
+    let put = HintPut::parse(&args, &settings::limits())?;
+    let hash = open_hints(ctx, put.node)?;
     let stored = held(ctx, &hash, &args[2])?.map(|h| h.version);
-    let outcome = decide(stored.as_ref(), &incoming);
+    let outcome = decide(stored.as_ref(), &put.version);
     if outcome == PutOutcome::Applied {
-        let encoded = store::string(ctx, hint::encode(&incoming, tombstone, args[6].as_slice()));
+        let encoded = store::string(ctx, hint::encode(&put.version, put.tombstone, put.value));
         store::call(ctx, "HSET", &[&hash, &args[2], &encoded])?;
-        hints::note(&node);
+        hints::note(put.node);
         stats::hint_stored();
         ctx.replicate_verbatim();
     }
@@ -77,20 +51,15 @@ pub fn put(ctx: &Context, args: Vec<RedisString>) -> Outcome {
 }
 
 pub fn done(ctx: &Context, args: Vec<RedisString>) -> Outcome {
-    arity(Cmd::HintDone, &args, 5, 5, DONE_USAGE)?;
-    let node = validate::node_id(args[1].as_slice())?;
-    check_key(&args[2])?;
-    let ts = validate::u64_arg("version", args[3].as_slice())?;
-    let origin = validate::node_id(args[4].as_slice())?;
-    let hash = open_hints(ctx, &node)?;
-    let matches =
-        held(ctx, &hash, &args[2])?.is_some_and(|h| h.version == Version::new(ts, origin));
+    let done = HintDone::parse(&args, &settings::limits())?;
+    let hash = open_hints(ctx, done.node)?;
+    let matches = held(ctx, &hash, &args[2])?.is_some_and(|h| h.version == *done.version);
     if !matches {
         return Ok(RedisValue::Integer(0));
     }
     store::call(ctx, "HDEL", &[&hash, &args[2]])?;
     if ctx.open_key(&hash).key_type() == KeyType::Empty {
-        hints::forget(&node);
+        hints::forget(done.node);
     }
     ctx.replicate_verbatim();
     Ok(RedisValue::Integer(1))

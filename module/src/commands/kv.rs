@@ -1,30 +1,24 @@
-//! Versioned registers on this Redis only (the replica level under the quorum commands):
-//!
-//! `RC.REPLICA.PUT key value version origin` stores if (version, origin) is newer than what is
-//! held; `RC.REPLICA.DEL key version origin` does the same with a tombstone;
-//! `RC.REPLICA.GET key` returns `[value|nil, version, origin, tombstone]` or nil;
-//! `RC.REPLICA.PURGE key version origin` removes a tombstone of exactly that version (1 or 0).
-//! Both writes reply `[applied|duplicate|stale, version, origin]` with the version now held.
+//! Versioned registers on this Redis only: the handlers of `RC.REPLICA.PUT`, `.DEL`, `.GET`,
+//! `.PURGE` and `.DROP` (arguments and replies as `rcluster_domain::rc::replica` defines them).
 //! [`apply`] and [`read`] are also the local half of the quorum commands.
 
 use rcluster_domain::codes::{Code, CodedError};
 use rcluster_domain::keys::{kv_field, kv_key};
 use rcluster_domain::quorum::Held;
+use rcluster_domain::rc::replica::{
+    HeldReply, ReplicaGet, ReplicaRemove, ReplicaWrite, WriteReply,
+};
+use rcluster_domain::rc::{kv as rc_kv, Command};
 use rcluster_domain::validate;
 use rcluster_domain::version::{decide, PutOutcome, Version};
 use redis_module::raw::KeyType;
 use redis_module::{Context, RedisString, RedisValue};
 
 use crate::commands::clock;
-use crate::guard::{arity, number, Outcome};
+use crate::guard::{Outcome, Reply};
 use crate::settings;
-use crate::stats::{self, Cmd};
+use crate::stats;
 use crate::store;
-
-const PUT_USAGE: &str = "RC.REPLICA.PUT <key> <value> <version> <origin-node>";
-const DEL_USAGE: &str = "RC.REPLICA.DEL <key> <version> <origin-node>";
-const GET_USAGE: &str = "RC.REPLICA.GET <key>";
-const PURGE_USAGE: &str = "RC.REPLICA.PURGE <key> <version> <origin-node>";
 
 /// The stored version fields of a register.
 struct Record {
@@ -68,27 +62,9 @@ fn parse_record(
     })
 }
 
-fn write_reply(outcome: PutOutcome, held: &Version) -> RedisValue {
-    RedisValue::Array(vec![
-        RedisValue::SimpleStringStatic(outcome.as_str()),
-        number(held.ts),
-        RedisValue::BulkString(held.node.clone()),
-    ])
-}
-
 /// Checks a key argument against the limits.
-pub fn check_key(key: &RedisString) -> Result<&str, CodedError> {
-    validate::user_key(key.as_slice(), settings::max_key_bytes())
-}
-
-/// Checks a value argument against the limits.
-pub fn check_value(value: &RedisString) -> Result<(), CodedError> {
-    validate::check_size(
-        "value",
-        value.len(),
-        settings::max_value_bytes(),
-        "rcluster.max-value-bytes",
-    )
+fn check_key(key: &RedisString) -> Result<&str, CodedError> {
+    rc_kv::check_key(key.as_slice(), &settings::limits())
 }
 
 /// Put-if-newer of a value (`Some`) or a tombstone (`None`) on this Redis. Propagates the write
@@ -100,9 +76,10 @@ pub fn apply(
     value: Option<&RedisString>,
     incoming: Version,
 ) -> Result<(PutOutcome, Version), CodedError> {
-    let user_key = check_key(key_arg)?;
+    let limits = settings::limits();
+    let user_key = rc_kv::check_key(key_arg.as_slice(), &limits)?;
     if let Some(v) = value {
-        check_value(v)?;
+        rc_kv::check_value(v.as_slice(), &limits)?;
     }
     let name = store::string(ctx, kv_key(key_arg.as_slice()));
     let (key, exists) = store::open_hash_writable(ctx, &name, || display(user_key))?;
@@ -140,8 +117,8 @@ pub fn apply(
         stats::kv_keys_added(1);
     }
     match value {
-        Some(v) => ctx.replicate("RC.REPLICA.PUT", &[key_arg, v, &ts, &origin][..]),
-        None => ctx.replicate("RC.REPLICA.DEL", &[key_arg, &ts, &origin][..]),
+        Some(v) => ctx.replicate(Command::ReplicaPut.name(), &[key_arg, v, &ts, &origin][..]),
+        None => ctx.replicate(Command::ReplicaDel.name(), &[key_arg, &ts, &origin][..]),
     }
     Ok((outcome, incoming))
 }
@@ -168,60 +145,40 @@ pub fn read(ctx: &Context, key_arg: &RedisString) -> Result<Option<Held>, CodedE
     }))
 }
 
-fn version_args(version: &RedisString, origin: &RedisString) -> Result<Version, CodedError> {
-    let ts = validate::u64_arg("version", version.as_slice())?;
-    let node = validate::node_id(origin.as_slice())?;
-    Ok(Version::new(ts, node))
+/// Applies a parsed replica write; replies the outcome and the version held.
+fn write(ctx: &Context, args: &[RedisString], w: ReplicaWrite) -> Outcome {
+    let value = w.value.map(|_| &args[2]);
+    let (outcome, held) = apply(ctx, &args[1], value, w.version.into_owned())?;
+    Ok(WriteReply { outcome, held }.encode::<Reply>())
 }
 
 pub fn put(ctx: &Context, args: Vec<RedisString>) -> Outcome {
-    arity(Cmd::ReplicaPut, &args, 5, 5, PUT_USAGE)?;
-    check_key(&args[1])?;
-    check_value(&args[2])?;
-    let (outcome, held) = apply(
-        ctx,
-        &args[1],
-        Some(&args[2]),
-        version_args(&args[3], &args[4])?,
-    )?;
-    Ok(write_reply(outcome, &held))
+    let w = ReplicaWrite::parse_put(&args, &settings::limits())?;
+    write(ctx, &args, w)
 }
 
 pub fn del(ctx: &Context, args: Vec<RedisString>) -> Outcome {
-    arity(Cmd::ReplicaDel, &args, 4, 4, DEL_USAGE)?;
-    check_key(&args[1])?;
-    let (outcome, held) = apply(ctx, &args[1], None, version_args(&args[2], &args[3])?)?;
-    Ok(write_reply(outcome, &held))
+    let w = ReplicaWrite::parse_del(&args, &settings::limits())?;
+    write(ctx, &args, w)
 }
 
 pub fn get(ctx: &Context, args: Vec<RedisString>) -> Outcome {
-    arity(Cmd::ReplicaGet, &args, 2, 2, GET_USAGE)?;
-    Ok(match read(ctx, &args[1])? {
-        None => RedisValue::Null,
-        Some(h) => RedisValue::Array(vec![
-            if h.tombstone {
-                RedisValue::Null
-            } else {
-                RedisValue::StringBuffer(h.value)
-            },
-            number(h.version.ts),
-            RedisValue::BulkString(h.version.node),
-            RedisValue::Integer(i64::from(h.tombstone)),
-        ]),
-    })
+    ReplicaGet::parse(&args)?;
+    Ok(HeldReply::encode::<Reply>(read(ctx, &args[1])?))
 }
 
 /// Deletes the register if it still holds exactly `version` (and, for a purge, is a tombstone).
 fn delete_if_version(ctx: &Context, args: &[RedisString], tombstone_only: bool) -> Outcome {
+    let remove = ReplicaRemove::parse(args, &settings::limits(), tombstone_only)?;
     let user_key = check_key(&args[1])?;
-    let version = version_args(&args[2], &args[3])?;
+    let version = remove.version.into_owned();
     let name = store::string(ctx, kv_key(args[1].as_slice()));
     let key = ctx.open_key_writable(&name);
     if !store::expect_type(|| display(user_key), key.key_type(), KeyType::Hash)? {
         return Ok(RedisValue::Integer(0));
     }
     let record = parse_record(user_key, |f| key.hash_get(f).ok().flatten())?;
-    if (tombstone_only && !record.tombstone) || record.version != version {
+    if (remove.tombstone_only && !record.tombstone) || record.version != version {
         return Ok(RedisValue::Integer(0));
     }
     key.delete().map_err(|e| {
@@ -236,7 +193,6 @@ fn delete_if_version(ctx: &Context, args: &[RedisString], tombstone_only: bool) 
 }
 
 pub fn purge(ctx: &Context, args: Vec<RedisString>) -> Outcome {
-    arity(Cmd::ReplicaPurge, &args, 4, 4, PURGE_USAGE)?;
     let out = delete_if_version(ctx, &args, true)?;
     if out == RedisValue::Integer(1) {
         stats::tombstone_purged();
@@ -247,12 +203,5 @@ pub fn purge(ctx: &Context, args: Vec<RedisString>) -> Outcome {
 /// `RC.REPLICA.DROP key version origin`: removes this replica's copy if it is still exactly that
 /// version (after the data moved to its new owners); 1 or 0.
 pub fn drop_copy(ctx: &Context, args: Vec<RedisString>) -> Outcome {
-    arity(
-        Cmd::ReplicaDrop,
-        &args,
-        4,
-        4,
-        "RC.REPLICA.DROP <key> <version> <origin-node>",
-    )?;
     delete_if_version(ctx, &args, false)
 }

@@ -1,10 +1,6 @@
-//! The quorum commands, callable on any node by any Redis client:
-//!
-//! `RC.SET key value [W n] [TIMEOUT ms]` → OK once W replicas hold it;
-//! `RC.GET key [R n] [TIMEOUT ms]` → the newest value among R replicas, or nil;
-//! `RC.DEL key [W n] [TIMEOUT ms]` → OK once W replicas hold the tombstone;
-//! `RC.LOCATE key` → the key's preference list: `[[node, address, state], ...]`;
-//! `RC.CHUNK.SET` / `RC.CHUNK.FETCH`: file chunks on W replicas / from the first intact one.
+//! The quorum commands, callable on any node by any Redis client: the handlers of `RC.SET`,
+//! `RC.GET`, `RC.DEL`, `RC.LOCATE` (as `rcluster_domain::rc::kv` defines them), `RC.CHUNK.SET` and
+//! `RC.CHUNK.FETCH` (file chunks on W replicas / from the first intact one; `rc::chunk`).
 //! A failure is `NOQUORUM needed W got k (node: why, ...)`. This node's own replica is read or
 //! written here, on the main thread; the other replicas are reached through `coord::fast` (the
 //! main thread's event loop) or the coordinator runtime while the client waits blocked.
@@ -14,7 +10,9 @@ use std::time::Instant;
 
 use rcluster_domain::codes::{Code, CodedError};
 use rcluster_domain::keys::chunk_key;
-use rcluster_domain::quorum::{parse_options, Options};
+use rcluster_domain::quorum::Options;
+use rcluster_domain::rc::chunk::{ChunkFetch, ChunkSet};
+use rcluster_domain::rc::kv::{Del, Get, Locate, LocateRow, QuorumOptions, Set};
 use rcluster_domain::validate;
 use rcluster_domain::version::Version;
 use redis_module::{Context, RedisString, RedisValue};
@@ -27,20 +25,15 @@ use crate::coord::peers::{self, Peer};
 use crate::coord::read::ReadJob;
 use crate::coord::write::{Payload, WriteJob};
 use crate::coord::{self, me};
-use crate::guard::{arity, Outcome};
+use crate::guard::{Outcome, Reply};
+use crate::settings;
 use crate::stats::{Cmd, End, Op};
-
-const SET_USAGE: &str = "RC.SET <key> <value> [W <n>] [TIMEOUT <ms>]";
-const GET_USAGE: &str = "RC.GET <key> [R <n>] [TIMEOUT <ms>]";
-const DEL_USAGE: &str = "RC.DEL <key> [W <n>] [TIMEOUT <ms>]";
-const LOCATE_USAGE: &str = "RC.LOCATE <key>";
 /// Redis's own timeout for a blocked client is the request timeout plus this margin: it only
 /// answers if the coordinator itself failed to.
 const SAFETY_MARGIN_MS: u64 = 1_000;
 
-fn options(args: &[RedisString], name: &str, view: &View) -> Result<Options, CodedError> {
-    let raw: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
-    parse_options(&raw, Some(name), view.topology.quorum.n)
+fn options(opts: &QuorumOptions, name: &str, view: &View) -> Result<Options, CodedError> {
+    opts.check(Some(name), view.topology.quorum.n)
 }
 
 /// Where a key lives, seen from this node.
@@ -133,7 +126,7 @@ fn write(
     cmd: Cmd,
     key: &RedisString,
     value: Option<&RedisString>,
-    opts: &[RedisString],
+    opts: &QuorumOptions,
 ) -> Outcome {
     let view = cluster::ready()?;
     let opts = options(opts, "W", &view)?;
@@ -190,23 +183,19 @@ fn write(
 }
 
 pub fn set(ctx: &Context, args: Vec<RedisString>) -> Outcome {
-    arity(Cmd::Set, &args, 3, 7, SET_USAGE)?;
-    kv::check_key(&args[1])?;
-    kv::check_value(&args[2])?;
-    write(ctx, Cmd::Set, &args[1], Some(&args[2]), &args[3..])
+    let opts = Set::parse(&args, &settings::limits())?.options;
+    write(ctx, Cmd::Set, &args[1], Some(&args[2]), &opts)
 }
 
 pub fn del(ctx: &Context, args: Vec<RedisString>) -> Outcome {
-    arity(Cmd::Del, &args, 2, 6, DEL_USAGE)?;
-    kv::check_key(&args[1])?;
-    write(ctx, Cmd::Del, &args[1], None, &args[2..])
+    let opts = Del::parse(&args, &settings::limits())?.options;
+    write(ctx, Cmd::Del, &args[1], None, &opts)
 }
 
 pub fn get(ctx: &Context, args: Vec<RedisString>) -> Outcome {
-    arity(Cmd::Get, &args, 2, 6, GET_USAGE)?;
-    kv::check_key(&args[1])?;
+    let opts = Get::parse(&args, &settings::limits())?.options;
     let view = cluster::ready()?;
-    let opts = options(&args[2..], "R", &view)?;
+    let opts = options(&opts, "R", &view)?;
     let r = usize::from(opts.count.unwrap_or(view.topology.quorum.r));
     let timeout_ms = opts.timeout_ms.unwrap_or(view.topology.request_timeout_ms);
     let Placement {
@@ -260,14 +249,13 @@ pub fn get(ctx: &Context, args: Vec<RedisString>) -> Outcome {
 }
 
 pub fn locate(_ctx: &Context, args: Vec<RedisString>) -> Outcome {
-    arity(Cmd::Locate, &args, 2, 2, LOCATE_USAGE)?;
-    kv::check_key(&args[1])?;
+    let key = Locate::parse(&args, &settings::limits())?.key;
     let view = cluster::ready()?;
     let me_id = crate::settings::node_id();
     let n = usize::from(view.topology.quorum.n);
     let rows = view
         .ring
-        .preference_list(args[1].as_slice(), n)
+        .preference_list(key, n)
         .into_iter()
         .map(|id| {
             let addr = view
@@ -281,20 +269,15 @@ pub fn locate(_ctx: &Context, args: Vec<RedisString>) -> Outcome {
             } else {
                 peers::state_of(id).as_str()
             };
-            RedisValue::Array(vec![
-                RedisValue::BulkString(id.to_string()),
-                RedisValue::BulkString(addr),
-                RedisValue::SimpleStringStatic(state),
-            ])
+            LocateRow {
+                node: id.to_string(),
+                address: addr,
+                state,
+            }
         })
         .collect();
-    Ok(RedisValue::Array(rows))
+    Ok(LocateRow::encode::<Reply>(rows))
 }
-
-const CHUNK_SET_USAGE: &str =
-    "RC.CHUNK.SET <file-id> <index> <sha256-hex|*> <data> [W <n>] [TIMEOUT <ms>]";
-const CHUNK_FETCH_USAGE: &str =
-    "RC.CHUNK.FETCH <file-id> <index> [SHA256 <sha256-hex>] [TIMEOUT <ms>]";
 
 /// Where a chunk lives on the ring: by file id and index.
 fn chunk_ring_key(file_id: &str, index: u32) -> Vec<u8> {
@@ -306,12 +289,19 @@ fn chunk_ring_key(file_id: &str, index: u32) -> Vec<u8> {
 /// `*` as the digest this node hashes the data (once, instead of the caller and then this node)
 /// and answers the digest instead of `OK`; the replicas check the copies against it.
 pub fn chunk_set(ctx: &Context, args: Vec<RedisString>) -> Outcome {
-    arity(Cmd::ChunkSet, &args, 5, 9, CHUNK_SET_USAGE)?;
-    let computed = args[3].as_slice() == b"*";
-    let checked = chunk::check(&args[1..5], true)?;
-    let reply = computed.then(|| checked.sha256.clone().into_bytes());
+    let request = ChunkSet::parse(&args, &settings::limits())?;
+    let checked = chunk::check(
+        request.file_id,
+        request.index,
+        request.sha256.as_deref(),
+        request.data,
+    )?;
+    let reply = request
+        .sha256
+        .is_none()
+        .then(|| checked.sha256.clone().into_bytes());
     let view = cluster::ready()?;
-    let opts = options(&args[5..], "W", &view)?;
+    let opts = options(&request.options, "W", &view)?;
     let w = usize::from(opts.count.unwrap_or(view.topology.quorum.w));
     let timeout_ms = opts.timeout_ms.unwrap_or(view.topology.request_timeout_ms);
     let ring_key = chunk_ring_key(&checked.file_id, checked.index);
@@ -372,24 +362,10 @@ pub fn chunk_set(ctx: &Context, args: Vec<RedisString>) -> Outcome {
 /// as intact only if it hashes to that digest (the caller's record), so the caller need not hash
 /// the bytes again.
 pub fn chunk_fetch(ctx: &Context, args: Vec<RedisString>) -> Outcome {
-    arity(Cmd::ChunkFetch, &args, 3, 7, CHUNK_FETCH_USAGE)?;
-    let file_id = validate::file_id(args[1].as_slice())?;
-    let index = validate::chunk_index(args[2].as_slice())?;
+    let request = ChunkFetch::parse(&args)?;
+    let (file_id, index) = (request.file_id.to_string(), request.index);
     let view = cluster::ready()?;
-    let mut raw: Vec<&[u8]> = args[3..].iter().map(|a| a.as_slice()).collect();
-    let mut expected = None;
-    if let Some(at) = raw.iter().position(|a| a.eq_ignore_ascii_case(b"SHA256")) {
-        let Some(hex) = raw.get(at + 1) else {
-            return Err(CodedError::new(
-                Code::BadArg,
-                format!("SHA256 needs a value; usage: {CHUNK_FETCH_USAGE}"),
-            ));
-        };
-        expected = Some(validate::sha256(hex)?);
-        raw.drain(at..at + 2);
-    }
-    // Chunks are immutable and verified: one intact copy is the answer, so there is no R.
-    let opts = parse_options(&raw, None, view.topology.quorum.n)?;
+    let (expected, opts) = request.options.check(view.topology.quorum.n)?;
     let timeout_ms = opts.timeout_ms.unwrap_or(view.topology.request_timeout_ms);
     let Placement {
         me: me_id,

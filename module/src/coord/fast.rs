@@ -28,12 +28,15 @@ use redis_module::{raw, Context};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use rcluster_domain::quorum::{needs_repair, newest};
+use rcluster_domain::rc::replica::{ack_of, Ack, ReplicaGet};
+use rcluster_domain::rc::Request;
 
 use crate::coord::block::{Answer, Blocked};
 use crate::coord::peers::{self, Peer, Pushed};
-use crate::coord::read::{answer_for, parse_held, repair, ReadJob};
+use crate::coord::read::{answer_for, repair, ReadJob};
 use crate::coord::resp::{self, Reply};
-use crate::coord::write::{ack_of, Ack, WriteJob};
+use crate::coord::wire::{held_reply, V};
+use crate::coord::write::WriteJob;
 use crate::settings;
 use crate::stats::{self, End, Op};
 
@@ -197,7 +200,14 @@ pub fn try_start(ctx: &Context, job: WriteJob, blocked: Blocked) -> Result<(), D
         if !ready(st, &job.replicas) {
             return Err(Box::new((job, blocked)));
         }
-        let packed = job.payload.replica_cmd().get_packed_command();
+        let packed = match job.payload.replica_write() {
+            Some(write) => {
+                let mut packed = Vec::new();
+                write.write_resp(&mut packed);
+                packed
+            }
+            None => job.payload.replica_cmd().get_packed_command(),
+        };
         let kind = Kind::Write {
             acks: job.local_acks,
             job,
@@ -217,9 +227,8 @@ pub fn try_start_read(ctx: &Context, job: ReadJob, blocked: Blocked) -> Result<(
         if !ready(st, &job.replicas) {
             return Err(Box::new((job, blocked)));
         }
-        let packed = redis::cmd("RC.REPLICA.GET")
-            .arg(&job.key)
-            .get_packed_command();
+        let mut packed = Vec::new();
+        ReplicaGet { key: &job.key }.write_resp(&mut packed);
         enqueue(ctx, st, &packed, Kind::Read { job }, blocked);
         READS.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -487,7 +496,9 @@ fn settle(st: &mut State, id: u64, peer: &str, reply: Reply) {
     };
     p.waiting.retain(|w| w != peer);
     let settled = match (&mut p.kind, reply) {
-        (Kind::Write { job, acks }, Reply::Value(v)) if ack_of(&v, job.version()) == Ack::Yes => {
+        (Kind::Write { job, acks }, Reply::Value(v))
+            if ack_of(V(&v), job.version()) == Ack::Yes =>
+        {
             *acks += 1;
             if *acks >= job.w {
                 if let Some(b) = p.blocked.take() {
@@ -497,7 +508,7 @@ fn settle(st: &mut State, id: u64, peer: &str, reply: Reply) {
             }
             true
         }
-        (Kind::Read { job }, Reply::Value(v)) => match parse_held(&v) {
+        (Kind::Read { job }, Reply::Value(v)) => match held_reply(&v) {
             Ok(held) => {
                 if let Some(from) = job.replicas.iter().find(|r| r.id == peer) {
                     job.answers.push((from.clone(), held));

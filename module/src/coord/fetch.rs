@@ -9,12 +9,13 @@ use std::sync::Arc;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use rcluster_domain::checksum::sha256_hex;
 use rcluster_domain::codes::Code;
-use redis::Value;
+use rcluster_domain::rc::chunk::{chunk_data, ChunkGet, ChunkPut};
 
 use crate::coord::block::{Answer, Blocked};
 use crate::coord::deadline_in;
 use crate::coord::peers::{Failure, Peer};
 use crate::coord::read::count_failure;
+use crate::coord::wire::{self, V};
 use crate::stats::{self, End, Op};
 
 /// What one replica had.
@@ -40,22 +41,25 @@ impl FetchJob {
     pub async fn run(self, mut blocked: Option<Blocked>) {
         let deadline = deadline_in(self.timeout_ms);
         let mut tasks = FuturesUnordered::new();
-        let mut get = redis::cmd("RC.CHUNK.GET");
-        get.arg(&self.file).arg(self.index);
-        let get = Arc::new(get);
+        let get = Arc::new(wire::cmd(&ChunkGet {
+            file_id: &self.file,
+            index: self.index,
+        }));
         for peer in &self.replicas {
             let (peer, cmd, expected) = (peer.clone(), get.clone(), self.sha256.clone());
             tasks.push(async move {
                 let copy = match peer.call(&cmd, deadline).await {
-                    Ok(Value::BulkString(data)) => match expected.as_deref() {
-                        Some(want) if sha256_hex(&data) != want => {
-                            stats::checksum_failure();
-                            Copy::Damaged(format!("holds other bytes than sha256 {want}"))
-                        }
-                        _ => Copy::Intact(data),
+                    Ok(reply) => match chunk_data(V(&reply)) {
+                        Some(Some(data)) => match expected.as_deref() {
+                            Some(want) if sha256_hex(data) != want => {
+                                stats::checksum_failure();
+                                Copy::Damaged(format!("holds other bytes than sha256 {want}"))
+                            }
+                            _ => Copy::Intact(data.to_vec()),
+                        },
+                        Some(None) => Copy::Missing,
+                        None => Copy::Damaged(format!("unexpected reply {reply:?}")),
                     },
-                    Ok(Value::Nil) => Copy::Missing,
-                    Ok(other) => Copy::Damaged(format!("unexpected reply {other:?}")),
                     Err(Failure::Replied(e))
                         if e.starts_with("CHECKSUM") || e.starts_with("CORRUPT") =>
                     {
@@ -125,8 +129,13 @@ impl FetchJob {
         }
         let Some(data) = good else { return };
         let sha = self.sha256.unwrap_or_else(|| sha256_hex(&data));
-        let mut put = redis::cmd("RC.CHUNK.PUT");
-        put.arg(&self.file).arg(self.index).arg(&sha).arg(&data);
+        let put = wire::cmd(&ChunkPut {
+            file_id: &self.file,
+            index: self.index,
+            sha256: sha.as_str().into(),
+            data: &data,
+            crc32c: None,
+        });
         let deadline = deadline_in(self.timeout_ms);
         for peer in to_repair {
             match peer.call(&put, deadline).await {

@@ -2,13 +2,18 @@
 //! connection) and removes tombstones older than the grace period with `RC.REPLICA.PURGE`, which
 //! deletes only if the key still holds that very tombstone.
 
+use std::borrow::Cow;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcluster_domain::hlc::Timestamp;
+use rcluster_domain::keys::KV_PREFIX;
+use rcluster_domain::rc::replica::ReplicaRemove;
+use rcluster_domain::version::Version;
 use redis::Value;
 
 use crate::cluster;
+use crate::coord::wire;
 use crate::coord::{deadline_in, me, peers};
 
 /// The SCAN cursor between rounds.
@@ -78,8 +83,11 @@ pub async fn purge_round() -> Duration {
         if tomb.as_slice() != b"1" || age_ms <= grace_ms {
             continue;
         }
-        let mut purge = redis::cmd("RC.REPLICA.PURGE");
-        purge.arg(&key[3..]).arg(ts).arg(origin);
+        let purge = wire::cmd(&ReplicaRemove {
+            tombstone_only: true,
+            key: &key[KV_PREFIX.len()..],
+            version: Cow::Owned(Version::new(ts, String::from_utf8_lossy(origin))),
+        });
         let _ = local.call(&purge, deadline_in(timeout_ms)).await;
     }
     *CURSOR.lock().unwrap_or_else(|p| p.into_inner()) = next;

@@ -2,16 +2,20 @@
 //! this node's own connection), deliver each to its node as a replica write, and drop the ones
 //! delivered. A node still unreachable is left for the next round.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use rcluster_domain::hint::{self, hint_key};
+use rcluster_domain::rc::hint::HintDone;
+use rcluster_domain::rc::replica::{is_ack, ReplicaWrite};
+use rcluster_domain::rc::reply::flag_of;
 use redis::Value;
 
 use crate::cluster;
 use crate::coord::peers::{self, Failure, Peer};
-use crate::coord::write::{is_ack, replica_cmd};
+use crate::coord::wire::{self, V};
 use crate::coord::{deadline_in, me, reply_bytes as bytes};
 use crate::stats;
 
@@ -83,21 +87,20 @@ async fn replay(local: &Peer, target: &Peer, node: &str, timeout_ms: u64) {
             let Some(h) = hint::decode(encoded) else {
                 continue;
             };
-            let value = (!h.tombstone).then_some(h.value.as_slice());
-            match target
-                .call(
-                    &replica_cmd(key, value, &h.version),
-                    deadline_in(timeout_ms),
-                )
-                .await
-            {
-                Ok(reply) if is_ack(&reply) => {
-                    let mut done = redis::cmd("RC.HINT.DONE");
-                    done.arg(node)
-                        .arg(key)
-                        .arg(h.version.ts)
-                        .arg(&h.version.node);
-                    if let Ok(Value::Int(1)) = local.call(&done, deadline_in(timeout_ms)).await {
+            let write = wire::cmd(&ReplicaWrite {
+                key,
+                value: (!h.tombstone).then_some(h.value.as_slice()),
+                version: Cow::Borrowed(&h.version),
+            });
+            match target.call(&write, deadline_in(timeout_ms)).await {
+                Ok(reply) if is_ack(V(&reply)) => {
+                    let done = wire::cmd(&HintDone {
+                        node,
+                        key,
+                        version: Cow::Borrowed(&h.version),
+                    });
+                    let removed = local.call(&done, deadline_in(timeout_ms)).await;
+                    if removed.is_ok_and(|r| flag_of(V(&r)) == Some(true)) {
                         stats::hint_replayed();
                     }
                 }

@@ -12,6 +12,7 @@ pub mod peers;
 pub mod read;
 pub mod rebalance;
 pub mod resp;
+pub mod wire;
 pub mod write;
 
 use std::future::Future;

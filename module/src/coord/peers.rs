@@ -69,31 +69,8 @@ static PEERS: Mutex<Option<HashMap<String, Arc<Peer>>>> = Mutex::new(None);
 /// or the detector says it is back.
 static PUSHED: Mutex<Option<HashMap<String, (Pushed, std::time::Instant)>>> = Mutex::new(None);
 
-/// A failure-detector verdict.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Pushed {
-    Alive,
-    Suspect,
-    Down,
-}
-
-impl Pushed {
-    pub fn parse(text: &[u8]) -> Option<Pushed> {
-        match text {
-            b"alive" => Some(Pushed::Alive),
-            b"suspect" => Some(Pushed::Suspect),
-            b"down" => Some(Pushed::Down),
-            _ => None,
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Pushed::Alive => "alive",
-            Pushed::Suspect => "suspect",
-            Pushed::Down => "down",
-        }
-    }
-}
+/// A failure-detector verdict, as `RC.CLUSTER.NODESTATE` carries it.
+pub use rcluster_domain::rc::cluster::Liveness as Pushed;
 
 /// Records the detector's verdict on `id` for `ttl`.
 pub fn push_liveness(id: &str, state: Pushed, ttl: std::time::Duration) {

@@ -3,19 +3,19 @@
 //! replicas answered (or `NOQUORUM`), then waits for the rest within the deadline and writes the
 //! newest version to every replica found stale or missing (read repair).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use rcluster_domain::codes::Code;
 use rcluster_domain::quorum::{needs_repair, newest, shortfall, Held};
-use rcluster_domain::version::Version;
-use redis::Value;
+use rcluster_domain::rc::replica::{is_ack, ReplicaGet, ReplicaWrite};
 
 use crate::coord::block::{Answer, Blocked};
 use crate::coord::deadline_in;
 use crate::coord::peers::{Failure, Peer};
-use crate::coord::write::{is_ack, replica_cmd};
+use crate::coord::wire::{self, held_reply, V};
 use crate::stats::{self, End, Op, ReplicaFailure};
 
 pub struct ReadJob {
@@ -42,44 +42,6 @@ pub fn count_failure(f: &Failure) {
     });
 }
 
-/// A reply item as text (bulk, status or integer).
-pub fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::Int(i) => Some(i.to_string()),
-        _ => None,
-    }
-}
-
-/// The version two reply items carry (timestamp, origin node), as an `RC.REPLICA.GET` reply, a
-/// replica's `stale` answer and `HMGET key version origin` give them.
-pub fn version_of(ts: &Value, origin: &Value) -> Option<Version> {
-    Some(Version::new(text(ts)?.parse().ok()?, text(origin)?))
-}
-
-/// Parses an `RC.REPLICA.GET` reply.
-pub fn parse_held(reply: &Value) -> Result<Option<Held>, Failure> {
-    let bad = || Failure::Replied(format!("unexpected RC.REPLICA.GET reply {reply:?}"));
-    match reply {
-        Value::Nil => Ok(None),
-        Value::Array(items) if items.len() == 4 => {
-            let version = version_of(&items[1], &items[2]).ok_or_else(bad)?;
-            let tombstone = matches!(items[3], Value::Int(1));
-            let value = match &items[0] {
-                Value::BulkString(b) => b.clone(),
-                _ => Vec::new(),
-            };
-            Ok(Some(Held {
-                version,
-                tombstone,
-                value,
-            }))
-        }
-        _ => Err(bad()),
-    }
-}
-
 /// The client's answer for the newest record: the value, or nil for a tombstone or nothing.
 pub fn answer_for(best: Option<&Held>) -> Answer {
     Answer::Value(best.filter(|h| !h.tombstone).map(|h| h.value.clone()))
@@ -92,15 +54,11 @@ impl ReadJob {
         let mut failures: Vec<(String, String)> = Vec::new();
         // The calls run concurrently inside this one task (no task per replica).
         let mut tasks = FuturesUnordered::new();
-        let cmd = Arc::new({
-            let mut c = redis::cmd("RC.REPLICA.GET");
-            c.arg(&self.key);
-            c
-        });
+        let cmd = Arc::new(wire::cmd(&ReplicaGet { key: &self.key }));
         for peer in &self.replicas {
             let (peer, cmd) = (peer.clone(), cmd.clone());
             tasks.push(async move {
-                let result = peer.call(&cmd, deadline).await.and_then(|v| parse_held(&v));
+                let result = peer.call(&cmd, deadline).await.and_then(|v| held_reply(&v));
                 (peer, result)
             });
         }
@@ -154,13 +112,16 @@ pub async fn repair(key: &[u8], answers: &[(Arc<Peer>, Option<Held>)], timeout_m
     let Some(best) = newest(answers.iter().map(|(_, h)| h)).cloned() else {
         return;
     };
-    let value = (!best.tombstone).then_some(best.value.as_slice());
-    let cmd = replica_cmd(key, value, &best.version);
+    let cmd = wire::cmd(&ReplicaWrite {
+        key,
+        value: (!best.tombstone).then_some(best.value.as_slice()),
+        version: Cow::Borrowed(&best.version),
+    });
     let deadline = deadline_in(timeout_ms);
     for (peer, held) in answers {
         if needs_repair(held, &best) {
             match peer.call(&cmd, deadline).await {
-                Ok(reply) if is_ack(&reply) => stats::read_repaired(),
+                Ok(reply) if is_ack(V(&reply)) => stats::read_repaired(),
                 Ok(_) => {}
                 Err(f) => count_failure(&f),
             }

@@ -17,6 +17,7 @@
 //! it. An audit that cannot reach a node waits for the next interval instead of repeating.
 //! Progress and totals are in `INFO rcluster` (`rebalance_*`).
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,13 +25,16 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use futures_util::stream::{self, StreamExt};
 use rcluster_domain::keys::{chunk_field, kv_field, CHUNK_PREFIX, KV_PREFIX};
+use rcluster_domain::rc::chunk::{chunk_data, ChunkDel, ChunkGet, ChunkPut};
+use rcluster_domain::rc::replica::{applied, is_ack, ReplicaRemove, ReplicaWrite};
+use rcluster_domain::rc::reply::{flag_of, version_of};
+use rcluster_domain::validate;
 use rcluster_domain::version::Version;
 use redis::Value;
 
 use crate::cluster::{self, View};
 use crate::coord::peers::{self, Failure, Peer};
-use crate::coord::read::version_of;
-use crate::coord::write::{is_ack, replica_cmd};
+use crate::coord::wire::{self, V};
 use crate::coord::{deadline_in, me};
 
 /// Registers handled at once by a pass.
@@ -186,11 +190,6 @@ fn bytes(v: &Value) -> Option<Vec<u8>> {
     crate::coord::reply_bytes(v).map(<[u8]>::to_vec)
 }
 
-/// A replica write that changed the target (not a duplicate or stale copy).
-fn applied(v: &Value) -> bool {
-    matches!(v, Value::Array(items) if matches!(items.first(), Some(Value::SimpleString(s)) if s == "applied"))
-}
-
 /// What handling one register or chunk did.
 #[derive(Clone, Copy, Default)]
 struct Done {
@@ -328,7 +327,7 @@ impl Pass {
             Some(Value::Array(f)) => f
                 .first()
                 .zip(f.get(1))
-                .and_then(|(ts, origin)| version_of(ts, origin)),
+                .and_then(|(ts, origin)| version_of(V(ts), V(origin))),
             _ => None,
         };
         targets
@@ -414,24 +413,34 @@ impl Pass {
         } else {
             targets
         };
-        let cmd = replica_cmd(user_key, value.as_deref(), &version);
+        let cmd = wire::cmd(&ReplicaWrite {
+            key: user_key,
+            value: value.as_deref(),
+            version: Cow::Borrowed(&version),
+        });
         let replies = self.send_all(&targets, &cmd).await;
-        let copies = replies.iter().flatten().filter(|v| applied(v)).count() as u64;
+        let copies = replies.iter().flatten().filter(|v| applied(V(v))).count() as u64;
         self.count_copies(copies);
         BYTES_MOVED.fetch_add(
             copies * value.as_ref().map_or(0, |v| v.len() as u64),
             Ordering::Relaxed,
         );
-        if !replies.iter().all(|r| r.as_ref().is_some_and(is_ack)) {
+        if !replies
+            .iter()
+            .all(|r| r.as_ref().is_some_and(|r| is_ack(V(r))))
+        {
             return Done::retry(copies);
         }
         let mut dropped = 0;
         if !still_owner {
             // Only the exact version copied: a newer write that arrived meanwhile stays.
-            let mut drop = redis::cmd("RC.REPLICA.DROP");
-            drop.arg(user_key).arg(version.ts).arg(&version.node);
+            let drop = wire::cmd(&ReplicaRemove {
+                tombstone_only: false,
+                key: user_key,
+                version: Cow::Borrowed(&version),
+            });
             match self.local(&drop).await {
-                Ok(Value::Int(1)) => dropped = 1,
+                Ok(r) if flag_of(V(&r)) == Some(true) => dropped = 1,
                 // A corrupt record: never dropped, nothing a new pass could change.
                 Err(Failure::Replied(_)) => {}
                 // A newer version arrived (or it went away): the next pass looks again.
@@ -449,6 +458,10 @@ impl Pass {
         };
         let rest = String::from_utf8_lossy(rest);
         let Some((file, index)) = rest.rsplit_once(':') else {
+            return Done::default();
+        };
+        // Not a chunk this module wrote: nothing to move.
+        let Ok(index_number) = validate::chunk_index(index.as_bytes()) else {
             return Done::default();
         };
         let (targets, still_owner) = self.targets(format!("{file}:{index}").as_bytes());
@@ -484,27 +497,35 @@ impl Pass {
             .collect();
         let mut copies = 0;
         if !missing.is_empty() {
-            let mut get = redis::cmd("RC.CHUNK.GET");
-            get.arg(file).arg(index);
+            let get = wire::cmd(&ChunkGet {
+                file_id: file,
+                index: index_number,
+            });
             let data = match self.local(&get).await {
-                Ok(Value::BulkString(data)) => data,
-                Ok(Value::Nil) => return Done::default(), // gone since the scan
+                Ok(reply) => match chunk_data(V(&reply)) {
+                    Some(Some(data)) => data.to_vec(),
+                    Some(None) => return Done::default(), // gone since the scan
+                    // Not a chunk reply: never copied, never dropped.
+                    None => return Done::default(),
+                },
                 // Corrupt here: never copied, never dropped; chunk repair deals with it.
-                Err(Failure::Replied(_)) | Ok(_) => return Done::default(),
+                Err(Failure::Replied(_)) => return Done::default(),
                 Err(_) => return Done::AGAIN,
             };
             // RC.CHUNK.GET checked the bytes against the stored CRC-32C read above (or the
             // digest, for older copies), and each target checks them again: no need to hash
             // them here too.
-            let mut put = redis::cmd("RC.CHUNK.PUT");
-            put.arg(file).arg(index).arg(held.as_slice()).arg(&data);
-            if let Some(crc) = &crc {
-                put.arg("CRC32C").arg(crc.as_slice());
-            }
+            let put = wire::cmd(&ChunkPut {
+                file_id: file,
+                index: index_number,
+                sha256: String::from_utf8_lossy(&held),
+                data: &data,
+                crc32c: crc.as_deref().map(String::from_utf8_lossy),
+            });
             let replies = self.send_all(&missing, &put).await;
             copies = replies
                 .iter()
-                .filter(|r| r.as_ref().is_some_and(is_ack))
+                .filter(|r| r.as_ref().is_some_and(|r| is_ack(V(r))))
                 .count() as u64;
             self.count_copies(copies);
             BYTES_MOVED.fetch_add(copies * data.len() as u64, Ordering::Relaxed);
@@ -514,10 +535,12 @@ impl Pass {
         }
         let mut dropped = 0;
         if !still_owner {
-            let mut del = redis::cmd("RC.CHUNK.DEL");
-            del.arg(file).arg(index);
+            let del = wire::cmd(&ChunkDel {
+                file_id: file,
+                index: Some(index_number),
+            });
             match self.local(&del).await {
-                Ok(Value::Int(1)) => dropped = 1,
+                Ok(r) if flag_of(V(&r)) == Some(true) => dropped = 1,
                 Ok(_) => {}
                 Err(_) => return Done::retry(copies),
             }

@@ -5,6 +5,7 @@
 //! its write as a hint: on the next node of the ring outside the preference list (which then
 //! counts toward W: sloppy quorum), or, when there is none, on this node.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,13 +14,17 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::FutureExt;
 use rcluster_domain::codes::Code;
 use rcluster_domain::quorum::shortfall;
+use rcluster_domain::rc::chunk::ChunkPut;
+use rcluster_domain::rc::hint::HintPut;
+use rcluster_domain::rc::replica::{ack_of, Ack, ReplicaWrite};
 use rcluster_domain::version::Version;
 use redis::Value;
 
 use crate::coord::block::{Answer, Blocked};
 use crate::coord::deadline_in;
 use crate::coord::peers::{Failure, Peer};
-use crate::coord::read::{count_failure, version_of};
+use crate::coord::read::count_failure;
+use crate::coord::wire::{self, V};
 use crate::stats::{self, End, Op};
 
 /// What is written: a versioned register (hinted when a replica fails) or a file chunk
@@ -40,25 +45,39 @@ impl Payload {
     /// A chunk write: `RC.CHUNK.PUT` with the CRC-32C computed from the bytes checked here, so
     /// each replica checks the transfer at CRC speed instead of hashing the chunk again.
     pub fn chunk(file: &str, index: u32, sha256: &str, crc32c: &str, data: &[u8]) -> Payload {
-        let mut c = redis::cmd("RC.CHUNK.PUT");
-        c.arg(file)
-            .arg(index)
-            .arg(sha256)
-            .arg(data)
-            .arg("CRC32C")
-            .arg(crc32c);
-        Payload::Chunk(Arc::new(c))
+        Payload::Chunk(Arc::new(wire::cmd(&ChunkPut {
+            file_id: file,
+            index,
+            sha256: sha256.into(),
+            data,
+            crc32c: Some(crc32c.into()),
+        })))
     }
 
-    /// The replica-level write command.
-    pub fn replica_cmd(&self) -> Arc<redis::Cmd> {
+    /// The replica-level write of a register, when the payload is one.
+    pub fn replica_write(&self) -> Option<ReplicaWrite<'_>> {
         match self {
             Payload::Kv {
                 key,
                 value,
                 version,
-            } => Arc::new(replica_cmd(key, value.as_deref(), version)),
+            } => Some(ReplicaWrite {
+                key,
+                value: value.as_deref(),
+                version: Cow::Borrowed(version),
+            }),
+            Payload::Chunk(_) => None,
+        }
+    }
+
+    /// The replica-level write command.
+    pub fn replica_cmd(&self) -> Arc<redis::Cmd> {
+        match self {
             Payload::Chunk(cmd) => cmd.clone(),
+            Payload::Kv { .. } => Arc::new(
+                self.replica_write()
+                    .map_or_else(redis::Cmd::new, |w| wire::cmd(&w)),
+            ),
         }
     }
 
@@ -69,7 +88,13 @@ impl Payload {
                 key,
                 value,
                 version,
-            } => Some(hint_cmd(intended, key, value.as_deref(), version)),
+            } => Some(wire::cmd(&HintPut {
+                node: intended,
+                key,
+                version: Cow::Borrowed(version),
+                tombstone: value.is_none(),
+                value: value.as_deref().unwrap_or_default(),
+            })),
             Payload::Chunk(_) => None,
         }
     }
@@ -98,83 +123,6 @@ pub struct WriteJob {
     pub started: Instant,
     /// What a success answers instead of `OK` (the digest `RC.CHUNK.SET ... *` computed).
     pub reply: Option<Vec<u8>>,
-}
-
-/// The replica-level write command for this job.
-pub fn replica_cmd(key: &[u8], value: Option<&[u8]>, version: &Version) -> redis::Cmd {
-    let mut cmd = match value {
-        Some(v) => {
-            let mut c = redis::cmd("RC.REPLICA.PUT");
-            c.arg(key).arg(v);
-            c
-        }
-        None => {
-            let mut c = redis::cmd("RC.REPLICA.DEL");
-            c.arg(key);
-            c
-        }
-    };
-    cmd.arg(version.ts).arg(&version.node);
-    cmd
-}
-
-/// The hint command holding this write for `intended`.
-pub fn hint_cmd(intended: &str, key: &[u8], value: Option<&[u8]>, version: &Version) -> redis::Cmd {
-    let mut cmd = redis::cmd("RC.HINT.PUT");
-    cmd.arg(intended)
-        .arg(key)
-        .arg(version.ts)
-        .arg(&version.node)
-        .arg(if value.is_some() { "0" } else { "1" })
-        .arg(value.unwrap_or_default());
-    cmd
-}
-
-/// What a replica's reply to a client's write means.
-#[derive(Debug, PartialEq)]
-pub enum Ack {
-    Yes,
-    /// The replica holds a newer version than this write's: one this coordinator had not seen
-    /// (written through another node within the same clock tick, or stamped by a clock ahead of
-    /// this one). The write must not count there: with W over N/2 any quorum after a finished
-    /// write meets a replica that holds it, so a write that is really later is re-issued with a
-    /// version past it instead of being silently lost.
-    Newer(Version),
-    No,
-}
-
-/// The meaning of `reply` to a write of `ours` (chunks have no version: any ack is yes).
-pub fn ack_of(reply: &Value, ours: Option<&Version>) -> Ack {
-    if let (Some(ours), Value::Array(items)) = (ours, reply) {
-        if matches!(items.first(), Some(Value::SimpleString(s)) if s == "stale") {
-            // The version held, as `RC.REPLICA.GET` replies carry it too.
-            let held = items
-                .get(1)
-                .zip(items.get(2))
-                .and_then(|(ts, origin)| version_of(ts, origin));
-            if let Some(held) = held.filter(|h| h > ours) {
-                return Ack::Newer(held);
-            }
-        }
-    }
-    if is_ack(reply) {
-        Ack::Yes
-    } else {
-        Ack::No
-    }
-}
-
-/// A write reply (`[applied|duplicate|stale, ...]`, a bare status, or a chunk's `OK`) means the
-/// replica holds this version or a newer one: an acknowledgement (for hint replay, repairs and
-/// moves, which carry versions on, not for a client's new write: see [`ack_of`]).
-pub fn is_ack(reply: &Value) -> bool {
-    let status = |v: &Value| matches!(v, Value::SimpleString(s) if matches!(s.as_str(), "applied" | "duplicate" | "stale"));
-    match reply {
-        Value::Array(items) => items.first().is_some_and(status),
-        // A chunk write answers OK.
-        Value::Okay => true,
-        other => status(other),
-    }
 }
 
 struct Outcome {
@@ -235,7 +183,7 @@ impl WriteJob {
         }
         while let Some(out) = tasks.next().await {
             let ack = match &out.result {
-                Ok(reply) => ack_of(reply, ours.as_ref()),
+                Ok(reply) => ack_of(V(reply), ours.as_ref()),
                 Err(_) => Ack::No,
             };
             match (ack, out.result) {
@@ -346,44 +294,5 @@ impl WriteJob {
                 eprintln!("rcluster: could not keep a hint for {node}: {f}");
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn reply(status: &str, ts: u64, origin: &str) -> Value {
-        Value::Array(vec![
-            Value::SimpleString(status.into()),
-            Value::BulkString(ts.to_string().into_bytes()),
-            Value::BulkString(origin.as_bytes().to_vec()),
-        ])
-    }
-
-    #[test]
-    fn a_newer_version_held_is_not_an_acknowledgement_of_a_new_write() {
-        let ours = Version::new(100, "n2");
-        assert_eq!(ack_of(&reply("applied", 100, "n2"), Some(&ours)), Ack::Yes);
-        assert_eq!(
-            ack_of(&reply("duplicate", 100, "n2"), Some(&ours)),
-            Ack::Yes
-        );
-        assert_eq!(
-            ack_of(&reply("stale", 100, "n3"), Some(&ours)),
-            Ack::Newer(Version::new(100, "n3"))
-        );
-        assert_eq!(
-            ack_of(&reply("stale", 250, "n1"), Some(&ours)),
-            Ack::Newer(Version::new(250, "n1"))
-        );
-        // Carrying a version on (hints, repairs): stale is done.
-        assert!(is_ack(&reply("stale", 250, "n1")));
-        assert_eq!(ack_of(&reply("stale", 250, "n1"), None), Ack::Yes);
-        assert_eq!(ack_of(&Value::Okay, None), Ack::Yes);
-        assert_eq!(
-            ack_of(&Value::SimpleString("nope".into()), Some(&ours)),
-            Ack::No
-        );
     }
 }
