@@ -402,3 +402,45 @@ fn info_names_every_field_once() {
     }
     assert!(seen.contains("rcluster_topology_epoch"), "{text}");
 }
+
+/// The module registers exactly the contract's table: every row under its name with its flags,
+/// and no other `RC.*` command.
+#[test]
+fn the_registered_commands_are_the_contract_table() {
+    use rcluster_domain::rc::COMMANDS;
+    let r = Redis::start(&[]);
+    let mut c = r.conn();
+    let listed = call(
+        &mut c,
+        &[b"COMMAND", b"LIST", b"FILTERBY", b"MODULE", b"rcluster"],
+    )
+    .expect("COMMAND LIST");
+    let mut registered: Vec<String> = words(listed)
+        .iter()
+        .map(|n| n.to_ascii_uppercase())
+        .collect();
+    registered.sort();
+    let mut table: Vec<String> = COMMANDS.iter().map(|s| s.name.to_string()).collect();
+    table.sort();
+    assert_eq!(registered, table);
+    for spec in &COMMANDS {
+        let info =
+            call(&mut c, &[b"COMMAND", b"INFO", spec.name.as_bytes()]).expect("COMMAND INFO");
+        let Value::Array(rows) = info else {
+            panic!("COMMAND INFO {} replied {info:?}", spec.name)
+        };
+        let Some(Value::Array(fields)) = rows.first() else {
+            panic!("COMMAND INFO {} has no row", spec.name)
+        };
+        let flags = fields.get(2).map(|f| words(f.clone())).unwrap_or_default();
+        // COMMAND INFO spells deny-oom as denyoom.
+        for flag in spec.flags.split_whitespace() {
+            let shown = flag.replace('-', "");
+            assert!(
+                flags.contains(&shown),
+                "{}: {flags:?} lacks {shown}",
+                spec.name
+            );
+        }
+    }
+}
