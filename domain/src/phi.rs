@@ -164,6 +164,16 @@ pub enum Liveness {
 }
 
 impl Liveness {
+    /// The verdict named by [`Liveness::as_str`] (as `RC.CLUSTER.NODESTATE` carries it).
+    pub fn parse(text: &[u8]) -> Option<Liveness> {
+        match text {
+            b"alive" => Some(Liveness::Alive),
+            b"suspect" => Some(Liveness::Suspect),
+            b"down" => Some(Liveness::Down),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Liveness::Alive => "alive",

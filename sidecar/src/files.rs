@@ -13,10 +13,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
+use rcluster_domain::quorum::Options;
+use rcluster_domain::rc::chunk::{ChunkDel, ChunkFetch, FetchOptions};
+use rcluster_domain::rc::kv::{Get, QuorumOptions, Set};
+use rcluster_domain::rc::{Command, Request};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
+use crate::node::local::rc;
 use crate::node::view::{unix_ms, Shared};
 
 /// Chunk writes in flight during one upload.
@@ -173,8 +178,10 @@ impl<'a> Upload<'a> {
             .inc();
         self.in_flight.push_back(tokio::spawn(async move {
             let index = index.to_string();
+            // The contract's RC.CHUNK.SET with `*` (the module hashes the chunk), the chunk's
+            // bytes borrowed rather than copied into an encoded argument vector.
             let mut cmd: Vec<&[u8]> = vec![
-                b"RC.CHUNK.SET",
+                Command::ChunkSet.name().as_bytes(),
                 id.as_bytes(),
                 index.as_bytes(),
                 b"*",
@@ -253,11 +260,15 @@ impl<'a> Upload<'a> {
             created_ms: unix_ms(),
         };
         let json = serde_json::to_string(&meta).unwrap_or_default();
-        let mut cmd = redis::cmd("RC.SET");
-        cmd.arg(meta_key(&self.id)).arg(json);
-        if let Some(w) = self.w {
-            cmd.arg("W").arg(w);
-        }
+        let key = meta_key(&self.id);
+        let cmd = rc(&Set {
+            key: key.as_bytes(),
+            value: json.as_bytes(),
+            options: QuorumOptions::Typed(Options {
+                count: self.w,
+                timeout_ms: None,
+            }),
+        });
         let timeout =
             Duration::from_millis(self.shared.config.intervals.request_timeout_ms + 2_000);
         if let Err(e) = self.shared.local.query::<()>(&cmd, timeout).await {
@@ -288,11 +299,13 @@ pub async fn remove_chunks(shared: &Shared, id: &str) -> u64 {
             let client =
                 redis::Client::open(format!("redis://{}:{}/", n.host, n.redis_port)).ok()?;
             let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-            redis::cmd("RC.CHUNK.DEL")
-                .arg(id)
-                .query_async::<u64>(&mut conn)
-                .await
-                .ok()
+            rc(&ChunkDel {
+                file_id: id,
+                index: None,
+            })
+            .query_async::<u64>(&mut conn)
+            .await
+            .ok()
         };
         if let Ok(Some(n)) = tokio::time::timeout(Duration::from_secs(5), attempt).await {
             removed += n;
@@ -347,8 +360,11 @@ pub async fn read_meta(shared: &Shared, id: &str) -> Result<Option<FileMeta>, Tr
             format!("'{id}' is not a file id (32 hex characters)"),
         ));
     }
-    let mut cmd = redis::cmd("RC.GET");
-    cmd.arg(meta_key(id));
+    let key = meta_key(id);
+    let cmd = rc(&Get {
+        key: key.as_bytes(),
+        options: QuorumOptions::NONE,
+    });
     let timeout = Duration::from_millis(shared.config.intervals.request_timeout_ms + 2_000);
     let raw: Option<Vec<u8>> = shared
         .local
@@ -380,14 +396,16 @@ pub async fn fetch_chunk(
         .unwrap_or_default();
     // The module checks the copy it serves against the digest recorded at upload (and hashes
     // it once for that); the bytes then only cross loopback to here.
-    let index_text = index.to_string();
-    let cmd: [&[u8]; 5] = [
-        b"RC.CHUNK.FETCH",
-        meta.id.as_bytes(),
-        index_text.as_bytes(),
-        b"SHA256",
-        expected.as_bytes(),
-    ];
+    let fetch = ChunkFetch {
+        file_id: &meta.id,
+        index: u32::try_from(index).unwrap_or(u32::MAX),
+        options: FetchOptions::Typed {
+            sha256: Some(expected.into()),
+            timeout_ms: None,
+        },
+    }
+    .encode();
+    let cmd: Vec<&[u8]> = fetch.iter().map(Vec::as_slice).collect();
     let timeout = Duration::from_millis(shared.config.intervals.request_timeout_ms + 2_000);
     shared.metrics.chunk_ops.with_label_values(&["read"]).inc();
     let data = shared.local.bulk(&cmd, timeout).await.map_err(|e| {

@@ -14,11 +14,14 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use futures_util::StreamExt;
 use rcluster_domain::node_config::check_file_name;
+use rcluster_domain::quorum::Options;
+use rcluster_domain::rc::kv::{Del, Get, QuorumOptions, Set};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::files::{self, FileMeta, TransferError, Upload};
+use crate::node::local::rc;
 use crate::node::view::Shared;
 use crate::web::{ApiError, Caller};
 
@@ -102,11 +105,14 @@ async fn kv_put(
 ) -> Result<Json<Value>, ApiError> {
     caller.require_admin()?;
     check_key(&key)?;
-    let mut cmd = redis::cmd("RC.SET");
-    cmd.arg(&key).arg(body.as_ref());
-    if let Some(w) = q.w {
-        cmd.arg("W").arg(w);
-    }
+    let cmd = rc(&Set {
+        key: key.as_bytes(),
+        value: body.as_ref(),
+        options: QuorumOptions::Typed(Options {
+            count: q.w,
+            timeout_ms: None,
+        }),
+    });
     s.local
         .query::<()>(&cmd, timeout(&s))
         .await
@@ -121,11 +127,13 @@ async fn kv_get(
     Query(q): Query<QuorumQuery>,
 ) -> Result<Response, ApiError> {
     check_key(&key)?;
-    let mut cmd = redis::cmd("RC.GET");
-    cmd.arg(&key);
-    if let Some(r) = q.r {
-        cmd.arg("R").arg(r);
-    }
+    let cmd = rc(&Get {
+        key: key.as_bytes(),
+        options: QuorumOptions::Typed(Options {
+            count: q.r,
+            timeout_ms: None,
+        }),
+    });
     let value: Option<Vec<u8>> = s
         .local
         .query(&cmd, timeout(&s))
@@ -149,11 +157,13 @@ async fn kv_delete(
 ) -> Result<Json<Value>, ApiError> {
     caller.require_admin()?;
     check_key(&key)?;
-    let mut cmd = redis::cmd("RC.DEL");
-    cmd.arg(&key);
-    if let Some(w) = q.w {
-        cmd.arg("W").arg(w);
-    }
+    let cmd = rc(&Del {
+        key: key.as_bytes(),
+        options: QuorumOptions::Typed(Options {
+            count: q.w,
+            timeout_ms: None,
+        }),
+    });
     s.local
         .query::<()>(&cmd, timeout(&s))
         .await
@@ -376,8 +386,11 @@ async fn delete_file(
             format!("no file '{id}'"),
         ));
     }
-    let mut cmd = redis::cmd("RC.DEL");
-    cmd.arg(files::meta_key(&id));
+    let key = files::meta_key(&id);
+    let cmd = rc(&Del {
+        key: key.as_bytes(),
+        options: QuorumOptions::NONE,
+    });
     s.local
         .query::<()>(&cmd, timeout(&s))
         .await

@@ -11,6 +11,7 @@
 use std::ops::Deref;
 
 use crate::codes::{Code, CodedError};
+pub use crate::phi::Liveness;
 use crate::topology::Topology;
 use crate::validate;
 
@@ -56,33 +57,6 @@ impl Request for ClusterGet {
         Command::ClusterGet
     }
     fn each_arg(&self, _f: &mut dyn FnMut(&[u8])) {}
-}
-
-/// A failure-detector verdict the node process pushes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Liveness {
-    Alive,
-    Suspect,
-    Down,
-}
-
-impl Liveness {
-    pub fn parse(text: &[u8]) -> Option<Liveness> {
-        match text {
-            b"alive" => Some(Liveness::Alive),
-            b"suspect" => Some(Liveness::Suspect),
-            b"down" => Some(Liveness::Down),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Liveness::Alive => "alive",
-            Liveness::Suspect => "suspect",
-            Liveness::Down => "down",
-        }
-    }
 }
 
 /// Longest a pushed verdict stays valid.

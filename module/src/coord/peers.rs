@@ -70,7 +70,7 @@ static PEERS: Mutex<Option<HashMap<String, Arc<Peer>>>> = Mutex::new(None);
 static PUSHED: Mutex<Option<HashMap<String, (Pushed, std::time::Instant)>>> = Mutex::new(None);
 
 /// A failure-detector verdict, as `RC.CLUSTER.NODESTATE` carries it.
-pub use rcluster_domain::rc::cluster::Liveness as Pushed;
+pub use rcluster_domain::phi::Liveness as Pushed;
 
 /// Records the detector's verdict on `id` for `ttl`.
 pub fn push_liveness(id: &str, state: Pushed, ttl: std::time::Duration) {

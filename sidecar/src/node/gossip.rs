@@ -10,10 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rcluster_domain::phi::Liveness;
+use rcluster_domain::rc::cluster::Settled;
 use serde::{Deserialize, Serialize};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
+use crate::node::local::rc;
 use crate::node::view::{judge, unix_ms, Shared, Summary};
 
 /// Largest heartbeat datagram read.
@@ -121,8 +123,7 @@ async fn settle_transition(shared: &Shared, own: &Summary, told: &mut u64, timeo
     let Some(epoch) = settle_due(own, &reported) else {
         return;
     };
-    let mut cmd = redis::cmd("RC.CLUSTER.SETTLED");
-    cmd.arg(epoch);
+    let cmd = rc(&Settled { epoch });
     match shared.local.query::<i64>(&cmd, timeout).await {
         Ok(1) if *told != epoch => {
             *told = epoch;

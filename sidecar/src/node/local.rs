@@ -8,6 +8,13 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::Mutex;
 
+/// An `RC.*` command built with the contract, as the `redis` crate sends it.
+pub fn rc(req: &impl rcluster_domain::rc::Request) -> redis::Cmd {
+    let mut cmd = redis::Cmd::new();
+    cmd.arg(req.encode());
+    cmd
+}
+
 pub struct Local {
     tcp: redis::ConnectionAddr,
     socket: Option<std::path::PathBuf>,

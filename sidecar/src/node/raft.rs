@@ -20,12 +20,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rcluster_domain::meta::{Change, Meta};
+use rcluster_domain::rc::cluster::{self as rc_cluster, ClusterSet, MetaOp};
 use rcluster_raft::{Command, Config, MembershipChange, Message, Persisted, RaftNode, Role};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::node::local::rc;
 use crate::node::view::Shared;
 
 /// Length of one Raft tick (times `raft_tick_scale` in low-resource mode).
@@ -139,16 +141,14 @@ async fn load(shared: &Shared) -> Result<Persisted, String> {
 async fn persist(shared: &Shared, state: &Persisted) -> Result<(), String> {
     let id = &shared.me.id;
     let hs = &state.hard_state;
-    let meta = |command: &str| {
-        let mut cmd = redis::cmd("RC.META");
-        cmd.arg(command);
-        cmd
+    let meta = |op: MetaOp, key: &str, args: &[&[u8]]| {
+        rc(&rc_cluster::Meta {
+            op,
+            key: key.as_bytes(),
+            args: args.to_vec(),
+        })
     };
-    let set = |key: String, value: Vec<u8>| {
-        let mut cmd = meta("SET");
-        cmd.arg(key).arg(value);
-        cmd
-    };
+    let set = |key: String, value: Vec<u8>| meta(MetaOp::Set, &key, &[&value]);
     let mut pipe = redis::pipe();
     for cmd in [
         set(raft_key(id), state.to_bytes()),
@@ -167,16 +167,17 @@ async fn persist(shared: &Shared, state: &Persisted) -> Result<(), String> {
     ] {
         pipe.add_command(cmd).ignore();
     }
-    let mut del = meta("DEL");
-    del.arg(format!("node:{id}:log"));
-    pipe.add_command(del).ignore();
+    let log = format!("node:{id}:log");
+    pipe.add_command(meta(MetaOp::Del, &log, &[])).ignore();
     if !state.entries.is_empty() {
-        let mut push = meta("RPUSH");
-        push.arg(format!("node:{id}:log"));
-        for e in &state.entries {
-            push.arg(serde_json::to_string(e).unwrap_or_default());
-        }
-        pipe.add_command(push).ignore();
+        let entries: Vec<String> = state
+            .entries
+            .iter()
+            .map(|e| serde_json::to_string(e).unwrap_or_default())
+            .collect();
+        let entries: Vec<&[u8]> = entries.iter().map(|e| e.as_bytes()).collect();
+        pipe.add_command(meta(MetaOp::Rpush, &log, &entries))
+            .ignore();
     }
     shared.local.pipeline(&pipe, Duration::from_secs(2)).await
 }
@@ -275,12 +276,12 @@ async fn push_topology(shared: &Shared, meta: &Meta) {
     let Some(topology) = meta.topology(&shared.config) else {
         return;
     };
-    let mut cmd = redis::cmd("RC.CLUSTER.SET");
-    cmd.arg(topology.to_json());
+    let epoch = topology.epoch;
+    let cmd = rc(&ClusterSet { topology });
     if let Err(e) = shared.local.query::<()>(&cmd, Duration::from_secs(2)).await {
         eprintln!(
             "node {}: could not push topology epoch {}: {e}",
-            shared.me.id, topology.epoch
+            shared.me.id, epoch
         );
     }
 }

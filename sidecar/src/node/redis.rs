@@ -7,10 +7,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rcluster_domain::config::{ClusterConfig, NodeConfig, CHUNK_SIZE_RANGE};
+use rcluster_domain::rc::cluster::ClusterSet;
 use rcluster_domain::topology::{internal_user_directive, Topology};
 use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::node::local::rc;
 use crate::{probe, supervise, CliError};
 
 /// How long Redis may take to start answering PING (loading a large AOF takes a while).
@@ -204,10 +206,11 @@ async fn push_topology(node: &NodeConfig, topology: &Topology) -> Result<(), Cli
         redis::Client::open(format!("redis://{}:{}/", node.host, node.redis_port)).map_err(fail)?;
     let push = async {
         let mut conn = client.get_multiplexed_async_connection().await?;
-        redis::cmd("RC.CLUSTER.SET")
-            .arg(topology.to_json())
-            .query_async::<()>(&mut conn)
-            .await
+        rc(&ClusterSet {
+            topology: topology.clone(),
+        })
+        .query_async::<()>(&mut conn)
+        .await
     };
     match tokio::time::timeout(Duration::from_secs(10), push).await {
         // A restarted Redis may already hold a newer topology that Raft committed (restored

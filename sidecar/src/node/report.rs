@@ -7,10 +7,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rcluster_domain::rc::cluster::{Meta, MetaOp, NodeState};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
 use crate::node::gossip::{info_field, Event};
+use crate::node::local::rc;
 use crate::node::view::{unix_ms, Shared};
 
 /// Pub/Sub channel of state changes.
@@ -61,46 +63,56 @@ pub async fn run(
             for (id, view) in nodes.iter() {
                 let s = &view.summary;
                 // RC.META: a Redis full of data still takes it.
-                pipe.cmd("RC.META")
-                    .arg("HSET")
-                    .arg(format!("node:{id}:status"))
-                    .arg("state")
-                    .arg(view.liveness.as_str())
-                    .arg("reason")
-                    .arg(&view.reason)
-                    .arg("observer")
-                    .arg(&shared.me.id)
-                    .arg("last_heartbeat_ms")
-                    .arg(view.last_heartbeat_unix_ms.unwrap_or(0))
-                    .arg("phi")
-                    .arg(format!("{:.2}", view.phi))
-                    .arg("rtt_ms")
-                    .arg(view.rtt_ms.map_or_else(String::new, |r| format!("{r:.1}")))
-                    .arg("redis_up")
-                    .arg(u8::from(s.redis_up))
-                    .arg("redis_state")
-                    .arg(&s.redis_state)
-                    .arg("kv_keys")
-                    .arg(s.kv_keys.map_or_else(String::new, |k| k.to_string()))
-                    .arg("used_memory_bytes")
-                    .arg(
+                let fields = [
+                    ("state", view.liveness.as_str().to_string()),
+                    ("reason", view.reason.clone()),
+                    ("observer", shared.me.id.clone()),
+                    (
+                        "last_heartbeat_ms",
+                        view.last_heartbeat_unix_ms.unwrap_or(0).to_string(),
+                    ),
+                    ("phi", format!("{:.2}", view.phi)),
+                    (
+                        "rtt_ms",
+                        view.rtt_ms.map_or_else(String::new, |r| format!("{r:.1}")),
+                    ),
+                    ("redis_up", u8::from(s.redis_up).to_string()),
+                    ("redis_state", s.redis_state.clone()),
+                    (
+                        "kv_keys",
+                        s.kv_keys.map_or_else(String::new, |k| k.to_string()),
+                    ),
+                    (
+                        "used_memory_bytes",
                         s.used_memory_bytes
                             .map_or_else(String::new, |m| m.to_string()),
-                    )
-                    .arg("drift_ms")
-                    .arg(s.drift_ms.map_or_else(String::new, |d| d.to_string()))
-                    .arg("time_source")
-                    .arg(&s.time_source)
-                    .ignore();
+                    ),
+                    (
+                        "drift_ms",
+                        s.drift_ms.map_or_else(String::new, |d| d.to_string()),
+                    ),
+                    ("time_source", s.time_source.clone()),
+                ];
+                let key = format!("node:{id}:status");
+                let status = Meta {
+                    op: MetaOp::Hset,
+                    key: key.as_bytes(),
+                    args: fields
+                        .iter()
+                        .flat_map(|(name, value)| [name.as_bytes(), value.as_bytes()])
+                        .collect(),
+                };
+                pipe.add_command(rc(&status)).ignore();
                 // A peer never heard from is unknown, not down: this node may just have started.
                 // The module then finds out by itself whether it answers.
                 let heard = view.detector.last_heartbeat_ms().is_some();
                 if *id != shared.me.id && heard {
-                    pipe.cmd("RC.CLUSTER.NODESTATE")
-                        .arg(id)
-                        .arg(view.liveness.as_str())
-                        .arg(ttl_ms)
-                        .ignore();
+                    let verdict = NodeState {
+                        node: id,
+                        state: view.liveness,
+                        ttl_ms,
+                    };
+                    pipe.add_command(rc(&verdict)).ignore();
                 }
             }
         }
