@@ -16,6 +16,7 @@ pub mod quorum;
 pub mod ratelimit;
 pub mod rc;
 pub mod ring;
+pub mod round;
 pub mod secret;
 pub mod sntp;
 pub mod topology;

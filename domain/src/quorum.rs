@@ -95,7 +95,7 @@ pub fn needs_repair(held: &Option<Held>, newest: &Held) -> bool {
 }
 
 /// `needed 2 got 1 (n2: timeout, n3: connection refused)`.
-pub fn shortfall(needed: u8, got: usize, failures: &[(String, String)]) -> String {
+pub fn shortfall(needed: usize, got: usize, failures: &[(String, String)]) -> String {
     let detail: Vec<String> = failures
         .iter()
         .map(|(node, why)| format!("{node}: {why}"))

@@ -13,6 +13,7 @@ use rcluster_domain::keys::chunk_key;
 use rcluster_domain::quorum::Options;
 use rcluster_domain::rc::chunk::{ChunkFetch, ChunkSet};
 use rcluster_domain::rc::kv::{Del, Get, Locate, LocateRow, QuorumOptions, Set};
+use rcluster_domain::round::{needed, ReadRound, WriteRound};
 use rcluster_domain::validate;
 use rcluster_domain::version::Version;
 use redis_module::{Context, RedisString, RedisValue};
@@ -45,11 +46,25 @@ struct Placement {
     replicas: Vec<Arc<Peer>>,
     /// The rest of the ring in order: sloppy-quorum substitutes.
     substitutes: Vec<Arc<Peer>>,
-    /// How many preference nodes there are beyond N: for a while after a change of placement a
-    /// key has the nodes of its old and its new preference list, and a request needs W (or R)
-    /// plus this many of them, so that it meets W (or R) of each list, whichever one the other
-    /// coordinators still use. Zero otherwise.
-    extra: usize,
+    /// How many preference nodes the key has: N, or for a while after a change of placement
+    /// the nodes of its old and its new preference list together, of which a request needs W
+    /// (or R) of each list, whichever one the other coordinators still use
+    /// ([`rcluster_domain::round::needed`]).
+    nodes: usize,
+}
+
+impl Placement {
+    /// How many of the key's preference nodes a request needs for `count` (W or R).
+    fn needed(&self, view: &View, count: usize) -> usize {
+        needed(count, usize::from(view.topology.quorum.n), self.nodes)
+    }
+
+    /// The round of a write to the key: this node's own replica acknowledges at once, and the
+    /// write goes to the other preference nodes.
+    fn write_round(&self, view: &View, w: usize, reissues: u8) -> WriteRound {
+        let acks = usize::from(self.is_replica);
+        WriteRound::new(self.needed(view, w), acks, self.replicas.len(), reissues)
+    }
 }
 
 fn placement(view: &View, key: &[u8]) -> Result<Placement, CodedError> {
@@ -98,7 +113,7 @@ fn placement(view: &View, key: &[u8]) -> Result<Placement, CodedError> {
         is_replica: ids.contains(&me.as_str()),
         replicas: others(&ids),
         substitutes: others(&rest),
-        extra: ids.len() - n,
+        nodes: ids.len(),
         me,
     })
 }
@@ -132,18 +147,19 @@ fn write(
     let opts = options(opts, "W", &view)?;
     let w = usize::from(opts.count.unwrap_or(view.topology.quorum.w));
     let timeout_ms = opts.timeout_ms.unwrap_or(view.topology.request_timeout_ms);
+    let place = placement(&view, key.as_slice())?;
+    // A write is re-issued twice at most.
+    let round = place.write_round(&view, w, 2);
+    if !round.reached() && !can_block(ctx) {
+        return Err(cannot_block(cmd));
+    }
     let Placement {
         me: me_id,
         is_replica,
         replicas,
         substitutes,
-        extra,
-    } = placement(&view, key.as_slice())?;
-    let w = w + extra;
-    let local_acks = usize::from(is_replica);
-    if local_acks < w && !can_block(ctx) {
-        return Err(cannot_block(cmd));
-    }
+        ..
+    } = place;
     let started = Instant::now();
     let version = Version::new(clock::tick(), me_id.clone());
     if is_replica {
@@ -156,10 +172,8 @@ fn write(
             value: value.map(|v| v.as_slice().to_vec()),
             version,
         },
-        w,
-        local_acks,
+        round,
         preference: preference(&view, &me_id, is_replica, &replicas),
-        reissues: 2,
         replicas,
         substitutes,
         me: view.topology.member(&me_id).map(peers::peer),
@@ -168,7 +182,7 @@ fn write(
         started,
         reply: None,
     };
-    if local_acks >= w {
+    if job.round.reached() {
         crate::stats::quorum_op(job.op, End::Ok, started.elapsed());
         coord::spawn(job.run(None));
         return Ok(RedisValue::SimpleStringStatic("OK"));
@@ -198,14 +212,14 @@ pub fn get(ctx: &Context, args: Vec<RedisString>) -> Outcome {
     let opts = options(&opts, "R", &view)?;
     let r = usize::from(opts.count.unwrap_or(view.topology.quorum.r));
     let timeout_ms = opts.timeout_ms.unwrap_or(view.topology.request_timeout_ms);
+    let place = placement(&view, args[1].as_slice())?;
+    let r = place.needed(&view, r);
     let Placement {
         me: me_id,
         is_replica,
         replicas,
-        extra,
         ..
-    } = placement(&view, args[1].as_slice())?;
-    let r = r + extra;
+    } = place;
     let started = Instant::now();
     // This node's own answer; a damaged local record counts as one replica not answering.
     let local = match (is_replica, view.topology.member(&me_id)) {
@@ -214,21 +228,14 @@ pub fn get(ctx: &Context, args: Vec<RedisString>) -> Outcome {
             .map(|held| (peers::peer(m), held)),
         _ => None,
     };
-    let local_answers = usize::from(local.is_some());
-    if local_answers < r && !can_block(ctx) {
+    let round = ReadRound::new(r, local.into_iter().collect(), replicas.len());
+    if !round.reached() && !can_block(ctx) {
         return Err(cannot_block(Cmd::Get));
     }
-    let immediate = (local_answers >= r).then(|| {
-        local
-            .as_ref()
-            .and_then(|(_, h)| h.as_ref())
-            .filter(|h| !h.tombstone)
-            .map(|h| h.value.clone())
-    });
+    let immediate = round.reached().then(|| round.value().map(<[u8]>::to_vec));
     let job = ReadJob {
         key: args[1].as_slice().to_vec(),
-        r,
-        answers: local.into_iter().collect(),
+        round,
         replicas,
         timeout_ms,
         calls_within_ms: None,
@@ -305,18 +312,18 @@ pub fn chunk_set(ctx: &Context, args: Vec<RedisString>) -> Outcome {
     let w = usize::from(opts.count.unwrap_or(view.topology.quorum.w));
     let timeout_ms = opts.timeout_ms.unwrap_or(view.topology.request_timeout_ms);
     let ring_key = chunk_ring_key(&checked.file_id, checked.index);
+    let place = placement(&view, &ring_key)?;
+    // Chunks are immutable: a write is never re-issued.
+    let round = place.write_round(&view, w, 0);
+    if !round.reached() && !can_block(ctx) {
+        return Err(cannot_block(Cmd::ChunkSet));
+    }
     let Placement {
         me: me_id,
         is_replica,
         replicas,
-        extra,
         ..
-    } = placement(&view, &ring_key)?;
-    let w = w + extra;
-    let local_acks = usize::from(is_replica);
-    if local_acks < w && !can_block(ctx) {
-        return Err(cannot_block(Cmd::ChunkSet));
-    }
+    } = place;
     let started = Instant::now();
     if is_replica {
         chunk::store(ctx, &checked, &args[4])?;
@@ -330,10 +337,8 @@ pub fn chunk_set(ctx: &Context, args: Vec<RedisString>) -> Outcome {
             &checked.crc32c,
             args[4].as_slice(),
         ),
-        w,
-        local_acks,
+        round,
         preference: Vec::new(),
-        reissues: 0,
         replicas,
         substitutes: Vec::new(),
         me: view.topology.member(&me_id).map(peers::peer),
@@ -342,7 +347,7 @@ pub fn chunk_set(ctx: &Context, args: Vec<RedisString>) -> Outcome {
         started,
         reply: reply.clone(),
     };
-    if local_acks >= w {
+    if job.round.reached() {
         crate::stats::quorum_op(Op::ChunkSet, End::Ok, started.elapsed());
         coord::spawn(job.run(None));
         return Ok(reply.map_or(

@@ -27,18 +27,18 @@ use rcluster_domain::topology::INTERNAL_USER;
 use redis_module::{raw, Context};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use rcluster_domain::quorum::{needs_repair, newest};
 use rcluster_domain::rc::replica::{ack_of, Ack, ReplicaGet};
 use rcluster_domain::rc::Request;
+use rcluster_domain::round::{Asked, ReadAnswer, WriteAnswer};
 
-use crate::coord::block::{Answer, Blocked};
+use crate::coord::block::Blocked;
 use crate::coord::peers::{self, Peer, Pushed};
-use crate::coord::read::{answer_for, repair, ReadJob};
+use crate::coord::read::{repair, ReadJob};
 use crate::coord::resp::{self, Reply};
 use crate::coord::wire::{held_reply, V};
 use crate::coord::write::WriteJob;
 use crate::settings;
-use crate::stats::{self, End, Op};
+use crate::stats;
 
 /// Off with `CONFIG SET rcluster.fast-path no` (or `loadmodule ... fast-path no`): every
 /// request then takes the runtime's path.
@@ -91,8 +91,9 @@ struct Pending {
     deadline: Instant,
 }
 
+/// The request, whose quorum round (inside the job) takes the acknowledgements or answers.
 enum Kind {
-    Write { job: WriteJob, acks: usize },
+    Write { job: WriteJob },
     Read { job: ReadJob },
 }
 
@@ -100,7 +101,7 @@ impl Kind {
     /// The replicas asked.
     fn replicas(&self) -> &[std::sync::Arc<Peer>] {
         match self {
-            Kind::Write { job, .. } => &job.replicas,
+            Kind::Write { job } => &job.replicas,
             Kind::Read { job } => &job.replicas,
         }
     }
@@ -108,7 +109,7 @@ impl Kind {
     /// When the request's time is up.
     fn deadline(&self) -> Instant {
         let (started, ms) = match self {
-            Kind::Write { job, .. } => (job.started, job.timeout_ms),
+            Kind::Write { job } => (job.started, job.timeout_ms),
             Kind::Read { job } => (job.started, job.timeout_ms),
         };
         started + Duration::from_millis(ms)
@@ -208,11 +209,7 @@ pub fn try_start(ctx: &Context, job: WriteJob, blocked: Blocked) -> Result<(), D
             }
             None => job.payload.replica_cmd().get_packed_command(),
         };
-        let kind = Kind::Write {
-            acks: job.local_acks,
-            job,
-        };
-        enqueue(ctx, st, &packed, kind, blocked);
+        enqueue(ctx, st, &packed, Kind::Write { job }, blocked);
         STARTED.fetch_add(1, Ordering::Relaxed);
         Ok(())
     })
@@ -482,42 +479,36 @@ fn read(st: &mut State, peer: &str) {
     }
 }
 
-fn ok_answer(job: &WriteJob) -> Answer {
-    match &job.reply {
-        Some(v) => Answer::Value(Some(v.clone())),
-        None => Answer::Ok,
-    }
-}
-
-/// One replica's reply to request `id`.
+/// One replica's reply to request `id`: an acknowledgement or an answer goes to the request's
+/// round, anything else hands the request to the runtime's path.
 fn settle(st: &mut State, id: u64, peer: &str, reply: Reply) {
     let Some(p) = st.jobs.get_mut(&id) else {
         return; // Already handed over.
     };
     p.waiting.retain(|w| w != peer);
     let settled = match (&mut p.kind, reply) {
-        (Kind::Write { job, acks }, Reply::Value(v))
-            if ack_of(V(&v), job.version()) == Ack::Yes =>
-        {
-            *acks += 1;
-            if *acks >= job.w {
-                if let Some(b) = p.blocked.take() {
-                    stats::quorum_op(job.op, End::Ok, job.started.elapsed());
-                    b.finish(ok_answer(job));
+        (Kind::Write { job }, Reply::Value(v)) if ack_of(V(&v), job.version()) == Ack::Yes => {
+            let decision = job.round.feed(Asked::replica(peer), WriteAnswer::Ack);
+            // Only acknowledgements are fed here, so this is never a re-issue (which follows a
+            // newer version, a reply the runtime's path takes): should it be one, it goes there.
+            if let Some(held) = job.answer(decision, &mut p.blocked) {
+                if let Some(Pending {
+                    kind: Kind::Write { job },
+                    blocked,
+                    ..
+                }) = st.jobs.remove(&id)
+                {
+                    crate::coord::spawn(job.reissue(held, blocked));
                 }
+                return;
             }
             true
         }
         (Kind::Read { job }, Reply::Value(v)) => match held_reply(&v) {
             Ok(held) => {
                 if let Some(from) = job.replicas.iter().find(|r| r.id == peer) {
-                    job.answers.push((from.clone(), held));
-                }
-                if job.answers.len() >= job.r {
-                    if let Some(b) = p.blocked.take() {
-                        stats::quorum_op(Op::Get, End::Ok, job.started.elapsed());
-                        b.finish(answer_for(newest(job.answers.iter().map(|(_, h)| h))));
-                    }
+                    let decision = job.round.feed(ReadAnswer::Held(from.clone(), held));
+                    job.answer(decision, &mut p.blocked);
                 }
                 true
             }
@@ -533,8 +524,8 @@ fn settle(st: &mut State, id: u64, peer: &str, reply: Reply) {
         return;
     }
     if p.blocked.is_some() {
-        // Everyone answered and the client still waits (not expected: W and R are at most N):
-        // the runtime's path gives it its NOQUORUM.
+        // Everyone answered and the client still waits (not expected: the round decides at the
+        // last answer): the runtime's path gives it its answer.
         hand_over(st, id, None);
         return;
     }
@@ -544,13 +535,10 @@ fn settle(st: &mut State, id: u64, peer: &str, reply: Reply) {
     }) = st.jobs.remove(&id)
     {
         // Every replica answered: the stale or missing ones are repaired on the runtime.
-        let best = newest(job.answers.iter().map(|(_, h)| h)).cloned();
-        if let Some(best) = best {
-            if job.answers.iter().any(|(_, h)| needs_repair(h, &best)) {
-                crate::coord::spawn(async move {
-                    repair(&job.key, &job.answers, job.timeout_ms).await;
-                });
-            }
+        if job.round.repairs().is_some() {
+            crate::coord::spawn(async move {
+                repair(&job.key, &job.round, job.timeout_ms).await;
+            });
         }
     }
 }
@@ -568,10 +556,11 @@ fn hand_over(st: &mut State, id: u64, failed: Option<&str>) {
     let left = p.deadline.saturating_duration_since(Instant::now());
     let left = Some(u64::try_from(left.as_millis()).unwrap_or(u64::MAX));
     match p.kind {
-        Kind::Write { mut job, acks } => {
+        Kind::Write { mut job } => {
             HANDED_OVER.fetch_add(1, Ordering::Relaxed);
+            // The round carries the acknowledgements so far; the calls it still counts as under
+            // way are those to the replicas asked again there.
             job.replicas.retain(|r| p.waiting.contains(&r.id));
-            job.local_acks = acks;
             job.calls_within_ms = left;
             crate::coord::spawn(job.run(p.blocked));
         }

@@ -13,8 +13,7 @@ use rcluster_domain::rc::chunk::{chunk_data, ChunkGet, ChunkPut};
 
 use crate::coord::block::{Answer, Blocked};
 use crate::coord::deadline_in;
-use crate::coord::peers::{Failure, Peer};
-use crate::coord::read::count_failure;
+use crate::coord::peers::{count_failure, Failure, Peer};
 use crate::coord::wire::{self, V};
 use crate::stats::{self, End, Op};
 

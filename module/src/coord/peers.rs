@@ -34,6 +34,15 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// Counts a replica failure by kind.
+pub fn count_failure(f: &Failure) {
+    crate::stats::replica_failure(match f {
+        Failure::Timeout => crate::stats::ReplicaFailure::Timeout,
+        Failure::Unreachable(_) => crate::stats::ReplicaFailure::Unreachable,
+        Failure::Replied(_) => crate::stats::ReplicaFailure::ErrorReply,
+    });
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
     Unknown = 0,

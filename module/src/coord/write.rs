@@ -1,7 +1,9 @@
 //! The write fan-out behind `RC.SET` and `RC.DEL`: the local replica is written on Redis's main
 //! thread before this starts; this sends the write to the other preference nodes in parallel,
-//! answers the client at the W-th acknowledgement (or `NOQUORUM` once W cannot be reached or the
-//! deadline passes), and lets the remaining writes finish on their own. A replica that fails gets
+//! feeds their answers to the write's quorum round, answers the client as the round decides (at
+//! the W-th acknowledgement, or `NOQUORUM` once W cannot be reached or the deadline passes, or
+//! re-issues the write past a newer version a replica holds), and lets the remaining writes
+//! finish on their own. A replica that fails gets
 //! its write as a hint: on the next node of the ring outside the preference list (which then
 //! counts toward W: sloppy quorum), or, when there is none, on this node.
 
@@ -12,18 +14,16 @@ use std::time::Instant;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::FutureExt;
-use rcluster_domain::codes::Code;
-use rcluster_domain::quorum::shortfall;
 use rcluster_domain::rc::chunk::ChunkPut;
 use rcluster_domain::rc::hint::HintPut;
 use rcluster_domain::rc::replica::{ack_of, Ack, ReplicaWrite};
+use rcluster_domain::round::{Asked, Decision, WriteAnswer, WriteRound};
 use rcluster_domain::version::Version;
 use redis::Value;
 
 use crate::coord::block::{Answer, Blocked};
 use crate::coord::deadline_in;
-use crate::coord::peers::{Failure, Peer};
-use crate::coord::read::count_failure;
+use crate::coord::peers::{count_failure, Failure, Peer};
 use crate::coord::wire::{self, V};
 use crate::stats::{self, End, Op};
 
@@ -103,16 +103,14 @@ impl Payload {
 pub struct WriteJob {
     pub op: Op,
     pub payload: Payload,
-    pub w: usize,
-    /// 1 when this node is a preference node and already holds the write.
-    pub local_acks: usize,
+    /// The write's quorum round: W (joint during a change of placement), this node's own
+    /// acknowledgement, the calls to `replicas` under way and the re-issues left.
+    pub round: WriteRound,
     /// The replicas still to write.
     pub replicas: Vec<Arc<Peer>>,
     /// Every preference node of the key (this node included when it is one): whom a write
     /// re-issued with a newer version goes to.
     pub preference: Vec<Arc<Peer>>,
-    /// How many times the write may still be re-issued with a newer version.
-    pub reissues: u8,
     pub substitutes: Vec<Arc<Peer>>,
     pub me: Option<Arc<Peer>>,
     pub timeout_ms: u64,
@@ -127,9 +125,9 @@ pub struct WriteJob {
 
 struct Outcome {
     /// The node the write was meant for.
-    intended: String,
-    /// Who was asked: the node itself, or a substitute holding a hint for it.
-    via: Option<String>,
+    intended: Arc<Peer>,
+    /// A substitute asked to hold a hint for it, or `None` when the node itself was asked.
+    via: Option<Arc<Peer>>,
     result: Result<Value, Failure>,
 }
 
@@ -142,24 +140,40 @@ impl WriteJob {
         }
     }
 
-    pub async fn run(self, mut blocked: Option<Blocked>) {
+    /// Answers the client, if it still waits, as the round decided; on a re-issue, the version
+    /// the new write must pass (the caller re-issues it with [`WriteJob::reissue`]).
+    pub fn answer(&self, decision: Decision, blocked: &mut Option<Blocked>) -> Option<Version> {
+        let (answer, end) = match decision {
+            Decision::Pending => return None,
+            Decision::Reissue(held) => return blocked.is_some().then_some(held),
+            Decision::Done => match &self.reply {
+                Some(v) => (Answer::Value(Some(v.clone())), End::Ok),
+                None => (Answer::Ok, End::Ok),
+            },
+            Decision::OutOfReach(e) => (Answer::Error(e.to_string()), End::NoQuorum),
+        };
+        if let Some(b) = blocked.take() {
+            // Counted before the reply, so a client that saw it also sees it in INFO.
+            stats::quorum_op(self.op, end, self.started.elapsed());
+            b.finish(answer);
+        }
+        None
+    }
+
+    pub async fn run(mut self, mut blocked: Option<Blocked>) {
         let deadline = deadline_in(self.calls_within_ms.unwrap_or(self.timeout_ms));
-        let mut acks = self.local_acks;
-        let mut failures: Vec<(String, String)> = Vec::new();
         let mut local_hints: Vec<String> = Vec::new();
         let mut substitutes: VecDeque<Arc<Peer>> = self.substitutes.iter().cloned().collect();
         // The calls run concurrently inside this one task (no task per replica).
         let mut tasks = FuturesUnordered::new();
         let replica = self.payload.replica_cmd();
-        let ours = self.version().cloned();
-        let mut newer: Option<Version> = None;
         for peer in &self.replicas {
             let (peer, cmd) = (peer.clone(), replica.clone());
             tasks.push(
                 async move {
                     let result = peer.call(&cmd, deadline).await;
                     Outcome {
-                        intended: peer.id.clone(),
+                        intended: peer,
                         via: None,
                         result,
                     }
@@ -167,30 +181,16 @@ impl WriteJob {
                 .boxed(),
             );
         }
-        let ok = || match &self.reply {
-            Some(v) => Answer::Value(Some(v.clone())),
-            None => Answer::Ok,
-        };
-        let finish = |blocked: &mut Option<Blocked>, answer: Answer, end: End| {
-            if let Some(b) = blocked.take() {
-                // Counted before the reply, so a client that saw it also sees it in INFO.
-                stats::quorum_op(self.op, end, self.started.elapsed());
-                b.finish(answer);
-            }
-        };
-        if acks >= self.w {
-            finish(&mut blocked, ok(), End::Ok);
-        }
+        let decision = self.round.start();
+        let mut reissue = self.answer(decision, &mut blocked);
         while let Some(out) = tasks.next().await {
             let ack = match &out.result {
-                Ok(reply) => ack_of(V(reply), ours.as_ref()),
+                Ok(reply) => ack_of(V(reply), self.version()),
                 Err(_) => Ack::No,
             };
-            match (ack, out.result) {
-                (Ack::Yes, _) => acks += 1,
-                (Ack::Newer(held), _) => {
-                    newer = newer.max(Some(held));
-                }
+            let answer = match (ack, out.result) {
+                (Ack::Yes, _) => WriteAnswer::Ack,
+                (Ack::Newer(held), _) => WriteAnswer::Newer(held),
                 (Ack::No, other) => {
                     let why = match other {
                         Err(f) => {
@@ -199,67 +199,54 @@ impl WriteJob {
                         }
                         Ok(v) => format!("unexpected reply {v:?}"),
                     };
-                    let who = match &out.via {
-                        Some(sub) => format!("{sub} (hint for {})", out.intended),
-                        None => out.intended.clone(),
-                    };
-                    failures.push((who, why));
                     // Hand the write to the next substitute, or keep the hint here. Payloads
                     // without hints (chunks) just count the failure.
-                    let hint = self.payload.hint_cmd(&out.intended);
-                    if let (Some(cmd), Some(sub)) = (hint.as_ref(), substitutes.front()) {
-                        let (cmd, sub) = (cmd.clone(), sub.clone());
-                        substitutes.pop_front();
-                        let intended = out.intended.clone();
-                        tasks.push(
-                            async move {
-                                let result = sub.call(&cmd, deadline).await;
-                                Outcome {
-                                    intended,
-                                    via: Some(sub.id.clone()),
-                                    result,
+                    let hint = self.payload.hint_cmd(&out.intended.id);
+                    let sub = hint.as_ref().and_then(|_| substitutes.pop_front());
+                    let handed_on = match (hint, sub) {
+                        (Some(cmd), Some(sub)) => {
+                            let intended = out.intended.clone();
+                            tasks.push(
+                                async move {
+                                    let result = sub.call(&cmd, deadline).await;
+                                    Outcome {
+                                        intended,
+                                        via: Some(sub),
+                                        result,
+                                    }
                                 }
-                            }
-                            .boxed(),
-                        );
-                    } else if hint.is_some() {
-                        local_hints.push(out.intended);
-                    }
+                                .boxed(),
+                            );
+                            true
+                        }
+                        (Some(_), None) => {
+                            local_hints.push(out.intended.id.clone());
+                            false
+                        }
+                        (None, _) => false,
+                    };
+                    WriteAnswer::Failed { why, handed_on }
                 }
-            }
-            if acks >= self.w {
-                finish(&mut blocked, ok(), End::Ok);
-            } else if acks + tasks.len() < self.w && blocked.is_some() && newer.is_none() {
-                // Every pending call can add at most one ack: W is out of reach.
-                let msg = format!(
-                    "{} {}",
-                    Code::NoQuorum.as_str(),
-                    shortfall(self.w as u8, acks, &failures)
-                );
-                finish(&mut blocked, Answer::Error(msg), End::NoQuorum);
-            }
+            };
+            let from = match &out.via {
+                Some(sub) => Asked::substitute(&sub.id, &out.intended.id),
+                None => Asked::replica(&out.intended.id),
+            };
+            let decision = self.round.feed(from, answer);
+            reissue = reissue.or(self.answer(decision, &mut blocked));
         }
-        // Only while the client still waits: once W replicas took this write, a replica that
-        // answers "newer" later holds a write made after it (the client's next one, say), which
-        // a re-issued copy of this one would wrongly overwrite.
-        if let (Some(held), true, true) = (newer, self.reissues > 0, blocked.is_some()) {
-            self.store_local_hints(local_hints).await;
-            return Box::pin(self.reissue(held, blocked)).await;
-        }
-        if blocked.is_some() {
-            let msg = format!(
-                "{} {}",
-                Code::NoQuorum.as_str(),
-                shortfall(self.w as u8, acks, &failures)
-            );
-            finish(&mut blocked, Answer::Error(msg), End::NoQuorum);
-        }
+        // Every call ended: the round has decided (this only guards against a miscount).
+        let decision = self.round.finish();
+        reissue = reissue.or(self.answer(decision, &mut blocked));
         self.store_local_hints(local_hints).await;
+        if let Some(held) = reissue {
+            Box::pin(self.reissue(held, blocked)).await;
+        }
     }
 
     /// Writes the same value again, to every preference node, with a version past `held` (the
     /// newer version a replica reported): the write that was really later wins.
-    async fn reissue(self, held: Version, blocked: Option<Blocked>) {
+    pub async fn reissue(self, held: Version, blocked: Option<Blocked>) {
         let Payload::Kv { key, value, .. } = self.payload else {
             return;
         };
@@ -272,9 +259,8 @@ impl WriteJob {
                 value,
                 version,
             },
-            local_acks: 0,
+            round: self.round.reissued(self.preference.len()),
             replicas: self.preference.clone(),
-            reissues: self.reissues - 1,
             // Within what is left of the request's time.
             calls_within_ms: Some(self.timeout_ms.saturating_sub(
                 u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
