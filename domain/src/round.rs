@@ -9,14 +9,20 @@ use crate::codes::{Code, CodedError};
 use crate::quorum::{needs_repair, newest, shortfall, Held};
 use crate::version::Version;
 
-/// How many of a key's preference nodes a request needs: `count` (W or R). During a change of
-/// placement the key has the union of its old and new preference lists (`nodes` nodes, `n` per
-/// list), and the request needs `count` plus the nodes beyond `n`: then whichever nodes it
-/// reached, at least `count` of them are on each list (a list misses at most `nodes - n` of the
-/// union), so it meets the coordinators that still use the old list and those already on the
-/// new one.
-pub fn needed(count: usize, n: usize, nodes: usize) -> usize {
-    count + nodes.saturating_sub(n)
+/// How many of a key's preference nodes a request needs: `count` (W or R) of each of the key's
+/// preference lists, whose sizes are `lists` (one list; or, for a while after a change of
+/// placement, the old and the new one, which differ in size when N changed), out of the `nodes`
+/// nodes of their union. Whichever `needed` nodes of the union answer, a list misses at most the
+/// `nodes - len` nodes outside it, so each list then holds at least `count` of them (all of a
+/// list shorter than `count`): the request meets the coordinators that still use the old list
+/// and those already on the new one.
+pub fn needed(count: usize, lists: &[usize], nodes: usize) -> usize {
+    lists
+        .iter()
+        .map(|&len| count.min(len) + nodes.saturating_sub(len))
+        .max()
+        .unwrap_or(count)
+        .min(nodes.max(count))
 }
 
 /// What the coordinator does now, after a round's latest answer.
@@ -517,38 +523,54 @@ mod tests {
     #[test]
     fn joint_quorum_needs_count_of_each_list() {
         // Old list n1 n2 n3, new list n1 n2 n4: union of 4, W=2 -> 3 of the union.
-        assert_eq!(needed(2, 3, 4), 3);
-        assert_eq!(needed(2, 3, 3), 2);
+        assert_eq!(needed(2, &[3, 3], 4), 3);
+        assert_eq!(needed(2, &[3], 3), 2);
         // Acks from n1 and n4 alone: only one of the old list, not enough.
-        let mut r = WriteRound::new(needed(2, 3, 4), 1, 3, 2);
+        let mut r = WriteRound::new(needed(2, &[3, 3], 4), 1, 3, 2);
         assert_eq!(ack(&mut r, "n4"), Decision::Pending);
         assert_eq!(ack(&mut r, "n3"), Decision::Done);
     }
 
+    #[test]
+    fn joint_quorum_when_n_grows_needs_count_of_the_shorter_list_too() {
+        // N 2 -> 3: old list a b, new list a b c, W=2. Acks from b and c would hold one node
+        // of the old list only: all three are needed.
+        assert_eq!(needed(2, &[2, 3], 3), 3);
+        // W=3 of the new list, all of the old one (shorter than W).
+        assert_eq!(needed(3, &[2, 3], 3), 3);
+        // N 3 -> 2 is the same union seen from the other side.
+        assert_eq!(needed(2, &[3, 2], 3), 3);
+        assert_eq!(needed(1, &[3, 2], 3), 2);
+    }
+
     proptest! {
-        /// Whatever `needed` nodes of the union answered, at least `count` are on each list.
+        /// Whatever `needed` nodes of the union answered, at least `count` (or all) of each
+        /// list are among them, also when the lists differ in size (N changed).
         #[test]
         fn joint_needed_meets_count_of_each_list(
             universe in 3usize..9,
-            n in 1usize..5,
+            n_old in 1usize..5,
+            n_new in 1usize..5,
             count in 1usize..5,
             shift in 0usize..4,
             picks in proptest::collection::vec(any::<bool>(), 9),
         ) {
-            let n = n.min(universe);
-            let count = count.min(n);
-            let old: Vec<usize> = (0..n).collect();
-            let new: Vec<usize> = (shift..shift + n).map(|i| i % universe).collect();
+            let n_old = n_old.min(universe);
+            let n_new = n_new.min(universe);
+            let count = count.min(n_new);
+            let old: Vec<usize> = (0..n_old).collect();
+            let new: Vec<usize> = (shift..shift + n_new).map(|i| i % universe).collect();
             let mut union = old.clone();
             union.extend(new.iter().filter(|i| !old.contains(i)));
-            let need = needed(count, n, union.len());
+            let need = needed(count, &[n_new, n_old], union.len());
             prop_assert!(need <= union.len());
             // The acknowledging nodes: the first `need` of the union in a picked order.
             let mut order = union.clone();
             order.sort_by_key(|i| (!picks[*i], *i));
             let acked = &order[..need];
             for list in [&old, &new] {
-                prop_assert!(list.iter().filter(|i| acked.contains(i)).count() >= count);
+                let held = list.iter().filter(|i| acked.contains(i)).count();
+                prop_assert!(held >= count.min(list.len()));
             }
         }
 
@@ -719,7 +741,7 @@ mod tests {
     #[test]
     fn a_joint_read_needs_r_of_each_list() {
         // R=2, old list n1 n2 n3, new n1 n2 n4: 3 answers of the union.
-        let mut r = ReadRound::new(needed(2, 3, 4), vec![("n1", None)], 3);
+        let mut r = ReadRound::new(needed(2, &[3, 3], 4), vec![("n1", None)], 3);
         assert_eq!(r.feed(ReadAnswer::Held("n4", None)), Decision::Pending);
         assert_eq!(r.feed(ReadAnswer::Held("n2", None)), Decision::Done);
     }

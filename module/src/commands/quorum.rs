@@ -51,19 +51,22 @@ struct Placement {
     /// (or R) of each list, whichever one the other coordinators still use
     /// ([`rcluster_domain::round::needed`]).
     nodes: usize,
+    /// The sizes of the key's preference lists: the current one, and the previous one while a
+    /// change of placement settles (they differ when N changed).
+    lists: Vec<usize>,
 }
 
 impl Placement {
     /// How many of the key's preference nodes a request needs for `count` (W or R).
-    fn needed(&self, view: &View, count: usize) -> usize {
-        needed(count, usize::from(view.topology.quorum.n), self.nodes)
+    fn needed(&self, count: usize) -> usize {
+        needed(count, &self.lists, self.nodes)
     }
 
     /// The round of a write to the key: this node's own replica acknowledges at once, and the
     /// write goes to the other preference nodes.
-    fn write_round(&self, view: &View, w: usize, reissues: u8) -> WriteRound {
+    fn write_round(&self, w: usize, reissues: u8) -> WriteRound {
         let acks = usize::from(self.is_replica);
-        WriteRound::new(self.needed(view, w), acks, self.replicas.len(), reissues)
+        WriteRound::new(self.needed(w), acks, self.replicas.len(), reissues)
     }
 }
 
@@ -80,12 +83,14 @@ fn placement(view: &View, key: &[u8]) -> Result<Placement, CodedError> {
     let n = usize::from(view.topology.quorum.n);
     let all = view.ring.successors(key);
     let mut ids: Vec<&str> = all[..n].to_vec();
+    let mut lists = vec![n];
     let previous = view.transition();
     if let Some(prev) = previous {
-        for id in prev
+        let old = prev
             .ring
-            .preference_list(key, usize::from(prev.topology.quorum.n))
-        {
+            .preference_list(key, usize::from(prev.topology.quorum.n));
+        lists.push(old.len());
+        for id in old {
             if !ids.contains(&id) {
                 ids.push(id);
             }
@@ -114,6 +119,7 @@ fn placement(view: &View, key: &[u8]) -> Result<Placement, CodedError> {
         replicas: others(&ids),
         substitutes: others(&rest),
         nodes: ids.len(),
+        lists,
         me,
     })
 }
@@ -149,7 +155,7 @@ fn write(
     let timeout_ms = opts.timeout_ms.unwrap_or(view.topology.request_timeout_ms);
     let place = placement(&view, key.as_slice())?;
     // A write is re-issued twice at most.
-    let round = place.write_round(&view, w, 2);
+    let round = place.write_round(w, 2);
     if !round.reached() && !can_block(ctx) {
         return Err(cannot_block(cmd));
     }
@@ -213,7 +219,7 @@ pub fn get(ctx: &Context, args: Vec<RedisString>) -> Outcome {
     let r = usize::from(opts.count.unwrap_or(view.topology.quorum.r));
     let timeout_ms = opts.timeout_ms.unwrap_or(view.topology.request_timeout_ms);
     let place = placement(&view, args[1].as_slice())?;
-    let r = place.needed(&view, r);
+    let r = place.needed(r);
     let Placement {
         me: me_id,
         is_replica,
@@ -314,7 +320,7 @@ pub fn chunk_set(ctx: &Context, args: Vec<RedisString>) -> Outcome {
     let ring_key = chunk_ring_key(&checked.file_id, checked.index);
     let place = placement(&view, &ring_key)?;
     // Chunks are immutable: a write is never re-issued.
-    let round = place.write_round(&view, w, 0);
+    let round = place.write_round(w, 0);
     if !round.reached() && !can_block(ctx) {
         return Err(cannot_block(Cmd::ChunkSet));
     }
