@@ -1,27 +1,11 @@
 //! `rcluster`: the node process, the local cluster launcher and the command-line tool. This file
-//! only parses the command line and hands over to the module that does the work.
-
-mod cli;
-mod client;
-mod files;
-mod members_cli;
-mod memory;
-mod metrics;
-mod node;
-mod openapi;
-mod paths;
-mod probe;
-mod status;
-mod supervise;
-mod up;
-mod web;
-mod web_data;
-mod web_members;
+//! only parses the command line and hands over to the library (`lib.rs`) that does the work.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use rcluster::{cli, members_cli, node, status, up, CliError};
 
 #[derive(Parser)]
 #[command(
@@ -189,40 +173,5 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(e.exit_code())
         }
-    }
-}
-
-/// Errors of the CLI: a message for the user and the exit code (2: bad input, 1: failure).
-#[derive(Debug)]
-pub struct CliError {
-    pub message: String,
-    pub bad_input: bool,
-}
-
-impl CliError {
-    pub fn input(message: impl Into<String>) -> Self {
-        CliError {
-            message: message.into(),
-            bad_input: true,
-        }
-    }
-    pub fn failed(message: impl Into<String>) -> Self {
-        CliError {
-            message: message.into(),
-            bad_input: false,
-        }
-    }
-    fn exit_code(&self) -> u8 {
-        if self.bad_input {
-            2
-        } else {
-            1
-        }
-    }
-}
-
-impl std::fmt::Display for CliError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
     }
 }

@@ -38,15 +38,7 @@ const MAX_FRAME: u32 = 16 << 20;
 const SNAPSHOT_EVERY: u64 = 200;
 
 /// What the API shows about Raft on this node.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct RaftStatus {
-    pub role: String,
-    pub term: u64,
-    pub leader: Option<String>,
-    pub commit_index: u64,
-    pub applied: u64,
-    pub voters: Vec<String>,
-}
+pub use crate::api::RaftStatus;
 
 /// What the API asks the driver to commit.
 pub enum Request {

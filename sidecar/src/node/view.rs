@@ -54,16 +54,7 @@ pub struct NodeView {
 }
 
 /// The clock status from NTP.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct TimeStatus {
-    /// `ntp` when a server answered last time, `unavailable` when none did, `not configured`.
-    pub source: String,
-    pub offset_ms: Option<i64>,
-    pub round_trip_ms: Option<u64>,
-    pub server: Option<String>,
-    pub checked_unix_ms: Option<u64>,
-    pub error: Option<String>,
-}
+pub use crate::api::TimeStatus;
 
 pub struct Shared {
     pub config: ClusterConfig,
