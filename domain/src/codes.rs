@@ -26,6 +26,25 @@ pub enum Code {
 }
 
 impl Code {
+    /// Every code.
+    pub const ALL: [Code; 10] = [
+        Code::Arity,
+        Code::BadArg,
+        Code::TooLarge,
+        Code::Checksum,
+        Code::WrongType,
+        Code::Corrupt,
+        Code::ClockSkew,
+        Code::NoQuorum,
+        Code::NotReady,
+        Code::Internal,
+    ];
+
+    /// The code an error reply starts with, if it is one of ours.
+    pub fn parse(text: &str) -> Option<Code> {
+        Code::ALL.into_iter().find(|c| c.as_str() == text)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Code::Arity => "ERR",
@@ -65,3 +84,17 @@ impl std::fmt::Display for CodedError {
 }
 
 impl std::error::Error for CodedError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_parses_back() {
+        for code in Code::ALL {
+            assert_eq!(Code::parse(code.as_str()), Some(code));
+        }
+        assert_eq!(Code::parse("OOM"), None);
+        assert_eq!(Code::parse("badarg"), None);
+    }
+}

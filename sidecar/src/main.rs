@@ -162,7 +162,14 @@ fn main() -> ExitCode {
                         http_port: args.http_port,
                         peer_port: args.peer_port,
                     };
-                    node::run(args.config, id, address, args.low_resource, args.module).await
+                    let args = node::NodeArgs {
+                        config: args.config,
+                        id,
+                        address,
+                        low_resource: args.low_resource,
+                        module: args.module,
+                    };
+                    rcluster::run_node(args).await.map_err(CliError::from)
                 }
             },
         }

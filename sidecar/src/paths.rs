@@ -4,9 +4,42 @@
 
 use std::path::{Path, PathBuf};
 
-use rcluster_domain::config::{self, ClusterConfig, NodeConfig};
+use rcluster_domain::config::{self, ClusterConfig, ConfigError, NodeConfig};
 
-use crate::CliError;
+/// Why the config or the module could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PathsError {
+    #[error("cannot read config {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {}: {source}", path.display())]
+    Invalid { path: PathBuf, source: ConfigError },
+    #[error("config {}: {source}", path.display())]
+    Path {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {}: redis_conf {} does not exist", path.display(), redis_conf.display())]
+    NoRedisConf { path: PathBuf, redis_conf: PathBuf },
+    #[error("cannot find this executable: {0}")]
+    CurrentExe(std::io::Error),
+    #[error("module {} not found: build it with `cargo build --release` or pass --module", .0.display())]
+    NoModule(PathBuf),
+    #[error("module {}: {source}", path.display())]
+    ModulePath {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl PathsError {
+    /// True when the user can fix it by giving other paths (false: this machine failed).
+    pub fn is_bad_input(&self) -> bool {
+        !matches!(self, PathsError::CurrentExe(_))
+    }
+}
 
 /// A loaded, validated config with its paths made absolute.
 pub struct Loaded {
@@ -16,27 +49,32 @@ pub struct Loaded {
     pub redis_conf: PathBuf,
 }
 
-pub fn load(path: &Path, low_resource: bool) -> Result<Loaded, CliError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| CliError::input(format!("cannot read config {}: {e}", path.display())))?;
-    let config = config::parse(&text)
-        .map_err(|e| CliError::input(format!("config {}: {e}", path.display())))?;
+pub fn load(path: &Path, low_resource: bool) -> Result<Loaded, PathsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| PathsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let config = config::parse(&text).map_err(|source| PathsError::Invalid {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let config = if low_resource {
         config.low_resource()
     } else {
         config
     };
-    let config_path = std::path::absolute(path)
-        .map_err(|e| CliError::input(format!("config {}: {e}", path.display())))?;
+    let config_path = std::path::absolute(path).map_err(|source| PathsError::Path {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let base = config_path.parent().unwrap_or(Path::new("/")).to_path_buf();
     let data_dir = base.join(&config.data_dir);
     let redis_conf = base.join(&config.redis_conf);
     if !redis_conf.is_file() {
-        return Err(CliError::input(format!(
-            "config {}: redis_conf {} does not exist",
-            path.display(),
-            redis_conf.display()
-        )));
+        return Err(PathsError::NoRedisConf {
+            path: path.to_path_buf(),
+            redis_conf,
+        });
     }
     Ok(Loaded {
         config,
@@ -48,21 +86,17 @@ pub fn load(path: &Path, low_resource: bool) -> Result<Loaded, CliError> {
 
 /// The module library: the one given, or `librcluster_module.so` beside this executable
 /// (where `cargo build` puts both).
-pub fn module(given: Option<PathBuf>) -> Result<PathBuf, CliError> {
+pub fn module(given: Option<PathBuf>) -> Result<PathBuf, PathsError> {
     let path = match given {
         Some(p) => p,
         None => std::env::current_exe()
-            .map_err(|e| CliError::failed(format!("cannot find this executable: {e}")))?
+            .map_err(PathsError::CurrentExe)?
             .with_file_name("librcluster_module.so"),
     };
     if !path.is_file() {
-        return Err(CliError::input(format!(
-            "module {} not found: build it with `cargo build --release` or pass --module",
-            path.display()
-        )));
+        return Err(PathsError::NoModule(path));
     }
-    std::path::absolute(&path)
-        .map_err(|e| CliError::input(format!("module {}: {e}", path.display())))
+    std::path::absolute(&path).map_err(|source| PathsError::ModulePath { path, source })
 }
 
 /// Where a node that is not in the config saved its address (`rcluster node --id .. --*-port`).

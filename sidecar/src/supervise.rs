@@ -9,18 +9,27 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
-use crate::CliError;
+/// The child's log file could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open log {}: {source}", path.display())]
+pub struct LogError {
+    pub path: std::path::PathBuf,
+    pub source: std::io::Error,
+}
 
 /// A command whose process is placed in its own group and gets SIGTERM when this process dies.
 /// Must be spawned from a thread that lives as long as the process (the main thread): the
 /// parent-death signal fires when the spawning thread exits.
-pub fn command(program: impl AsRef<std::ffi::OsStr>, log: &Path) -> Result<Command, CliError> {
+pub fn command(program: impl AsRef<std::ffi::OsStr>, log: &Path) -> Result<Command, LogError> {
     let open = || {
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
-            .map_err(|e| CliError::failed(format!("cannot open log {}: {e}", log.display())))
+            .map_err(|source| LogError {
+                path: log.to_path_buf(),
+                source,
+            })
     };
     let mut cmd = Command::new(program);
     cmd.stdin(Stdio::null())

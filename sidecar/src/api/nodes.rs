@@ -23,6 +23,16 @@ pub enum NodeState {
     Down,
 }
 
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Alive => "alive",
+            NodeState::Suspect => "suspect",
+            NodeState::Down => "down",
+        }
+    }
+}
+
 impl From<rcluster_domain::phi::Liveness> for NodeState {
     fn from(l: rcluster_domain::phi::Liveness) -> NodeState {
         use rcluster_domain::phi::Liveness;

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
+use crate::node::redis_error::RedisError;
+
 /// Idle connections kept for the next reads.
 const MAX_IDLE: usize = 8;
 /// The largest reply accepted (the largest chunk is 5 MiB).
@@ -29,7 +31,7 @@ pub struct Bulk {
 }
 
 impl Bulk {
-    async fn connect(addr: &redis::ConnectionAddr) -> Result<Conn, String> {
+    async fn connect(addr: &redis::ConnectionAddr) -> Result<Conn, RedisError> {
         let io: std::io::Result<Pin<Box<dyn Io>>> = match addr {
             redis::ConnectionAddr::Unix(path) => tokio::net::UnixStream::connect(path)
                 .await
@@ -47,11 +49,11 @@ impl Bulk {
             ))),
         };
         io.map(|io| BufReader::with_capacity(64 << 10, io))
-            .map_err(|e| format!("cannot connect to this node's redis: {e}"))
+            .map_err(|e| RedisError::Unreachable(format!("cannot connect: {e}")))
     }
 
     /// Runs the command `args`, whose reply is a bulk or status string or nil: `Ok(Some(bytes))`,
-    /// `Ok(None)` for nil, `Err` with the error reply (code first) or what went wrong. A kept
+    /// `Ok(None)` for nil, `Err` with the error reply or what went wrong. A kept
     /// connection found broken (this Redis restarted since) is replaced once: the commands sent
     /// here (chunk reads and writes of fixed content) may safely run twice.
     pub async fn get(
@@ -59,7 +61,7 @@ impl Bulk {
         addr: &redis::ConnectionAddr,
         args: &[&[u8]],
         timeout: Duration,
-    ) -> Result<Option<Vec<u8>>, String> {
+    ) -> Result<Option<Vec<u8>>, RedisError> {
         let attempt = async {
             let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
             let was_pooled = pooled.is_some();
@@ -72,11 +74,11 @@ impl Bulk {
                 conn = Self::connect(addr).await?;
                 reply = exchange(&mut conn, args).await;
             }
-            Ok::<_, String>((conn, reply?))
+            Ok::<_, RedisError>((conn, reply?))
         };
         let (conn, reply) = tokio::time::timeout(timeout, attempt)
             .await
-            .map_err(|_| format!("no answer within {timeout:?}"))??;
+            .map_err(|_| RedisError::Timeout(timeout))??;
         // An error reply leaves the connection in step: keep it either way.
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < MAX_IDLE {
@@ -91,8 +93,9 @@ impl Bulk {
 async fn exchange(
     conn: &mut Conn,
     args: &[&[u8]],
-) -> Result<Result<Option<Vec<u8>>, String>, String> {
-    let broken = |e: std::io::Error| format!("connection to this node's redis broke: {e}");
+) -> Result<Result<Option<Vec<u8>>, RedisError>, RedisError> {
+    let broken = |e: std::io::Error| RedisError::Unreachable(format!("the connection broke: {e}"));
+    let cut = || RedisError::Unreachable("the connection closed mid-reply".into());
     let mut out = format!("*{}\r\n", args.len()).into_bytes();
     for a in args {
         out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
@@ -109,11 +112,11 @@ async fn exchange(
     let mut line = Vec::with_capacity(128);
     conn.read_until(b'\n', &mut line).await.map_err(broken)?;
     let Some(text) = line.strip_suffix(b"\r\n") else {
-        return Err("connection to this node's redis closed mid-reply".into());
+        return Err(cut());
     };
     let text = String::from_utf8_lossy(text);
     match text.split_at_checked(1) {
-        Some(("-", error)) => Ok(Err(error.to_string())),
+        Some(("-", error)) => Ok(Err(RedisError::reply_line(error))),
         Some(("+", status)) => Ok(Ok(Some(status.as_bytes().to_vec()))),
         Some(("$", "-1")) => Ok(Ok(None)),
         Some(("$", len)) => {
@@ -121,7 +124,7 @@ async fn exchange(
                 .parse()
                 .ok()
                 .filter(|n| *n <= MAX_REPLY_BYTES)
-                .ok_or_else(|| format!("unexpected bulk length '{len}' from this node's redis"))?;
+                .ok_or_else(|| RedisError::Protocol(format!("unexpected bulk length '{len}'")))?;
             let mut data = Vec::with_capacity(len + 2);
             let got = (&mut *conn)
                 .take(len as u64 + 2)
@@ -129,11 +132,11 @@ async fn exchange(
                 .await
                 .map_err(broken)?;
             if got != len + 2 || !data.ends_with(b"\r\n") {
-                return Err("connection to this node's redis closed mid-reply".into());
+                return Err(cut());
             }
             data.truncate(len);
             Ok(Ok(Some(data)))
         }
-        _ => Err(format!("unexpected reply '{text}' from this node's redis")),
+        _ => Err(RedisError::Protocol(format!("unexpected reply '{text}'"))),
     }
 }

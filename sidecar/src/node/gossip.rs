@@ -77,6 +77,10 @@ async fn own_summary(shared: &Shared, timeout: Duration) -> Summary {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let transition_open = field("rcluster_transition_open") == Some("1");
+    let redistribution = info
+        .as_deref()
+        .and_then(crate::node::report::Rebalance::parse)
+        .map(|r| r.progress());
     let used_memory_bytes = field("used_memory").and_then(|v| v.parse().ok());
     let time = shared.time();
     let raft = shared.raft.get().map(|r| r.status()).unwrap_or_default();
@@ -92,6 +96,7 @@ async fn own_summary(shared: &Shared, timeout: Duration) -> Summary {
         time_source: time.source,
         topology_epoch,
         transition_open,
+        redistribution,
     }
 }
 
@@ -319,6 +324,47 @@ async fn receive(shared: Arc<Shared>, socket: Arc<UdpSocket>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The summary grew the redistribution progress: a beat with every field at its widest
+    /// still fits one datagram.
+    #[test]
+    fn a_full_heartbeat_fits_one_datagram() {
+        let progress = crate::api::Redistribution {
+            pass_kind: crate::api::PassKind::Redistribution,
+            running: true,
+            items: u64::MAX,
+            done: u64::MAX,
+            percent: 100,
+            passes: u64::MAX,
+            keys_moved: u64::MAX,
+        };
+        let summary = Summary {
+            redis_up: true,
+            redis_state: "restarting".into(),
+            kv_keys: Some(i64::MIN),
+            used_memory_bytes: Some(u64::MAX),
+            drift_ms: Some(i64::MIN),
+            time_source: "not configured".into(),
+            raft_role: "candidate".into(),
+            raft_term: u64::MAX,
+            raft_commit_index: u64::MAX,
+            topology_epoch: u64::MAX,
+            transition_open: true,
+            redistribution: Some(progress),
+        };
+        let beat = Beat {
+            kind: Kind::Pong,
+            cluster: "c".repeat(128),
+            from: "n".repeat(32),
+            seq: u64::MAX,
+            sent_us: u64::MAX,
+            summary: Some(summary),
+        };
+        let bytes = serde_json::to_vec(&beat).unwrap();
+        assert!(bytes.len() <= MAX_DATAGRAM / 2, "{} bytes", bytes.len());
+        let back: Beat = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back.summary.and_then(|s| s.redistribution), Some(progress));
+    }
 
     #[test]
     fn a_transition_settles_once_every_other_member_reports_its_epoch() {

@@ -1,12 +1,14 @@
 //! The node process's own connection to its Redis (default user; over the Redis's Unix socket
 //! when it has one, else loopback TCP): one multiplexed connection, reopened after it broke,
-//! every command bounded by a timeout.
+//! every command bounded by a timeout. Failures come back as a typed [`RedisError`].
 
 use std::future::Future;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use tokio::sync::Mutex;
+
+use crate::node::redis_error::RedisError;
 
 /// An `RC.*` command built with the contract, as the `redis` crate sends it.
 pub fn rc(req: &impl rcluster_domain::rc::Request) -> redis::Cmd {
@@ -44,30 +46,35 @@ impl Local {
 
     /// Runs a command whose reply is a file chunk (or nil) on the chunk connections; see
     /// [`crate::node::bulk::Bulk::get`].
-    pub async fn bulk(&self, args: &[&[u8]], timeout: Duration) -> Result<Option<Vec<u8>>, String> {
+    pub async fn bulk(
+        &self,
+        args: &[&[u8]],
+        timeout: Duration,
+    ) -> Result<Option<Vec<u8>>, RedisError> {
         self.bulk.get(&self.addr(), args, timeout).await
     }
 
-    async fn connection(&self) -> Result<MultiplexedConnection, String> {
+    async fn connection(&self) -> Result<MultiplexedConnection, RedisError> {
         let mut slot = self.conn.lock().await;
         if slot.is_none() {
             let info = redis::ConnectionInfo {
                 addr: self.addr(),
                 redis: redis::RedisConnectionInfo::default(),
             };
-            let client = redis::Client::open(info).map_err(|e| e.to_string())?;
+            let client = redis::Client::open(info)?;
             let conn = client
                 .get_multiplexed_async_connection()
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| RedisError::Unreachable(e.to_string()))?;
             *slot = Some(conn);
         }
-        slot.clone().ok_or_else(|| "no connection".to_string())
+        slot.clone()
+            .ok_or_else(|| RedisError::Unreachable("no connection".into()))
     }
 
     /// Runs `work` on the connection within `timeout`; a connection that broke is dropped so the
     /// next call opens a new one.
-    async fn run<T, F, Fut>(&self, timeout: Duration, work: F) -> Result<T, String>
+    async fn run<T, F, Fut>(&self, timeout: Duration, work: F) -> Result<T, RedisError>
     where
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
@@ -80,13 +87,13 @@ impl Local {
                     if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
                         *self.conn.lock().await = None;
                     }
-                    Err(e.to_string())
+                    Err(RedisError::from(e))
                 }
             }
         };
         tokio::time::timeout(timeout, attempt)
             .await
-            .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
+            .unwrap_or(Err(RedisError::Timeout(timeout)))
     }
 
     /// Runs `cmd`; `Err` names what went wrong (connect, timeout, error reply).
@@ -94,7 +101,7 @@ impl Local {
         &self,
         cmd: &redis::Cmd,
         timeout: Duration,
-    ) -> Result<T, String> {
+    ) -> Result<T, RedisError> {
         self.run(timeout, |mut c| async move {
             cmd.query_async::<T>(&mut c).await
         })
@@ -102,7 +109,11 @@ impl Local {
     }
 
     /// Runs a pipeline, replies ignored.
-    pub async fn pipeline(&self, pipe: &redis::Pipeline, timeout: Duration) -> Result<(), String> {
+    pub async fn pipeline(
+        &self,
+        pipe: &redis::Pipeline,
+        timeout: Duration,
+    ) -> Result<(), RedisError> {
         self.run(timeout, |mut c| async move {
             pipe.query_async::<()>(&mut c).await
         })

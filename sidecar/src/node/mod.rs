@@ -1,14 +1,18 @@
 //! `rcluster node`: one node process. Supervises its redis-server, exchanges heartbeats with
 //! the other nodes and judges them, checks its clock against NTP, reports what it sees into its
-//! Redis, and serves the HTTP API and metrics, until SIGTERM or Ctrl-C stops it (Redis first,
-//! which flushes its AOF).
+//! Redis, and serves the HTTP API it is given (`crate::http::router`) and metrics, until SIGTERM
+//! or Ctrl-C stops it (Redis first, which flushes its AOF).
 
 pub mod bulk;
+pub mod files;
 pub mod gossip;
 pub mod local;
+pub mod memory;
+pub mod metrics;
 pub mod ntp;
 pub mod raft;
 pub mod redis;
+pub mod redis_error;
 pub mod report;
 pub mod view;
 
@@ -20,13 +24,48 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 
-use crate::metrics::Metrics;
 use crate::node::gossip::Event;
+use crate::node::metrics::Metrics;
 use crate::node::redis::{RedisState, Spec};
 use crate::node::view::{unix_ms, Shared};
-use crate::web::router;
-use crate::{paths, CliError};
-use rcluster_domain::config::NodeConfig;
+use crate::paths;
+use rcluster_domain::config::{ConfigError, NodeConfig};
+
+/// Why a node did not start (or stopped with an error).
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Paths(#[from] paths::PathsError),
+    /// The command line does not fit the config or what the node saved.
+    #[error("{0}")]
+    Address(String),
+    #[error("node '{id}': {source}")]
+    BadNode { id: String, source: ConfigError },
+    #[error("cannot {what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Redis(#[from] redis::StartError),
+    #[error(transparent)]
+    Raft(#[from] raft::RaftStartError),
+}
+
+impl NodeError {
+    /// True when the user can fix it on the command line or in the config.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            NodeError::Paths(e) => e.is_bad_input(),
+            NodeError::Address(_) | NodeError::BadNode { .. } => true,
+            NodeError::Io { .. } | NodeError::Redis(_) | NodeError::Raft(_) => false,
+        }
+    }
+}
+
+fn io(what: String) -> impl FnOnce(std::io::Error) -> NodeError {
+    move |source| NodeError::Io { what, source }
+}
 
 /// Where a node listens when it is not in the config (a node joining later): from the command
 /// line the first time, then from `member.json` in its data folder.
@@ -49,10 +88,10 @@ impl Address {
 
 /// This node's id and ports: from the config for a founding member; otherwise from `address`
 /// (saved for the next start) or from what was saved.
-fn resolve(loaded: &paths::Loaded, id: &str, address: &Address) -> Result<NodeConfig, CliError> {
+fn resolve(loaded: &paths::Loaded, id: &str, address: &Address) -> Result<NodeConfig, NodeError> {
     if let Some(node) = loaded.config.node(id) {
         if !address.is_empty() {
-            return Err(CliError::input(format!(
+            return Err(NodeError::Address(format!(
                 "node '{id}' is in {}: its ports come from there; drop --host/--*-port",
                 loaded.config_path.display()
             )));
@@ -67,7 +106,7 @@ fn resolve(loaded: &paths::Loaded, id: &str, address: &Address) -> Result<NodeCo
     let node = match (saved, address.is_empty()) {
         (Some(saved), true) => return Ok(saved),
         (None, true) => {
-            return Err(CliError::input(format!(
+            return Err(NodeError::Address(format!(
                 "node '{id}' is not in {} (nodes: {}); to start a new node that joins the \
                  cluster pass --redis-port, --http-port and --peer-port (and --host), or use \
                  `rcluster node add {id}`",
@@ -77,7 +116,7 @@ fn resolve(loaded: &paths::Loaded, id: &str, address: &Address) -> Result<NodeCo
         }
         (saved, false) => {
             let port = |p: Option<u16>, name: &str| {
-                p.ok_or_else(|| CliError::input(format!("a joining node needs --{name}")))
+                p.ok_or_else(|| NodeError::Address(format!("a joining node needs --{name}")))
             };
             let node = NodeConfig {
                 id: id.to_string(),
@@ -87,7 +126,7 @@ fn resolve(loaded: &paths::Loaded, id: &str, address: &Address) -> Result<NodeCo
                 peer_port: port(address.peer_port, "peer-port")?,
             };
             if let Some(saved) = saved.filter(|s| *s != node) {
-                return Err(CliError::input(format!(
+                return Err(NodeError::Address(format!(
                     "node '{id}' was started before on {}:{} (redis {}, peer {}), as saved in \
                      {}; start it without --host/--*-port, or remove that folder to make a new \
                      node",
@@ -101,47 +140,57 @@ fn resolve(loaded: &paths::Loaded, id: &str, address: &Address) -> Result<NodeCo
             node
         }
     };
-    rcluster_domain::config::check_nodes(std::slice::from_ref(&node))
-        .map_err(|e| CliError::input(format!("node '{id}': {e}")))?;
+    rcluster_domain::config::check_nodes(std::slice::from_ref(&node)).map_err(|source| {
+        NodeError::BadNode {
+            id: id.to_string(),
+            source,
+        }
+    })?;
     let dir = loaded.data_dir.join(id);
     std::fs::create_dir_all(&dir)
         .and_then(|()| std::fs::write(&saved_path, serde_json::to_vec(&node).unwrap_or_default()))
-        .map_err(|e| CliError::failed(format!("cannot write {}: {e}", saved_path.display())))?;
+        .map_err(io(format!("write {}", saved_path.display())))?;
     Ok(node)
 }
 
-pub async fn run(
-    config_path: PathBuf,
-    id: String,
-    address: Address,
-    low_resource: bool,
-    module: Option<PathBuf>,
-) -> Result<(), CliError> {
+/// What `rcluster node --id ..` was given.
+pub struct NodeArgs {
+    pub config: PathBuf,
+    pub id: String,
+    pub address: Address,
+    pub low_resource: bool,
+    pub module: Option<PathBuf>,
+}
+
+/// Runs the node until SIGTERM or Ctrl-C, serving `app(shared)` on its HTTP port.
+pub async fn run(args: NodeArgs, app: fn(Arc<Shared>) -> axum::Router) -> Result<(), NodeError> {
+    let NodeArgs {
+        config: config_path,
+        id,
+        address,
+        low_resource,
+        module,
+    } = args;
     let loaded = paths::load(&config_path, low_resource)?;
     let node = resolve(&loaded, &id, &address)?;
-    crate::memory::tune();
+    memory::tune();
     let module = paths::module(module)?;
     let dir = loaded.data_dir.join(&node.id);
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| CliError::failed(format!("cannot create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
 
     // Take both ports first, so a clash is reported before anything starts.
     let http = tokio::net::TcpListener::bind((node.host.as_str(), node.http_port))
         .await
-        .map_err(|e| {
-            CliError::failed(format!(
-                "cannot listen on {}:{} (http_port of {}): {e}",
-                node.host, node.http_port, node.id
-            ))
-        })?;
+        .map_err(io(format!(
+            "listen on {}:{} (http_port of {})",
+            node.host, node.http_port, node.id
+        )))?;
     let peer_socket = tokio::net::UdpSocket::bind((node.host.as_str(), node.peer_port))
         .await
-        .map_err(|e| {
-            CliError::failed(format!(
-                "cannot listen on {}:{} (peer_port of {}): {e}",
-                node.host, node.peer_port, node.id
-            ))
-        })?;
+        .map_err(io(format!(
+            "listen on {}:{} (peer_port of {})",
+            node.host, node.peer_port, node.id
+        )))?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let spec = Spec {
@@ -166,9 +215,7 @@ pub async fn run(
         redis,
         Metrics::new(&node.id),
     ));
-    let raft = raft::spawn(shared.clone(), shutdown_rx.clone())
-        .await
-        .map_err(CliError::failed)?;
+    let raft = raft::spawn(shared.clone(), shutdown_rx.clone()).await?;
     let _ = shared.raft.set(raft);
     let (events_tx, events_rx) = mpsc::channel::<Event>(256);
     let tasks = vec![
@@ -184,7 +231,7 @@ pub async fn run(
     ];
 
     let mut server_shutdown = shutdown_rx.clone();
-    let app = router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let app = app(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let server = tokio::spawn(async move {
         axum::serve(http, app)
             .with_graceful_shutdown(async move {
@@ -194,8 +241,7 @@ pub async fn run(
     });
     println!("node {}: http on {}:{}", node.id, node.host, node.http_port);
 
-    let mut term = signal(SignalKind::terminate())
-        .map_err(|e| CliError::failed(format!("cannot watch SIGTERM: {e}")))?;
+    let mut term = signal(SignalKind::terminate()).map_err(io("watch SIGTERM".into()))?;
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}

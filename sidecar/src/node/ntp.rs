@@ -7,41 +7,56 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rcluster_domain::sntp::{self, Sample};
+use rcluster_domain::sntp::{self, Sample, SntpError};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
 use crate::node::view::{unix_ms, Shared, TimeStatus};
 
+/// Why a server gave no sample.
+#[derive(Debug, thiserror::Error)]
+pub enum NtpError {
+    #[error("{server}: {source}")]
+    Io {
+        server: String,
+        source: std::io::Error,
+    },
+    #[error("{server}: {source}")]
+    Reply { server: String, source: SntpError },
+    #[error("{server}: no answer within {timeout:?}")]
+    Timeout { server: String, timeout: Duration },
+}
+
 /// Asks one server; the sample or why there is none.
-pub async fn query(server: &str, timeout: Duration) -> Result<Sample, String> {
+pub async fn query(server: &str, timeout: Duration) -> Result<Sample, NtpError> {
+    let io = |source| NtpError::Io {
+        server: server.to_string(),
+        source,
+    };
+    let reply = |source| NtpError::Reply {
+        server: server.to_string(),
+        source,
+    };
     let attempt = async {
-        let socket = UdpSocket::bind(("0.0.0.0", 0))
-            .await
-            .map_err(|e| e.to_string())?;
-        socket
-            .connect(server)
-            .await
-            .map_err(|e| format!("{server}: {e}"))?;
+        let socket = UdpSocket::bind(("0.0.0.0", 0)).await.map_err(io)?;
+        socket.connect(server).await.map_err(io)?;
         let sent = unix_ms();
         let request = sntp::request(sent);
-        socket
-            .send(&request)
-            .await
-            .map_err(|e| format!("{server}: {e}"))?;
+        socket.send(&request).await.map_err(io)?;
         let mut buf = [0u8; 512];
-        let len = socket
-            .recv(&mut buf)
-            .await
-            .map_err(|e| format!("{server}: {e}"))?;
+        let len = socket.recv(&mut buf).await.map_err(io)?;
         let received = unix_ms();
-        let reply = sntp::parse_reply(&buf[..len]).map_err(|e| format!("{server}: {e}"))?;
-        sntp::measure(sent, &reply, received, sntp::unix_ms_to_ntp(sent))
-            .map_err(|e| format!("{server}: {e}"))
+        let parsed = sntp::parse_reply(&buf[..len]).map_err(reply)?;
+        sntp::measure(sent, &parsed, received, sntp::unix_ms_to_ntp(sent)).map_err(reply)
     };
     tokio::time::timeout(timeout, attempt)
         .await
-        .unwrap_or_else(|_| Err(format!("{server}: no answer within {timeout:?}")))
+        .unwrap_or_else(|_| {
+            Err(NtpError::Timeout {
+                server: server.to_string(),
+                timeout,
+            })
+        })
 }
 
 /// One round over every server: the best sample (shortest round trip) or the errors.
@@ -65,7 +80,7 @@ pub async fn round(servers: &[String], timeout: Duration) -> TimeStatus {
                 best = Some((server.clone(), s));
             }
             Ok(_) => {}
-            Err(e) => errors.push(e),
+            Err(e) => errors.push(e.to_string()),
         }
     }
     match best {

@@ -21,13 +21,17 @@ use std::time::Duration;
 
 use rcluster_domain::meta::{Change, Meta};
 use rcluster_domain::rc::cluster::{self as rc_cluster, ClusterSet, MetaOp};
-use rcluster_raft::{Command, Config, MembershipChange, Message, Persisted, RaftNode, Role};
+use rcluster_raft::{
+    Command, Config, DecodeError, InitError, MembershipChange, Message, Persisted, ProposeError,
+    RaftNode, Role,
+};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::node::local::rc;
+use crate::node::redis_error::RedisError;
 use crate::node::view::Shared;
 
 /// Length of one Raft tick (times `raft_tick_scale` in low-resource mode).
@@ -46,7 +50,40 @@ pub enum Request {
     Voters(MembershipChange),
 }
 
-type Proposal = (Request, oneshot::Sender<Result<u64, String>>);
+/// Why a proposal did not commit.
+#[derive(Debug, thiserror::Error)]
+pub enum RaftError {
+    #[error("raft is not running")]
+    NotRunning,
+    #[error("raft stopped")]
+    Stopped,
+    #[error("not committed within {0:?}")]
+    Timeout(Duration),
+    #[error(transparent)]
+    Refused(#[from] ProposeError),
+    #[error("leadership changed before the change committed; retry")]
+    LeadershipChanged,
+}
+
+/// Why the driver did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RaftStartError {
+    #[error("cannot listen on {host}:{port} (peer_port of {id}, TCP): {source}")]
+    Listen {
+        host: String,
+        port: u16,
+        id: String,
+        source: std::io::Error,
+    },
+    #[error("the local Redis did not answer to load the Raft state")]
+    NoState,
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Init(#[from] InitError),
+}
+
+type Proposal = (Request, oneshot::Sender<Result<u64, RaftError>>);
 
 /// The handle the API uses.
 #[derive(Clone)]
@@ -70,7 +107,7 @@ impl RaftHandle {
 
     /// Proposes a change; resolves once it is committed and applied here, or with why not
     /// (not the leader: names the leader).
-    pub async fn propose(&self, change: Change, timeout: Duration) -> Result<u64, String> {
+    pub async fn propose(&self, change: Change, timeout: Duration) -> Result<u64, RaftError> {
         self.request(Request::Change(change), timeout).await
     }
 
@@ -79,20 +116,20 @@ impl RaftHandle {
         &self,
         change: MembershipChange,
         timeout: Duration,
-    ) -> Result<u64, String> {
+    ) -> Result<u64, RaftError> {
         self.request(Request::Voters(change), timeout).await
     }
 
-    async fn request(&self, request: Request, timeout: Duration) -> Result<u64, String> {
+    async fn request(&self, request: Request, timeout: Duration) -> Result<u64, RaftError> {
         let (tx, rx) = oneshot::channel();
         self.proposals
             .send((request, tx))
             .await
-            .map_err(|_| "raft is not running".to_string())?;
+            .map_err(|_| RaftError::NotRunning)?;
         tokio::time::timeout(timeout, rx)
             .await
-            .map_err(|_| format!("not committed within {timeout:?}"))?
-            .map_err(|_| "raft stopped".to_string())?
+            .map_err(|_| RaftError::Timeout(timeout))?
+            .map_err(|_| RaftError::Stopped)?
     }
 }
 
@@ -102,7 +139,7 @@ fn raft_key(id: &str) -> String {
 
 /// Reads the stored state (or bootstraps from the config), bounded and retried while Redis
 /// starts.
-async fn load(shared: &Shared) -> Result<Persisted, String> {
+async fn load(shared: &Shared) -> Result<Persisted, RaftStartError> {
     let mut get = redis::cmd("GET");
     get.arg(raft_key(&shared.me.id));
     for _ in 0..100 {
@@ -111,7 +148,7 @@ async fn load(shared: &Shared) -> Result<Persisted, String> {
             .query::<Option<Vec<u8>>>(&get, Duration::from_secs(1))
             .await
         {
-            Ok(Some(bytes)) => return Persisted::from_bytes(&bytes).map_err(|e| e.to_string()),
+            Ok(Some(bytes)) => return Ok(Persisted::from_bytes(&bytes)?),
             // A founding member starts with the config's nodes as voters; a node that is not
             // in the config joins: it waits for a leader to replicate the configuration.
             Ok(None) if shared.config.node(&shared.me.id).is_some() => {
@@ -123,14 +160,14 @@ async fn load(shared: &Shared) -> Result<Persisted, String> {
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
-    Err("the local Redis did not answer to load the Raft state".into())
+    Err(RaftStartError::NoState)
 }
 
 /// Writes the whole state (one blob for restarts, then the readable keys) and waits for it.
 /// Through `RC.META`, which a Redis full of data still takes; not in MULTI, which a full Redis
 /// refuses to queue anything into. Only the blob is read back, so it goes first and the readable
 /// keys may lag it for a moment.
-async fn persist(shared: &Shared, state: &Persisted) -> Result<(), String> {
+async fn persist(shared: &Shared, state: &Persisted) -> Result<(), RedisError> {
     let id = &shared.me.id;
     let hs = &state.hard_state;
     let meta = |op: MetaOp, key: &str, args: &[&[u8]]| {
@@ -311,22 +348,21 @@ fn random_seed() -> u64 {
 pub async fn spawn(
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
-) -> Result<RaftHandle, String> {
+) -> Result<RaftHandle, RaftStartError> {
     let me = shared.me.clone();
     let listener = TcpListener::bind((me.host.as_str(), me.peer_port))
         .await
-        .map_err(|e| {
-            format!(
-                "cannot listen on {}:{} (peer_port of {}, TCP): {e}",
-                me.host, me.peer_port, me.id
-            )
+        .map_err(|source| RaftStartError::Listen {
+            host: me.host.clone(),
+            port: me.peer_port,
+            id: me.id.clone(),
+            source,
         })?;
     let mut state = load(&shared).await?;
     // Low-resource mode makes ticks longer (fewer wake-ups), not more of them.
     let tick = TICK * u32::try_from(shared.config.raft_tick_scale()).unwrap_or(1);
     let config = Config::new(me.id.clone());
-    let mut node =
-        RaftNode::new(config, state.clone(), random_seed()).map_err(|e| e.to_string())?;
+    let mut node = RaftNode::new(config, state.clone(), random_seed())?;
     let (inbox_tx, mut inbox) = mpsc::channel::<Envelope>(4096);
     tokio::spawn(receive(listener, inbox_tx));
     // Senders are made on first use from the member list (a joining node learns it from the
@@ -342,7 +378,7 @@ pub async fn spawn(
     let out = handle.clone();
     tokio::spawn(async move {
         let mut meta = initial;
-        let mut waiting: HashMap<u64, oneshot::Sender<Result<u64, String>>> = HashMap::new();
+        let mut waiting: HashMap<u64, oneshot::Sender<Result<u64, RaftError>>> = HashMap::new();
         let mut pushed = false;
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -365,7 +401,7 @@ pub async fn spawn(
                     };
                     match proposed {
                         Ok(index) => { waiting.insert(index, reply); }
-                        Err(e) => { let _ = reply.send(Err(e.to_string())); }
+                        Err(e) => { let _ = reply.send(Err(e.into())); }
                     }
                 }
                 _ = shutdown.changed() => return,
@@ -448,9 +484,7 @@ pub async fn spawn(
             // Proposals whose entries were lost to a new leader never commit here: fail them.
             if !node.is_leader() {
                 for (_, reply) in waiting.drain() {
-                    let _ = reply.send(Err(
-                        "leadership changed before the change committed; retry".into(),
-                    ));
+                    let _ = reply.send(Err(RaftError::LeadershipChanged));
                 }
             }
             let status = RaftStatus {

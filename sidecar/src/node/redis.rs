@@ -13,7 +13,40 @@ use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::node::local::rc;
-use crate::{probe, supervise, CliError};
+use crate::node::redis_error::RedisError;
+use crate::{probe, supervise};
+
+/// Why this node's redis-server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Log(#[from] supervise::LogError),
+    #[error("cannot start redis-server (is it installed? ./rc.sh installs it): {0}")]
+    Spawn(std::io::Error),
+    #[error("redis-server of {id} exited during start-up ({status}); last lines of {}:\n{tail}", log.display())]
+    Exited {
+        id: String,
+        status: std::process::ExitStatus,
+        log: PathBuf,
+        tail: String,
+    },
+    #[error("redis-server of {id} did not answer within {REDIS_START_TIMEOUT:?}; see {}", log.display())]
+    NoAnswer { id: String, log: PathBuf },
+    #[error("cannot load the topology into the module of {id}: {source}")]
+    Topology {
+        id: String,
+        source: crate::node::redis_error::RedisError,
+    },
+}
+
+/// Why a stop, start or restart did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    #[error(transparent)]
+    Start(StartError),
+}
 
 /// How long Redis may take to start answering PING (loading a large AOF takes a while).
 const REDIS_START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -22,6 +55,8 @@ const REDIS_STOP_GRACE: Duration = Duration::from_secs(15);
 /// The config file's topology is epoch 1; every metadata change committed through Raft pushes a
 /// later one (see `node::raft`).
 const TOPOLOGY_EPOCH: u64 = 1;
+/// How long loading the topology into a started Redis may take.
+const TOPOLOGY_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RedisState {
@@ -42,14 +77,19 @@ pub enum RedisState {
 }
 
 impl RedisState {
-    pub fn name(&self) -> &'static str {
+    /// The state without its details, as the API shows it.
+    pub fn kind(&self) -> crate::api::RedisState {
+        use crate::api::RedisState as Kind;
         match self {
-            RedisState::Starting => "starting",
-            RedisState::Running { .. } => "running",
-            RedisState::Stopped => "stopped",
-            RedisState::Restarting { .. } => "restarting",
-            RedisState::Failed { .. } => "failed",
+            RedisState::Starting => Kind::Starting,
+            RedisState::Running { .. } => Kind::Running,
+            RedisState::Stopped => Kind::Stopped,
+            RedisState::Restarting { .. } => Kind::Restarting,
+            RedisState::Failed { .. } => Kind::Failed,
         }
+    }
+    pub fn name(&self) -> &'static str {
+        self.kind().as_str()
     }
     pub fn pid(&self) -> Option<u32> {
         match self {
@@ -59,25 +99,10 @@ impl RedisState {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Control {
-    Stop,
-    Start,
-    Restart,
-}
+/// What the API may ask of the supervisor (`POST /api/nodes/{id}/stop|start|restart`).
+pub use crate::api::NodeAction as Control;
 
-impl Control {
-    pub fn parse(action: &str) -> Option<Control> {
-        match action {
-            "stop" => Some(Control::Stop),
-            "start" => Some(Control::Start),
-            "restart" => Some(Control::Restart),
-            _ => None,
-        }
-    }
-}
-
-type Request = (Control, oneshot::Sender<Result<String, String>>);
+type Request = (Control, oneshot::Sender<Result<String, ControlError>>);
 
 /// The handle other tasks use: the current state and a way to ask for changes.
 #[derive(Clone)]
@@ -87,16 +112,23 @@ pub struct RedisHandle {
 }
 
 impl RedisHandle {
+    /// A handle with no supervisor behind it, for in-process tests of the API: the state stays
+    /// `Stopped` and every request is refused.
+    #[cfg(test)]
+    pub fn detached() -> RedisHandle {
+        let (tx, _) = mpsc::channel(1);
+        let (_, state) = watch::channel(RedisState::Stopped);
+        RedisHandle { tx, state }
+    }
+
     /// Asks the supervisor to stop, start or restart Redis; returns what happened.
-    pub async fn control(&self, c: Control) -> Result<String, String> {
+    pub async fn control(&self, c: Control) -> Result<String, ControlError> {
         let (reply_tx, reply_rx) = oneshot::channel();
         self.tx
             .send((c, reply_tx))
             .await
-            .map_err(|_| "the node is shutting down".to_string())?;
-        reply_rx
-            .await
-            .map_err(|_| "the node is shutting down".to_string())?
+            .map_err(|_| ControlError::ShuttingDown)?;
+        reply_rx.await.map_err(|_| ControlError::ShuttingDown)?
     }
 }
 
@@ -121,7 +153,7 @@ impl Spec {
         self.dir.join("redis.log")
     }
 
-    async fn start(&self) -> Result<Child, CliError> {
+    async fn start(&self) -> Result<Child, StartError> {
         let cfg = &self.config;
         let node = &self.node;
         let mut cmd = supervise::command("redis-server", &self.log())?;
@@ -153,20 +185,16 @@ impl Spec {
                 .arg(sock)
                 .args(["--unixsocketperm", "700"]);
         }
-        let mut child = cmd.spawn().map_err(|e| {
-            CliError::failed(format!(
-                "cannot start redis-server (is it installed? ./rc.sh installs it): {e}"
-            ))
-        })?;
+        let mut child = cmd.spawn().map_err(StartError::Spawn)?;
         let deadline = Instant::now() + REDIS_START_TIMEOUT;
         loop {
             if let Ok(Some(status)) = child.try_wait() {
-                return Err(CliError::failed(format!(
-                    "redis-server of {} exited during start-up ({status}); last lines of {}:\n{}",
-                    node.id,
-                    self.log().display(),
-                    supervise::log_tail(&self.log(), 15)
-                )));
+                return Err(StartError::Exited {
+                    id: node.id.clone(),
+                    status,
+                    log: self.log(),
+                    tail: supervise::log_tail(&self.log(), 15),
+                });
             }
             // Its own redis-server, not another process that holds the port (this one then exits
             // with "Address already in use", seen above on the next round), done loading.
@@ -178,11 +206,10 @@ impl Spec {
             }
             if Instant::now() > deadline {
                 supervise::stop(&mut child, REDIS_STOP_GRACE).await;
-                return Err(CliError::failed(format!(
-                    "redis-server of {} did not answer within {REDIS_START_TIMEOUT:?}; see {}",
-                    node.id,
-                    self.log().display()
-                )));
+                return Err(StartError::NoAnswer {
+                    id: node.id.clone(),
+                    log: self.log(),
+                });
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -195,15 +222,13 @@ impl Spec {
 }
 
 /// Loads the cluster topology into this node's module, so its quorum commands can route.
-async fn push_topology(node: &NodeConfig, topology: &Topology) -> Result<(), CliError> {
-    let fail = |e: redis::RedisError| {
-        CliError::failed(format!(
-            "cannot load the topology into the module of {}: {e}",
-            node.id
-        ))
+async fn push_topology(node: &NodeConfig, topology: &Topology) -> Result<(), StartError> {
+    let fail = |source: RedisError| StartError::Topology {
+        id: node.id.clone(),
+        source,
     };
-    let client =
-        redis::Client::open(format!("redis://{}:{}/", node.host, node.redis_port)).map_err(fail)?;
+    let client = redis::Client::open(format!("redis://{}:{}/", node.host, node.redis_port))
+        .map_err(|e| fail(e.into()))?;
     let push = async {
         let mut conn = client.get_multiplexed_async_connection().await?;
         rc(&ClusterSet {
@@ -212,15 +237,13 @@ async fn push_topology(node: &NodeConfig, topology: &Topology) -> Result<(), Cli
         .query_async::<()>(&mut conn)
         .await
     };
-    match tokio::time::timeout(Duration::from_secs(10), push).await {
+    match tokio::time::timeout(TOPOLOGY_TIMEOUT, push).await {
         // A restarted Redis may already hold a newer topology that Raft committed (restored
         // from its AOF): keep it; the Raft driver pushes its current one again anyway.
+        // (The module answers BADARG for it, like for a malformed one: only its words tell.)
         Ok(Err(e)) if e.to_string().contains("older than the installed") => Ok(()),
-        Ok(result) => result.map_err(fail),
-        Err(_) => Err(CliError::failed(format!(
-            "loading the topology into {} timed out",
-            node.id
-        ))),
+        Ok(result) => result.map_err(|e| fail(e.into())),
+        Err(_) => Err(fail(RedisError::Timeout(TOPOLOGY_TIMEOUT))),
     }
 }
 
@@ -228,7 +251,7 @@ async fn push_topology(node: &NodeConfig, topology: &Topology) -> Result<(), Cli
 pub async fn spawn(
     spec: Spec,
     mut shutdown: watch::Receiver<bool>,
-) -> Result<(RedisHandle, tokio::task::JoinHandle<()>), CliError> {
+) -> Result<(RedisHandle, tokio::task::JoinHandle<()>), StartError> {
     let child = spec.start().await?;
     let pid = child.id().unwrap_or(0);
     let (state_tx, state_rx) = watch::channel(RedisState::Running { pid });
@@ -287,7 +310,9 @@ pub async fn spawn(
                             child = Some(c);
                         }
                         Err(e) => {
-                            let _ = state_tx.send(RedisState::Failed { reason: e.message });
+                            let _ = state_tx.send(RedisState::Failed {
+                                reason: e.to_string(),
+                            });
                         }
                     }
                 }
@@ -321,9 +346,9 @@ pub async fn spawn(
                                 }
                                 Err(e) => {
                                     let _ = state_tx.send(RedisState::Failed {
-                                        reason: e.message.clone(),
+                                        reason: e.to_string(),
                                     });
-                                    Err(e.message)
+                                    Err(ControlError::Start(e))
                                 }
                             };
                         }

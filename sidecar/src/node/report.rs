@@ -11,6 +11,7 @@ use rcluster_domain::rc::cluster::{Meta, MetaOp, NodeState};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
+use crate::api::{PassKind, Redistribution};
 use crate::node::gossip::{info_field, Event};
 use crate::node::local::rc;
 use crate::node::view::{unix_ms, Shared};
@@ -123,28 +124,32 @@ pub async fn run(
 
 /// The module's `rebalance_*` fields from one `INFO rcluster` text.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Rebalance {
+pub struct Rebalance {
     running: bool,
     /// What the running (or last) pass is for: `redistribution` after a member change, `sweep`
     /// after a restart, `anti-entropy` (absent from older modules: `redistribution`).
-    pass_kind: &'static str,
+    pass_kind: PassKind,
     /// Passes completed since this node's Redis started.
     passes: u64,
     keys_moved: u64,
     bytes_moved: u64,
     keys_dropped: u64,
+    /// Items the running (or last) pass goes through, and those done so far (absent from older
+    /// modules: 0).
+    pass_items: u64,
+    pass_done: u64,
     percent: u64,
 }
 
 impl Rebalance {
-    fn parse(info: &str) -> Option<Rebalance> {
+    pub fn parse(info: &str) -> Option<Rebalance> {
         let n = |f: &str| {
             info_field(info, &format!("rcluster_rebalance_{f}")).and_then(|v| v.parse().ok())
         };
         let pass_kind = match info_field(info, "rcluster_rebalance_pass_kind") {
-            Some("sweep") => "sweep",
-            Some("anti-entropy") => "anti-entropy",
-            _ => "redistribution",
+            Some("sweep") => PassKind::Sweep,
+            Some("anti-entropy") => PassKind::AntiEntropy,
+            _ => PassKind::Redistribution,
         };
         Some(Rebalance {
             running: n("in_progress")? == 1,
@@ -153,8 +158,23 @@ impl Rebalance {
             keys_moved: n("keys_moved")?,
             bytes_moved: n("bytes_moved")?,
             keys_dropped: n("keys_dropped")?,
+            pass_items: n("pass_items").unwrap_or(0),
+            pass_done: n("pass_done").unwrap_or(0),
             percent: n("percent")?.min(100),
         })
+    }
+
+    /// The progress the API shows for this node.
+    pub fn progress(&self) -> Redistribution {
+        Redistribution {
+            pass_kind: self.pass_kind,
+            running: self.running,
+            items: self.pass_items,
+            done: self.pass_done,
+            percent: self.percent,
+            passes: self.passes,
+            keys_moved: self.keys_moved,
+        }
     }
 
     /// True when a counter went down: the module's Redis restarted.
@@ -181,7 +201,7 @@ struct RebalanceEvent {
     /// `started`, `progress` or `finished`.
     phase: &'static str,
     /// `redistribution`, `sweep` or `anti-entropy`.
-    pass_kind: &'static str,
+    pass_kind: PassKind,
     /// The pass's number since this node's Redis started.
     pass: u64,
     /// Copies that changed a new owner, their bytes, and own copies dropped, during this pass.
@@ -211,7 +231,7 @@ impl RebalanceWatch {
         let keys_moved = now.keys_moved.saturating_sub(self.base.keys_moved);
         let bytes_moved = now.bytes_moved.saturating_sub(self.base.bytes_moved);
         let keys_dropped = now.keys_dropped.saturating_sub(self.base.keys_dropped);
-        let what = now.pass_kind;
+        let what = now.pass_kind.as_str();
         let reason = match phase {
             "started" => format!("{what} pass {pass} started"),
             _ => format!(
@@ -227,7 +247,7 @@ impl RebalanceWatch {
             reason,
             at_ms: unix_ms(),
             phase,
-            pass_kind: what,
+            pass_kind: now.pass_kind,
             pass,
             keys_moved,
             bytes_moved,
@@ -295,10 +315,8 @@ impl RebalanceWatch {
 
 /// Reads the module's rebalance fields and publishes the events they call for.
 async fn report_rebalance(shared: &Shared, watch: &mut RebalanceWatch, timeout: Duration) {
-    let mut info = redis::cmd("INFO");
-    info.arg("rcluster");
     // While Redis is down there is nothing to read; the next reading compares with the last.
-    let Ok(text) = shared.local.query::<String>(&info, timeout).await else {
+    let Some(text) = shared.module_info(timeout).await else {
         return;
     };
     let Some(now) = Rebalance::parse(&text) else {
@@ -321,11 +339,13 @@ mod tests {
     fn reading(running: bool, passes: u64, keys_moved: u64, percent: u64) -> Rebalance {
         Rebalance {
             running,
-            pass_kind: "redistribution",
+            pass_kind: PassKind::Redistribution,
             passes,
             keys_moved,
             bytes_moved: keys_moved * 10,
             keys_dropped: 0,
+            pass_items: 0,
+            pass_done: 0,
             percent,
         }
     }
@@ -345,14 +365,30 @@ mod tests {
             r,
             Rebalance {
                 running: true,
-                pass_kind: "anti-entropy",
+                pass_kind: PassKind::AntiEntropy,
                 passes: 2,
                 keys_moved: 30,
                 bytes_moved: 300,
                 keys_dropped: 4,
+                pass_items: 10,
+                pass_done: 5,
                 percent: 50
             }
         );
+        assert_eq!(
+            r.progress(),
+            Redistribution {
+                pass_kind: PassKind::AntiEntropy,
+                running: true,
+                items: 10,
+                done: 5,
+                percent: 50,
+                passes: 2,
+                keys_moved: 30,
+            }
+        );
+        let json = serde_json::to_value(r.progress()).expect("json");
+        assert_eq!(json["pass_kind"], "anti-entropy");
         assert_eq!(Rebalance::parse("rcluster_kv_keys:1\r\n"), None);
     }
 

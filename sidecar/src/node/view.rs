@@ -13,8 +13,8 @@ use rcluster_domain::phi::{
 use rcluster_domain::ratelimit::Limiter;
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::Metrics;
 use crate::node::local::Local;
+use crate::node::metrics::Metrics;
 use crate::node::redis::RedisHandle;
 
 /// What a node tells the others about itself in every heartbeat.
@@ -38,6 +38,9 @@ pub struct Summary {
     /// Whether this node's module still uses the previous placement beside the current one.
     #[serde(default)]
     pub transition_open: bool,
+    /// This node's redistribution progress, as its module reports it.
+    #[serde(default)]
+    pub redistribution: Option<crate::api::Redistribution>,
 }
 
 /// One node as seen from here.
@@ -133,6 +136,14 @@ impl Shared {
     /// The connection to this node's Redis, for tasks that outlive a borrow.
     pub fn local_handle(&self) -> Arc<Local> {
         self.local.clone()
+    }
+
+    /// This node's module's `INFO rcluster` text, `None` when its Redis does not answer within
+    /// `timeout`.
+    pub async fn module_info(&self, timeout: std::time::Duration) -> Option<String> {
+        let mut info = redis::cmd("INFO");
+        info.arg("rcluster");
+        self.local.query::<String>(&info, timeout).await.ok()
     }
 
     /// Milliseconds since this process started (monotonic; for the detector and round trips).

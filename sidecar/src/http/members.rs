@@ -8,102 +8,39 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::routing::{delete, post};
-use axum::{Json, Router};
+use axum::Json;
 use rcluster_domain::config::NodeConfig;
 use rcluster_domain::meta::{add_member, remove_member, Change, MemberError};
 use rcluster_raft::MembershipChange;
-use serde::Deserialize;
-use serde_json::{json, Value};
 
+use crate::api::{Cluster, ErrorCode, Health, NewNode, NodeAdded, NodeRemoved};
 use crate::client;
-use crate::node::raft::RaftHandle;
+use crate::http::auth::Caller;
+use crate::http::error::ApiError;
+use crate::http::forward::{on_leader, raft, COMMIT_TIMEOUT};
+use crate::http::openapi::{
+    AdminKey, BadRequest, BodyLimit, Conflict, JsonBody, NodeId, NotFound, ThroughLeader,
+};
+use crate::node::raft::RaftError;
 use crate::node::view::Shared;
-use crate::web::{forward, ApiError, Caller};
-
-/// How long one Raft step may take to commit before the API gives up (the caller may retry:
-/// both steps are idempotent).
-const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One membership change at a time on this node: each proposes a whole member list computed
 /// from the current one.
 static CHANGING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-pub fn router() -> Router<Arc<Shared>> {
-    Router::new()
-        .route("/api/nodes", post(add_node))
-        .route("/api/nodes/{id}", delete(remove_node))
-}
-
-/// The node to admit, as it listens (host defaults to 127.0.0.1).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NodeBody {
-    id: String,
-    #[serde(default = "default_host")]
-    host: String,
-    redis_port: u16,
-    http_port: u16,
-    peer_port: u16,
-}
-
-fn default_host() -> String {
-    "127.0.0.1".into()
-}
-
-pub fn raft(s: &Shared) -> Result<&RaftHandle, ApiError> {
-    s.raft.get().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "RAFT_NOT_READY",
-            "raft has not started yet",
-        )
-    })
-}
-
-/// `None` when this node leads (the caller goes on here); otherwise the leader's answer to the
-/// same request, or why there is none.
-pub async fn on_leader(
-    s: &Shared,
-    caller: &Caller,
-    method: &str,
-    path: &str,
-    body: Option<&[u8]>,
-) -> Result<Option<Json<Value>>, ApiError> {
-    let status = raft(s)?.status();
-    if status.role == "leader" {
-        return Ok(None);
-    }
-    let Some(leader) = status.leader.as_deref().and_then(|l| s.member(l)) else {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "NO_LEADER",
-            "no Raft leader is known right now; retry in a moment",
-        ));
-    };
-    forward(&leader, method, path, &caller.key, body, COMMIT_TIMEOUT * 3)
-        .await
-        .map(Some)
-}
-
 /// The answer to a membership request that the member-list rules refuse.
 fn refused(e: MemberError) -> ApiError {
-    let (status, code) = match &e {
-        MemberError::BadHost(_) | MemberError::Invalid(_) => (StatusCode::BAD_REQUEST, "BAD_NODE"),
-        MemberError::AlreadyMember(_) => (StatusCode::CONFLICT, "ALREADY_MEMBER"),
-        MemberError::NotAMember { .. } => (StatusCode::NOT_FOUND, "NOT_A_MEMBER"),
-        MemberError::TooFewNodes { .. } => (StatusCode::CONFLICT, "TOO_FEW_NODES"),
+    let code = match &e {
+        MemberError::BadHost(_) | MemberError::Invalid(_) => ErrorCode::BadNode,
+        MemberError::AlreadyMember(_) => ErrorCode::AlreadyMember,
+        MemberError::NotAMember { .. } => ErrorCode::NotAMember,
+        MemberError::TooFewNodes { .. } => ErrorCode::TooFewNodes,
     };
-    ApiError::new(status, code, e.to_string())
+    ApiError::new(code, e.to_string())
 }
 
-fn not_committed(what: &str, e: String) -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "NOT_COMMITTED",
-        format!("{what} did not commit: {e}; the request can be repeated"),
-    )
+fn not_committed(what: &str) -> impl FnOnce(RaftError) -> ApiError + '_ {
+    move |e| ApiError::from(e).context(&format!("{what} did not commit"))
 }
 
 /// Checks that the node answers on its HTTP port as the node it claims to be, of this cluster.
@@ -112,8 +49,7 @@ async fn check_running(s: &Shared, node: &NodeConfig) -> Result<(), ApiError> {
         .await
         .map_err(|e| {
             ApiError::new(
-                StatusCode::CONFLICT,
-                "NODE_NOT_RUNNING",
+                ErrorCode::NodeNotRunning,
                 format!(
                 "node {} does not answer on {}:{} ({e}); start it first: rcluster node --id {} \
                  --host {} --redis-port {} --http-port {} --peer-port {}",
@@ -128,17 +64,13 @@ async fn check_running(s: &Shared, node: &NodeConfig) -> Result<(), ApiError> {
             ),
             )
         })?;
-    let health: Value = serde_json::from_slice(&answer.body).unwrap_or_default();
-    let (id, cluster, redis_port) = (
-        health["node"].as_str().unwrap_or_default(),
-        health["cluster"].as_str().unwrap_or_default(),
-        health["redis_port"].as_u64().unwrap_or_default(),
-    );
-    if id != node.id || cluster != s.config.cluster_name || redis_port != u64::from(node.redis_port)
-    {
+    let health: Option<Health> = serde_json::from_slice(&answer.body).ok();
+    let (id, cluster, redis_port) = health.as_ref().map_or(("", "", 0), |h| {
+        (h.node.as_str(), h.cluster.as_str(), h.redis_port)
+    });
+    if id != node.id || cluster != s.config.cluster_name || redis_port != node.redis_port {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "NODE_MISMATCH",
+            ErrorCode::NodeMismatch,
             format!(
                 "{}:{} answers as node '{id}' of cluster '{cluster}' with Redis on port \
                  {redis_port}, not as '{}' of '{}' on {}",
@@ -148,20 +80,40 @@ async fn check_running(s: &Shared, node: &NodeConfig) -> Result<(), ApiError> {
     }
     if answer.status != 200 {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "NODE_NOT_READY",
+            ErrorCode::NodeNotReady,
             format!("node {}'s Redis is not up yet; retry in a moment", node.id),
         ));
     }
     Ok(())
 }
 
-/// `POST /api/nodes`: admits a running node (member, then voter); answers once both committed.
-async fn add_node(
+/// Admit a running node into the cluster through Raft (forwarded to the leader)
+#[utoipa::path(
+    post,
+    path = "/api/nodes",
+    operation_id = "nodeAdd",
+    tag = "control",
+    description = "Admin key. The node must already run (`rcluster node --id <id> --redis-port .. \
+        --http-port .. --peer-port ..`, or use `rcluster node add`) and answer /api/health as \
+        that id of this cluster. It becomes a member (every node learns its address and data \
+        starts moving to it), then a Raft voter; the answer comes once both are committed. \
+        Repeating the request for a node that is already a member with the same address \
+        changes nothing (already_member: true).",
+    request_body = NewNode,
+    security(("bearerAuth" = []), ("apiKeyHeader" = [])),
+    responses(
+        (status = 200, description = "A member and a voter.", body = NodeAdded),
+        JsonBody,
+        Conflict,
+        AdminKey,
+        ThroughLeader,
+    )
+)]
+pub async fn add_node(
     State(s): State<Arc<Shared>>,
     caller: Caller,
-    Json(body): Json<NodeBody>,
-) -> Result<Json<Value>, ApiError> {
+    Json(body): Json<NewNode>,
+) -> Result<Json<NodeAdded>, ApiError> {
     caller.require_admin()?;
     let _one_at_a_time = CHANGING.lock().await;
     let node = NodeConfig {
@@ -172,13 +124,16 @@ async fn add_node(
         peer_port: body.peer_port,
     };
     let joined = add_member(&s.members(), &node).map_err(refused)?;
-    let json = json!({
-        "id": node.id, "host": node.host, "redis_port": node.redis_port,
-        "http_port": node.http_port, "peer_port": node.peer_port,
-    });
-    let bytes = serde_json::to_vec(&json).unwrap_or_default();
+    let new = NewNode {
+        id: node.id.clone(),
+        host: node.host.clone(),
+        redis_port: node.redis_port,
+        http_port: node.http_port,
+        peer_port: node.peer_port,
+    };
+    let bytes = serde_json::to_vec(&new).unwrap_or_default();
     if let Some(answer) = on_leader(&s, &caller, "POST", "/api/nodes", Some(&bytes)).await? {
-        return Ok(answer);
+        return Ok(Json(answer));
     }
     let raft = raft(&s)?;
     let mut index = None;
@@ -187,23 +142,23 @@ async fn add_node(
         let i = raft
             .propose(Change::Members(members), COMMIT_TIMEOUT)
             .await
-            .map_err(|e| not_committed(&format!("adding member {}", node.id), e))?;
+            .map_err(not_committed(&format!("adding member {}", node.id)))?;
         index = Some(i);
     }
     if !raft.status().voters.contains(&node.id) {
         let i = raft
             .change_voters(MembershipChange::AddNode(node.id.clone()), COMMIT_TIMEOUT)
             .await
-            .map_err(|e| not_committed(&format!("making {} a Raft voter", node.id), e))?;
+            .map_err(not_committed(&format!("making {} a Raft voter", node.id)))?;
         index = Some(i);
     }
-    Ok(Json(json!({
-        "added": node.id,
-        "already_member": index.is_none(),
-        "committed_index": index,
-        "leader": s.me.id,
-        "members": s.members().iter().map(|m| m.id.clone()).collect::<Vec<_>>(),
-    })))
+    Ok(Json(NodeAdded {
+        added: node.id,
+        already_member: index.is_none(),
+        committed_index: index,
+        leader: s.me.id.clone(),
+        members: s.members().iter().map(|m| m.id.clone()).collect(),
+    }))
 }
 
 /// Waits (bounded) until `node` applied entry `index`. A leaving node must learn that it left
@@ -223,21 +178,46 @@ async fn await_applied(node: &NodeConfig, key: &str, index: u64) {
         )
         .await;
         let Ok(answer) = answer else { return };
-        let view: Value = serde_json::from_slice(&answer.body).unwrap_or_default();
-        if view["raft"]["applied"].as_u64().unwrap_or(0) >= index {
+        let view: Option<Cluster> = serde_json::from_slice(&answer.body).ok();
+        if view
+            .and_then(|v| v.raft)
+            .is_some_and(|r| r.applied >= index)
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-/// `DELETE /api/nodes/{id}`: makes a member leave (member list, then voters). Its data moves to
-/// the remaining members in the background (progress in `cluster:events` and `/metrics`).
-async fn remove_node(
+/// Make a member leave the cluster through Raft (forwarded to the leader)
+///
+/// Its data moves to the remaining members in the background (progress in GET /api/nodes,
+/// `cluster:events` and `/metrics`).
+#[utoipa::path(
+    delete,
+    path = "/api/nodes/{id}",
+    operation_id = "nodeRemove",
+    tag = "control",
+    description = "Admin key. The member leaves the member list (its data moves to the \
+        remaining members, the leaving node hands over its copies and drops them), then the \
+        Raft voters. Refused with 409 TOO_FEW_NODES when fewer nodes than n would remain.",
+    params(NodeId),
+    security(("bearerAuth" = []), ("apiKeyHeader" = [])),
+    responses(
+        (status = 200, description = "No longer a member nor a voter.", body = NodeRemoved),
+        BadRequest,
+        NotFound,
+        Conflict,
+        AdminKey,
+        ThroughLeader,
+        BodyLimit,
+    )
+)]
+pub async fn remove_node(
     State(s): State<Arc<Shared>>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<NodeRemoved>, ApiError> {
     caller.require_admin()?;
     let _one_at_a_time = CHANGING.lock().await;
     let members = s.members();
@@ -247,14 +227,14 @@ async fn remove_node(
         remove_member(&members, &id, is_voter, raft.meta().quorum.n).map_err(refused)?;
     let path = format!("/api/nodes/{id}");
     if let Some(answer) = on_leader(&s, &caller, "DELETE", &path, None).await? {
-        return Ok(answer);
+        return Ok(Json(answer));
     }
     let mut index = None;
     if let Some(remaining) = remaining {
         let i = raft
             .propose(Change::Members(remaining), COMMIT_TIMEOUT)
             .await
-            .map_err(|e| not_committed(&format!("removing member {id}"), e))?;
+            .map_err(not_committed(&format!("removing member {id}")))?;
         index = Some(i);
         if let Some(leaving) = members.iter().find(|m| m.id == id) {
             await_applied(leaving, &caller.key, i).await;
@@ -264,13 +244,13 @@ async fn remove_node(
         let i = raft
             .change_voters(MembershipChange::RemoveNode(id.clone()), COMMIT_TIMEOUT)
             .await
-            .map_err(|e| not_committed(&format!("removing Raft voter {id}"), e))?;
+            .map_err(not_committed(&format!("removing Raft voter {id}")))?;
         index = Some(i);
     }
-    Ok(Json(json!({
-        "removed": id,
-        "committed_index": index,
-        "leader": s.me.id,
-        "members": s.members().iter().map(|m| m.id.clone()).collect::<Vec<_>>(),
-    })))
+    Ok(Json(NodeRemoved {
+        removed: id,
+        committed_index: index,
+        leader: s.me.id.clone(),
+        members: s.members().iter().map(|m| m.id.clone()).collect(),
+    }))
 }

@@ -6,7 +6,8 @@
 //! (`RC.CHUNK.FETCH ... SHA256 <digest recorded at upload>`, a few ahead: the module serves only
 //! its copy that carries that digest and matches its CRC-32C), and streams it; Range requests are
 //! served from the chunks they touch. Chunks cross to and from this node's Redis on the
-//! connections of `node::bulk`, without copies around them.
+//! connections of `node::bulk`, without copies around them. Failures are a typed
+//! [`TransferError`]; the HTTP layer maps them to answers.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -17,31 +18,19 @@ use rcluster_domain::quorum::Options;
 use rcluster_domain::rc::chunk::{ChunkDel, ChunkFetch, FetchOptions};
 use rcluster_domain::rc::kv::{Get, QuorumOptions, Set};
 use rcluster_domain::rc::{Command, Request};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
+pub use crate::api::FileMeta;
 use crate::node::local::rc;
+use crate::node::redis_error::RedisError;
 use crate::node::view::{unix_ms, Shared};
+use rcluster_domain::codes::{Code, CodedError};
 
 /// Chunk writes in flight during one upload.
 const UPLOAD_PARALLELISM: usize = 4;
 /// Chunk reads in flight during one download (4 measured faster than 3; 6 no faster than 4).
 const DOWNLOAD_PARALLELISM: usize = 4;
-
-/// What is stored (as JSON in the register `file:<id>`) about a file.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct FileMeta {
-    pub id: String,
-    pub name: String,
-    pub size: u64,
-    pub content_type: String,
-    pub chunk_size: u64,
-    pub chunk_count: u64,
-    pub sha256: String,
-    pub chunk_sha256: Vec<String>,
-    pub created_ms: u64,
-}
 
 /// The register holding a file's metadata.
 pub fn meta_key(id: &str) -> String {
@@ -49,45 +38,49 @@ pub fn meta_key(id: &str) -> String {
 }
 
 /// A new random file id (128 bits, hex).
-pub fn new_id() -> Result<String, String> {
+pub fn new_id() -> std::io::Result<String> {
     use std::io::Read;
     let mut bytes = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|e| format!("cannot read random bytes for a file id: {e}"))?;
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes))?;
     Ok(hex::encode(bytes))
 }
 
-/// Why an upload or download failed: the HTTP status it maps to and a message.
-#[derive(Debug)]
-pub struct TransferError {
-    pub status: u16,
-    pub code: &'static str,
-    pub message: String,
+/// Why an upload, a download or a metadata read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// Not a file id (32 hex characters).
+    #[error("'{0}' is not a file id (32 hex characters)")]
+    BadId(String),
+    /// The file grew over `files.max_file_bytes`.
+    #[error("the file is larger than files.max_file_bytes ({max} bytes)")]
+    TooLarge { max: u64 },
+    /// The body was not as long as its declared length.
+    #[error("the body had {got} bytes but Content-Length said {declared}")]
+    LengthMismatch { got: u64, declared: u64 },
+    /// This node's Redis (or the module's quorum behind it) refused or did not answer.
+    #[error("{what}: {source}")]
+    Redis {
+        what: String,
+        #[source]
+        source: RedisError,
+    },
+    /// A chunk write answered something that is no SHA-256 digest.
+    #[error("writing a chunk: the module answered {0:?}, not a digest")]
+    NoDigest(String),
+    /// No reachable replica holds the chunk.
+    #[error("chunk {index} of {id} is on no reachable replica")]
+    ChunkMissing { id: String, index: u64 },
+    /// The stored metadata is not a file's metadata.
+    #[error("metadata of {id} is unreadable: {reason}")]
+    CorruptMetadata { id: String, reason: String },
+    /// Something on this node failed (no random bytes, a task panicked).
+    #[error("{0}")]
+    Internal(String),
 }
 
-impl TransferError {
-    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        TransferError {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-}
-
-fn redis_failure(what: &str, e: String) -> TransferError {
-    let code_of = |c: &str| e.starts_with(c) || e.contains(&format!(" {c}"));
-    let (status, code) = if code_of("BADARG") || code_of("TOOLARGE") {
-        (400, "BAD_REQUEST")
-    } else if code_of("OOM") {
-        (507, "INSUFFICIENT_STORAGE")
-    } else if code_of("NOQUORUM") || e.contains("no answer within") {
-        (503, "STORAGE_UNAVAILABLE")
-    } else {
-        (502, "STORAGE_FAILED")
-    };
-    TransferError::new(status, code, format!("{what}: {e}"))
+fn redis_failure(what: impl Into<String>) -> impl FnOnce(RedisError) -> TransferError {
+    let what = what.into();
+    move |source| TransferError::Redis { what, source }
 }
 
 /// An upload in progress: feed it bytes, then finish or abort it.
@@ -105,8 +98,8 @@ pub struct Upload<'a> {
     chunk_sha: Vec<String>,
     /// Chunks handed to the module so far (their digests arrive in `chunk_sha`, in order).
     chunks: usize,
-    in_flight: VecDeque<JoinHandle<Result<String, String>>>,
-    _transfer: crate::memory::Transfer,
+    in_flight: VecDeque<JoinHandle<Result<String, RedisError>>>,
+    _transfer: crate::node::memory::Transfer,
 }
 
 impl<'a> Upload<'a> {
@@ -116,7 +109,9 @@ impl<'a> Upload<'a> {
         content_type: String,
         w: Option<u8>,
     ) -> Result<Self, TransferError> {
-        let id = new_id().map_err(|e| TransferError::new(500, "INTERNAL", e))?;
+        let id = new_id().map_err(|e| {
+            TransferError::Internal(format!("cannot read random bytes for a file id: {e}"))
+        })?;
         let chunk_size = usize::try_from(shared.chunk_size_bytes()).unwrap_or(1 << 20);
         Ok(Upload {
             shared,
@@ -132,7 +127,7 @@ impl<'a> Upload<'a> {
             chunk_sha: Vec::new(),
             chunks: 0,
             in_flight: VecDeque::new(),
-            _transfer: crate::memory::Transfer::begin(),
+            _transfer: crate::node::memory::Transfer::begin(),
         })
     }
 
@@ -140,14 +135,9 @@ impl<'a> Upload<'a> {
     pub async fn feed(&mut self, mut data: &[u8]) -> Result<(), TransferError> {
         self.size += data.len() as u64;
         if self.size > self.max_bytes {
-            return Err(TransferError::new(
-                413,
-                "TOO_LARGE",
-                format!(
-                    "the file is larger than files.max_file_bytes ({} bytes)",
-                    self.max_bytes
-                ),
-            ));
+            return Err(TransferError::TooLarge {
+                max: self.max_bytes,
+            });
         }
         self.whole.update(data);
         while !data.is_empty() {
@@ -208,17 +198,9 @@ impl<'a> Upload<'a> {
                 self.chunk_sha.push(sha);
                 Ok(())
             }
-            Ok(Ok(other)) => Err(TransferError::new(
-                502,
-                "STORAGE_FAILED",
-                format!("writing a chunk: the module answered {other:?}, not a digest"),
-            )),
-            Ok(Err(e)) => Err(redis_failure("writing a chunk", e)),
-            Err(e) => Err(TransferError::new(
-                500,
-                "INTERNAL",
-                format!("chunk writer failed: {e}"),
-            )),
+            Ok(Ok(other)) => Err(TransferError::NoDigest(other)),
+            Ok(Err(e)) => Err(redis_failure("writing a chunk")(e)),
+            Err(e) => Err(TransferError::Internal(format!("chunk writer failed: {e}"))),
         }
     }
 
@@ -228,14 +210,10 @@ impl<'a> Upload<'a> {
         expected_len: Option<u64>,
     ) -> Result<FileMeta, (TransferError, Upload<'a>)> {
         if let Some(n) = expected_len.filter(|n| *n != self.size) {
-            let e = TransferError::new(
-                400,
-                "LENGTH_MISMATCH",
-                format!(
-                    "the body had {} bytes but Content-Length said {n}",
-                    self.size
-                ),
-            );
+            let e = TransferError::LengthMismatch {
+                got: self.size,
+                declared: n,
+            };
             return Err((e, self));
         }
         if !self.buffer.is_empty() {
@@ -272,7 +250,7 @@ impl<'a> Upload<'a> {
         let timeout =
             Duration::from_millis(self.shared.config.intervals.request_timeout_ms + 2_000);
         if let Err(e) = self.shared.local.query::<()>(&cmd, timeout).await {
-            return Err((redis_failure("writing the file's metadata", e), self));
+            return Err((redis_failure("writing the file's metadata")(e), self));
         }
         self.shared
             .metrics
@@ -354,11 +332,7 @@ pub async fn list_ids(shared: &Shared) -> Vec<String> {
 /// The metadata of file `id`, `None` when there is no such file.
 pub async fn read_meta(shared: &Shared, id: &str) -> Result<Option<FileMeta>, TransferError> {
     if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(TransferError::new(
-            400,
-            "BAD_ID",
-            format!("'{id}' is not a file id (32 hex characters)"),
-        ));
+        return Err(TransferError::BadId(id.to_string()));
     }
     let key = meta_key(id);
     let cmd = rc(&Get {
@@ -370,16 +344,17 @@ pub async fn read_meta(shared: &Shared, id: &str) -> Result<Option<FileMeta>, Tr
         .local
         .query(&cmd, timeout)
         .await
-        .map_err(|e| redis_failure("reading metadata", e))?;
+        .map_err(redis_failure("reading metadata"))?;
     match raw {
         None => Ok(None),
-        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            TransferError::new(
-                500,
-                "CORRUPT_METADATA",
-                format!("metadata of {id} is unreadable: {e}"),
-            )
-        }),
+        Some(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| TransferError::CorruptMetadata {
+                    id: id.to_string(),
+                    reason: e.to_string(),
+                })
+        }
     }
 }
 
@@ -409,50 +384,57 @@ pub async fn fetch_chunk(
     let timeout = Duration::from_millis(shared.config.intervals.request_timeout_ms + 2_000);
     shared.metrics.chunk_ops.with_label_values(&["read"]).inc();
     let data = shared.local.bulk(&cmd, timeout).await.map_err(|e| {
-        let what = format!("reading chunk {index} of {}", meta.id);
-        if e.starts_with("CHECKSUM") {
+        if let RedisError::Module(CodedError {
+            code: Code::Checksum,
+            ..
+        }) = e
+        {
             // No copy matches the digest recorded at upload: never serve bad bytes.
             shared.metrics.checksum_failures.inc();
-            return TransferError::new(502, "CHECKSUM", format!("{what}: {e}"));
         }
-        redis_failure(&what, e)
+        redis_failure(format!("reading chunk {index} of {}", meta.id))(e)
     })?;
-    let data = data.ok_or_else(|| {
-        TransferError::new(
-            503,
-            "CHUNK_MISSING",
-            format!("chunk {index} of {} is on no reachable replica", meta.id),
-        )
+    let data = data.ok_or_else(|| TransferError::ChunkMissing {
+        id: meta.id.clone(),
+        index,
     })?;
     Ok(data)
 }
 
+/// A Range header that is not one satisfiable byte range.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not one satisfiable byte range")]
+pub struct BadRange;
+
 /// A byte range within a file of `size` bytes: `Ok(None)` for the whole file.
-pub fn parse_range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, ()> {
+pub fn parse_range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, BadRange> {
     let Some(h) = header else { return Ok(None) };
-    let spec = h.trim().strip_prefix("bytes=").ok_or(())?;
+    let spec = h.trim().strip_prefix("bytes=").ok_or(BadRange)?;
     if spec.contains(',') {
-        return Err(()); // One range at a time.
+        return Err(BadRange); // One range at a time.
     }
-    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (a, b) = spec.split_once('-').ok_or(BadRange)?;
     let (start, end) = match (a.trim(), b.trim()) {
         ("", n) => {
-            let n: u64 = n.parse().map_err(|_| ())?;
+            let n: u64 = n.parse().map_err(|_| BadRange)?;
             if n == 0 {
-                return Err(());
+                return Err(BadRange);
             }
-            (size.saturating_sub(n), size.checked_sub(1).ok_or(())?)
+            (size.saturating_sub(n), size.checked_sub(1).ok_or(BadRange)?)
         }
-        (a, "") => (a.parse().map_err(|_| ())?, size.checked_sub(1).ok_or(())?),
+        (a, "") => (
+            a.parse().map_err(|_| BadRange)?,
+            size.checked_sub(1).ok_or(BadRange)?,
+        ),
         (a, b) => (
-            a.parse().map_err(|_| ())?,
+            a.parse().map_err(|_| BadRange)?,
             b.parse::<u64>()
-                .map_err(|_| ())?
+                .map_err(|_| BadRange)?
                 .min(size.saturating_sub(1)),
         ),
     };
     if start > end || start >= size {
-        return Err(());
+        return Err(BadRange);
     }
     Ok(Some((start, end)))
 }
@@ -468,7 +450,7 @@ pub fn stream(
     let (start, end) = range.unwrap_or((0, meta.size.saturating_sub(1)));
     let empty = meta.size == 0;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
-    let transfer = crate::memory::Transfer::begin();
+    let transfer = crate::node::memory::Transfer::begin();
     let meta = std::sync::Arc::new(meta);
     tokio::spawn(async move {
         let _transfer = transfer;
@@ -488,11 +470,8 @@ pub fn stream(
             let data = match fetched {
                 Ok(d) => d,
                 Err(e) => {
-                    eprintln!(
-                        "node {}: download of {} failed: {}",
-                        shared.me.id, meta.id, e.message
-                    );
-                    let _ = tx.send(Err(std::io::Error::other(e.message))).await;
+                    eprintln!("node {}: download of {} failed: {e}", shared.me.id, meta.id);
+                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
                     return;
                 }
             };
@@ -535,9 +514,9 @@ mod tests {
             "bytes=0-1,3-4",
             "bytes=-0",
         ] {
-            assert_eq!(parse_range(Some(bad), 10), Err(()), "{bad}");
+            assert_eq!(parse_range(Some(bad), 10), Err(BadRange), "{bad}");
         }
-        assert_eq!(parse_range(Some("bytes=0-"), 0), Err(()));
+        assert_eq!(parse_range(Some("bytes=0-"), 0), Err(BadRange));
     }
 
     #[test]

@@ -1,0 +1,87 @@
+//! Who is calling: the API key (`Authorization: Bearer <key>` or `X-API-Key`), compared in
+//! constant time by the config, and its role; and the rate limit, per key or, for the routes
+//! that need no key, per client address (429 with Retry-After).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use rcluster_domain::node_config::Role;
+
+use crate::api::ErrorCode;
+use crate::http::error::ApiError;
+use crate::node::view::Shared;
+
+/// Applies the rate limit to `key` (a key name or a client address).
+fn rate_limit(shared: &Shared, key: &str) -> Result<(), ApiError> {
+    let now = shared.mono_ms();
+    let verdict = shared
+        .limiter
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .check(key, now);
+    verdict.map_err(|retry_ms| {
+        ApiError::new(
+            ErrorCode::RateLimited,
+            format!("too many requests for {key}; retry in {retry_ms} ms"),
+        )
+        .with_retry_after(retry_ms.div_ceil(1000).max(1))
+    })
+}
+
+/// Rate limits a caller without a key by its address.
+pub fn by_address(shared: &Shared, addr: &SocketAddr) -> Result<(), ApiError> {
+    rate_limit(shared, &format!("addr:{}", addr.ip()))
+}
+
+/// The caller, authenticated by API key.
+pub struct Caller {
+    pub name: String,
+    pub role: Role,
+    pub key: String,
+}
+
+impl FromRequestParts<Arc<Shared>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        shared: &Arc<Shared>,
+    ) -> Result<Self, Self::Rejection> {
+        let header_text =
+            |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        let presented = header_text(header::AUTHORIZATION)
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .or_else(|| parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+            .map(str::trim);
+        let Some(presented) = presented else {
+            return Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                "an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+            ));
+        };
+        let Some(found) = shared.config.api.authenticate(presented) else {
+            return Err(ApiError::new(ErrorCode::Unauthorized, "unknown API key"));
+        };
+        rate_limit(shared, &format!("key:{}", found.name))?;
+        Ok(Caller {
+            name: found.name.clone(),
+            role: found.role,
+            key: presented.to_string(),
+        })
+    }
+}
+
+impl Caller {
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        match self.role {
+            Role::Admin => Ok(()),
+            Role::Read => Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("key '{}' is read-only; this needs an admin key", self.name),
+            )),
+        }
+    }
+}

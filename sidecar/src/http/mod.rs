@@ -1,0 +1,162 @@
+//! The node's HTTP API (axum): [`router`] builds it from one file per resource (`health`,
+//! `cluster`, `nodes`, `members`, `kv`, `files`, `metrics`, `openapi`, `page`), each handler
+//! registered with its OpenAPI documentation. Keys are checked in `auth`, requests another node
+//! must answer go through `forward`, and every error is an `error::ApiError`, answered as JSON
+//! `{"error":{"code","message"}}` (also for the layers' and extractors' refusals). Bodies and
+//! request time are bounded per group of routes.
+
+pub mod auth;
+pub mod cluster;
+pub mod error;
+pub mod files;
+pub mod forward;
+pub mod health;
+pub mod kv;
+pub mod members;
+pub mod metrics;
+pub mod nodes;
+pub mod openapi;
+pub mod page;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use rcluster_domain::config::ClusterConfig;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::api::{ErrorBody, ErrorCode};
+use crate::http::error::{code_for_status, ApiError};
+use crate::node::view::Shared;
+
+/// The bounds the routes' layers enforce.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    /// Body of a control route.
+    body_bytes: usize,
+    /// Time of a control route.
+    request: Duration,
+    /// Body of a kv write.
+    value_bytes: usize,
+    /// Body of an upload (the upload checks its own size as it streams; the layer refuses a
+    /// declared length above it).
+    file_bytes: usize,
+}
+
+impl Limits {
+    fn of(config: &ClusterConfig) -> Limits {
+        let bytes = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        Limits {
+            body_bytes: bytes(config.api.body_limit_bytes),
+            request: Duration::from_millis(config.api.request_timeout_ms),
+            value_bytes: bytes(config.limits.max_value_bytes),
+            file_bytes: bytes(config.files.max_file_bytes.saturating_add(64 << 10)),
+        }
+    }
+}
+
+/// Every route with its documentation, in groups that share body limits and time limits.
+fn routes(limits: Limits) -> OpenApiRouter<Arc<Shared>> {
+    let control = OpenApiRouter::new()
+        .routes(routes!(page::index))
+        .routes(routes!(health::health))
+        .routes(routes!(cluster::cluster))
+        .routes(routes!(cluster::set_quorum))
+        .routes(routes!(cluster::set_settings))
+        .routes(routes!(nodes::stop))
+        .routes(routes!(nodes::start))
+        .routes(routes!(nodes::restart))
+        .routes(routes!(metrics::metrics))
+        .routes(routes!(openapi::document))
+        .layer(DefaultBodyLimit::max(limits.body_bytes))
+        // Refuses any body over the limit with 413, also for handlers that never read it.
+        .layer(RequestBodyLimitLayer::new(limits.body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            limits.request,
+        ));
+    // Membership changes wait for Raft and for the node that joins or leaves: no request time
+    // limit of their own (each step is bounded inside). `GET /api/nodes` shares their path.
+    let members = OpenApiRouter::new()
+        .routes(routes!(nodes::nodes, members::add_node))
+        .routes(routes!(members::remove_node))
+        .layer(DefaultBodyLimit::max(limits.body_bytes))
+        .layer(RequestBodyLimitLayer::new(limits.body_bytes));
+    let kv = OpenApiRouter::new()
+        .routes(routes!(kv::kv_put, kv::kv_get, kv::kv_delete))
+        .layer(DefaultBodyLimit::max(limits.value_bytes))
+        .layer(RequestBodyLimitLayer::new(limits.value_bytes));
+    let files = OpenApiRouter::new()
+        .routes(routes!(files::list_files, files::upload))
+        .routes(routes!(files::file_meta, files::delete_file))
+        .routes(routes!(files::download))
+        .layer(DefaultBodyLimit::max(limits.file_bytes))
+        .layer(RequestBodyLimitLayer::new(limits.file_bytes));
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(control)
+        .merge(members)
+        .merge(kv)
+        .merge(files)
+}
+
+/// The API of a node: every route, a JSON 404 for the rest, JSON bodies for every error.
+pub fn router(shared: Arc<Shared>) -> Router {
+    let (router, _) = routes(Limits::of(&shared.config)).split_for_parts();
+    router
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(json_errors))
+        .with_state(shared)
+}
+
+/// The OpenAPI document of [`router`]'s routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let any = Limits {
+        body_bytes: 0,
+        request: Duration::ZERO,
+        value_bytes: 0,
+        file_bytes: 0,
+    };
+    routes(any).split_for_parts().1
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such endpoint")
+}
+
+/// Turns every error answer that is not already our JSON (extractor rejections, 405, 408, 413
+/// from the layers) into `{"error":{"code","message"}}`, so clients parse one format.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 << 10)
+        .await
+        .unwrap_or_default();
+    let mut message = String::from_utf8_lossy(&text).trim().to_string();
+    if message.is_empty() {
+        message = status.canonical_reason().unwrap_or("error").to_string();
+    }
+    let body = ErrorBody::new(code_for_status(status), message);
+    let mut fixed = (status, Json(body)).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            fixed.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    fixed
+}
