@@ -29,14 +29,16 @@ impl ErrorBody {
     }
 }
 
-/// Declares the codes once: the enum, its wire names and the list of all of them.
+/// Declares the codes once: the enum, the list of all of them and their names (which serde
+/// derives too; a test checks that both agree).
 macro_rules! codes {
     ($($(#[$doc:meta])* $name:ident = $text:literal,)*) => {
         /// Stable machine-readable error code: clients match on it; once published, a code keeps
         /// its meaning.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+        #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
         pub enum ErrorCode {
-            $($(#[$doc])* #[serde(rename = $text)] $name,)*
+            $($(#[$doc])* $name,)*
         }
 
         impl ErrorCode {
