@@ -381,6 +381,44 @@ mod tests {
         }
     }
 
+    /// The document's enums list exactly the names the answers carry.
+    #[test]
+    fn enums_are_documented_as_serialized() {
+        use crate::api::{NodeAction, NodeState, PassKind, RedisState};
+        fn names<T: serde::Serialize>(values: &[T]) -> Vec<Value> {
+            values
+                .iter()
+                .map(|v| serde_json::to_value(v).unwrap())
+                .collect()
+        }
+        let doc = doc();
+        let documented = |schema: &str| {
+            doc["components"]["schemas"][schema]["enum"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{schema} is no enum"))
+                .clone()
+        };
+        assert_eq!(documented("ErrorCode"), names(ErrorCode::ALL));
+        let states = [
+            RedisState::Starting,
+            RedisState::Running,
+            RedisState::Stopped,
+            RedisState::Restarting,
+            RedisState::Failed,
+        ];
+        assert_eq!(documented("RedisState"), names(&states));
+        let liveness = [NodeState::Alive, NodeState::Suspect, NodeState::Down];
+        assert_eq!(documented("NodeState"), names(&liveness));
+        let kinds = [
+            PassKind::Redistribution,
+            PassKind::Sweep,
+            PassKind::AntiEntropy,
+        ];
+        assert_eq!(documented("PassKind"), names(&kinds));
+        let actions = [NodeAction::Stop, NodeAction::Start, NodeAction::Restart];
+        assert_eq!(documented("NodeAction"), names(&actions));
+    }
+
     /// Every status an error code has is a shared error answer.
     #[test]
     fn every_error_status_is_documented() {
