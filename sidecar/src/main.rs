@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use rcluster::{cli, members_cli, node, status, up, CliError};
+use rcluster::cli::{self, CliError};
+use rcluster::node;
 
 #[derive(Parser)]
 #[command(
@@ -25,45 +26,18 @@ struct Cli {
 enum Command {
     /// Start every node of the config on this machine, print where they listen, and stop them
     /// all on Ctrl-C or SIGTERM.
-    Up {
-        /// Cluster configuration file.
-        #[arg(long, default_value = "config/cluster.yaml")]
-        config: PathBuf,
-        /// Halve memory caps and lengthen intervals (for 1 core / 512 MB machines).
-        #[arg(long)]
-        low_resource: bool,
-        /// The module to load (default: librcluster_module.so next to this binary).
-        #[arg(long)]
-        module: Option<PathBuf>,
-        /// How long to wait for every node to answer, in seconds.
-        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=600))]
-        start_timeout_s: u64,
-    },
+    Up(cli::up::UpArgs),
     /// Show every node as the first answering node sees it (state, heartbeat, Redis, keys,
     /// memory, clock drift, Raft role and term, the topology epoch its module installed).
-    Status {
-        /// Cluster configuration file (where to find the nodes).
-        #[arg(long, default_value = "config/cluster.yaml")]
-        config: PathBuf,
-        /// API key (default: $RCLUSTER_API_KEY, else the config's first read key).
-        #[arg(long)]
-        api_key: Option<String>,
-        /// Print the raw JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// Refresh every N seconds until interrupted.
-        #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2",
-              value_parser = clap::value_parser!(u64).range(1..=3600))]
-        watch: Option<u64>,
-    },
+    Status(cli::status::StatusArgs),
     /// Store a value under a key (`-` as the value reads it from standard input).
-    Put(cli::PutArgs),
+    Put(cli::kv::PutArgs),
     /// Print a key's value to standard output, as raw bytes.
-    Get(cli::GetArgs),
+    Get(cli::kv::GetArgs),
     /// Delete a key.
-    Del(cli::DelArgs),
+    Del(cli::kv::DelArgs),
     /// Upload, download, list and delete files (streamed, checked with SHA-256).
-    File(cli::FileArgs),
+    File(cli::file::FileArgs),
     /// Run one node (its redis-server with the module, heartbeats, Raft, HTTP API), or add or
     /// remove a node: `rcluster node --id n1`, `rcluster node add n4`, `rcluster node remove n4`.
     Node(NodeArgs),
@@ -73,7 +47,7 @@ enum Command {
 #[command(args_conflicts_with_subcommands = true)]
 struct NodeArgs {
     #[command(subcommand)]
-    action: Option<members_cli::NodeAction>,
+    action: Option<cli::members::NodeAction>,
     /// Cluster configuration file.
     #[arg(long, default_value = "config/cluster.yaml")]
     config: PathBuf,
@@ -117,40 +91,14 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Up {
-                config,
-                low_resource,
-                module,
-                start_timeout_s,
-            } => {
-                up::run(up::UpArgs {
-                    config,
-                    low_resource,
-                    module,
-                    start_timeout: std::time::Duration::from_secs(start_timeout_s),
-                })
-                .await
-            }
-            Command::Status {
-                config,
-                api_key,
-                json,
-                watch,
-            } => {
-                status::run(status::StatusArgs {
-                    config,
-                    api_key,
-                    json,
-                    watch_s: watch,
-                })
-                .await
-            }
-            Command::Put(args) => cli::put(args).await,
-            Command::Get(args) => cli::get(args).await,
-            Command::Del(args) => cli::del(args).await,
-            Command::File(args) => cli::file(args).await,
+            Command::Up(args) => cli::up::run(args).await,
+            Command::Status(args) => cli::status::run(args).await,
+            Command::Put(args) => cli::kv::put(args).await,
+            Command::Get(args) => cli::kv::get(args).await,
+            Command::Del(args) => cli::kv::del(args).await,
+            Command::File(args) => cli::file::file(args).await,
             Command::Node(args) => match (args.action, args.id) {
-                (Some(action), _) => members_cli::run(action).await,
+                (Some(action), _) => cli::members::run(action).await,
                 (None, None) => Err(CliError::input(
                     "rcluster node needs --id <ID> to run a node, or a subcommand (add, remove); \
                      see rcluster node --help",

@@ -49,15 +49,20 @@ pub struct Loaded {
     pub redis_conf: PathBuf,
 }
 
-pub fn load(path: &Path, low_resource: bool) -> Result<Loaded, PathsError> {
+/// Reads and validates the config file alone (what a client of the cluster needs).
+pub fn read_config(path: &Path) -> Result<ClusterConfig, PathsError> {
     let text = std::fs::read_to_string(path).map_err(|source| PathsError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    let config = config::parse(&text).map_err(|source| PathsError::Invalid {
+    config::parse(&text).map_err(|source| PathsError::Invalid {
         path: path.to_path_buf(),
         source,
-    })?;
+    })
+}
+
+pub fn load(path: &Path, low_resource: bool) -> Result<Loaded, PathsError> {
+    let config = read_config(path)?;
     let config = if low_resource {
         config.low_resource()
     } else {

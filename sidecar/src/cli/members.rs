@@ -5,16 +5,19 @@
 //! it here.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rcluster_domain::config::{ClusterConfig, NodeConfig};
+use rcluster_domain::config::NodeConfig;
+use rcluster_domain::node_config::Role;
 use serde_json::{json, Value};
 
-use crate::client::{self, Response};
-use crate::{paths, CliError};
+use super::conn::{self, Body, Conn};
+use super::CliError;
+use crate::client::percent_encode;
+use crate::{paths, probe, supervise};
 
 const EXIT_CODES: &str = "Exit status: 0 done; 2 bad input (bad arguments, or the cluster \
     refused with a 4xx answer); 1 failure (no node reachable, a node that would not start, or \
@@ -98,60 +101,23 @@ pub async fn run(action: NodeAction) -> Result<(), CliError> {
 
 const ASK_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The loaded config (for the data folder) and the connection to its nodes with the admin key.
 struct Cluster {
     loaded: paths::Loaded,
-    key: Option<String>,
+    conn: Conn,
 }
 
 impl Cluster {
     fn open(target: &Target) -> Result<Cluster, CliError> {
         let loaded = paths::load(&target.config, false)?;
-        let key = crate::cli::api_key(&loaded.config, target.api_key.clone(), true);
-        Ok(Cluster { loaded, key })
+        let conn = Conn::new(loaded.config.clone(), target.api_key.clone(), Role::Admin)
+            .with_timeout(ASK_TIMEOUT);
+        Ok(Cluster { loaded, conn })
     }
 
-    fn config(&self) -> &ClusterConfig {
-        &self.loaded.config
-    }
-
-    /// A request to the first of `nodes` that can be reached.
-    async fn ask(
-        &self,
-        nodes: &[NodeConfig],
-        method: &str,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<(NodeConfig, Response), CliError> {
-        let bytes = body.map(|b| serde_json::to_vec(b).unwrap_or_default());
-        let mut failures = Vec::new();
-        for n in nodes {
-            match client::request(
-                method,
-                &n.host,
-                n.http_port,
-                path,
-                self.key.as_deref(),
-                bytes.as_deref(),
-                ASK_TIMEOUT,
-            )
-            .await
-            {
-                Ok(r) => return Ok((n.clone(), r)),
-                Err(e) => failures.push(format!("{}: {e}", n.id)),
-            }
-        }
-        Err(CliError::failed(format!(
-            "no node could be reached: {}",
-            failures.join("; ")
-        )))
-    }
-
-    /// The current members, as the first reachable node of the config reports them.
+    /// The current members, as the first node of the config that answers reports them.
     async fn members(&self) -> Result<Vec<NodeConfig>, CliError> {
-        let (from, r) = self
-            .ask(&self.config().nodes, "GET", "/api/nodes", None)
-            .await?;
-        let body = ok_json(&from.id, r)?;
+        let (_, body): (_, Value) = self.conn.get_json("/api/nodes").await?;
         let rows = body["nodes"].as_array().cloned().unwrap_or_default();
         Ok(rows
             .iter()
@@ -166,28 +132,6 @@ fn strip_row(row: &Value) -> Value {
         "id": row["id"], "host": row["host"], "redis_port": row["redis_port"],
         "http_port": row["http_port"], "peer_port": row["peer_port"],
     })
-}
-
-/// The JSON body of a 2xx answer, or the server's error with the exit code of its class.
-fn ok_json(node: &str, r: Response) -> Result<Value, CliError> {
-    let body: Value = serde_json::from_slice(&r.body).unwrap_or_default();
-    if (200..300).contains(&r.status) {
-        return Ok(body);
-    }
-    let e = &body["error"];
-    let message = format!(
-        "node {node} answered {}: {} {}",
-        r.status,
-        e["code"].as_str().unwrap_or("ERROR"),
-        e["message"]
-            .as_str()
-            .map_or_else(|| r.text(), str::to_string)
-    );
-    if (400..500).contains(&r.status) && r.status != 408 && r.status != 429 {
-        Err(CliError::input(message))
-    } else {
-        Err(CliError::failed(message))
-    }
 }
 
 /// The first port above every member's ports (and `floor`) that is free on `host` for TCP and
@@ -267,11 +211,16 @@ async fn start_node(cluster: &Cluster, args: &AddArgs, node: &NodeConfig) -> Res
             return Err(CliError::failed(format!(
                 "node {} exited ({status}) while starting; its output:\n{}",
                 node.id,
-                tail(&log_path, 20)
+                supervise::log_tail(&log_path, 20)
             )));
         }
-        let health = client::health(&node.host, node.http_port, Duration::from_secs(2)).await;
-        if matches!(health, Ok(ref r) if r.status == 200) {
+        let health = probe::http_get(
+            &node.host,
+            node.http_port,
+            "/api/health",
+            Duration::from_secs(2),
+        );
+        if matches!(health.await, Some((200, _))) {
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -283,12 +232,6 @@ async fn start_node(cluster: &Cluster, args: &AddArgs, node: &NodeConfig) -> Res
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// A progress bar in percent on a terminal; elsewhere a line per change of at least 10%.
@@ -357,7 +300,8 @@ async fn follow_redistribution(
         let (mut percent, mut running, mut moved) = (100u64, false, 0f64);
         for n in members {
             let Ok((_, r)) = cluster
-                .ask(std::slice::from_ref(n), "GET", "/metrics", None)
+                .conn
+                .exchange(std::slice::from_ref(n), "GET", "/metrics", None)
                 .await
             else {
                 continue;
@@ -428,11 +372,13 @@ async fn add(args: AddArgs) -> Result<(), CliError> {
         "id": node.id, "host": node.host, "redis_port": node.redis_port,
         "http_port": node.http_port, "peer_port": node.peer_port,
     });
+    let body = serde_json::to_vec(&body).unwrap_or_default();
     let admitted = match cluster
-        .ask(&members, "POST", "/api/nodes", Some(&body))
+        .conn
+        .send_to(&members, "POST", "/api/nodes", Some(Body::json(&body)))
         .await
     {
-        Ok((from, r)) => ok_json(&from.id, r),
+        Ok((from, r)) => conn::json::<Value>(&from, &r),
         Err(e) => Err(e),
     };
     let answer = match admitted {
@@ -474,9 +420,9 @@ async fn remove(args: RemoveArgs) -> Result<(), CliError> {
         .cloned()
         .collect();
     order.extend(leaving.clone());
-    let path = format!("/api/nodes/{}", client::percent_encode(&args.id));
-    let (from, r) = cluster.ask(&order, "DELETE", &path, None).await?;
-    let answer = ok_json(&from.id, r)?;
+    let path = format!("/api/nodes/{}", percent_encode(&args.id));
+    let (from, r) = cluster.conn.send_to(&order, "DELETE", &path, None).await?;
+    let answer: Value = conn::json(&from, &r)?;
     eprintln!(
         "{} left the member list (committed index {}); members: {}",
         args.id, answer["committed_index"], answer["members"]
@@ -499,7 +445,7 @@ async fn remove(args: RemoveArgs) -> Result<(), CliError> {
 /// so `rcluster up` does not start it again.
 async fn retire(loaded: &paths::Loaded, id: &str) {
     if let Some(pid) = paths::read_pid(&loaded.data_dir, id) {
-        crate::supervise::stop_pid(pid, Duration::from_secs(30)).await;
+        supervise::stop_pid(pid, Duration::from_secs(30)).await;
     }
     let _ = std::fs::remove_file(pid_file(loaded, id));
     let saved = paths::member_file(&loaded.data_dir, id);
@@ -519,7 +465,8 @@ async fn wait_handed_over(
     let mut first: Option<i64> = None;
     loop {
         let health = cluster
-            .ask(std::slice::from_ref(node), "GET", "/api/health", None)
+            .conn
+            .exchange(std::slice::from_ref(node), "GET", "/api/health", None)
             .await;
         let Ok((_, r)) = health else {
             eprintln!(

@@ -5,94 +5,33 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rcluster_domain::config::ClusterConfig;
+use clap::Args;
 use rcluster_domain::node_config::Role;
 use serde_json::Value;
 
-use crate::{client, paths, CliError};
+use super::conn::Conn;
+use super::text::human_bytes;
+use super::CliError;
+use crate::paths;
 
+/// How long one node may take to answer before the next is asked.
+const ASK_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Args, Debug)]
 pub struct StatusArgs {
+    /// Cluster configuration file (where to find the nodes).
+    #[arg(long, default_value = "config/cluster.yaml")]
     pub config: PathBuf,
+    /// API key (default: $RCLUSTER_API_KEY, else the config's first read key).
+    #[arg(long)]
     pub api_key: Option<String>,
+    /// Print the raw JSON instead of a table.
+    #[arg(long)]
     pub json: bool,
-    pub watch_s: Option<u64>,
-}
-
-/// The key to use: given, `RCLUSTER_API_KEY`, or the config's first read key (then admin key).
-fn api_key(given: Option<String>, config: &ClusterConfig) -> Option<String> {
-    given
-        .or_else(|| std::env::var("RCLUSTER_API_KEY").ok())
-        .or_else(|| {
-            let keys = &config.api.keys;
-            keys.iter()
-                .find(|k| k.role == Role::Read)
-                .or(keys.first())
-                .map(|k| k.key.clone())
-        })
-}
-
-/// Fetches `/api/nodes` from the first node that answers.
-async fn fetch(config: &ClusterConfig, key: Option<&str>) -> Result<Value, CliError> {
-    let mut failures = Vec::new();
-    for n in &config.nodes {
-        match client::request(
-            "GET",
-            &n.host,
-            n.http_port,
-            "/api/nodes",
-            key,
-            None,
-            Duration::from_secs(3),
-        )
-        .await
-        {
-            Ok(r) if r.status == 200 => {
-                return serde_json::from_slice(&r.body).map_err(|e| {
-                    CliError::failed(format!("node {} sent invalid JSON: {e}", n.id))
-                });
-            }
-            Ok(r) if r.status == 401 || r.status == 403 => {
-                return Err(CliError::input(format!(
-                    "node {} refused the API key ({}): {}; pass --api-key or set RCLUSTER_API_KEY",
-                    n.id,
-                    r.status,
-                    r.text()
-                )));
-            }
-            Ok(r) if r.status == 429 => failures.push(format!(
-                "{}: rate limited, retry after {} s",
-                n.id,
-                r.header("retry-after").unwrap_or("?")
-            )),
-            Ok(r) => failures.push(format!("{}: HTTP {}", n.id, r.status)),
-            Err(e) => failures.push(format!("{}: {e}", n.id)),
-        }
-    }
-    Err(CliError::failed(format!(
-        "no node answered: {}",
-        failures.join("; ")
-    )))
-}
-
-/// Bytes for people: "1.5 MiB" (`compact`: "1.5M", for table columns).
-pub fn human_bytes(b: u64, compact: bool) -> String {
-    let (value, unit) = match b {
-        b if b >= 1 << 30 => (b as f64 / f64::from(1u32 << 30), "G"),
-        b if b >= 1 << 20 => (b as f64 / f64::from(1u32 << 20), "M"),
-        b if b >= 1 << 10 => (b as f64 / 1024.0, "K"),
-        b => {
-            return if compact {
-                format!("{b}B")
-            } else {
-                format!("{b} B")
-            }
-        }
-    };
-    if compact {
-        format!("{value:.1}{unit}")
-    } else {
-        format!("{value:.1} {unit}iB")
-    }
+    /// Refresh every N seconds until interrupted.
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub watch: Option<u64>,
 }
 
 pub fn table(view: &Value) -> String {
@@ -168,22 +107,22 @@ pub fn table(view: &Value) -> String {
 }
 
 pub async fn run(args: StatusArgs) -> Result<(), CliError> {
-    let loaded = paths::load(&args.config, false)?;
-    let key = api_key(args.api_key, &loaded.config);
+    let config = paths::read_config(&args.config)?;
+    let conn = Conn::new(config, args.api_key, Role::Read).with_timeout(ASK_TIMEOUT);
     loop {
-        let view = fetch(&loaded.config, key.as_deref()).await?;
+        let (_, view): (_, Value) = conn.get_json("/api/nodes").await?;
         if args.json {
             println!(
                 "{}",
                 serde_json::to_string_pretty(&view).unwrap_or_default()
             );
         } else {
-            if args.watch_s.is_some() {
+            if args.watch.is_some() {
                 print!("\x1b[2J\x1b[H");
             }
             print!("{}", table(&view));
         }
-        match args.watch_s {
+        match args.watch {
             Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
             None => return Ok(()),
         }

@@ -10,16 +10,26 @@ use std::time::{Duration, Instant};
 use tokio::process::Child;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::{paths, probe, supervise, CliError};
+use super::CliError;
+use crate::{paths, probe, supervise};
 
 /// How long a node process may take to stop (it stops its Redis first, itself bounded).
 const NODE_STOP_GRACE: Duration = Duration::from_secs(25);
 
+#[derive(clap::Args, Debug)]
 pub struct UpArgs {
+    /// Cluster configuration file.
+    #[arg(long, default_value = "config/cluster.yaml")]
     pub config: PathBuf,
+    /// Halve memory caps and lengthen intervals (for 1 core / 512 MB machines).
+    #[arg(long)]
     pub low_resource: bool,
+    /// The module to load (default: librcluster_module.so next to this binary).
+    #[arg(long)]
     pub module: Option<PathBuf>,
-    pub start_timeout: Duration,
+    /// How long to wait for every node to answer, in seconds.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub start_timeout_s: u64,
 }
 
 struct Started {
@@ -80,6 +90,7 @@ fn check_ports(nodes: &[rcluster_domain::config::NodeConfig]) -> Result<(), CliE
 }
 
 pub async fn run(args: UpArgs) -> Result<(), CliError> {
+    let start_timeout = Duration::from_secs(args.start_timeout_s);
     let loaded = paths::load(&args.config, args.low_resource)?;
     let module = paths::module(args.module)?;
     std::fs::create_dir_all(&loaded.data_dir).map_err(|e| {
@@ -155,11 +166,11 @@ pub async fn run(args: UpArgs) -> Result<(), CliError> {
         });
     }
 
-    if let Err(e) = wait_ready(&mut nodes, args.start_timeout).await {
+    if let Err(e) = wait_ready(&mut nodes, start_timeout).await {
         stop_all(&mut nodes).await;
         return Err(e);
     }
-    if let Err(e) = wait_connected(&nodes, args.start_timeout).await {
+    if let Err(e) = wait_connected(&nodes, start_timeout).await {
         stop_all(&mut nodes).await;
         return Err(e);
     }
