@@ -11,10 +11,10 @@ use clap::Args;
 use rcluster_domain::config::{ClusterConfig, NodeConfig};
 use rcluster_domain::node_config::Role;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 
 use super::http_client::{self, Download, Response, StreamError, StreamTarget};
 use super::CliError;
+use crate::api::{ErrorBody, ErrorCode, ErrorDetail};
 use crate::paths;
 
 /// How long to wait for a TCP connection to a node.
@@ -47,29 +47,17 @@ impl Retry {
 
 /// Error codes a node answers with when its own storage or Raft cannot serve a request, though
 /// another node may: its Redis does not answer or failed (503 REDIS_UNAVAILABLE, 502
-/// STORAGE_FAILED), is loading or out of memory (503 NOT_READY), Raft is not started (503
-/// RAFT_NOT_READY).
-const NODE_LOCAL_CODES: [&str; 4] = [
-    "REDIS_UNAVAILABLE",
-    "STORAGE_FAILED",
-    "NOT_READY",
-    "RAFT_NOT_READY",
+/// STORAGE_FAILED), is loading, busy or out of memory (503 NOT_READY, 507
+/// INSUFFICIENT_STORAGE), Raft is not started (503 RAFT_NOT_READY).
+const NODE_LOCAL_CODES: [ErrorCode; 5] = [
+    ErrorCode::RedisUnavailable,
+    ErrorCode::StorageFailed,
+    ErrorCode::NotReady,
+    ErrorCode::InsufficientStorage,
+    ErrorCode::RaftNotReady,
 ];
 
-/// The `{"error":{"code","message"}}` body every API error carries.
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(Deserialize)]
-struct ErrorDetail {
-    #[serde(default)]
-    code: String,
-    #[serde(default)]
-    message: String,
-}
-
+/// The error an answer carries, if it is the API's error body.
 fn error_of(r: &Response) -> Option<ErrorDetail> {
     serde_json::from_slice::<ErrorBody>(&r.body)
         .ok()
@@ -81,8 +69,7 @@ fn error_of(r: &Response) -> Option<ErrorDetail> {
 /// [`NODE_LOCAL_CODES`]).
 pub fn cannot_serve(r: &Response) -> bool {
     r.status == 429
-        || (r.status >= 500
-            && error_of(r).is_some_and(|e| NODE_LOCAL_CODES.contains(&e.code.as_str())))
+        || (r.status >= 500 && error_of(r).is_some_and(|e| NODE_LOCAL_CODES.contains(&e.code)))
 }
 
 /// Whether a node's answer sends a request with `retry` on to the next node.
@@ -262,9 +249,9 @@ impl Conn {
     }
 
     /// Runs `attempt` on each of `nodes` in turn until one gives an answer to take (see
-    /// [`Retry`]); returns that node's id and its answer, whatever its status. When every node
-    /// failed, the error names each one's failure; a node that answered a refusal last gives
-    /// the error its exit code.
+    /// [`Retry`]); returns that node's id and its answer, whatever its status. A broken exchange
+    /// that may not be repeated fails at once. When every node failed, the error names each
+    /// one's failure (a single node's refusal is returned as it is).
     pub async fn failover<T: Answer>(
         &self,
         nodes: &[NodeConfig],
@@ -390,11 +377,7 @@ impl Conn {
 /// bad input, except 408 and 429; else failure).
 fn refusal(node: &str, r: &Response) -> CliError {
     let said = match error_of(r) {
-        Some(e) => format!(
-            " {}: {}",
-            if e.code.is_empty() { "ERROR" } else { &e.code },
-            e.message
-        ),
+        Some(e) => format!(" {}: {}", e.code, e.message),
         None if r.body.is_empty() => String::new(),
         None => format!(": {}", super::text::truncate(r.text().trim(), 500)),
     };
@@ -478,6 +461,7 @@ mod tests {
             coded(502, "STORAGE_FAILED"),
             coded(503, "NOT_READY"),
             coded(503, "RAFT_NOT_READY"),
+            coded(507, "INSUFFICIENT_STORAGE"),
             r(429, "{}"),
         ] {
             assert!(skips_answer(Retry::Broken, &answer), "{answer:?}");

@@ -12,7 +12,6 @@ use std::time::Instant;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rcluster_domain::node_config::{check_file_name, Role};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -20,6 +19,7 @@ use super::conn::{check, json, Conn, ConnArgs, Retry};
 use super::http_client;
 use super::text::{human_bytes, truncate};
 use super::{CliError, EXIT_CODES};
+use crate::api::{FileDeleted, FileList, FileMeta};
 use crate::client::percent_encode;
 
 /// `rcluster file ...`.
@@ -255,20 +255,22 @@ async fn file_put(args: FilePutArgs) -> Result<(), CliError> {
     let (node, r) = finish(&bar, sent)?;
     let r = check(&node, r)?;
     report_rate(args.quiet, "sent", len, started);
-    let stored: Value = json(&node, &r)?;
+    let stored: FileMeta = json(&node, &r)?;
     let local = hex::encode(hasher.finalize());
-    let id = stored["id"].as_str().unwrap_or("?").to_string();
-    let remote = stored["sha256"].as_str().unwrap_or("");
-    let size = stored["size"].as_u64();
+    let FileMeta {
+        id,
+        sha256: remote,
+        size,
+        ..
+    } = &stored;
     println!("id: {id}");
-    println!("name: {}", stored["name"].as_str().unwrap_or(&name));
-    println!("size: {}", size.map_or("?".into(), |s| s.to_string()));
+    println!("name: {}", stored.name);
+    println!("size: {size}");
     println!("sha256: {remote}");
-    if remote != local || size != Some(len) {
+    if *remote != local || *size != len {
         return Err(CliError::failed(format!(
-            "checksum mismatch: sent {len} bytes with sha256 {local}, node {node} stored {} \
-             bytes with sha256 {remote}; delete it with `rcluster file rm {id}` and upload again",
-            size.map_or("?".into(), |s| s.to_string())
+            "checksum mismatch: sent {len} bytes with sha256 {local}, node {node} stored {size} \
+             bytes with sha256 {remote}; delete it with `rcluster file rm {id}` and upload again"
         )));
     }
     println!("checksum verified");
@@ -315,10 +317,12 @@ async fn file_get(args: FileGetArgs) -> Result<(), CliError> {
     let conn = Conn::open(&args.conn, Role::Read)?;
     let id = percent_encode(&args.id);
     let (node, r) = conn.send("GET", &format!("/api/files/{id}"), None).await?;
-    let meta: Value = json(&node, &r)?;
-    let size = meta["size"].as_u64().unwrap_or(0);
-    let want_sha = meta["sha256"].as_str().unwrap_or("").to_string();
-    let name = meta["name"].as_str().unwrap_or("").to_string();
+    let FileMeta {
+        size,
+        sha256: want_sha,
+        name,
+        ..
+    } = json(&node, &r)?;
     let dest = destination(args.output, &name)?;
     let shown = dest.display().to_string();
     if !args.force && dest.exists() {
@@ -437,15 +441,12 @@ fn utc(ms: u64) -> String {
     )
 }
 
-pub fn files_table(files: &[Value]) -> String {
+/// The `file ls` table: one line per file, names cut to 40 characters, SHA-256 to 12.
+pub fn files_table(files: &[FileMeta]) -> String {
     const NAME_MAX: usize = 40;
     let name_width = files
         .iter()
-        .map(|f| {
-            truncate(f["name"].as_str().unwrap_or(""), NAME_MAX)
-                .chars()
-                .count()
-        })
+        .map(|f| truncate(&f.name, NAME_MAX).chars().count())
         .max()
         .unwrap_or(0)
         .max(4);
@@ -454,19 +455,14 @@ pub fn files_table(files: &[Value]) -> String {
         "ID", "NAME", "SIZE", "CHUNKS", "CREATED", "SHA256"
     );
     for f in files {
-        let sha = f["sha256"].as_str().unwrap_or("");
         out.push_str(&format!(
             "{:<32}  {:<name_width$}  {:>10}  {:>6}  {:<19}  {}\n",
-            f["id"].as_str().unwrap_or("?"),
-            truncate(f["name"].as_str().unwrap_or(""), NAME_MAX),
-            f["size"]
-                .as_u64()
-                .map_or("?".into(), |s| human_bytes(s, false)),
-            f["chunk_count"]
-                .as_u64()
-                .map_or("?".into(), |c| c.to_string()),
-            f["created_ms"].as_u64().map_or("?".into(), utc),
-            &sha[..sha.len().min(12)]
+            f.id,
+            truncate(&f.name, NAME_MAX),
+            human_bytes(f.size, false),
+            f.chunk_count,
+            utc(f.created_ms),
+            f.sha256.get(..12).unwrap_or(&f.sha256)
         ));
     }
     out
@@ -474,7 +470,7 @@ pub fn files_table(files: &[Value]) -> String {
 
 async fn file_ls(args: FileLsArgs) -> Result<(), CliError> {
     let conn = Conn::open(&args.conn, Role::Read)?;
-    let mut files: Vec<Value> = Vec::new();
+    let mut files: Vec<FileMeta> = Vec::new();
     let mut after: Option<String> = None;
     let mut pinned: Option<String> = None;
     let mut more = false;
@@ -490,10 +486,10 @@ async fn file_ls(args: FileLsArgs) -> Result<(), CliError> {
             None => conn.nodes().to_vec(),
         };
         let (node, r) = conn.send_to(&nodes, "GET", &path, None).await?;
-        let body: Value = json(&node, &r)?;
-        files.extend(body["files"].as_array().cloned().unwrap_or_default());
+        let listed: FileList = json(&node, &r)?;
+        files.extend(listed.files);
         pinned = Some(node);
-        let next = body["next_after"].as_str().map(str::to_string);
+        let next = listed.next_after;
         if files.len() as u64 >= args.limit {
             more = next.is_some();
             break;
@@ -526,13 +522,10 @@ async fn file_rm(args: FileRmArgs) -> Result<(), CliError> {
             None,
         )
         .await?;
-    let body: Value = json(&node, &r)?;
+    let deleted: FileDeleted = json(&node, &r)?;
     println!(
         "deleted file {} ({} chunk copies removed)",
-        args.id,
-        body["chunk_copies_removed"]
-            .as_u64()
-            .map_or("?".into(), |n| n.to_string())
+        args.id, deleted.chunk_copies_removed
     );
     Ok(())
 }
@@ -546,5 +539,43 @@ mod tests {
         assert_eq!(utc(0), "1970-01-01 00:00:00");
         assert_eq!(utc(1_709_251_199_000), "2024-02-29 23:59:59");
         assert_eq!(percent_encode("a b/ü"), "a%20b%2F%C3%BC");
+    }
+
+    #[test]
+    fn the_listing_cuts_long_names_and_hashes() {
+        let file = FileMeta {
+            id: "0123456789abcdef0123456789abcdef".into(),
+            name: "n".repeat(50),
+            size: 3 << 19,
+            content_type: "application/octet-stream".into(),
+            chunk_size: 1 << 20,
+            chunk_count: 2,
+            sha256: "ab".repeat(32),
+            chunk_sha256: vec![],
+            created_ms: 1_709_251_199_000,
+        };
+        let out = files_table(&[file]);
+        let rows: Vec<Vec<&str>> = out
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            rows[0],
+            ["ID", "NAME", "SIZE", "CHUNKS", "CREATED", "SHA256"]
+        );
+        let name = format!("{}…", "n".repeat(39));
+        assert_eq!(
+            rows[1],
+            [
+                "0123456789abcdef0123456789abcdef",
+                name.as_str(),
+                "1.5",
+                "MiB",
+                "2",
+                "2024-02-29",
+                "23:59:59",
+                "abababababab"
+            ]
+        );
     }
 }

@@ -12,10 +12,10 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rcluster_domain::config::NodeConfig;
 use rcluster_domain::node_config::Role;
-use serde_json::{json, Value};
 
 use super::conn::{self, Body, Conn};
 use super::CliError;
+use crate::api::{Health, NewNode, NodeAdded, NodeRemoved, Nodes};
 use crate::client::percent_encode;
 use crate::{paths, probe, supervise};
 
@@ -117,21 +117,19 @@ impl Cluster {
 
     /// The current members, as the first node of the config that answers reports them.
     async fn members(&self) -> Result<Vec<NodeConfig>, CliError> {
-        let (_, body): (_, Value) = self.conn.get_json("/api/nodes").await?;
-        let rows = body["nodes"].as_array().cloned().unwrap_or_default();
-        Ok(rows
-            .iter()
-            .filter_map(|n| serde_json::from_value(strip_row(n)).ok())
+        let (_, view): (_, Nodes) = self.conn.get_json("/api/nodes").await?;
+        Ok(view
+            .nodes
+            .into_iter()
+            .map(|n| NodeConfig {
+                id: n.id,
+                host: n.host,
+                redis_port: n.redis_port,
+                http_port: n.http_port,
+                peer_port: n.peer_port,
+            })
             .collect())
     }
-}
-
-/// The address fields of a `/api/nodes` row.
-fn strip_row(row: &Value) -> Value {
-    json!({
-        "id": row["id"], "host": row["host"], "redis_port": row["redis_port"],
-        "http_port": row["http_port"], "peer_port": row["peer_port"],
-    })
 }
 
 /// The first port above every member's ports (and `floor`) that is free on `host` for TCP and
@@ -368,17 +366,20 @@ async fn add(args: AddArgs) -> Result<(), CliError> {
         );
         start_node(&cluster, &args, &node).await?;
     }
-    let body = json!({
-        "id": node.id, "host": node.host, "redis_port": node.redis_port,
-        "http_port": node.http_port, "peer_port": node.peer_port,
-    });
+    let body = NewNode {
+        id: node.id.clone(),
+        host: node.host.clone(),
+        redis_port: node.redis_port,
+        http_port: node.http_port,
+        peer_port: node.peer_port,
+    };
     let body = serde_json::to_vec(&body).unwrap_or_default();
     let admitted = match cluster
         .conn
         .send_to(&members, "POST", "/api/nodes", Some(Body::json(&body)))
         .await
     {
-        Ok((from, r)) => conn::json::<Value>(&from, &r),
+        Ok((from, r)) => conn::json::<NodeAdded>(&from, &r),
         Err(e) => Err(e),
     };
     let answer = match admitted {
@@ -396,9 +397,9 @@ async fn add(args: AddArgs) -> Result<(), CliError> {
     eprintln!(
         "{} admitted by leader {} (committed index {}); members: {}",
         node.id,
-        answer["leader"].as_str().unwrap_or("?"),
-        answer["committed_index"],
-        answer["members"]
+        answer.leader,
+        index_text(answer.committed_index),
+        answer.members.join(", ")
     );
     if !args.no_wait {
         let mut all = members.clone();
@@ -422,10 +423,12 @@ async fn remove(args: RemoveArgs) -> Result<(), CliError> {
     order.extend(leaving.clone());
     let path = format!("/api/nodes/{}", percent_encode(&args.id));
     let (from, r) = cluster.conn.send_to(&order, "DELETE", &path, None).await?;
-    let answer: Value = conn::json(&from, &r)?;
+    let answer: NodeRemoved = conn::json(&from, &r)?;
     eprintln!(
         "{} left the member list (committed index {}); members: {}",
-        args.id, answer["committed_index"], answer["members"]
+        args.id,
+        index_text(answer.committed_index),
+        answer.members.join(", ")
     );
     let timeout = Duration::from_secs(args.target.timeout_s);
     if let Some(node) = &leaving {
@@ -439,6 +442,11 @@ async fn remove(args: RemoveArgs) -> Result<(), CliError> {
         eprintln!("{} holds no data any more; stop its process", args.id);
     }
     Ok(())
+}
+
+/// A committed Raft index, or "none" when nothing had to change.
+fn index_text(index: Option<u64>) -> String {
+    index.map_or_else(|| "none".into(), |i| i.to_string())
 }
 
 /// Stops a node `rcluster node add` started here (its pid file) and sets its saved ports aside,
@@ -475,12 +483,13 @@ async fn wait_handed_over(
             );
             return Ok(());
         };
-        let h: Value = serde_json::from_slice(&r.body).unwrap_or_default();
-        let held = h["kv_keys"].as_i64().unwrap_or(0) + h["chunks"].as_i64().unwrap_or(0);
+        // 503 (its Redis is down) carries the same body.
+        let h: Health = conn::json(&node.id, &r)?;
+        let held = h.kv_keys.unwrap_or(0) + h.chunks.unwrap_or(0);
         let start = *first.get_or_insert(held.max(1));
         let done = u64::try_from((start - held).max(0) * 100 / start).unwrap_or(0);
         progress.set(done, &format!("({held} items left on {})", node.id));
-        if held == 0 && h["member"] == false {
+        if held == 0 && !h.member {
             progress.bar.finish_and_clear();
             return Ok(());
         }

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use clap::Args;
 use rcluster_domain::node_config::Role;
-use serde_json::Value;
 
 use super::conn::Conn;
 use super::text::human_bytes;
 use super::CliError;
+use crate::api::Nodes;
 use crate::paths;
 
 /// How long one node may take to answer before the next is asked.
@@ -34,10 +34,11 @@ pub struct StatusArgs {
     pub watch: Option<u64>,
 }
 
-pub fn table(view: &Value) -> String {
+/// One line per node under a header naming the observer.
+pub fn table(view: &Nodes) -> String {
     let mut out = format!(
         "seen from {}\n{:<8} {:<22} {:<8} {:>10} {:<6} {:>8} {:>8} {:>8} {:<10} {:>5} {:>6}\n",
-        view["observer"].as_str().unwrap_or("?"),
+        view.observer,
         "NODE",
         "ADDRESS",
         "STATE",
@@ -50,57 +51,35 @@ pub fn table(view: &Value) -> String {
         "TERM",
         "EPOCH"
     );
-    for n in view["nodes"].as_array().map_or(&[][..], Vec::as_slice) {
-        let text = |k: &str| n[k].as_str().unwrap_or("-").to_string();
-        let heartbeat = n["last_heartbeat_age_ms"]
-            .as_u64()
-            .map_or("-".into(), |a| format!("{:.1}s ago", a as f64 / 1000.0));
-        let redis = match n["redis_up"].as_bool() {
-            Some(true) => "up",
-            Some(false) => "down",
-            None => "-",
-        };
-        let keys = n["kv_keys"].as_i64().map_or("-".into(), |k| k.to_string());
-        let memory = n["used_memory_bytes"]
-            .as_u64()
-            .map_or("-".into(), |b| human_bytes(b, true));
-        let drift = n["drift_ms"]
-            .as_i64()
-            .map_or_else(|| "-".into(), |d| format!("{d}ms"));
-        let addr = format!("{}:{}", text("host"), n["redis_port"]);
-        let me = if n["self"].as_bool() == Some(true) {
-            "*"
-        } else {
-            ""
-        };
-        let role = n["raft_role"]
-            .as_str()
-            .filter(|r| !r.is_empty())
-            .unwrap_or("-")
-            .to_string();
-        let term = n["raft_term"]
-            .as_u64()
-            .map_or("-".into(), |t| t.to_string());
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    for n in &view.nodes {
+        let heartbeat = n
+            .last_heartbeat_age_ms
+            .map(|a| format!("{:.1}s ago", a as f64 / 1000.0));
+        let redis = n
+            .redis_up
+            .map(|up| if up { "up" } else { "down" }.to_string());
+        let me = if n.is_self { "*" } else { "" };
+        let role = n.raft_role.clone().filter(|r| !r.is_empty());
         // The topology epoch its module installed; "+" while it still uses the previous
         // placement beside it (a member change not yet installed everywhere).
-        let epoch = match (n["topology_epoch"].as_u64(), n["transition_open"].as_bool()) {
-            (Some(e), Some(true)) => format!("{e}+"),
-            (Some(e), _) => e.to_string(),
-            (None, _) => "-".into(),
-        };
+        let epoch = n.topology_epoch.map(|e| match n.transition_open {
+            Some(true) => format!("{e}+"),
+            _ => e.to_string(),
+        });
         out.push_str(&format!(
             "{:<8} {:<22} {:<8} {:>10} {:<6} {:>8} {:>8} {:>8} {:<10} {:>5} {:>6}\n",
-            format!("{}{me}", text("id")),
-            addr,
-            text("state"),
-            heartbeat,
-            redis,
-            keys,
-            memory,
-            drift,
-            role,
-            term,
-            epoch
+            format!("{}{me}", n.id),
+            format!("{}:{}", n.host, n.redis_port),
+            or_dash(n.state.map(|s| s.as_str().to_string())),
+            or_dash(heartbeat),
+            or_dash(redis),
+            or_dash(n.kv_keys.map(|k| k.to_string())),
+            or_dash(n.used_memory_bytes.map(|b| human_bytes(b, true))),
+            or_dash(n.drift_ms.map(|d| format!("{d}ms"))),
+            or_dash(role),
+            or_dash(n.raft_term.map(|t| t.to_string())),
+            or_dash(epoch),
         ));
     }
     out
@@ -110,7 +89,7 @@ pub async fn run(args: StatusArgs) -> Result<(), CliError> {
     let config = paths::read_config(&args.config)?;
     let conn = Conn::new(config, args.api_key, Role::Read).with_timeout(ASK_TIMEOUT);
     loop {
-        let (_, view): (_, Value) = conn.get_json("/api/nodes").await?;
+        let (_, view): (_, Nodes) = conn.get_json("/api/nodes").await?;
         if args.json {
             println!(
                 "{}",
@@ -126,5 +105,86 @@ pub async fn run(args: StatusArgs) -> Result<(), CliError> {
             Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
             None => return Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{NodeRow, NodeState};
+
+    fn row(id: &str, is_self: bool) -> NodeRow {
+        NodeRow {
+            id: id.into(),
+            host: "127.0.0.1".into(),
+            redis_port: 7001,
+            http_port: 8001,
+            peer_port: 9001,
+            is_self,
+            state: None,
+            reason: None,
+            phi: None,
+            last_heartbeat_age_ms: None,
+            rtt_ms: None,
+            redis_up: None,
+            redis_state: None,
+            kv_keys: None,
+            used_memory_bytes: None,
+            drift_ms: None,
+            time_source: None,
+            raft_role: None,
+            raft_term: None,
+            raft_commit_index: None,
+            topology_epoch: None,
+            transition_open: None,
+            redistribution: None,
+        }
+    }
+
+    #[test]
+    fn a_row_per_node_with_dashes_for_what_is_unknown() {
+        let known = NodeRow {
+            state: Some(NodeState::Alive),
+            last_heartbeat_age_ms: Some(1_250),
+            redis_up: Some(true),
+            kv_keys: Some(42),
+            used_memory_bytes: Some(3 << 19),
+            drift_ms: Some(-3),
+            raft_role: Some("leader".into()),
+            raft_term: Some(7),
+            topology_epoch: Some(2),
+            transition_open: Some(true),
+            ..row("n1", true)
+        };
+        let view = Nodes {
+            observer: "n1".into(),
+            nodes: vec![known, row("n2", false)],
+        };
+        let out = table(&view);
+        let lines: Vec<Vec<&str>> = out
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(lines[0], ["seen", "from", "n1"]);
+        assert_eq!(lines[1].last(), Some(&"EPOCH"));
+        assert_eq!(
+            lines[2],
+            [
+                "n1*",
+                "127.0.0.1:7001",
+                "alive",
+                "1.2s",
+                "ago",
+                "up",
+                "42",
+                "1.5M",
+                "-3ms",
+                "leader",
+                "7",
+                "2+"
+            ]
+        );
+        assert_eq!(lines[3][0], "n2");
+        assert!(lines[3][2..].iter().all(|c| *c == "-"), "{out}");
     }
 }
