@@ -15,7 +15,7 @@ use rcluster_domain::node_config::Role;
 
 use super::conn::{self, Body, Conn};
 use super::CliError;
-use crate::api::{Health, NewNode, NodeAdded, NodeRemoved, Nodes};
+use crate::api::{Health, NewNode, NodeAdded, NodeRemoved, NodeState, Nodes};
 use crate::client::percent_encode;
 use crate::{paths, probe, supervise};
 
@@ -272,56 +272,60 @@ impl Progress {
     }
 }
 
-/// One number of a Prometheus text page (the first series of `name`, whatever its labels).
-fn metric(page: &str, name: &str) -> Option<f64> {
-    page.lines()
-        .find_map(|l| {
-            let rest = l.strip_prefix(name)?;
-            match rest.strip_prefix('{') {
-                Some(labelled) => labelled.split_once('}').map(|(_, v)| v),
-                None => rest.strip_prefix(' '),
-            }
+/// The redistribution of the nodes in `view` that are not down: the least percent done (100
+/// when none is known), whether a pass runs on any, and the copies they moved in all.
+fn moving(view: &Nodes) -> (u64, bool, u64) {
+    view.nodes
+        .iter()
+        .filter(|n| n.state != Some(NodeState::Down))
+        .filter_map(|n| n.redistribution)
+        .fold((100, false, 0), |(percent, running, moved), r| {
+            (
+                percent.min(r.percent.min(100)),
+                running || r.running,
+                moved + r.keys_moved,
+            )
         })
-        .and_then(|v| v.trim().parse().ok())
 }
 
-/// Waits until every member reports its redistribution finished for three polls in a row.
+/// Waits until no member that is up runs a redistribution pass, for long enough that a pass
+/// just started shows (the progress travels in heartbeats: two intervals, and at least three
+/// polls). Asks `nodes` in order: the node that joined first, as it knows the new member list.
 async fn follow_redistribution(
     cluster: &Cluster,
-    members: &[NodeConfig],
+    nodes: &[NodeConfig],
     timeout: Duration,
 ) -> Result<(), CliError> {
+    const POLL: Duration = Duration::from_millis(500);
+    let heartbeat_ms = cluster.conn.config.intervals.heartbeat_ms;
+    let quiet_needed = (2 * heartbeat_ms).div_ceil(POLL.as_millis() as u64).max(3);
     let mut progress = Progress::new("moving data");
     let deadline = Instant::now() + timeout;
     let mut quiet_polls = 0;
-    while quiet_polls < 3 {
-        let (mut percent, mut running, mut moved) = (100u64, false, 0f64);
-        for n in members {
-            let Ok((_, r)) = cluster
-                .conn
-                .exchange(std::slice::from_ref(n), "GET", "/metrics", None)
-                .await
-            else {
-                continue;
-            };
-            let page = r.text();
-            let p = metric(&page, "rcluster_rebalance_percent").unwrap_or(100.0);
-            percent = percent.min(p.clamp(0.0, 100.0) as u64);
-            running |= metric(&page, "rcluster_rebalance_in_progress").unwrap_or(0.0) > 0.0;
-            moved += metric(&page, "rcluster_rebalance_keys_moved").unwrap_or(0.0);
-        }
-        progress.set(percent, &format!("({moved} copies moved so far)"));
-        quiet_polls = if running || percent < 100 {
-            0
-        } else {
-            quiet_polls + 1
+    while quiet_polls < quiet_needed {
+        // A poll no node answers is not quiet: ask again until the deadline.
+        let asked = match cluster.conn.send_to(nodes, "GET", "/api/nodes", None).await {
+            Ok((from, r)) => conn::json::<Nodes>(&from, &r).map(|view| moving(&view)),
+            Err(e) => Err(e),
+        };
+        quiet_polls = match &asked {
+            Ok((percent, running, moved)) => {
+                progress.set(*percent, &format!("({moved} copies moved so far)"));
+                if *running || *percent < 100 {
+                    0
+                } else {
+                    quiet_polls + 1
+                }
+            }
+            Err(_) => 0,
         };
         if Instant::now() > deadline {
+            let why = asked.err().map_or_else(String::new, |e| format!(" ({e})"));
             return Err(CliError::failed(format!(
-                "data is still moving after {timeout:?}; follow it with `rcluster status`"
+                "data is still moving after {timeout:?}{why}; follow it with `rcluster status`"
             )));
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(POLL).await;
     }
     progress.bar.finish_and_clear();
     Ok(())
@@ -402,9 +406,9 @@ async fn add(args: AddArgs) -> Result<(), CliError> {
         answer.members.join(", ")
     );
     if !args.no_wait {
-        let mut all = members.clone();
-        all.push(node.clone());
-        follow_redistribution(&cluster, &all, Duration::from_secs(args.target.timeout_s)).await?;
+        let mut ask = vec![node.clone()];
+        ask.extend(members);
+        follow_redistribution(&cluster, &ask, Duration::from_secs(args.target.timeout_s)).await?;
     }
     println!("{}", node.id);
     Ok(())
@@ -500,5 +504,50 @@ async fn wait_handed_over(
             )));
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{PassKind, Redistribution};
+    use crate::cli::status::tests::row;
+
+    fn at(id: &str, state: NodeState, percent: u64, running: bool) -> crate::api::NodeRow {
+        crate::api::NodeRow {
+            state: Some(state),
+            redistribution: Some(Redistribution {
+                pass_kind: PassKind::Redistribution,
+                running,
+                items: 100,
+                done: percent,
+                percent,
+                passes: 1,
+                keys_moved: 10,
+            }),
+            ..row(id, false)
+        }
+    }
+
+    #[test]
+    fn moving_takes_the_slowest_node_that_is_up() {
+        let view = |nodes| Nodes {
+            observer: "n1".into(),
+            nodes,
+        };
+        let quiet = view(vec![
+            at("n1", NodeState::Alive, 100, false),
+            row("n4", false),
+            // A down node's last report says nothing about now.
+            at("n2", NodeState::Down, 20, true),
+        ]);
+        assert_eq!(moving(&quiet), (100, false, 10));
+        let busy = view(vec![
+            at("n1", NodeState::Alive, 100, false),
+            at("n4", NodeState::Suspect, 40, true),
+            at("n3", NodeState::Alive, 70, true),
+        ]);
+        assert_eq!(moving(&busy), (40, true, 30));
+        assert_eq!(moving(&view(vec![])), (100, false, 0));
     }
 }

@@ -109,11 +109,12 @@ pub async fn run(args: StatusArgs) -> Result<(), CliError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::api::{NodeRow, NodeState};
 
-    fn row(id: &str, is_self: bool) -> NodeRow {
+    /// A row of node `id` that knows nothing but the address.
+    pub(crate) fn row(id: &str, is_self: bool) -> NodeRow {
         NodeRow {
             id: id.into(),
             host: "127.0.0.1".into(),
