@@ -2,13 +2,14 @@
 //! (empty, one byte, exactly one chunk, one chunk and a byte, 100 MB) go up with `file put` and
 //! come back byte-identical with `file get` through every node; `file ls` and `file rm`; keys
 //! with `put`/`get`/`del`; and the exit codes (2 for bad input and 4xx answers, 1 when no node
-//! can be reached), with nothing left behind by a refused download.
+//! can be reached), with nothing left behind by a refused download. A read moves on past a node
+//! whose own Redis is down; a write does not.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rcluster_domain::checksum::sha256_hex;
-use rcluster_tests::nodes::{rcluster, NodeCluster};
+use rcluster_tests::nodes::{rcluster, NodeCluster, ADMIN_KEY, READ_KEY};
 use rcluster_tests::pseudo_random as data;
 
 const CHUNK: usize = 1 << 20;
@@ -232,4 +233,36 @@ fn unreachable_cluster_exits_1() {
         assert_eq!(code, Some(1), "{args:?}: {err}");
         assert!(err.contains("no node could be reached"), "{err}");
     }
+}
+
+#[test]
+fn a_read_moves_past_a_node_whose_redis_is_down() {
+    let c = NodeCluster::start("cli-failover", 3, "");
+    await_all_alive(&c);
+    let dir = c.dir.path().to_path_buf();
+    let (code, _, err) = cli(&c, &dir, &["put", "kept", "still here", "-w", "3"]);
+    assert_eq!(code, Some(0), "{err}");
+
+    // n1, the config's first node, answers but its Redis is stopped.
+    let r = c.http(1, "POST", "/api/nodes/n1/stop", Some(ADMIN_KEY));
+    assert_eq!(r.status, 200, "stop n1's Redis: {r:?}");
+    let r = c.http(0, "GET", "/api/kv/kept", Some(READ_KEY));
+    assert_eq!(r.status, 503, "n1 cannot serve the read itself: {r:?}");
+    assert!(r.body.contains("REDIS_UNAVAILABLE"), "{}", r.body);
+
+    // Reads go on to n2, which has a read quorum of two.
+    let (code, out, err) = cli(&c, &dir, &["get", "kept", "-r", "2"]);
+    assert_eq!(code, Some(0), "get with n1's Redis down: {err}");
+    assert_eq!(out, "still here");
+    let (code, out, err) = cli(&c, &dir, &["file", "ls"]);
+    assert_eq!(code, Some(0), "file ls with n1's Redis down: {err}");
+    assert_eq!(out.trim(), "no files");
+
+    // A write n1 answered may have been applied there: it is not sent again elsewhere.
+    let (code, _, err) = cli(&c, &dir, &["put", "other", "v"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("node n1 answered 503 REDIS_UNAVAILABLE"),
+        "{err}"
+    );
 }
