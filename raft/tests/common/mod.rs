@@ -186,7 +186,7 @@ impl Cluster {
         }
         let to = m.to.clone();
         if let Some(node) = self.nodes.get_mut(&to) {
-            node.step(m);
+            node.step(m).expect("a genuine message is taken");
             self.process(&to);
         }
     }
