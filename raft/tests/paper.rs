@@ -3,32 +3,11 @@
 
 mod common;
 
-use common::{log_with_terms, state, Cluster};
+use common::{append, log_with_terms, state, Cluster};
 use rcluster_raft::{
     Command, Entry, Message, MessageBody, ProposeError, RaftNode, Role, SnapshotError,
 };
 use rcluster_raft::{MembershipChange, Persisted};
-
-fn append(
-    from: &str,
-    to: &str,
-    term: u64,
-    prev: (u64, u64),
-    entries: Vec<Entry>,
-    commit: u64,
-) -> Message {
-    Message {
-        from: from.into(),
-        to: to.into(),
-        term,
-        body: MessageBody::AppendEntries {
-            prev_log_index: prev.0,
-            prev_log_term: prev.1,
-            entries,
-            leader_commit: commit,
-        },
-    }
-}
 
 fn is_append(m: &Message) -> bool {
     matches!(m.body, MessageBody::AppendEntries { .. })

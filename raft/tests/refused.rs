@@ -4,25 +4,11 @@
 
 mod common;
 
-use common::Cluster;
+use common::{append, Cluster};
 use rcluster_raft::{
     Command, ConflictHint, Entry, Membership, Message, MessageBody, RaftNode, Role, Snapshot,
     StepError,
 };
-
-fn append(from: &str, to: &str, term: u64, prev: (u64, u64), entries: Vec<Entry>) -> Message {
-    Message {
-        from: from.into(),
-        to: to.into(),
-        term,
-        body: MessageBody::AppendEntries {
-            prev_log_index: prev.0,
-            prev_log_term: prev.1,
-            entries,
-            leader_commit: 0,
-        },
-    }
-}
 
 fn entry(index: u64, term: u64) -> Entry {
     Entry {
@@ -62,7 +48,14 @@ fn a_second_leader_of_the_leaders_own_term_is_refused_not_a_panic() {
     let mut c = cluster();
     let term = c.node("n1").term();
     let last = c.node("n1").last_index();
-    let forged = append("n2", "n1", term, (last, term), vec![entry(last + 1, term)]);
+    let forged = append(
+        "n2",
+        "n1",
+        term,
+        (last, term),
+        vec![entry(last + 1, term)],
+        0,
+    );
     let err = refused(&mut c, "n1", forged);
     assert_eq!(
         err,
@@ -104,11 +97,18 @@ fn entries_that_do_not_follow_prev_are_refused() {
     for (why, m) in [
         (
             "a gap",
-            append("n1", "n2", term, (last, term), vec![entry(last + 2, term)]),
+            append(
+                "n1",
+                "n2",
+                term,
+                (last, term),
+                vec![entry(last + 2, term)],
+                0,
+            ),
         ),
         (
             "an entry below prev (would rewrite committed entries)",
-            append("n1", "n2", term, (last, term), vec![entry(1, term)]),
+            append("n1", "n2", term, (last, term), vec![entry(1, term)], 0),
         ),
         (
             "an entry term above the message's term",
@@ -118,6 +118,7 @@ fn entries_that_do_not_follow_prev_are_refused() {
                 term,
                 (last, term),
                 vec![entry(last + 1, term + 5)],
+                0,
             ),
         ),
         (
@@ -128,15 +129,16 @@ fn entries_that_do_not_follow_prev_are_refused() {
                 term,
                 (last, term),
                 vec![entry(last + 1, term), entry(last + 2, term - 1)],
+                0,
             ),
         ),
         (
             "prev_log_term above the message's term",
-            append("n1", "n2", term, (last, term + 1), vec![]),
+            append("n1", "n2", term, (last, term + 1), vec![], 0),
         ),
         (
             "an index past u64::MAX",
-            append("n1", "n2", term, (u64::MAX, term), vec![entry(0, term)]),
+            append("n1", "n2", term, (u64::MAX, term), vec![entry(0, term)], 0),
         ),
     ] {
         let err = refused(&mut c, "n2", m);
@@ -148,7 +150,7 @@ fn entries_that_do_not_follow_prev_are_refused() {
 fn a_malformed_message_of_a_higher_term_does_not_demote_the_leader() {
     let mut c = cluster();
     let term = c.node("n1").term();
-    let m = append("n2", "n1", term + 3, (0, 0), vec![entry(7, term + 3)]);
+    let m = append("n2", "n1", term + 3, (0, 0), vec![entry(7, term + 3)], 0);
     assert!(matches!(
         refused(&mut c, "n1", m),
         StepError::Malformed { .. }
@@ -189,7 +191,7 @@ fn answers_beyond_the_leaders_log_are_refused() {
 fn a_message_for_another_node_is_refused() {
     let mut c = cluster();
     let term = c.node("n2").term();
-    let err = refused(&mut c, "n2", append("n1", "n3", term, (0, 0), vec![]));
+    let err = refused(&mut c, "n2", append("n1", "n3", term, (0, 0), vec![], 0));
     assert_eq!(
         err,
         StepError::NotForMe {
