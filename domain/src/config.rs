@@ -73,6 +73,9 @@ pub struct ClusterConfig {
     /// File uploads and downloads.
     #[serde(default)]
     pub files: crate::node_config::FilesConfig,
+    /// Messages between node processes: the cluster secret's source and limits.
+    #[serde(default)]
+    pub peers: crate::node_config::PeersConfig,
     pub nodes: Vec<NodeConfig>,
 }
 
@@ -344,6 +347,7 @@ impl ClusterConfig {
         self.api.validate()?;
         self.supervision.validate()?;
         self.files.validate()?;
+        self.peers.validate()?;
         self.time.validate()
     }
 
@@ -880,6 +884,7 @@ nodes:
                     supervision: Default::default(),
                     time: Default::default(),
                     files: Default::default(),
+                    peers: Default::default(),
                     nodes,
                 }
             })

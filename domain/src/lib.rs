@@ -11,6 +11,7 @@ pub mod hlc;
 pub mod keys;
 pub mod meta;
 pub mod node_config;
+pub mod peer_auth;
 pub mod phi;
 pub mod quorum;
 pub mod ratelimit;

@@ -536,7 +536,11 @@ impl Sim {
                 let line = describe(&msg);
                 self.log(|| line);
             }
-            self.nodes[to].node.as_mut().expect("live").step(msg);
+            // Every message here is genuine: one the node refuses shows a broken invariant
+            // (two leaders in a term, a malformed AppendEntries).
+            if let Err(e) = self.nodes[to].node.as_mut().expect("live").step(msg) {
+                return Err(format!("a genuine message was refused: {e}"));
+            }
             self.process(to)?;
         }
         Ok(())

@@ -48,6 +48,7 @@ pub mod types;
 pub use config::{Config, ConfigError};
 pub use node::{
     InitError, Progress, ProposeError, RaftNode, Ready, ReplicationState, Role, SnapshotError,
+    StepError,
 };
 pub use rng::SplitMix64;
 pub use storage::{PersistUpdate, Persisted};

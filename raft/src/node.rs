@@ -93,6 +93,24 @@ pub enum SnapshotError {
     AlreadyCompacted { index: u64, snapshot_index: u64 },
 }
 
+/// Why `step` refused a message; the node is unchanged. A correct peer never sends one: it comes
+/// from a bug or a forgery, and the caller logs and counts it. A node never panics on a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StepError {
+    #[error("a message for {to} reached {me}")]
+    NotForMe { me: NodeId, to: NodeId },
+    /// An AppendEntries or InstallSnapshot of the term this node leads: two leaders in one term
+    /// would break election safety (§5.2), so it is not believed.
+    #[error("{from} claims to lead term {term}, which this node leads")]
+    SecondLeader { from: NodeId, term: u64 },
+    #[error("malformed {kind} from {from}: {why}")]
+    Malformed {
+        from: NodeId,
+        kind: &'static str,
+        why: String,
+    },
+}
+
 /// Why a node could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InitError {
@@ -299,15 +317,20 @@ impl RaftNode {
         }
     }
 
-    /// Handles one message from another node.
-    pub fn step(&mut self, m: Message) {
+    /// Handles one message from another node. A message no correct peer sends (see
+    /// `StepError`) is refused without any change.
+    pub fn step(&mut self, m: Message) -> Result<(), StepError> {
         if m.to != self.config.id {
-            return;
+            return Err(StepError::NotForMe {
+                me: self.config.id.clone(),
+                to: m.to,
+            });
         }
+        check_shape(&m)?;
         if m.term > self.term {
             if matches!(m.body, MessageBody::RequestVote { .. }) && self.in_lease() {
                 // Thesis §4.2.3: a node that hears from a live leader ignores disruptive votes.
-                return;
+                return Ok(());
             }
             let leader = m.is_from_leader().then(|| m.from.clone());
             self.become_follower(m.term, leader);
@@ -329,7 +352,12 @@ impl RaftNode {
                 }
                 _ => {}
             }
-            return;
+            return Ok(());
+        } else if self.role == Role::Leader && m.is_from_leader() {
+            return Err(StepError::SecondLeader {
+                from: m.from,
+                term: m.term,
+            });
         }
         let from = m.from;
         match m.body {
@@ -365,7 +393,7 @@ impl RaftNode {
                 conflict,
             } => {
                 if self.role == Role::Leader {
-                    self.handle_append_response(from, success, match_index, conflict);
+                    self.handle_append_response(from, success, match_index, conflict)?;
                 }
             }
             MessageBody::InstallSnapshot { snapshot } => {
@@ -373,6 +401,7 @@ impl RaftNode {
                 self.handle_snapshot(from, snapshot);
             }
         }
+        Ok(())
     }
 
     /// Appends application data (leader only) and returns its index. The index is committed
@@ -545,13 +574,11 @@ impl RaftNode {
         self.append(Command::Noop);
     }
 
-    /// Accepts `from` as the leader of the current term (a candidate steps down, §5.2).
+    /// Accepts `from` as the leader of the current term (a candidate steps down, §5.2). A
+    /// leader never gets here: `step` refuses a second leader of its term.
     fn follow(&mut self, from: &str) {
         match self.role {
-            Role::Leader => panic!(
-                "raft invariant: {} is leader of term {} and got AppendEntries from {}",
-                self.config.id, self.term, from
-            ),
+            Role::Leader => {}
             Role::Candidate => {
                 let term = self.term;
                 self.become_follower(term, Some(from.to_string()));
@@ -750,10 +777,24 @@ impl RaftNode {
         success: bool,
         match_index: u64,
         conflict: Option<ConflictHint>,
-    ) {
+    ) -> Result<(), StepError> {
         let last = self.log.last_index();
+        // An answer of this term answers this leader's own AppendEntries, which never reach past
+        // its log (the leader's log only grows within its term).
+        let beyond = match (success, &conflict) {
+            (true, _) => (match_index > last).then_some("match_index"),
+            (false, Some(hint)) => (hint.rejected_index > last).then_some("rejected_index"),
+            (false, None) => None,
+        };
+        if let Some(field) = beyond {
+            return Err(StepError::Malformed {
+                from,
+                kind: "AppendEntriesResponse",
+                why: format!("{field} beyond the leader's last index {last}"),
+            });
+        }
         let Some(pr) = self.progress.get_mut(&from) else {
-            return;
+            return Ok(());
         };
         pr.recent_active = true;
         if success {
@@ -773,17 +814,17 @@ impl RaftNode {
             } else if more {
                 self.send_append(&from);
             }
-            return;
+            return Ok(());
         }
         let Some(hint) = conflict else {
-            return;
+            return Ok(());
         };
         let stale = match pr.state {
             ReplicationState::Replicate => hint.rejected_index <= pr.match_index,
             ReplicationState::Probe => hint.rejected_index + 1 != pr.next_index,
         };
         if stale {
-            return;
+            return Ok(());
         }
         // Fast backtracking: skip the follower's whole conflicting term.
         let guess = match hint.term {
@@ -798,6 +839,7 @@ impl RaftNode {
         pr.state = ReplicationState::Probe;
         pr.paused = false;
         self.send_append(&from);
+        Ok(())
     }
 
     /// §5.3/§5.4.2: commit the highest index stored on a majority, but only if it is of the
@@ -936,6 +978,65 @@ fn success(match_index: u64) -> MessageBody {
         match_index,
         conflict: None,
     }
+}
+
+/// Refuses a message whose content contradicts itself, before it changes anything: entries
+/// that do not follow `prev_log_index` one by one, or terms that go backwards or pass the
+/// message's term. A correct leader never sends those; taking them would corrupt the log.
+fn check_shape(m: &Message) -> Result<(), StepError> {
+    let malformed = |kind, why: String| StepError::Malformed {
+        from: m.from.clone(),
+        kind,
+        why,
+    };
+    match &m.body {
+        MessageBody::AppendEntries {
+            prev_log_index,
+            prev_log_term,
+            entries,
+            ..
+        } => {
+            let kind = "AppendEntries";
+            if *prev_log_term > m.term {
+                return Err(malformed(
+                    kind,
+                    format!("prev_log_term {prev_log_term} above term {}", m.term),
+                ));
+            }
+            let (mut index, mut term) = (*prev_log_index, *prev_log_term);
+            for e in entries {
+                let expected = index.checked_add(1);
+                if Some(e.index) != expected {
+                    return Err(malformed(
+                        kind,
+                        format!(
+                            "entry {} where {} was expected",
+                            e.index,
+                            index.saturating_add(1)
+                        ),
+                    ));
+                }
+                if e.term < term || e.term > m.term {
+                    return Err(malformed(
+                        kind,
+                        format!(
+                            "entry {} has term {} outside {term}..={}",
+                            e.index, e.term, m.term
+                        ),
+                    ));
+                }
+                (index, term) = (e.index, e.term);
+            }
+        }
+        MessageBody::InstallSnapshot { snapshot } if snapshot.term > m.term => {
+            return Err(malformed(
+                "InstallSnapshot",
+                format!("snapshot term {} above term {}", snapshot.term, m.term),
+            ));
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 fn check_persisted(p: &Persisted) -> Result<(), InitError> {

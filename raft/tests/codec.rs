@@ -64,7 +64,7 @@ proptest! {
             term += bump / 3;
             let entries = (0..count as u64).map(|k| Entry { term, index: prev + 1 + k, command: Command::Noop }).collect();
             let m = Message { from: "n1".into(), to: "n2".into(), term, body: MessageBody::AppendEntries { prev_log_index: prev, prev_log_term: prev_term.min(term), entries, leader_commit: 0 } };
-            node.step(m);
+            node.step(m).expect("a well-formed AppendEntries is taken");
             let ready = node.ready();
             if let Some(u) = &ready.persist { stored.apply(u); }
             node.advance(&ready);

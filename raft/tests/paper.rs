@@ -3,32 +3,11 @@
 
 mod common;
 
-use common::{log_with_terms, state, Cluster};
+use common::{append, log_with_terms, state, Cluster};
 use rcluster_raft::{
     Command, Entry, Message, MessageBody, ProposeError, RaftNode, Role, SnapshotError,
 };
 use rcluster_raft::{MembershipChange, Persisted};
-
-fn append(
-    from: &str,
-    to: &str,
-    term: u64,
-    prev: (u64, u64),
-    entries: Vec<Entry>,
-    commit: u64,
-) -> Message {
-    Message {
-        from: from.into(),
-        to: to.into(),
-        term,
-        body: MessageBody::AppendEntries {
-            prev_log_index: prev.0,
-            prev_log_term: prev.1,
-            entries,
-            leader_commit: commit,
-        },
-    }
-}
 
 fn is_append(m: &Message) -> bool {
     matches!(m.body, MessageBody::AppendEntries { .. })
@@ -106,7 +85,8 @@ fn s5_1_stale_term_is_rejected_and_higher_term_demotes() {
     c.tick_all(5);
     // A message from an old term is refused with the current term.
     c.node_mut("n2")
-        .step(append("n3", "n2", 0, (0, 0), vec![], 0));
+        .step(append("n3", "n2", 0, (0, 0), vec![], 0))
+        .expect("a genuine message is taken");
     let out = c.node_mut("n2").ready().messages;
     assert!(matches!(
         &out[..],
@@ -123,7 +103,9 @@ fn s5_1_stale_term_is_rejected_and_higher_term_demotes() {
         term: 9,
         body: MessageBody::RequestVoteResponse { granted: false },
     };
-    c.node_mut("n1").step(vote);
+    c.node_mut("n1")
+        .step(vote)
+        .expect("a genuine message is taken");
     assert_eq!(c.node("n1").role(), Role::Follower);
     assert_eq!(c.node("n1").term(), 9);
 }
@@ -184,7 +166,9 @@ fn s5_3_replication_conflicting_entries_overwritten() {
         index: 2,
         command: Command::App(b"new".to_vec()),
     };
-    follower.step(append("n1", "n2", 3, (1, 1), vec![new.clone()], 0));
+    follower
+        .step(append("n1", "n2", 3, (1, 1), vec![new.clone()], 0))
+        .expect("a genuine message is taken");
     assert_eq!(follower.entries().len(), 2);
     assert_eq!(follower.entry(2), Some(&new));
     let ready = follower.ready();
@@ -218,14 +202,16 @@ fn s5_3_follower_commits_only_up_to_last_new_entry() {
     )
     .unwrap();
     let leader_log = log_with_terms(&[1, 1, 3, 3]);
-    follower.step(append(
-        "n1",
-        "n2",
-        3,
-        (1, 1),
-        vec![leader_log[1].clone()],
-        4,
-    ));
+    follower
+        .step(append(
+            "n1",
+            "n2",
+            3,
+            (1, 1),
+            vec![leader_log[1].clone()],
+            4,
+        ))
+        .expect("a genuine message is taken");
     assert_eq!(follower.commit_index(), 2);
     assert_eq!(follower.entry(3).map(|e| e.term), Some(2));
 }
@@ -238,7 +224,9 @@ fn s5_3_rejection_carries_a_conflict_hint() {
         1,
     )
     .unwrap();
-    follower.step(append("n1", "n2", 3, (4, 3), vec![], 0));
+    follower
+        .step(append("n1", "n2", 3, (4, 3), vec![], 0))
+        .expect("a genuine message is taken");
     let out = follower.ready().messages;
     let MessageBody::AppendEntriesResponse {
         success: false,
@@ -328,10 +316,14 @@ fn figure8() -> Cluster {
                 conflict: None,
             },
         };
-        c.node_mut(f).step(append("n1", f, 4, (0, 0), vec![], 0));
+        c.node_mut(f)
+            .step(append("n1", f, 4, (0, 0), vec![], 0))
+            .expect("a genuine message is taken");
         c.process(f);
         c.take_messages();
-        c.node_mut("n1").step(m);
+        c.node_mut("n1")
+            .step(m)
+            .expect("a genuine message is taken");
         c.process("n1");
     }
     c.take_messages(); // the no-op is lost again
@@ -427,7 +419,9 @@ fn s5_5_vote_survives_a_restart() {
             last_log_term: 1,
         },
     };
-    c.node_mut("n2").step(m);
+    c.node_mut("n2")
+        .step(m)
+        .expect("a genuine message is taken");
     let out = c.node_mut("n2").ready().messages;
     assert!(matches!(
         out[0].body,

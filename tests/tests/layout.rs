@@ -105,6 +105,7 @@ const ALLOWED_DEPENDENCIES: &[&str] = &[
     "serde_json",
     "serde_norway",
     "sha2",
+    "hmac",
     "crc32c",
     "hex",
     "thiserror",

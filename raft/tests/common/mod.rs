@@ -45,6 +45,28 @@ pub fn config(id: &str, check_quorum: bool) -> Config {
     c
 }
 
+/// An AppendEntries from `from` to `to` in `term`, after `prev` = (index, term).
+pub fn append(
+    from: &str,
+    to: &str,
+    term: u64,
+    prev: (u64, u64),
+    entries: Vec<Entry>,
+    commit: u64,
+) -> Message {
+    Message {
+        from: from.into(),
+        to: to.into(),
+        term,
+        body: MessageBody::AppendEntries {
+            prev_log_index: prev.0,
+            prev_log_term: prev.1,
+            entries,
+            leader_commit: commit,
+        },
+    }
+}
+
 /// A log of application entries with the given terms, indexes from 1.
 pub fn log_with_terms(terms: &[u64]) -> Vec<Entry> {
     terms
@@ -186,7 +208,7 @@ impl Cluster {
         }
         let to = m.to.clone();
         if let Some(node) = self.nodes.get_mut(&to) {
-            node.step(m);
+            node.step(m).expect("a genuine message is taken");
             self.process(&to);
         }
     }

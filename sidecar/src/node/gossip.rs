@@ -5,10 +5,16 @@
 //! The summary carries the topology epoch this node's module installed: once every member
 //! reports the epoch of an open transition (see the module's `cluster::View::transition`), this
 //! node tells its module (`RC.CLUSTER.SETTLED`), which then stops using the previous placement.
+//!
+//! Every datagram is sealed with the cluster secret for its one recipient
+//! (`rcluster_domain::peer_auth`); one that is forged, replayed, stale, for another node or from a
+//! non-member is counted (`rcluster_peer_messages_refused_total{reason}`) and dropped before it
+//! can touch a detector, a summary or a per-peer metric.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use rcluster_domain::peer_auth::{Channel, Refusal};
 use rcluster_domain::phi::Liveness;
 use rcluster_domain::rc::cluster::Settled;
 use serde::{Deserialize, Serialize};
@@ -16,10 +22,12 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
 use crate::node::local::rc;
+use crate::node::peer_auth::PeerAuth;
 use crate::node::view::{judge, unix_ms, Shared, Summary};
 
-/// Largest heartbeat datagram read.
-const MAX_DATAGRAM: usize = 2048;
+/// Largest heartbeat datagram read (a sealed ping is about 1 KB); a longer one is cut, which
+/// breaks its MAC.
+const MAX_DATAGRAM: usize = 4096;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -148,6 +156,7 @@ async fn settle_transition(shared: &Shared, own: &Summary, told: &mut u64, timeo
 
 pub async fn run(
     shared: Arc<Shared>,
+    auth: Arc<PeerAuth>,
     socket: UdpSocket,
     events: mpsc::Sender<Event>,
     mut shutdown: watch::Receiver<bool>,
@@ -156,7 +165,7 @@ pub async fn run(
     let interval = Duration::from_millis(shared.config.intervals.heartbeat_ms);
     // What one look at this node's Redis may take (reading its summary, ending a transition).
     let timeout = interval.min(Duration::from_secs(1));
-    let receiver = tokio::spawn(receive(shared.clone(), socket.clone()));
+    let receiver = tokio::spawn(receive(shared.clone(), auth.clone(), socket.clone()));
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seq = 0u64;
@@ -185,8 +194,9 @@ pub async fn run(
         };
         let bytes = serde_json::to_vec(&beat).unwrap_or_default();
         for peer in shared.members().iter().filter(|n| n.id != me) {
+            let sealed = auth.seal(Channel::Heartbeat, &peer.id, &bytes);
             if socket
-                .send_to(&bytes, (peer.host.as_str(), peer.peer_port))
+                .send_to(&sealed, (peer.host.as_str(), peer.peer_port))
                 .await
                 .is_ok()
             {
@@ -263,18 +273,39 @@ fn judge_all(shared: &Shared, own: Summary) -> Vec<Event> {
     out
 }
 
-async fn receive(shared: Arc<Shared>, socket: Arc<UdpSocket>) {
+/// Checks a datagram (MAC, recipient, membership, freshness) and decodes its heartbeat.
+fn open(
+    shared: &Shared,
+    inbound: &mut rcluster_domain::peer_auth::Inbound,
+    datagram: &[u8],
+) -> Result<Beat, Refusal> {
+    let opened = inbound.accept(datagram, unix_ms(), |id| shared.member(id).is_some())?;
+    let beat: Beat = serde_json::from_slice(opened.payload).map_err(|_| Refusal::Malformed)?;
+    if beat.from != opened.header.from || beat.cluster != shared.config.cluster_name {
+        return Err(Refusal::Malformed);
+    }
+    Ok(beat)
+}
+
+async fn receive(shared: Arc<Shared>, auth: Arc<PeerAuth>, socket: Arc<UdpSocket>) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut inbound = auth.inbound(Channel::Heartbeat);
     loop {
         let Ok((len, from_addr)) = socket.recv_from(&mut buf).await else {
             continue;
         };
-        let Ok(beat) = serde_json::from_slice::<Beat>(&buf[..len]) else {
-            continue;
+        let beat = match open(&shared, &mut inbound, &buf[..len]) {
+            Ok(beat) => beat,
+            Err(reason) => {
+                auth.refused(
+                    &shared.metrics,
+                    Channel::Heartbeat,
+                    reason,
+                    format!("from {from_addr}"),
+                );
+                continue;
+            }
         };
-        if beat.cluster != shared.config.cluster_name || beat.from == shared.me.id {
-            continue;
-        }
         let now = shared.mono_ms();
         match beat.kind {
             Kind::Ping => {
@@ -303,7 +334,8 @@ async fn receive(shared: Arc<Shared>, socket: Arc<UdpSocket>) {
                     summary: None,
                 };
                 if let Ok(bytes) = serde_json::to_vec(&pong) {
-                    let _ = socket.send_to(&bytes, from_addr).await;
+                    let sealed = auth.seal(Channel::Heartbeat, &beat.from, &bytes);
+                    let _ = socket.send_to(&sealed, from_addr).await;
                 }
             }
             Kind::Pong => {

@@ -1,6 +1,6 @@
 //! Prometheus metrics of a node, all named `rcluster_*` and labelled with the node id:
-//! heartbeats, round trips, peer states, time drift, Redis up and restarts, process memory and
-//! CPU, and the module's counters and data redistribution progress read from `INFO rcluster` at
+//! heartbeats, round trips, peer states, refused peer messages, Raft driver restarts, time drift,
+//! Redis up and restarts, process memory and CPU, and the module's counters and data redistribution progress read from `INFO rcluster` at
 //! every scrape.
 
 use std::collections::HashMap;
@@ -10,6 +10,7 @@ use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use rcluster_domain::peer_auth::Refusal;
 
 pub struct Metrics {
     registry: Registry,
@@ -41,6 +42,11 @@ pub struct Metrics {
     pub chunk_ops: IntCounterVec,
     /// Downloaded chunks that did not match the digest recorded at upload.
     pub checksum_failures: IntCounter,
+    /// Peer messages refused, by reason (the closed set `peer_auth::Refusal`; never by sender,
+    /// which a forger would choose).
+    pub peer_refused: IntCounterVec,
+    /// Restarts of the Raft driver after it ended or panicked.
+    pub raft_driver_restarts: IntCounter,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -160,8 +166,34 @@ impl Metrics {
                 must(registry.register(Box::new(c.clone())));
                 c
             },
+            peer_refused: {
+                let c = counter_vec(
+                    "peer_messages_refused_total",
+                    "Messages from peers (Raft frames, heartbeats) refused, by reason: too_large, malformed, bad_mac, wrong_recipient, not_member, stale, future, replayed, too_many_connections, raft_invalid",
+                    &["reason"],
+                );
+                for reason in Refusal::ALL {
+                    c.with_label_values(&[reason.as_str()]);
+                }
+                c
+            },
+            raft_driver_restarts: {
+                let c = must(IntCounter::new(
+                    "raft_driver_restarts_total",
+                    "Restarts of this node's Raft driver after it ended or panicked",
+                ));
+                must(registry.register(Box::new(c.clone())));
+                c
+            },
             registry,
         }
+    }
+
+    /// Counts one refused peer message.
+    pub fn refuse(&self, reason: Refusal) {
+        self.peer_refused
+            .with_label_values(&[reason.as_str()])
+            .inc();
     }
 
     /// Updates the module metrics from an `INFO rcluster` text (or marks it unreadable).
@@ -282,6 +314,31 @@ mod tests {
             text.contains(
                 r#"rcluster_module_events_total{counter="read_repairs",kind="total",node="n1"} 2"#
             ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn refused_peer_messages_are_counted_by_reason_only() {
+        let m = Metrics::new("n1");
+        let text = m.render();
+        // Every reason is there from the start, at zero.
+        for reason in Refusal::ALL {
+            let line = format!(
+                r#"rcluster_peer_messages_refused_total{{reason="{}",node="n1"}} 0"#,
+                reason.as_str()
+            );
+            assert!(text.contains(&line), "{line} in {text}");
+        }
+        m.refuse(Refusal::BadMac);
+        m.refuse(Refusal::BadMac);
+        let text = m.render();
+        assert!(
+            text.contains(r#"rcluster_peer_messages_refused_total{reason="bad_mac",node="n1"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"rcluster_raft_driver_restarts_total{node="n1"} 0"#),
             "{text}"
         );
     }

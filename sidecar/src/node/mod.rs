@@ -10,6 +10,7 @@ pub mod local;
 pub mod memory;
 pub mod metrics;
 pub mod ntp;
+pub mod peer_auth;
 pub mod raft;
 pub mod redis;
 pub mod redis_error;
@@ -50,6 +51,8 @@ pub enum NodeError {
     Redis(#[from] redis::StartError),
     #[error(transparent)]
     Raft(#[from] raft::RaftStartError),
+    #[error(transparent)]
+    Secret(#[from] peer_auth::SecretLoadError),
 }
 
 impl NodeError {
@@ -57,6 +60,7 @@ impl NodeError {
     pub fn is_bad_input(&self) -> bool {
         match self {
             NodeError::Paths(e) => e.is_bad_input(),
+            NodeError::Secret(e) => e.is_bad_input(),
             NodeError::Address(_) | NodeError::BadNode { .. } => true,
             NodeError::Io { .. } | NodeError::Redis(_) | NodeError::Raft(_) => false,
         }
@@ -178,6 +182,8 @@ pub async fn run(args: NodeArgs, app: fn(Arc<Shared>) -> axum::Router) -> Result
     let dir = loaded.data_dir.join(&node.id);
     std::fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
 
+    let auth = Arc::new(peer_auth::PeerAuth::load(&loaded, &node.id)?);
+
     // Take both ports first, so a clash is reported before anything starts.
     let http = tokio::net::TcpListener::bind((node.host.as_str(), node.http_port))
         .await
@@ -215,12 +221,13 @@ pub async fn run(args: NodeArgs, app: fn(Arc<Shared>) -> axum::Router) -> Result
         redis,
         Metrics::new(&node.id),
     ));
-    let raft = raft::spawn(shared.clone(), shutdown_rx.clone()).await?;
+    let raft = raft::spawn(shared.clone(), auth.clone(), shutdown_rx.clone()).await?;
     let _ = shared.raft.set(raft);
     let (events_tx, events_rx) = mpsc::channel::<Event>(256);
     let tasks = vec![
         tokio::spawn(gossip::run(
             shared.clone(),
+            auth,
             peer_socket,
             events_tx.clone(),
             shutdown_rx.clone(),
