@@ -15,7 +15,8 @@ use rcluster::node;
     about = "RedisCluster: a replicated key-value and file store on Redis",
     long_about = "RedisCluster: a replicated key-value and file store on Redis.\n\n\
         Every node is a redis-server with the rcluster module plus this node process.\n\
-        Start a local cluster with `rcluster up`; see README.md for the RC.* commands."
+        Start a local cluster with `rcluster up`; see docs/commands.md for the RC.*\n\
+        commands and docs/http-api.md for the HTTP API."
 )]
 struct Cli {
     #[command(subcommand)]
