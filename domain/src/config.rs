@@ -21,6 +21,11 @@ pub const REQUEST_TIMEOUT_MS_RANGE: RangeInclusive<u64> = 10..=60_000;
 pub const MAX_KEY_BYTES_RANGE: RangeInclusive<u64> = 1..=65_536;
 /// Allowed `limits.max_value_bytes`: 1 byte ..= 512 MiB.
 pub const MAX_VALUE_BYTES_RANGE: RangeInclusive<u64> = 1..=512 * MIB;
+/// Allowed `limits.max_hint_bytes_per_node`: 1 KiB ..= 64 GiB.
+pub const MAX_HINT_BYTES_PER_NODE_RANGE: RangeInclusive<u64> = 1024..=65_536 * MIB;
+/// Default `limits.max_hint_bytes_per_node`: 32 MiB (a node of the default 256 MB holds hints
+/// for at most two others without crowding out client writes).
+pub const DEFAULT_MAX_HINT_BYTES_PER_NODE: u64 = 32 * MIB;
 /// Allowed `intervals.hint_replay_ms`.
 pub const HINT_REPLAY_MS_RANGE: RangeInclusive<u64> = 50..=60_000;
 /// Allowed `intervals.tombstone_grace_ms`: one second to 30 days.
@@ -150,6 +155,9 @@ impl Default for Intervals {
 pub struct Limits {
     pub max_key_bytes: u64,
     pub max_value_bytes: u64,
+    /// Hint bytes (key plus stored hint) a node keeps for one other node; a hint past it is
+    /// refused and counted, and the write counts as failed for that replica.
+    pub max_hint_bytes_per_node: u64,
 }
 
 impl Default for Limits {
@@ -157,6 +165,7 @@ impl Default for Limits {
         Limits {
             max_key_bytes: 1024,
             max_value_bytes: 8 * MIB,
+            max_hint_bytes_per_node: DEFAULT_MAX_HINT_BYTES_PER_NODE,
         }
     }
 }
@@ -315,6 +324,11 @@ impl ClusterConfig {
             MAX_VALUE_BYTES_RANGE,
         )?;
         check_range(
+            "limits.max_hint_bytes_per_node",
+            self.limits.max_hint_bytes_per_node,
+            MAX_HINT_BYTES_PER_NODE_RANGE,
+        )?;
+        check_range(
             "redis_maxmemory_mb",
             self.redis_maxmemory_mb,
             REDIS_MAXMEMORY_MB_RANGE,
@@ -366,13 +380,16 @@ impl ClusterConfig {
         self.nodes.iter().find(|node| node.id == id)
     }
 
-    /// A copy tuned for a small machine: half the Redis memory (never below 16 MB),
+    /// A copy tuned for a small machine: half the Redis memory (never below 16 MB) and half the
+    /// hint backlog per node (never below its minimum),
     /// heartbeats and hint replay 10x slower (at most 30000 / 60000 ms), request timeout doubled
     /// (at most 60000 ms), and no virtual nodes on the ring.
     pub fn low_resource(&self) -> ClusterConfig {
         let mut config = self.clone();
         config.redis_maxmemory_mb =
             (self.redis_maxmemory_mb / 2).max(*REDIS_MAXMEMORY_MB_RANGE.start());
+        config.limits.max_hint_bytes_per_node =
+            (self.limits.max_hint_bytes_per_node / 2).max(*MAX_HINT_BYTES_PER_NODE_RANGE.start());
         config.intervals.heartbeat_ms = self
             .intervals
             .heartbeat_ms
@@ -516,7 +533,8 @@ nodes:
             config.limits,
             Limits {
                 max_key_bytes: 1024,
-                max_value_bytes: 8 * 1024 * 1024
+                max_value_bytes: 8 * 1024 * 1024,
+                max_hint_bytes_per_node: 32 * 1024 * 1024,
             }
         );
         assert_eq!(config.redis_maxmemory_mb, 256);
@@ -767,6 +785,23 @@ nodes:
     }
 
     #[test]
+    fn max_hint_bytes_per_node_out_of_range() {
+        let mut config = valid();
+        config.limits.max_hint_bytes_per_node = 1023;
+        assert_eq!(
+            validate_text(&config),
+            "limits.max_hint_bytes_per_node 1023 is out of range 1024..=68719476736"
+        );
+        config.limits.max_hint_bytes_per_node = 64 * 1024 * MIB + 1;
+        assert_eq!(
+            validate_text(&config),
+            "limits.max_hint_bytes_per_node 68719476737 is out of range 1024..=68719476736"
+        );
+        config.limits.max_hint_bytes_per_node = 1024;
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
     fn redis_maxmemory_out_of_range() {
         let mut config = valid();
         config.redis_maxmemory_mb = 15;
@@ -786,6 +821,7 @@ nodes:
         let config = valid();
         let low = config.low_resource();
         assert_eq!(low.redis_maxmemory_mb, 128);
+        assert_eq!(low.limits.max_hint_bytes_per_node, 16 * MIB);
         assert_eq!(low.intervals.heartbeat_ms, 10_000);
         assert_eq!(low.intervals.request_timeout_ms, 4000);
         assert_eq!(low.intervals.hint_replay_ms, 10_000);
@@ -795,6 +831,7 @@ nodes:
         // Everything else is unchanged, and the original is untouched.
         let mut back = low.clone();
         back.redis_maxmemory_mb = config.redis_maxmemory_mb;
+        back.limits = config.limits;
         back.intervals = config.intervals;
         back.vnodes = config.vnodes;
         back.time = config.time.clone();
@@ -876,6 +913,7 @@ nodes:
                     limits: Limits {
                         max_key_bytes: key,
                         max_value_bytes: value,
+                        ..Limits::default()
                     },
                     redis_maxmemory_mb: memory,
                     vnodes: default_vnodes(),

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 
 use crate::codes::{Code, CodedError};
-use crate::config::{ClusterConfig, NodeConfig, Quorum};
+use crate::config::{ClusterConfig, NodeConfig, Quorum, MAX_HINT_BYTES_PER_NODE_RANGE};
 use crate::rc;
 use crate::ring::Ring;
 use crate::validate;
@@ -51,6 +51,14 @@ pub struct Topology {
     pub request_timeout_ms: u64,
     pub hint_replay_ms: u64,
     pub tombstone_grace_ms: u64,
+    /// Hint bytes a node keeps for one other node (`limits.max_hint_bytes_per_node`). A topology
+    /// stored before this field existed gets the default.
+    #[serde(default = "default_max_hint_bytes_per_node")]
+    pub max_hint_bytes_per_node: u64,
+}
+
+fn default_max_hint_bytes_per_node() -> u64 {
+    crate::config::DEFAULT_MAX_HINT_BYTES_PER_NODE
 }
 
 impl Topology {
@@ -75,6 +83,7 @@ impl Topology {
             request_timeout_ms: config.intervals.request_timeout_ms,
             hint_replay_ms: config.intervals.hint_replay_ms,
             tombstone_grace_ms: config.intervals.tombstone_grace_ms,
+            max_hint_bytes_per_node: config.limits.max_hint_bytes_per_node,
         }
     }
 
@@ -127,6 +136,12 @@ impl Topology {
                 1,
                 30 * 86_400_000,
             ),
+            (
+                "max_hint_bytes_per_node",
+                self.max_hint_bytes_per_node,
+                *MAX_HINT_BYTES_PER_NODE_RANGE.start(),
+                *MAX_HINT_BYTES_PER_NODE_RANGE.end(),
+            ),
         ];
         for (name, v, lo, hi) in ranges {
             if !(lo..=hi).contains(&v) {
@@ -169,6 +184,7 @@ mod tests {
             request_timeout_ms: 1000,
             hint_replay_ms: 500,
             tombstone_grace_ms: 60_000,
+            max_hint_bytes_per_node: 1 << 20,
         }
     }
 
@@ -198,7 +214,41 @@ mod tests {
             .unwrap_err()
             .message
             .contains("request_timeout_ms"));
+        let mut t = sample();
+        t.max_hint_bytes_per_node = 1023;
+        assert!(t
+            .validate()
+            .unwrap_err()
+            .message
+            .contains("max_hint_bytes_per_node 1023 is out of range"));
         assert_eq!(Topology::parse(b"{").unwrap_err().code, Code::BadArg);
         assert!(Topology::parse(br#"{"epoch":1}"#).is_err());
+    }
+
+    #[test]
+    fn a_topology_stored_without_the_hint_cap_gets_the_default() {
+        let t = sample();
+        let json = t
+            .to_json()
+            .replace(",\"max_hint_bytes_per_node\":1048576", "");
+        assert!(!json.contains("max_hint"), "{json}");
+        let parsed = Topology::parse(json.as_bytes()).unwrap();
+        assert_eq!(
+            parsed.max_hint_bytes_per_node,
+            crate::config::DEFAULT_MAX_HINT_BYTES_PER_NODE
+        );
+    }
+
+    #[test]
+    fn the_hint_cap_comes_from_the_config_limits() {
+        let mut config = crate::config::parse(
+            "cluster_name: t\nquorum: { n: 1, w: 1, r: 1 }\nnodes:\n  - { id: n1, redis_port: 1, http_port: 2, peer_port: 3 }\n",
+        )
+        .unwrap();
+        config.limits.max_hint_bytes_per_node = 4096;
+        assert_eq!(
+            Topology::from_config(&config, 1).max_hint_bytes_per_node,
+            4096
+        );
     }
 }

@@ -158,6 +158,11 @@ pub fn set(ctx: &Context, args: Vec<RedisString>) -> Outcome {
     let json = topology.to_json();
     let q = topology.quorum;
     install(topology)?;
+    // Hints for nodes that left can never be delivered. On a reload the UNLINKs propagated here
+    // drop them again (the backlogs are not known yet while Redis loads).
+    if let (false, Some(view)) = (store::loading(ctx), current()) {
+        crate::commands::hint::drop_removed(ctx, &view.topology);
+    }
     // Stored with plain commands so Redis Insight shows them; RM_Call does not propagate, the
     // verbatim replication of RC.CLUSTER.SET below does.
     let s = |text: &str| store::string(ctx, text);

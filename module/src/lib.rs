@@ -7,19 +7,18 @@ pub mod cluster;
 pub mod commands;
 pub mod coord;
 pub mod guard;
+pub mod recount;
 pub mod settings;
 pub mod stats;
 pub mod store;
 
-use std::cell::Cell;
 use std::ffi::CString;
 use std::os::raw::c_int;
 
-use rcluster_domain::keys::{chunk_field, classify, RecordKind};
 use rcluster_domain::rc;
 use redis_module::configuration::ConfigurationFlags;
 use redis_module::server_events::{FlushSubevent, LoadingSubevent};
-use redis_module::{raw, redis_module, Context, InfoContext, KeysCursor, RedisResult, RedisString};
+use redis_module::{raw, redis_module, Context, InfoContext, RedisResult, RedisString};
 use redis_module_macros::{cron_event_handler, flush_event_handler, loading_event_handler};
 
 use commands::{chunk, clock, debug, hint, kv, quorum};
@@ -125,6 +124,11 @@ fn info(ctx: &InfoContext, _for_crash_report: bool) {
     ctx.add_info_field_long_long("kv_keys", kv_keys);
     ctx.add_info_field_long_long("chunks", chunks);
     ctx.add_info_field_long_long("chunk_bytes", chunk_bytes);
+    ctx.add_info_field_long_long(
+        "recount_in_progress",
+        i64::from(stats::recount_in_progress()),
+    );
+    ctx.add_info_field_long_long("recount_steps", to_i64(stats::recount_steps()));
     ctx.add_info_field_long_long("checksum_failures", to_i64(stats::checksum_failures()));
     ctx.add_info_field_long_long("panics_caught", to_i64(stats::panics()));
     for (op, name) in stats::Op::ALL {
@@ -145,6 +149,11 @@ fn info(ctx: &InfoContext, _for_crash_report: bool) {
     ctx.add_info_field_long_long("read_repairs", to_i64(stats::read_repairs()));
     ctx.add_info_field_long_long("hints_stored", to_i64(stats::hints_stored()));
     ctx.add_info_field_long_long("hints_replayed", to_i64(stats::hints_replayed()));
+    ctx.add_info_field_long_long("hints_refused", to_i64(stats::hints_refused()));
+    ctx.add_info_field_long_long("hints_dropped", to_i64(stats::hints_dropped_total()));
+    for (name, value) in coord::hints::info_fields(clock::wall_ms()) {
+        ctx.add_info_field_str(&name, &value);
+    }
     ctx.add_info_field_long_long("tombstones_purged", to_i64(stats::tombstones_purged()));
     ctx.add_info_field_long_long("chunk_repairs", to_i64(stats::chunk_repairs()));
     ctx.add_info_field_long_long("writes_reissued", to_i64(stats::writes_reissued()));
@@ -173,29 +182,6 @@ fn info(ctx: &InfoContext, _for_crash_report: bool) {
     }
 }
 
-/// Counts the registers and chunks in the keyspace (once after each load or flush).
-fn recount(ctx: &Context) {
-    let (kv, chunks, bytes) = (Cell::new(0i64), Cell::new(0i64), Cell::new(0i64));
-    let cursor = KeysCursor::new();
-    let count = |_ctx: &Context, name: RedisString, key: Option<&redis_module::key::RedisKey>| {
-        match classify(name.as_slice()) {
-            RecordKind::Kv => kv.set(kv.get() + 1),
-            RecordKind::Chunk => {
-                chunks.set(chunks.get() + 1);
-                let len = key
-                    .and_then(|k| k.hash_get(chunk_field::LENGTH).ok().flatten())
-                    .and_then(|v| v.parse_integer().ok())
-                    .unwrap_or(0);
-                bytes.set(bytes.get() + len);
-            }
-            RecordKind::Hint(node) => coord::hints::note(&String::from_utf8_lossy(node)),
-            RecordKind::Other => {}
-        }
-    };
-    while cursor.scan(ctx, &count) {}
-    stats::set_held(kv.get(), chunks.get(), bytes.get());
-}
-
 /// Module load: register the commands, start the coordinator runtime and its background duties.
 fn init(ctx: &Context, _args: &[RedisString]) -> redis_module::Status {
     match register_commands(ctx).and_then(|()| coord::start()) {
@@ -209,9 +195,7 @@ fn init(ctx: &Context, _args: &[RedisString]) -> redis_module::Status {
 
 #[cron_event_handler]
 fn on_cron(ctx: &Context, _hz: u64) {
-    if stats::take_recount_request() {
-        recount(ctx);
-    }
+    recount::on_cron(ctx);
 }
 
 #[loading_event_handler]

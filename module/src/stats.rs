@@ -1,5 +1,6 @@
 //! Counters behind the `INFO rcluster` section: calls and errors per command, and how many
-//! registers and chunks this Redis holds (kept incrementally, recounted after every load).
+//! registers and chunks this Redis holds (kept incrementally, recounted after every load by
+//! `crate::recount`).
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
@@ -16,6 +17,11 @@ static CHECKSUM_FAILURES: AtomicU64 = AtomicU64::new(0);
 static PANICS: AtomicU64 = AtomicU64::new(0);
 /// Set when the keyspace was replaced (load from disk): the held counts are recounted.
 static NEEDS_RECOUNT: AtomicBool = AtomicBool::new(true);
+/// Set from a recount's request until it published (`crate::recount`): the held counts shown
+/// meanwhile are the previous ones.
+static RECOUNT_IN_PROGRESS: AtomicBool = AtomicBool::new(true);
+/// Steps the recounts took (each at most `recount::STEP_BUDGET` of the main thread).
+static RECOUNT_STEPS: AtomicU64 = AtomicU64::new(0);
 
 pub fn record(cmd: Cmd, ok: bool) {
     CALLS[cmd as usize].fetch_add(1, Ordering::Relaxed);
@@ -105,6 +111,8 @@ static LATENCY: [AtomicU64; LATENCY_BOUNDS_MS.len() + 1] =
 static READ_REPAIRS: AtomicU64 = AtomicU64::new(0);
 static HINTS_STORED: AtomicU64 = AtomicU64::new(0);
 static HINTS_REPLAYED: AtomicU64 = AtomicU64::new(0);
+static HINTS_REFUSED: AtomicU64 = AtomicU64::new(0);
+static HINTS_DROPPED: AtomicU64 = AtomicU64::new(0);
 static TOMBSTONES_PURGED: AtomicU64 = AtomicU64::new(0);
 static CHUNK_REPAIRS: AtomicU64 = AtomicU64::new(0);
 static WRITES_REISSUED: AtomicU64 = AtomicU64::new(0);
@@ -173,6 +181,20 @@ pub fn hint_replayed() {
 pub fn hints_replayed() -> u64 {
     HINTS_REPLAYED.load(Ordering::Relaxed)
 }
+/// A hint refused: its node's backlog would have passed `max_hint_bytes_per_node`.
+pub fn hint_refused() {
+    HINTS_REFUSED.fetch_add(1, Ordering::Relaxed);
+}
+pub fn hints_refused() -> u64 {
+    HINTS_REFUSED.load(Ordering::Relaxed)
+}
+/// Hints dropped because their node is no longer a member.
+pub fn hints_dropped(count: u64) {
+    HINTS_DROPPED.fetch_add(count, Ordering::Relaxed);
+}
+pub fn hints_dropped_total() -> u64 {
+    HINTS_DROPPED.load(Ordering::Relaxed)
+}
 pub fn tombstone_purged() {
     TOMBSTONES_PURGED.fetch_add(1, Ordering::Relaxed);
 }
@@ -181,7 +203,20 @@ pub fn tombstones_purged() -> u64 {
 }
 
 pub fn request_recount() {
+    RECOUNT_IN_PROGRESS.store(true, Ordering::Relaxed);
     NEEDS_RECOUNT.store(true, Ordering::Relaxed);
+}
+pub fn recount_step() {
+    RECOUNT_STEPS.fetch_add(1, Ordering::Relaxed);
+}
+pub fn recount_steps() -> u64 {
+    RECOUNT_STEPS.load(Ordering::Relaxed)
+}
+pub fn set_recount_in_progress(running: bool) {
+    RECOUNT_IN_PROGRESS.store(running, Ordering::Relaxed);
+}
+pub fn recount_in_progress() -> bool {
+    RECOUNT_IN_PROGRESS.load(Ordering::Relaxed)
 }
 /// True once per request: the caller then recounts and calls [`set_held`].
 pub fn take_recount_request() -> bool {

@@ -43,6 +43,19 @@ pub fn expect_type(
     }
 }
 
+/// The context's `REDISMODULE_CTX_FLAGS_*` bits.
+pub fn context_flags(ctx: &Context) -> u32 {
+    // SAFETY: a valid context; the API table is filled at load and only read afterwards.
+    let flags = unsafe { redis_module::raw::RedisModule_GetContextFlags.map_or(0, |f| f(ctx.ctx)) };
+    flags as u32
+}
+
+/// Whether Redis is loading its data (AOF or RDB): a command replayed then was admitted when it
+/// first ran.
+pub fn loading(ctx: &Context) -> bool {
+    context_flags(ctx) & redis_module::raw::REDISMODULE_CTX_FLAGS_LOADING != 0
+}
+
 /// A hash field's bytes, or `None` when the field (or key) is absent.
 pub fn field(ctx: &Context, key_name: &RedisString, field: &str) -> Option<RedisString> {
     ctx.open_key(key_name).hash_get(field).ok().flatten()
@@ -73,6 +86,29 @@ pub fn set_fields(key: &RedisKeyWritable, fields: Vec<(&str, RedisString)>) {
 /// a NUL byte, which client input may contain.)
 pub fn string(ctx: &Context, bytes: impl AsRef<[u8]>) -> RedisString {
     RedisString::create_from_slice(ctx.ctx, bytes.as_ref())
+}
+
+/// A Redis string kept alive for another thread. Its reference count is not atomic, so it is
+/// used and released only while Redis's lock is held ([`Retained::release_locked`]); a
+/// `Retained` dropped any other way is leaked, never freed.
+pub struct Retained(std::mem::ManuallyDrop<RedisString>);
+
+// SAFETY: the string is only touched through `release_locked`, under Redis's lock.
+unsafe impl Send for Retained {}
+
+impl Retained {
+    /// Keeps `s` alive (on the main thread, where `ctx` is the command's context).
+    pub fn new(ctx: &Context, s: &RedisString) -> Retained {
+        Retained(std::mem::ManuallyDrop::new(s.safe_clone(ctx)))
+    }
+
+    /// Runs `f` with the string, then releases it. `_locked` is the context Redis's lock was
+    /// taken with (`Blocked::with_redis_locked`): call it only there or on the main thread.
+    pub fn release_locked<R>(mut self, _locked: &Context, f: impl FnOnce(&RedisString) -> R) -> R {
+        // SAFETY: taken once; `self` is consumed and its ManuallyDrop is not used again.
+        let s = unsafe { std::mem::ManuallyDrop::take(&mut self.0) };
+        f(&s)
+    }
 }
 
 /// A reply of a command run inside Redis, as owned bytes (no UTF-8 assumption: the crate's own

@@ -331,6 +331,7 @@ impl TestCluster {
             request_timeout_ms: 1_000,
             hint_replay_ms: 100,
             tombstone_grace_ms: 86_400_000,
+            max_hint_bytes_per_node: rcluster_domain::config::DEFAULT_MAX_HINT_BYTES_PER_NODE,
         };
         tune(&mut topology);
         let cluster = TestCluster { nodes, topology };

@@ -234,6 +234,7 @@ mod tests {
             request_timeout_ms: 500,
             hint_replay_ms: 500,
             tombstone_grace_ms: 1000,
+            max_hint_bytes_per_node: 1 << 20,
         }
     }
 

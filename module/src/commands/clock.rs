@@ -16,7 +16,7 @@ use crate::settings;
 static CLOCK: Mutex<Hlc> = Mutex::new(Hlc::ZERO);
 
 /// Wall time in ms, corrected by the offset the node process measured against NTP.
-fn wall_ms() -> u64 {
+pub fn wall_ms() -> u64 {
     let raw = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));

@@ -6,7 +6,7 @@
 //! main thread's event loop) or the coordinator runtime while the client waits blocked.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rcluster_domain::codes::{Code, CodedError};
 use rcluster_domain::keys::chunk_key;
@@ -19,7 +19,8 @@ use rcluster_domain::version::Version;
 use redis_module::{Context, RedisString, RedisValue};
 
 use crate::cluster::{self, View};
-use crate::commands::{chunk, clock, kv};
+use crate::commands::chunk::{self, ChunkArgs};
+use crate::commands::{clock, kv};
 use crate::coord::block::{can_block, Answer, Blocked};
 use crate::coord::fetch::FetchJob;
 use crate::coord::peers::{self, Peer};
@@ -29,6 +30,7 @@ use crate::coord::{self, me};
 use crate::guard::{Outcome, Reply};
 use crate::settings;
 use crate::stats::{Cmd, End, Op};
+use crate::store::Retained;
 /// Redis's own timeout for a blocked client is the request timeout plus this margin: it only
 /// answers if the coordinator itself failed to.
 const SAFETY_MARGIN_MS: u64 = 1_000;
@@ -142,6 +144,19 @@ fn cannot_block(cmd: Cmd) -> CodedError {
     )
 }
 
+/// A write's view, its W and timeout (from its options or the topology), and where `key` lives.
+fn write_target(
+    opts: &QuorumOptions,
+    key: &[u8],
+) -> Result<(Arc<View>, usize, u64, Placement), CodedError> {
+    let view = cluster::ready()?;
+    let opts = options(opts, "W", &view)?;
+    let w = usize::from(opts.count.unwrap_or(view.topology.quorum.w));
+    let timeout_ms = opts.timeout_ms.unwrap_or(view.topology.request_timeout_ms);
+    let place = placement(&view, key)?;
+    Ok((view, w, timeout_ms, place))
+}
+
 fn write(
     ctx: &Context,
     cmd: Cmd,
@@ -149,11 +164,7 @@ fn write(
     value: Option<&RedisString>,
     opts: &QuorumOptions,
 ) -> Outcome {
-    let view = cluster::ready()?;
-    let opts = options(opts, "W", &view)?;
-    let w = usize::from(opts.count.unwrap_or(view.topology.quorum.w));
-    let timeout_ms = opts.timeout_ms.unwrap_or(view.topology.request_timeout_ms);
-    let place = placement(&view, key.as_slice())?;
+    let (view, w, timeout_ms, place) = write_target(opts, key.as_slice())?;
     // A write is re-issued twice at most.
     let round = place.write_round(w, 2);
     if !round.reached() && !can_block(ctx) {
@@ -297,63 +308,81 @@ fn chunk_ring_key(file_id: &str, index: u32) -> Vec<u8> {
     format!("{file_id}:{index}").into_bytes()
 }
 
+/// Where a chunk write goes, worked out before its data is checked.
+struct ChunkPlan {
+    round: WriteRound,
+    timeout_ms: u64,
+    is_replica: bool,
+    replicas: Vec<Arc<Peer>>,
+    me: Option<Arc<Peer>>,
+}
+
+impl ChunkPlan {
+    fn new(ctx: &Context, request: &ChunkSet) -> Result<ChunkPlan, CodedError> {
+        let ring_key = chunk_ring_key(request.file_id, request.index);
+        let (view, w, timeout_ms, place) = write_target(&request.options, &ring_key)?;
+        // Chunks are immutable: a write is never re-issued.
+        let round = place.write_round(w, 0);
+        if !round.reached() && !can_block(ctx) {
+            return Err(cannot_block(Cmd::ChunkSet));
+        }
+        Ok(ChunkPlan {
+            round,
+            timeout_ms,
+            is_replica: place.is_replica,
+            replicas: place.replicas,
+            me: view.topology.member(&place.me).map(peers::peer),
+        })
+    }
+
+    /// The fan-out of a checked chunk (this node's copy, if it is a replica, already stored).
+    fn job(self, c: &ChunkArgs, data: &[u8], reply: Option<Vec<u8>>, started: Instant) -> WriteJob {
+        WriteJob {
+            op: Op::ChunkSet,
+            payload: Payload::chunk(&c.file_id, c.index, &c.sha256, &c.crc32c, data),
+            round: self.round,
+            preference: Vec::new(),
+            replicas: self.replicas,
+            substitutes: Vec::new(),
+            me: self.me,
+            timeout_ms: self.timeout_ms,
+            calls_within_ms: None,
+            started,
+            reply,
+        }
+    }
+}
+
+/// What `RC.CHUNK.SET` answers on success: the digest it computed for `*`, else `OK`.
+fn chunk_reply(request_digest: bool, checked: &ChunkArgs) -> Option<Vec<u8>> {
+    (!request_digest).then(|| checked.sha256.clone().into_bytes())
+}
+
 /// `RC.CHUNK.SET file-id index sha256 data [W n] [TIMEOUT ms]`: the chunk on W of its N replicas
 /// (checked against the digest first; chunks are not hinted, they are repaired when read). With
 /// `*` as the digest this node hashes the data (once, instead of the caller and then this node)
 /// and answers the digest instead of `OK`; the replicas check the copies against it.
+/// Hashing up to 5 MiB takes milliseconds, so it runs on the coordinator's blocking pool while
+/// the client waits; this node's copy is then stored under Redis's lock (nothing is stored when
+/// the check fails). Inside MULTI or a script, where a client cannot wait, it all runs here.
 pub fn chunk_set(ctx: &Context, args: Vec<RedisString>) -> Outcome {
     let request = ChunkSet::parse(&args, &settings::limits())?;
-    let checked = chunk::check(
-        request.file_id,
-        request.index,
-        request.sha256.as_deref(),
-        request.data,
-    )?;
-    let reply = request
-        .sha256
-        .is_none()
-        .then(|| checked.sha256.clone().into_bytes());
-    let view = cluster::ready()?;
-    let opts = options(&request.options, "W", &view)?;
-    let w = usize::from(opts.count.unwrap_or(view.topology.quorum.w));
-    let timeout_ms = opts.timeout_ms.unwrap_or(view.topology.request_timeout_ms);
-    let ring_key = chunk_ring_key(&checked.file_id, checked.index);
-    let place = placement(&view, &ring_key)?;
-    // Chunks are immutable: a write is never re-issued.
-    let round = place.write_round(w, 0);
-    if !round.reached() && !can_block(ctx) {
-        return Err(cannot_block(Cmd::ChunkSet));
-    }
-    let Placement {
-        me: me_id,
-        is_replica,
-        replicas,
-        ..
-    } = place;
-    let started = Instant::now();
-    if is_replica {
-        chunk::store(ctx, &checked, &args[4])?;
-    }
-    let job = WriteJob {
-        op: Op::ChunkSet,
-        payload: Payload::chunk(
-            &checked.file_id,
-            checked.index,
-            &checked.sha256,
-            &checked.crc32c,
-            args[4].as_slice(),
-        ),
-        round,
-        preference: Vec::new(),
-        replicas,
-        substitutes: Vec::new(),
-        me: view.topology.member(&me_id).map(peers::peer),
-        timeout_ms,
-        calls_within_ms: None,
-        started,
-        reply: reply.clone(),
-    };
-    if job.round.reached() {
+    let has_digest = request.sha256.is_some();
+    if !can_block(ctx) {
+        let checked = chunk::check(
+            request.file_id,
+            request.index,
+            request.sha256.as_deref(),
+            request.data,
+        )?;
+        let plan = ChunkPlan::new(ctx, &request)?;
+        let started = Instant::now();
+        if plan.is_replica {
+            chunk::store(ctx, &checked, &args[4])?;
+        }
+        // The plan requires the round reached here: this node's copy was the quorum.
+        let reply = chunk_reply(has_digest, &checked);
+        let job = plan.job(&checked, args[4].as_slice(), reply.clone(), started);
         crate::stats::quorum_op(Op::ChunkSet, End::Ok, started.elapsed());
         coord::spawn(job.run(None));
         return Ok(reply.map_or(
@@ -361,10 +390,71 @@ pub fn chunk_set(ctx: &Context, args: Vec<RedisString>) -> Outcome {
             RedisValue::StringBuffer,
         ));
     }
-    let blocked = Blocked::new(ctx, timeout_ms + SAFETY_MARGIN_MS)
+    let plan = ChunkPlan::new(ctx, &request)?;
+    let started = Instant::now();
+    let deadline = started + Duration::from_millis(plan.timeout_ms);
+    let blocked = Blocked::new(ctx, plan.timeout_ms + SAFETY_MARGIN_MS)
         .ok_or_else(|| cannot_block(Cmd::ChunkSet))?;
-    coord::spawn(job.run(Some(blocked)));
+    let local = plan.is_replica.then(|| Retained::new(ctx, &args[4]));
+    let data = request.data.to_vec();
+    let (file, index) = (request.file_id.to_string(), request.index);
+    let expected = request.sha256.as_deref().map(str::to_string);
+    coord::spawn(async move {
+        let done = tokio::task::spawn_blocking(move || {
+            let checked = chunk::check(&file, index, expected.as_deref(), &data);
+            let outcome = store_locally(&blocked, local, checked, deadline);
+            (outcome, data, blocked)
+        })
+        .await;
+        // A panic on the pool: Redis's own timeout answers the client.
+        let Ok((outcome, data, blocked)) = done else {
+            crate::stats::panic_caught();
+            return;
+        };
+        match outcome {
+            Ok(checked) => {
+                let reply = chunk_reply(has_digest, &checked);
+                plan.job(&checked, &data, reply, started)
+                    .run(Some(blocked))
+                    .await;
+            }
+            Err(e) => blocked.finish(Answer::Error(e.to_string())),
+        }
+    });
     Ok(RedisValue::NoReply)
+}
+
+/// Stores this node's copy of a checked chunk (`local`: the command's data argument, when this
+/// node is a replica) under Redis's lock, unless the check failed or the request's time is up;
+/// releases `local` either way. Runs off the main thread.
+fn store_locally(
+    blocked: &Blocked,
+    local: Option<Retained>,
+    checked: Result<ChunkArgs, CodedError>,
+    deadline: Instant,
+) -> Result<ChunkArgs, CodedError> {
+    let Some(local) = local else {
+        return checked;
+    };
+    let stored = blocked.with_redis_locked(|ctx| {
+        local.release_locked(ctx, |data| {
+            let checked = checked?;
+            if Instant::now() >= deadline {
+                return Err(CodedError::new(
+                    Code::NoQuorum,
+                    "the request timed out while the chunk was checked; nothing was stored",
+                ));
+            }
+            chunk::store(ctx, &checked, data)?;
+            Ok(checked)
+        })
+    });
+    stored.unwrap_or_else(|| {
+        Err(CodedError::new(
+            Code::Internal,
+            "Redis gave no thread-safe context to store the chunk; nothing was stored",
+        ))
+    })
 }
 
 /// `RC.CHUNK.FETCH file-id index [SHA256 hex] [TIMEOUT ms]`: the chunk's bytes from this node when

@@ -41,8 +41,7 @@ unsafe impl Send for Blocked {}
 /// Whether this client can be blocked (not inside MULTI, a script, or a context that forbids
 /// blocking).
 pub fn can_block(ctx: &Context) -> bool {
-    // SAFETY: a valid context from the command callback.
-    let flags = unsafe { raw::RedisModule_GetContextFlags.map_or(0, |f| f(ctx.ctx)) } as u32;
+    let flags = crate::store::context_flags(ctx);
     let forbidden = raw::REDISMODULE_CTX_FLAGS_MULTI
         | raw::REDISMODULE_CTX_FLAGS_LUA
         | raw::REDISMODULE_CTX_FLAGS_DENY_BLOCKING;
@@ -66,6 +65,46 @@ impl Blocked {
             )
         };
         (!bc.is_null()).then_some(Blocked(bc))
+    }
+
+    /// Runs `f` holding Redis's lock (the main thread waits meanwhile), with a context of this
+    /// client: keys are opened and commands run as from the main thread, and what `f` replicates
+    /// goes to the AOF when the lock is released. `None` when Redis gives no such context.
+    /// Never call it on Redis's main thread, which holds that lock already.
+    pub fn with_redis_locked<R>(&self, f: impl FnOnce(&Context) -> R) -> Option<R> {
+        // SAFETY: the API table is filled at load and only read afterwards.
+        let (get, lock, unlock, free) = unsafe {
+            (
+                raw::RedisModule_GetThreadSafeContext?,
+                raw::RedisModule_ThreadSafeContextLock?,
+                raw::RedisModule_ThreadSafeContextUnlock?,
+                raw::RedisModule_FreeThreadSafeContext?,
+            )
+        };
+        // SAFETY: the handle is a live blocked client (not finished yet: `self` is borrowed).
+        let ctx = unsafe { get(self.0) };
+        if ctx.is_null() {
+            return None;
+        }
+        /// Unlocks, then frees the context (as Redis documents), also when `f` panics.
+        struct Locked {
+            ctx: *mut raw::RedisModuleCtx,
+            unlock: unsafe extern "C" fn(*mut raw::RedisModuleCtx),
+            free: unsafe extern "C" fn(*mut raw::RedisModuleCtx),
+        }
+        impl Drop for Locked {
+            fn drop(&mut self) {
+                // SAFETY: locked once below and unlocked once here; freed after.
+                unsafe {
+                    (self.unlock)(self.ctx);
+                    (self.free)(self.ctx);
+                }
+            }
+        }
+        // SAFETY: a thread-safe context just made; this thread is not Redis's main thread.
+        unsafe { lock(ctx) };
+        let _locked = Locked { ctx, unlock, free };
+        Some(f(&Context::new(ctx)))
     }
 
     /// Hands the answer to Redis's main thread and releases the client.

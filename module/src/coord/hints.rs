@@ -1,13 +1,14 @@
 //! Hint replay: every `hint_replay_ms`, for each node this Redis holds hints for, read them (over
 //! this node's own connection), deliver each to its node as a replica write, and drop the ones
-//! delivered. A node still unreachable is left for the next round.
+//! delivered. A node still unreachable is left for the next round. Also the backlog of hints held
+//! per node (count, bytes, oldest), which `RC.HINT.PUT` checks against the cap.
 
 use std::borrow::Cow;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rcluster_domain::hint::{self, hint_key};
+use rcluster_domain::hint::{self, hint_key, Backlog};
 use rcluster_domain::rc::hint::HintDone;
 use rcluster_domain::rc::replica::{is_ack, ReplicaWrite};
 use rcluster_domain::rc::reply::flag_of;
@@ -19,29 +20,82 @@ use crate::coord::wire::{self, V};
 use crate::coord::{deadline_in, me, reply_bytes as bytes};
 use crate::stats;
 
-/// Nodes with hints held here (rebuilt from the keyspace after every load).
-static HINTED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+/// The backlog of hints held here, per node they are for (rebuilt from the keyspace after every
+/// load; kept by `RC.HINT.PUT` and `RC.HINT.DONE` in between).
+static BACKLOGS: Mutex<BTreeMap<String, Backlog>> = Mutex::new(BTreeMap::new());
 
-pub fn note(node: &str) {
-    HINTED
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(node.to_string());
+fn backlogs() -> std::sync::MutexGuard<'static, BTreeMap<String, Backlog>> {
+    BACKLOGS.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-pub fn forget(node: &str) {
-    HINTED
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(node);
+/// A hint of version timestamp `ts` and `bytes` ([`hint::stored_bytes`]) is now held for `node`.
+pub fn added(node: &str, ts: u64, bytes: u64) {
+    backlogs()
+        .entry(node.to_string())
+        .or_default()
+        .add(ts, bytes);
 }
 
-fn hinted() -> Vec<String> {
-    HINTED
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+/// A hint added with these arguments is no longer held.
+pub fn removed(node: &str, ts: u64, bytes: u64) {
+    let mut all = backlogs();
+    if let Some(b) = all.get_mut(node) {
+        b.remove(ts, bytes);
+        if b.is_empty() {
+            all.remove(node);
+        }
+    }
+}
+
+/// Whether a hint of `new_bytes` replacing one of `replaced_bytes` (0: none) keeps `node`'s
+/// backlog within `cap`; else the bytes held for it now.
+pub fn admits(node: &str, new_bytes: u64, replaced_bytes: u64, cap: u64) -> Result<(), i64> {
+    let all = backlogs();
+    let empty = Backlog::default();
+    let b = all.get(node).unwrap_or(&empty);
+    if b.admits(new_bytes, replaced_bytes, cap) {
+        Ok(())
+    } else {
+        Err(b.bytes)
+    }
+}
+
+/// Every backlog, by node.
+pub fn snapshot() -> BTreeMap<String, Backlog> {
+    backlogs().clone()
+}
+
+/// Replaces every backlog (after a recount).
+pub fn replace(all: BTreeMap<String, Backlog>) {
+    *backlogs() = all;
+}
+
+/// Forgets `node`'s backlog (its hints were dropped); returns what it was.
+pub fn forget(node: &str) -> Backlog {
+    backlogs().remove(node).unwrap_or_default()
+}
+
+/// The nodes hints are held for here.
+pub fn nodes() -> Vec<String> {
+    backlogs().keys().cloned().collect()
+}
+
+/// `INFO rcluster` fields: `hints_for_<node>` = `count=..,bytes=..,oldest_ms=..` per node this
+/// Redis holds hints for (`oldest_ms`: age of the oldest hint, to the second).
+pub fn info_fields(now_ms: u64) -> Vec<(String, String)> {
+    backlogs()
         .iter()
-        .cloned()
+        .map(|(node, b)| {
+            (
+                format!("hints_for_{node}"),
+                format!(
+                    "count={},bytes={},oldest_ms={}",
+                    b.count,
+                    b.bytes,
+                    b.oldest_age_ms(now_ms)
+                ),
+            )
+        })
         .collect()
 }
 
@@ -55,7 +109,7 @@ pub async fn replay_round() -> Duration {
         return pause;
     };
     let local = peers::peer(member);
-    for node in hinted() {
+    for node in nodes() {
         let Some(target) = view.topology.member(&node) else {
             continue;
         };

@@ -276,8 +276,12 @@ impl WriteJob {
             let Some(cmd) = self.payload.hint_cmd(&node) else {
                 return;
             };
-            if let Err(f) = me.call(&cmd, deadline_in(self.timeout_ms)).await {
-                eprintln!("rcluster: could not keep a hint for {node}: {f}");
+            match me.call(&cmd, deadline_in(self.timeout_ms)).await {
+                // Refused at the cap on hint bytes per node: counted there (`hints_refused`).
+                Err(Failure::Replied(e))
+                    if e.starts_with(rcluster_domain::codes::Code::TooLarge.as_str()) => {}
+                Err(f) => eprintln!("rcluster: could not keep a hint for {node}: {f}"),
+                Ok(_) => {}
             }
         }
     }
