@@ -28,10 +28,23 @@ pub fn encode(version: &Version, tombstone: bool, value: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The version timestamp of an encoded hint (its first field), without copying the value.
+/// The parts of an encoded hint, the value borrowed: (timestamp, origin, tombstone, value).
+fn parts(bytes: &[u8]) -> Option<(u64, &str, bool, &[u8])> {
+    let mut parts = bytes.splitn(4, |b| *b == b' ');
+    let ts = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
+    let node = std::str::from_utf8(parts.next()?).ok()?;
+    let tombstone = match parts.next()? {
+        b"0" => false,
+        b"1" => true,
+        _ => return None,
+    };
+    Some((ts, node, tombstone, parts.next()?))
+}
+
+/// The version timestamp of an encoded hint when it decodes (as [`decode`] would), without
+/// copying the value.
 pub fn decode_ts(bytes: &[u8]) -> Option<u64> {
-    let end = bytes.iter().position(|b| *b == b' ')?;
-    std::str::from_utf8(&bytes[..end]).ok()?.parse().ok()
+    parts(bytes).map(|(ts, ..)| ts)
 }
 
 /// The bytes a hint takes in its hash: the field (the user key) and the encoded hint.
@@ -146,19 +159,11 @@ pub fn after_recount(
 }
 
 pub fn decode(bytes: &[u8]) -> Option<Hint> {
-    let mut parts = bytes.splitn(4, |b| *b == b' ');
-    let ts = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
-    let node = std::str::from_utf8(parts.next()?).ok()?.to_string();
-    let tombstone = match parts.next()? {
-        b"0" => false,
-        b"1" => true,
-        _ => return None,
-    };
-    let value = parts.next()?.to_vec();
+    let (ts, node, tombstone, value) = parts(bytes)?;
     Some(Hint {
         version: Version::new(ts, node),
         tombstone,
-        value,
+        value: value.to_vec(),
     })
 }
 
@@ -187,6 +192,8 @@ mod tests {
         assert_eq!(decode_ts(&encode(&v, false, b"x y")), Some(42));
         assert_eq!(decode_ts(b"x n1 0 v"), None);
         assert_eq!(decode_ts(b"42"), None);
+        // Only what decodes: a bad tombstone flag makes the whole hint unreadable.
+        assert_eq!(decode_ts(b"1 n1 2 x"), None);
     }
 
     /// A timestamp of `ms` wall-clock milliseconds.

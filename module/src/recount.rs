@@ -21,10 +21,11 @@ use std::time::{Duration, Instant};
 
 use rcluster_domain::hint::{self, hint_key, Backlog};
 use rcluster_domain::keys::{chunk_field, classify, RecordKind};
+use rcluster_domain::validate;
 use redis_module::{raw, Context, KeysCursor, RedisString};
 
 use crate::coord::hints;
-use crate::{cluster, stats, store};
+use crate::{stats, store};
 
 /// Longest a step keeps the main thread.
 pub const STEP_BUDGET: Duration = Duration::from_millis(1);
@@ -139,7 +140,7 @@ fn step(ctx: &Context, (): ()) {
                 return true;
             }
             let number = pass.number;
-            let disturbed = slot.take().is_some_and(|done| publish(ctx, done));
+            let disturbed = slot.take().is_some_and(publish);
             if disturbed && number < MAX_PASSES {
                 *slot = Some(Pass::new(number + 1));
                 return true;
@@ -228,9 +229,12 @@ fn count_key(
                 .unwrap_or(0);
             counted.set((kv, chunks + 1, bytes + len));
         }
-        RecordKind::Hint(node) => hint_nodes
-            .borrow_mut()
-            .push(String::from_utf8_lossy(node).into_owned()),
+        // Only ids RC.HINT.PUT accepts (they become INFO field names).
+        RecordKind::Hint(node) => {
+            if let Ok(id) = validate::node_id(node) {
+                hint_nodes.borrow_mut().push(id);
+            }
+        }
         RecordKind::Other => {}
     }
 }
@@ -310,7 +314,7 @@ fn walk_hints(
 }
 
 /// Publishes a finished pass; true when commands changed the counts while it ran.
-fn publish(ctx: &Context, pass: Pass) -> bool {
+fn publish(pass: Pass) -> bool {
     let live = stats::held();
     let (before, hints_before) = pass.before.unwrap_or_default();
     let (kv, chunks, bytes) = pass.counted;
@@ -326,9 +330,5 @@ fn publish(ctx: &Context, pass: Pass) -> bool {
         &hints_before,
         &hints_now,
     ));
-    // Hints found for nodes that left while this Redis was down.
-    if let Some(view) = cluster::current() {
-        crate::commands::hint::drop_removed(ctx, &view.topology);
-    }
     disturbed
 }
