@@ -133,6 +133,7 @@ start_server() {
         start_redis "$PORT" "$dir" --appendonly no --maxmemory 0 --enable-debug-command yes
     fi
     wait_redis "$PORT" "the $1 redis-server"
+    cli "$PORT" CONFIG SET latency-monitor-threshold 1 >/dev/null
     if [[ -n $2 ]]; then
         cli "$PORT" RC.CLUSTER.SET "{\"epoch\":1,\"members\":[{\"id\":\"n1\",\"host\":\"127.0.0.1\",\"redis_port\":$PORT}],\"vnodes\":1,\"quorum\":{\"n\":1,\"w\":1,\"r\":1},\"request_timeout_ms\":10000,\"hint_replay_ms\":1000,\"tombstone_grace_ms\":86400000}" >/dev/null
     fi
@@ -143,15 +144,22 @@ stop_server() {
     BASE_PID=
 }
 
+# The longest sample (ms) of a Redis LATENCY monitor event since the last LATENCY RESET (0: none
+# above the 1 ms threshold).
+latency_max() {
+    cli "$PORT" LATENCY LATEST | tr -d '\r' | awk -v e="$1" '$0 == e { n = NR } n && NR == n + 3 { print; found = 1 } END { if (!found) print 0 }'
+}
+
 # The module's recount_in_progress (empty on a plain server).
 recounting() {
     cli "$PORT" INFO rcluster | tr -d '\r' | sed -n 's/^rcluster_recount_in_progress://p'
 }
 
 # measure WHAT MODULE KIND: runs both paths on one server; sets RESULT to
-# "reload_ms stall_after_reload_ms p99 chunk_stall_ms p99".
+# "reload_ms stall_after_reload_ms p99 chunk_stall_ms p99 chunk_command_ms" (the last: the
+# longest chunk command in Redis's LATENCY monitor, its time on the main thread).
 measure() {
-    local what=$1 module=$2 kind=$3 t0 t1 reload_ms after chunk probe_pid i
+    local what=$1 module=$2 kind=$3 t0 t1 reload_ms after chunk probe_pid i command_ms
     start_server "$what" "$module"
     echo "$what: loading $KEYS registers..." >&2
     stall load "$PORT" "$kind" "$KEYS"
@@ -169,8 +177,9 @@ measure() {
     [[ $(recounting) != 1 ]] || echo "$what: the recount was still running after ${WINDOW_S} s (raise WINDOW_S)" >&2
     cli "$PORT" FLUSHALL >/dev/null
     sleep 1
+    cli "$PORT" LATENCY RESET >/dev/null
     echo "$what: $CHUNKS chunks while probing..." >&2
-    stall probe "$PORT" 600 >"$TMP/probe.out" &
+    python3 "$TMP/stall.py" probe "$PORT" 600 >"$TMP/probe.out" &
     probe_pid=$!
     BENCH_PIDS+=("$probe_pid")
     sleep 0.5
@@ -178,32 +187,33 @@ measure() {
     kill -TERM "$probe_pid" 2>/dev/null || true
     wait "$probe_pid" || die "the probe failed"
     chunk=$(cat "$TMP/probe.out")
+    command_ms=$(latency_max command)
     stop_server
     read -r a_max a_p99 _ <<<"$after"
     read -r c_max c_p99 _ <<<"$chunk"
-    RESULT="$reload_ms $a_max $a_p99 $c_max $c_p99"
+    RESULT="$reload_ms $a_max $a_p99 $c_max $c_p99 $command_ms"
 }
 
 echo "redis-server $(redis_version), $KEYS registers, $CHUNKS chunks of $CHUNK_BYTES bytes," \
     "probe window ${WINDOW_S} s after the reload" >&2
 measure baseline "" plain
-read -r b_reload b_after b_after99 b_chunk b_chunk99 <<<"$RESULT"
+read -r b_reload b_after b_after99 b_chunk b_chunk99 b_cmd <<<"$RESULT"
 measure ours "$MODULE" ours
-read -r o_reload o_after o_after99 o_chunk o_chunk99 <<<"$RESULT"
+read -r o_reload o_after o_after99 o_chunk o_chunk99 o_cmd <<<"$RESULT"
 if [[ -n $OLD_MODULE ]]; then
     measure old "$OLD_MODULE" ours
-    read -r x_reload x_after x_after99 x_chunk x_chunk99 <<<"$RESULT"
+    read -r x_reload x_after x_after99 x_chunk x_chunk99 x_cmd <<<"$RESULT"
 fi
 awk -v br="$b_reload" -v ba="$b_after" -v ba9="$b_after99" -v bc="$b_chunk" -v bc9="$b_chunk99" \
     -v or="$o_reload" -v oa="$o_after" -v oa9="$o_after99" -v oc="$o_chunk" -v oc9="$o_chunk99" \
-    -v t="$TARGET_MS" 'BEGIN {
+    -v t="$TARGET_MS" -v bx="$b_cmd" -v ox="$o_cmd" 'BEGIN {
     printf "after DEBUG RELOAD: longest stall ours %.2f ms | plain redis %.2f ms | ratio %.2f (target < %d ms)\n", oa, ba, oa / ba, t
     printf "    p99 ping ours %.2f ms | plain %.2f ms; the reload itself: ours %d ms | plain %d ms\n", oa9, ba9, or, br
     printf "5 MiB chunks: longest stall ours (RC.CHUNK.SET *) %.2f ms | plain SET %.2f ms | ratio %.2f (target < %d ms)\n", oc, bc, oc / bc, t
-    printf "    p99 ping ours %.2f ms | plain %.2f ms\n", oc9, bc9
+    printf "    p99 ping ours %.2f ms | plain %.2f ms; longest command (LATENCY monitor): ours %d ms | plain %d ms\n", oc9, bc9, ox, bx
 }'
 if [[ -n $OLD_MODULE ]]; then
-    awk -v xa="$x_after" -v xc="$x_chunk" -v xr="$x_reload" -v oa="$o_after" -v oc="$o_chunk" 'BEGIN {
-        printf "old module: longest stall after the reload %.2f ms (ours/old %.2f), 5 MiB chunks %.2f ms (ours/old %.2f); its reload %d ms\n", xa, oa / xa, xc, oc / xc, xr
+    awk -v xa="$x_after" -v xc="$x_chunk" -v xr="$x_reload" -v oa="$o_after" -v oc="$o_chunk" -v xx="$x_cmd" 'BEGIN {
+        printf "old module: longest stall after the reload %.2f ms (ours/old %.2f), 5 MiB chunks %.2f ms (ours/old %.2f); its reload %d ms, longest chunk command %d ms\n", xa, oa / xa, xc, oc / xc, xr, xx
     }'
 fi
