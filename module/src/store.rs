@@ -88,18 +88,30 @@ pub fn string(ctx: &Context, bytes: impl AsRef<[u8]>) -> RedisString {
     RedisString::create_from_slice(ctx.ctx, bytes.as_ref())
 }
 
-/// A Redis string kept alive for another thread. Its reference count is not atomic, so it is
-/// used and released only while Redis's lock is held ([`Retained::release_locked`]); a
-/// `Retained` dropped any other way is leaked, never freed.
+/// A Redis string kept alive for another thread. Its bytes may be read from any thread: it is
+/// trimmed when retained, which Redis documents as what makes a retained string safe to read
+/// from other threads (Redis would otherwise trim it after the command, moving its bytes). Its
+/// reference count is not atomic, so it is released only while Redis's lock is held
+/// ([`Retained::release_locked`]); a `Retained` dropped any other way is leaked, never freed.
 pub struct Retained(std::mem::ManuallyDrop<RedisString>);
 
-// SAFETY: the string is only touched through `release_locked`, under Redis's lock.
+// SAFETY: other threads only read the bytes (see above); the release is under Redis's lock.
 unsafe impl Send for Retained {}
 
 impl Retained {
     /// Keeps `s` alive (on the main thread, where `ctx` is the command's context).
     pub fn new(ctx: &Context, s: &RedisString) -> Retained {
-        Retained(std::mem::ManuallyDrop::new(s.safe_clone(ctx)))
+        let kept = s.safe_clone(ctx);
+        // SAFETY: the API table is filled at load; `kept` is a live string on the main thread.
+        if let Some(trim) = unsafe { redis_module::raw::RedisModule_TrimStringAllocation } {
+            unsafe { trim(kept.inner) };
+        }
+        Retained(std::mem::ManuallyDrop::new(kept))
+    }
+
+    /// The string's bytes (any thread).
+    pub fn bytes(&self) -> &[u8] {
+        self.0.as_slice()
     }
 
     /// Runs `f` with the string, then releases it. `_locked` is the context Redis's lock was

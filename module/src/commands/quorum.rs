@@ -336,10 +336,10 @@ impl ChunkPlan {
     }
 
     /// The fan-out of a checked chunk (this node's copy, if it is a replica, already stored).
-    fn job(self, c: &ChunkArgs, data: &[u8], reply: Option<Vec<u8>>, started: Instant) -> WriteJob {
+    fn job(self, payload: Payload, reply: Option<Vec<u8>>, started: Instant) -> WriteJob {
         WriteJob {
             op: Op::ChunkSet,
-            payload: Payload::chunk(&c.file_id, c.index, &c.sha256, &c.crc32c, data),
+            payload,
             round: self.round,
             preference: Vec::new(),
             replicas: self.replicas,
@@ -382,7 +382,8 @@ pub fn chunk_set(ctx: &Context, args: Vec<RedisString>) -> Outcome {
         }
         // The plan requires the round reached here: this node's copy was the quorum.
         let reply = chunk_reply(has_digest, &checked);
-        let job = plan.job(&checked, args[4].as_slice(), reply.clone(), started);
+        let payload = chunk_payload(&checked, args[4].as_slice());
+        let job = plan.job(payload, reply.clone(), started);
         crate::stats::quorum_op(Op::ChunkSet, End::Ok, started.elapsed());
         coord::spawn(job.run(None));
         return Ok(reply.map_or(
@@ -395,50 +396,63 @@ pub fn chunk_set(ctx: &Context, args: Vec<RedisString>) -> Outcome {
     let deadline = started + Duration::from_millis(plan.timeout_ms);
     let blocked = Blocked::new(ctx, plan.timeout_ms + SAFETY_MARGIN_MS)
         .ok_or_else(|| cannot_block(Cmd::ChunkSet))?;
-    let local = plan.is_replica.then(|| Retained::new(ctx, &args[4]));
-    let data = request.data.to_vec();
+    // Read off the main thread without a copy here; released under Redis's lock.
+    let data = Retained::new(ctx, &args[4]);
+    let is_replica = plan.is_replica;
     let (file, index) = (request.file_id.to_string(), request.index);
     let expected = request.sha256.as_deref().map(str::to_string);
     coord::spawn(async move {
         let done = tokio::task::spawn_blocking(move || {
-            let checked = chunk::check(&file, index, expected.as_deref(), &data);
-            let outcome = store_locally(&blocked, local, checked, deadline);
-            (outcome, data, blocked)
+            let checked = chunk::check(&file, index, expected.as_deref(), data.bytes());
+            let payload = checked
+                .as_ref()
+                .ok()
+                .map(|c| chunk_payload(c, data.bytes()));
+            let outcome = store_locally(&blocked, data, is_replica, checked, deadline);
+            (outcome.map(|c| (c, payload)), blocked)
         })
         .await;
         // A panic on the pool: Redis's own timeout answers the client.
-        let Ok((outcome, data, blocked)) = done else {
+        let Ok((outcome, blocked)) = done else {
             crate::stats::panic_caught();
             return;
         };
         match outcome {
-            Ok(checked) => {
+            Ok((checked, Some(payload))) => {
                 let reply = chunk_reply(has_digest, &checked);
-                plan.job(&checked, &data, reply, started)
-                    .run(Some(blocked))
-                    .await;
+                plan.job(payload, reply, started).run(Some(blocked)).await;
             }
+            Ok((_, None)) => blocked.finish(Answer::Error(format!(
+                "{} the chunk was checked but not sent",
+                Code::Internal.as_str()
+            ))),
             Err(e) => blocked.finish(Answer::Error(e.to_string())),
         }
     });
     Ok(RedisValue::NoReply)
 }
 
-/// Stores this node's copy of a checked chunk (`local`: the command's data argument, when this
-/// node is a replica) under Redis's lock, unless the check failed or the request's time is up;
-/// releases `local` either way. Runs off the main thread.
+/// The replica-level write of a checked chunk.
+fn chunk_payload(c: &ChunkArgs, data: &[u8]) -> Payload {
+    Payload::chunk(&c.file_id, c.index, &c.sha256, &c.crc32c, data)
+}
+
+/// Stores this node's copy of a checked chunk (`data`: the command's data argument) when it is
+/// a replica, under Redis's lock, unless the check failed or the request's time is up; releases
+/// `data` there either way. Runs off the main thread.
 fn store_locally(
     blocked: &Blocked,
-    local: Option<Retained>,
+    data: Retained,
+    is_replica: bool,
     checked: Result<ChunkArgs, CodedError>,
     deadline: Instant,
 ) -> Result<ChunkArgs, CodedError> {
-    let Some(local) = local else {
-        return checked;
-    };
     let stored = blocked.with_redis_locked(|ctx| {
-        local.release_locked(ctx, |data| {
+        data.release_locked(ctx, |data| {
             let checked = checked?;
+            if !is_replica {
+                return Ok(checked);
+            }
             if Instant::now() >= deadline {
                 return Err(CodedError::new(
                     Code::NoQuorum,
