@@ -1,6 +1,7 @@
 //! Prometheus metrics of a node, all named `rcluster_*` and labelled with the node id:
 //! heartbeats, round trips, peer states, refused peer messages, Raft driver restarts, time drift,
-//! Redis up and restarts, process memory and CPU, and the module's counters and data redistribution progress read from `INFO rcluster` at
+//! Redis up and restarts, process memory and CPU, and the module's counters, hint backlog per target
+//! and data redistribution progress read from `INFO rcluster` at
 //! every scrape.
 
 use std::collections::HashMap;
@@ -30,6 +31,10 @@ pub struct Metrics {
     pub raft_is_leader: IntGauge,
     module_gauges: IntGaugeVec,
     module_state: IntGaugeVec,
+    /// Hints this node holds for each target node (`hints_for_<node>` in INFO rcluster): count,
+    /// bytes, and the age of the oldest in seconds. Reset at every scrape, so a target whose
+    /// hints were all delivered or dropped leaves no series.
+    hint_backlog: GaugeVec,
     module_counters: IntCounterVec,
     /// The module's `rebalance_*` fields, by field name (without the `rebalance_` prefix).
     rebalance: Vec<(&'static str, IntGauge)>,
@@ -105,6 +110,14 @@ impl Metrics {
             &["what"],
         ));
         must(registry.register(Box::new(module_state.clone())));
+        let hint_backlog = must(GaugeVec::new(
+            Opts::new(
+                "hint_backlog",
+                "Hints this node holds for each target node (INFO rcluster hints_for_<node>): count, bytes, oldest_seconds (age of the oldest)",
+            ),
+            &["target", "what"],
+        ));
+        must(registry.register(Box::new(hint_backlog.clone())));
         let scrape_up = must(Gauge::new(
             "module_info_up",
             "1 when INFO rcluster could be read for this scrape",
@@ -139,6 +152,7 @@ impl Metrics {
             },
             module_gauges,
             module_state,
+            hint_backlog,
             rebalance: [
                 ("keys_moved", "Copies of registers and chunks that this node's module gave new owners (since its Redis started)"),
                 ("bytes_moved", "Bytes of those copies (since this node's Redis started)"),
@@ -204,6 +218,7 @@ impl Metrics {
         };
         self.scrape_up.set(1.0);
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        self.hint_backlog.reset();
         for line in info.lines() {
             let Some((name, value)) = line
                 .strip_prefix("rcluster_")
@@ -218,9 +233,25 @@ impl Metrics {
                         self.module_gauges.with_label_values(&[name]).set(v);
                     }
                 }
-                "topology_epoch" | "transition_open" => {
+                "topology_epoch" | "transition_open" | "recount_in_progress" => {
                     if let Ok(v) = value.parse::<i64>() {
                         self.module_state.with_label_values(&[name]).set(v);
+                    }
+                }
+                // hints_for_n2:count=3,bytes=120,oldest_ms=4000
+                n if n.starts_with("hints_for_") => {
+                    let target = n.strip_prefix("hints_for_").unwrap_or(n);
+                    for pair in value.split(',') {
+                        let Some((what, v)) = pair.split_once('=') else {
+                            continue;
+                        };
+                        let Ok(v) = v.parse::<f64>() else { continue };
+                        let (what, v) = match what {
+                            "oldest_ms" => ("oldest_seconds", v / 1000.0),
+                            "count" | "bytes" => (what, v),
+                            _ => continue,
+                        };
+                        self.hint_backlog.with_label_values(&[target, what]).set(v);
                     }
                 }
                 n if n.starts_with("rebalance_") => {
@@ -235,6 +266,9 @@ impl Metrics {
                 | "read_repairs"
                 | "hints_stored"
                 | "hints_replayed"
+                | "hints_refused"
+                | "hints_dropped"
+                | "recount_steps"
                 | "tombstones_purged"
                 | "chunk_repairs"
                 | "writes_reissued"
@@ -357,5 +391,33 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} in {text}");
         }
+    }
+
+    #[test]
+    fn hint_backlog_per_target_follows_info() {
+        let m = Metrics::new("n1");
+        m.observe_module_info(Some("rcluster_hints_refused:2\r\nrcluster_hints_for_n2:count=3,bytes=120,oldest_ms=4000\r\nrcluster_hints_for_n3:count=1,bytes=10,oldest_ms=0\r\n"));
+        let text = m.render();
+        for line in [
+            r#"rcluster_hint_backlog{target="n2",what="count",node="n1"} 3"#,
+            r#"rcluster_hint_backlog{target="n2",what="bytes",node="n1"} 120"#,
+            r#"rcluster_hint_backlog{target="n2",what="oldest_seconds",node="n1"} 4"#,
+            r#"rcluster_hint_backlog{target="n3",what="count",node="n1"} 1"#,
+            r#"rcluster_module_events_total{counter="hints_refused",kind="total",node="n1"} 2"#,
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        // n2's hints delivered: its series goes away.
+        m.observe_module_info(Some(
+            "rcluster_hints_for_n3:count=1,bytes=10,oldest_ms=1000\r\n",
+        ));
+        let text = m.render();
+        assert!(!text.contains(r#"target="n2""#), "{text}");
+        assert!(
+            text.contains(
+                r#"rcluster_hint_backlog{target="n3",what="oldest_seconds",node="n1"} 1"#
+            ),
+            "{text}"
+        );
     }
 }
