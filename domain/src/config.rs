@@ -63,9 +63,20 @@ pub struct ClusterConfig {
     /// Virtual nodes per node on the hash ring (1 = no virtual nodes).
     #[serde(default = "default_vnodes")]
     pub vnodes: u32,
-    /// Password of the internal Redis user the modules use to reach each other.
-    #[serde(default = "default_internal_password")]
-    pub internal_password: String,
+    /// Password of the internal Redis user the modules use to reach each other. Unset: derived
+    /// from the cluster secret (`peers.secret_file`), so every node of a cluster agrees on it
+    /// and no well-known value is ever used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_password: Option<String>,
+    /// Password of each node's Redis default user (`requirepass`); the node process and its
+    /// peers authenticate with it. Unset: no password, allowed only while every port listens on
+    /// loopback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_password: Option<String>,
+    /// The node processes' log level: error, warn, info, debug or trace (`RCLUSTER_LOG` or
+    /// `RUST_LOG` in the environment win).
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
     /// HTTP API: keys, rate limits, body and time limits.
     #[serde(default)]
     pub api: crate::node_config::ApiConfig,
@@ -202,8 +213,15 @@ fn default_vnodes() -> u32 {
     crate::ring::DEFAULT_VNODES
 }
 
-fn default_internal_password() -> String {
-    "rcluster-internal-dev".to_owned()
+/// The internal password every cluster used before it was derived from the cluster secret: a
+/// configured `internal_password` equal to it is refused beyond loopback.
+pub const WELL_KNOWN_INTERNAL_PASSWORD: &str = "rcluster-internal-dev";
+
+/// The accepted `log_level` values.
+pub const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+
+fn default_log_level() -> String {
+    "info".to_owned()
 }
 
 fn default_host() -> String {
@@ -248,8 +266,8 @@ pub enum ConfigError {
     NotEnoughNodes { n: u8, nodes: usize },
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
-    #[error("internal_password must be printable ASCII without spaces")]
-    BadPassword,
+    #[error("{0} must be printable ASCII without spaces")]
+    BadPassword(&'static str),
     #[error("{field} {value} is out of range {}..={}", range.start(), range.end())]
     OutOfRange {
         field: &'static str,
@@ -349,14 +367,33 @@ impl ClusterConfig {
             ANTI_ENTROPY_MS_RANGE,
         )?;
         check_range("vnodes", u64::from(self.vnodes), VNODES_RANGE)?;
-        let pw = &self.internal_password;
-        check_range(
-            "internal_password length",
-            pw.len() as u64,
-            INTERNAL_PASSWORD_LEN_RANGE,
-        )?;
-        if !pw.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(ConfigError::BadPassword);
+        for (field, length_field, pw) in [
+            (
+                "internal_password",
+                "internal_password length",
+                &self.internal_password,
+            ),
+            (
+                "redis_password",
+                "redis_password length",
+                &self.redis_password,
+            ),
+        ] {
+            let Some(pw) = pw else { continue };
+            check_range(length_field, pw.len() as u64, INTERNAL_PASSWORD_LEN_RANGE)?;
+            if !pw.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(ConfigError::BadPassword(field));
+            }
+        }
+        if !LOG_LEVELS.contains(&self.log_level.as_str()) {
+            return Err(ConfigError::Invalid {
+                field: "log_level".into(),
+                message: format!(
+                    "{:?} is not one of {}",
+                    self.log_level,
+                    LOG_LEVELS.join(", ")
+                ),
+            });
         }
         self.api.validate()?;
         self.supervision.validate()?;
@@ -373,6 +410,38 @@ impl ClusterConfig {
     /// it follows the heartbeat setting, so `--low-resource` (10x heartbeats) also slows Raft.
     pub fn raft_tick_scale(&self) -> u64 {
         (self.intervals.heartbeat_ms / 1000).clamp(1, 10)
+    }
+
+    /// Why `node` may not start as configured: each of its ports that listens beyond loopback
+    /// (a `host` that is not `localhost`, `127.0.0.0/8` or `::1`) makes every development
+    /// default a refusal, named with what to change. Empty: it may start.
+    pub fn exposure_problems(&self, node: &NodeConfig) -> Vec<String> {
+        if is_loopback_host(&node.host) {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        let dev = self.api.dev_keys_in_use();
+        if !dev.is_empty() {
+            out.push(format!(
+                "api.keys holds the development key(s) {} (the default when api.keys is not \
+                 set): configure your own keys",
+                dev.join(", ")
+            ));
+        }
+        if self.redis_password.is_none() {
+            out.push(
+                "redis_password is not set, so Redis's default user has no password: set \
+                 redis_password (8 to 128 printable characters)"
+                    .to_string(),
+            );
+        }
+        if self.internal_password.as_deref() == Some(WELL_KNOWN_INTERNAL_PASSWORD) {
+            out.push(format!(
+                "internal_password is the well-known {WELL_KNOWN_INTERNAL_PASSWORD:?}: remove it \
+                 (it is then derived from the cluster secret) or choose another"
+            ));
+        }
+        out
     }
 
     /// The node with this id, if any.
@@ -416,6 +485,20 @@ impl ClusterConfig {
         config.vnodes = 1;
         config
     }
+}
+
+/// True when `host` names a loopback address: `localhost`, `127.0.0.0/8` or `::1` (brackets
+/// allowed). Any other name counts as reachable from other machines.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let octets: Vec<&str> = host.split('.').collect();
+    let ipv4_loopback = octets.len() == 4
+        && octets.iter().all(|o| o.parse::<u8>().is_ok())
+        && octets[0].parse::<u8>() == Ok(127);
+    host.eq_ignore_ascii_case("localhost")
+        || ipv4_loopback
+        || host == "::1"
+        || host == "0:0:0:0:0:0:0:1"
 }
 
 /// Checks a member list: at least one node, valid and unique ids, non-zero ports, and no port
@@ -860,6 +943,77 @@ nodes:
     }
 
     #[test]
+    fn loopback_hosts() {
+        for host in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "localhost",
+            "LOCALHOST",
+            "::1",
+            "[::1]",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "0.0.0.0",
+            "10.0.0.5",
+            "128.0.0.1",
+            "::",
+            "example.com",
+            "127.0.0",
+            "",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn development_defaults_are_refused_beyond_loopback() {
+        let config = valid();
+        assert!(config.exposure_problems(&config.nodes[0]).is_empty());
+        let mut exposed = config.nodes[0].clone();
+        exposed.host = "0.0.0.0".into();
+        let problems = config.exposure_problems(&exposed);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("dev-admin, dev-read"), "{problems:?}");
+        assert!(problems[1].contains("redis_password"), "{problems:?}");
+        let fixed = parse(&three_nodes_with(
+            "redis_password: a-redis-password\n\
+             internal_password: rcluster-internal-dev\n\
+             api:\n  keys:\n    - { name: ops, key: ops-key-0123456789abcdef, role: admin }\n",
+        ))
+        .expect("valid");
+        let problems = fixed.exposure_problems(&exposed);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("internal_password"), "{problems:?}");
+        let mut fixed = fixed;
+        fixed.internal_password = None;
+        assert!(fixed.exposure_problems(&exposed).is_empty());
+    }
+
+    #[test]
+    fn passwords_and_log_level_are_checked() {
+        let text = err_text(parse(&three_nodes_with("redis_password: short\n")));
+        assert_eq!(text, "redis_password length 5 is out of range 8..=128");
+        let text = err_text(parse(&three_nodes_with(
+            "internal_password: \"with space\"\n",
+        )));
+        assert_eq!(
+            text,
+            "internal_password must be printable ASCII without spaces"
+        );
+        let text = err_text(parse(&three_nodes_with("log_level: loud\n")));
+        assert!(
+            text.starts_with("log_level: \"loud\" is not one of error"),
+            "{text}"
+        );
+        assert_eq!(valid().log_level, "info");
+        assert_eq!(valid().internal_password, None);
+        let config = parse(&three_nodes_with("log_level: debug\n")).expect("valid");
+        assert_eq!(config.log_level, "debug");
+    }
+
+    #[test]
     fn yaml_round_trip() {
         let config = valid().low_resource();
         let text = serde_norway::to_string(&config).unwrap();
@@ -917,7 +1071,9 @@ nodes:
                     },
                     redis_maxmemory_mb: memory,
                     vnodes: default_vnodes(),
-                    internal_password: default_internal_password(),
+                    internal_password: None,
+                    redis_password: None,
+                    log_level: default_log_level(),
                     api: Default::default(),
                     supervision: Default::default(),
                     time: Default::default(),

@@ -45,39 +45,60 @@ pub struct ApiConfig {
     pub body_limit_bytes: u64,
     /// Longest a request may take before the server answers 408.
     pub request_timeout_ms: u64,
+    /// Failed authentications (a missing or unknown key) one client address may make at once;
+    /// beyond them every request from that address is answered 429 until the bucket refills.
+    pub auth_failure_burst: u32,
+    /// Failed authentications per second one client address earns back.
+    pub auth_failure_rate_per_s: u32,
 }
+
+/// The development keys (name, key, role): the default `api.keys`, and what
+/// `config/cluster.yaml` ships. A node accepting one of them says so when it starts, and refuses
+/// to start when any of its ports listens beyond loopback.
+pub const DEV_KEYS: [(&str, &str, Role); 2] = [
+    ("dev-admin", "dev-admin-key-change-me", Role::Admin),
+    ("dev-read", "dev-read-key-change-me", Role::Read),
+];
 
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
-            keys: vec![
-                ApiKey {
-                    name: "dev-admin".into(),
-                    key: "dev-admin-key-change-me".into(),
-                    role: Role::Admin,
-                },
-                ApiKey {
-                    name: "dev-read".into(),
-                    key: "dev-read-key-change-me".into(),
-                    role: Role::Read,
-                },
-            ],
+            keys: DEV_KEYS
+                .iter()
+                .map(|(name, key, role)| ApiKey {
+                    name: (*name).into(),
+                    key: (*key).into(),
+                    role: *role,
+                })
+                .collect(),
             rate_per_s: 50,
             burst: 100,
             body_limit_bytes: 1 << 20,
             request_timeout_ms: 30_000,
+            auth_failure_burst: 10,
+            auth_failure_rate_per_s: 1,
         }
     }
 }
 
+/// Restarting a node's Redis that exited or failed to start without being asked to: the
+/// supervisor keeps trying, with a pause that doubles after each failure in a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Supervision {
-    /// Restart the node's Redis when it exits without being asked to.
+    /// Restart the node's Redis when it exits without being asked to (off: it stays stopped
+    /// until started through the API).
     pub restart_on_crash: bool,
-    /// Pause before such a restart.
+    /// Pause before the first restart after a crash; it doubles with every further failure in a
+    /// row (a crash, or a start that failed), up to `max_restart_delay_ms`.
     pub restart_delay_ms: u64,
-    /// At most this many crash restarts per minute; then the node stays down until started.
+    /// The longest pause between two restarts.
+    pub max_restart_delay_ms: u64,
+    /// A Redis that stayed up this long has recovered: its next crash starts again from
+    /// `restart_delay_ms`.
+    pub stable_after_ms: u64,
+    /// At most this many restarts within any minute: a further one waits until the minute
+    /// allows it (the supervisor never gives up).
     pub max_restarts_per_minute: u32,
 }
 
@@ -86,6 +107,8 @@ impl Default for Supervision {
         Supervision {
             restart_on_crash: true,
             restart_delay_ms: 1_000,
+            max_restart_delay_ms: 30_000,
+            stable_after_ms: 60_000,
             max_restarts_per_minute: 5,
         }
     }
@@ -122,8 +145,13 @@ pub struct FilesConfig {
     pub max_file_bytes: u64,
     /// Uploads one node runs at once; more are refused with 429.
     pub max_concurrent_uploads: u32,
-    /// Longest an upload or download may take.
+    /// Longest an upload or download may take; a download still running then is cut.
     pub transfer_timeout_ms: u64,
+    /// Downloads one node serves at once; more are refused with 429 (each holds a few chunks in
+    /// memory).
+    pub max_concurrent_downloads: u32,
+    /// A download whose client accepts no byte for this long is cut and its slot freed.
+    pub download_stall_timeout_ms: u64,
 }
 
 impl Default for FilesConfig {
@@ -132,6 +160,8 @@ impl Default for FilesConfig {
             max_file_bytes: 1 << 30,
             max_concurrent_uploads: 4,
             transfer_timeout_ms: 3_600_000,
+            max_concurrent_downloads: 16,
+            download_stall_timeout_ms: 30_000,
         }
     }
 }
@@ -150,6 +180,18 @@ impl FilesConfig {
             self.transfer_timeout_ms,
             1_000,
             86_400_000,
+        )?;
+        range(
+            "files.max_concurrent_downloads",
+            u64::from(self.max_concurrent_downloads),
+            1,
+            1024,
+        )?;
+        range(
+            "files.download_stall_timeout_ms",
+            self.download_stall_timeout_ms,
+            100,
+            3_600_000,
         )
     }
 }
@@ -290,7 +332,32 @@ impl ApiConfig {
             self.request_timeout_ms,
             100,
             3_600_000,
+        )?;
+        range(
+            "api.auth_failure_burst",
+            u64::from(self.auth_failure_burst),
+            1,
+            100_000,
+        )?;
+        range(
+            "api.auth_failure_rate_per_s",
+            u64::from(self.auth_failure_rate_per_s),
+            1,
+            100_000,
         )
+    }
+
+    /// The names of the development keys ([`DEV_KEYS`]) this config accepts.
+    pub fn dev_keys_in_use(&self) -> Vec<&str> {
+        self.keys
+            .iter()
+            .filter(|k| {
+                DEV_KEYS.iter().any(|(_, dev, _)| {
+                    crate::secret::constant_time_eq(dev.as_bytes(), k.key.as_bytes())
+                })
+            })
+            .map(|k| k.name.as_str())
+            .collect()
     }
 
     /// The key entry matching `presented`, compared in constant time against every key.
@@ -314,13 +381,52 @@ impl Supervision {
             600_000,
         )?;
         range(
+            "supervision.max_restart_delay_ms",
+            self.max_restart_delay_ms,
+            self.restart_delay_ms.max(100),
+            3_600_000,
+        )?;
+        range(
+            "supervision.stable_after_ms",
+            self.stable_after_ms,
+            1_000,
+            86_400_000,
+        )?;
+        range(
             "supervision.max_restarts_per_minute",
             u64::from(self.max_restarts_per_minute),
-            0,
+            1,
             1_000,
         )
     }
+
+    /// The pause before the next restart after `failures` failures in a row (1 = the first
+    /// crash): `restart_delay_ms` doubled per further failure, at most `max_restart_delay_ms`,
+    /// and long enough that no more than `max_restarts_per_minute` restarts fall within any
+    /// minute. `restart_ages_ms`: how long ago each earlier restart began.
+    pub fn restart_delay(&self, failures: u32, restart_ages_ms: &[u64]) -> u64 {
+        let doublings = failures.saturating_sub(1).min(63);
+        let backoff = self
+            .restart_delay_ms
+            .saturating_mul(1u64 << doublings)
+            .min(self.max_restart_delay_ms.max(self.restart_delay_ms));
+        let mut recent: Vec<u64> = restart_ages_ms
+            .iter()
+            .copied()
+            .filter(|age| *age < MINUTE_MS)
+            .collect();
+        let allowed = usize::try_from(self.max_restarts_per_minute.max(1)).unwrap_or(usize::MAX);
+        if recent.len() < allowed {
+            return backoff;
+        }
+        // Wait until enough of them are a minute old that one more fits.
+        recent.sort_unstable_by(|a, b| b.cmp(a));
+        let must_age = recent[recent.len() - allowed];
+        backoff.max(MINUTE_MS - must_age)
+    }
 }
+
+const MINUTE_MS: u64 = 60_000;
 
 impl TimeConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -430,6 +536,84 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("not host:port"));
+    }
+
+    #[test]
+    fn restarts_back_off_doubling_to_the_cap_and_respect_the_minute() {
+        let s = Supervision {
+            restart_delay_ms: 1_000,
+            max_restart_delay_ms: 10_000,
+            max_restarts_per_minute: 3,
+            ..Supervision::default()
+        };
+        let delays: Vec<u64> = (1..=6).map(|f| s.restart_delay(f, &[])).collect();
+        assert_eq!(delays, [1_000, 2_000, 4_000, 8_000, 10_000, 10_000]);
+        assert_eq!(s.restart_delay(u32::MAX, &[]), 10_000);
+        // Two restarts in the last minute: a third fits now.
+        assert_eq!(s.restart_delay(1, &[5_000, 20_000]), 1_000);
+        // Three: the next waits until the oldest is a minute old.
+        assert_eq!(s.restart_delay(1, &[5_000, 20_000, 45_000]), 15_000);
+        assert_eq!(s.restart_delay(1, &[1_000, 2_000, 3_000, 4_000]), 57_000);
+        // Older than a minute: not counted.
+        assert_eq!(s.restart_delay(2, &[61_000, 70_000, 90_000]), 2_000);
+        // The window never shortens the backoff.
+        assert_eq!(s.restart_delay(5, &[1_000, 2_000, 59_500]), 10_000);
+        Supervision::default().validate().unwrap();
+        let bad = Supervision {
+            restart_delay_ms: 5_000,
+            max_restart_delay_ms: 1_000,
+            ..Supervision::default()
+        };
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("supervision.max_restart_delay_ms"));
+        let never = Supervision {
+            max_restarts_per_minute: 0,
+            ..Supervision::default()
+        };
+        assert!(never.validate().is_err());
+    }
+
+    #[test]
+    fn dev_keys_are_named() {
+        assert_eq!(
+            ApiConfig::default().dev_keys_in_use(),
+            ["dev-admin", "dev-read"]
+        );
+        let mut api = ApiConfig::default();
+        api.keys[0].key = "a-key-of-our-own-0123".into();
+        assert_eq!(api.dev_keys_in_use(), ["dev-read"]);
+        api.keys[1].name = "renamed".into();
+        assert_eq!(api.dev_keys_in_use(), ["renamed"], "found by key, not name");
+        api.keys.clear();
+        assert!(api.dev_keys_in_use().is_empty());
+        let bad = ApiConfig {
+            auth_failure_burst: 0,
+            ..ApiConfig::default()
+        };
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("api.auth_failure_burst"));
+    }
+
+    #[test]
+    fn download_limits_are_checked() {
+        let bad = |c: FilesConfig| c.validate().unwrap_err().to_string();
+        let d = FilesConfig::default;
+        assert!(bad(FilesConfig {
+            max_concurrent_downloads: 0,
+            ..d()
+        })
+        .contains("files.max_concurrent_downloads"));
+        assert!(bad(FilesConfig {
+            download_stall_timeout_ms: 5,
+            ..d()
+        })
+        .contains("files.download_stall_timeout_ms"));
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub const SECRET_LEN_RANGE: RangeInclusive<usize> = 32..=1024;
 pub const SEQ_WINDOW: u64 = 64;
 
 const MAGIC: &[u8; 4] = b"RCP1";
+/// What the internal password is derived from (see [`PeerKey::internal_password`]).
+pub const INTERNAL_PASSWORD_LABEL: &[u8] = b"rcluster internal password";
 /// Smallest sealed message: empty ids and payload.
 const MIN_LEN: usize = MAGIC.len() + 1 + 1 + 1 + 8 + 8 + MAC_LEN;
 
@@ -151,6 +153,14 @@ impl PeerKey {
         let mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
             .map_err(|_| SecretError::Length(secret.len()))?;
         Ok(PeerKey { mac })
+    }
+
+    /// The password of the internal Redis user, derived from the cluster secret (hex of
+    /// HMAC-SHA-256(secret, [`INTERNAL_PASSWORD_LABEL`])): every node holding the secret derives
+    /// the same one, so one secret file serves peer messages and the modules' connections.
+    /// The label keeps it apart from every sealed message's MAC, which starts with `RCP1`.
+    pub fn internal_password(&self) -> String {
+        hex::encode(self.tag(INTERNAL_PASSWORD_LABEL))
     }
 
     fn tag(&self, signed: &[u8]) -> [u8; MAC_LEN] {
@@ -491,6 +501,21 @@ mod tests {
             open(&key(), Channel::Raft, &[0u8; 200]),
             Err(Refusal::Malformed)
         );
+    }
+
+    #[test]
+    fn the_internal_password_is_derived_from_the_secret() {
+        let a = key().internal_password();
+        assert_eq!(a.len(), 64);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
+        // Every holder of the secret derives the same password; another secret another one.
+        assert_eq!(a, key().internal_password());
+        let other = PeerKey::from_secret(&"b".repeat(40)).expect("valid");
+        assert_ne!(a, other.internal_password());
+        // It is the HMAC of the label, pinned so that nodes of different versions agree.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(SECRET.as_bytes()).expect("key");
+        mac.update(b"rcluster internal password");
+        assert_eq!(a, hex::encode(mac.finalize().into_bytes()));
     }
 
     #[test]

@@ -52,6 +52,12 @@ impl TokenBucket {
         Err(wait.max(1))
     }
 
+    /// Whether a request at `now_ms` would be admitted, taking nothing (the same answer as
+    /// [`TokenBucket::try_take`]).
+    pub fn peek(&self, now_ms: u64) -> Result<(), u64> {
+        self.clone().try_take(now_ms)
+    }
+
     /// Tokens available as of the last call (for tests and metrics).
     pub fn tokens(&self) -> f64 {
         self.tokens
@@ -112,6 +118,14 @@ impl Limiter {
         self.buckets.insert(key.to_owned(), Entry { bucket, used });
         self.by_use.insert(used, key.to_owned());
         verdict
+    }
+
+    /// Whether a request for `key` at `now_ms` would be admitted, taking nothing and touching
+    /// no recency (a key not tracked has a full bucket).
+    pub fn peek(&self, key: &str, now_ms: u64) -> Result<(), u64> {
+        self.buckets
+            .get(key)
+            .map_or(Ok(()), |entry| entry.bucket.peek(now_ms))
     }
 
     /// Keys currently tracked.
@@ -189,6 +203,20 @@ mod tests {
         assert_eq!(l.check("a", 1000), Ok(()));
         assert_eq!(l.check("b", 500), Err(500));
         assert_eq!(l.len(), 2);
+    }
+
+    #[test]
+    fn peek_takes_nothing() {
+        let mut l = Limiter::new(1, 2, 10);
+        assert_eq!(l.peek("a", 0), Ok(()));
+        assert_eq!(l.check("a", 0), Ok(()));
+        assert_eq!(l.peek("a", 0), Ok(()));
+        assert_eq!(l.peek("a", 0), Ok(()));
+        assert_eq!(l.check("a", 0), Ok(()));
+        assert_eq!(l.peek("a", 0), Err(1000));
+        assert_eq!(l.peek("a", 1000), Ok(()));
+        assert_eq!(l.check("a", 1000), Ok(()));
+        assert_eq!(l.check("a", 1000), Err(1000));
     }
 
     #[test]

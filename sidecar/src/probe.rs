@@ -6,10 +6,27 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// A client of the Redis at `host:port` as its default user, with `password` when the cluster
+/// sets `redis_password`: the one place the node process and the CLI say how to reach a node's
+/// Redis.
+pub fn redis_client(
+    host: &str,
+    port: u16,
+    password: Option<&str>,
+) -> redis::RedisResult<redis::Client> {
+    redis::Client::open(redis::ConnectionInfo {
+        addr: redis::ConnectionAddr::Tcp(host.to_string(), port),
+        redis: redis::RedisConnectionInfo {
+            password: password.map(str::to_string),
+            ..Default::default()
+        },
+    })
+}
+
 /// True when the Redis at `host:port` answers PING within `timeout`.
-pub async fn redis_ping(host: &str, port: u16, timeout: Duration) -> bool {
+pub async fn redis_ping(host: &str, port: u16, password: Option<&str>, timeout: Duration) -> bool {
     let attempt = async {
-        let client = redis::Client::open(format!("redis://{host}:{port}/")).ok()?;
+        let client = redis_client(host, port, password).ok()?;
         let mut conn = client.get_multiplexed_async_connection().await.ok()?;
         redis::cmd("PING")
             .query_async::<String>(&mut conn)
@@ -22,9 +39,14 @@ pub async fn redis_ping(host: &str, port: u16, timeout: Duration) -> bool {
 /// The process id of the Redis answering at `host:port` once it has loaded its data (`INFO
 /// server persistence`; INFO answers while loading, PING does not), if one answers within
 /// `timeout`: tells a node's own, ready redis-server from another process holding its port.
-pub async fn redis_ready_pid(host: &str, port: u16, timeout: Duration) -> Option<u32> {
+pub async fn redis_ready_pid(
+    host: &str,
+    port: u16,
+    password: Option<&str>,
+    timeout: Duration,
+) -> Option<u32> {
     let attempt = async {
-        let client = redis::Client::open(format!("redis://{host}:{port}/")).ok()?;
+        let client = redis_client(host, port, password).ok()?;
         let mut conn = client.get_multiplexed_async_connection().await.ok()?;
         let info: String = redis::cmd("INFO")
             .arg("server")

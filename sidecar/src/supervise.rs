@@ -77,7 +77,6 @@ pub async fn stop(child: &mut Child, grace: Duration) -> std::process::ExitStatu
     }
 }
 
-/// The last `lines` lines of a log file, for error messages.
 /// Stops a process this tool started earlier but does not hold as a child (its pid from a pid
 /// file): SIGTERM, then waits up to `grace` for it to go. False when no such process ran.
 pub async fn stop_pid(pid: i32, grace: Duration) -> bool {
@@ -93,8 +92,25 @@ pub async fn stop_pid(pid: i32, grace: Duration) -> bool {
     true
 }
 
+/// The last `lines` lines of a log file, for error messages.
 pub fn log_tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// What a log file got after its first `offset` bytes (at most its last 64 KiB): the lines one
+/// run of a child wrote to a file that keeps every run's lines.
+pub fn log_since(path: &Path, offset: u64) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = file.metadata().map_or(0, |m| m.len());
+    let from = offset.max(len.saturating_sub(64 << 10));
+    let mut bytes = Vec::new();
+    if file.seek(SeekFrom::Start(from)).is_err() || file.read_to_end(&mut bytes).is_err() {
+        return String::new();
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
 }

@@ -116,6 +116,8 @@ codes! {
     RateLimited = "RATE_LIMITED",
     /// files.max_concurrent_uploads uploads already run on this node: see Retry-After.
     TooManyUploads = "TOO_MANY_UPLOADS",
+    /// files.max_concurrent_downloads downloads already run on this node: see Retry-After.
+    TooManyDownloads = "TOO_MANY_DOWNLOADS",
     /// A bug or an unexpected failure on this node.
     Internal = "INTERNAL",
     /// A file's stored metadata is unreadable.

@@ -66,8 +66,18 @@ pub struct NodeRow {
     pub last_heartbeat_age_ms: Option<u64>,
     pub rtt_ms: Option<f64>,
     pub redis_up: Option<bool>,
-    /// starting, running, stopped, restarting or failed.
+    /// starting, running, stopped, restarting, crash_looping or cannot_start.
     pub redis_state: Option<String>,
+    /// Why its Redis is in that state (the last crash, why it cannot start); empty while it
+    /// runs.
+    #[serde(default)]
+    pub redis_reason: Option<String>,
+    /// Failures of its Redis in a row (crashes and failed starts) behind the state.
+    #[serde(default)]
+    pub redis_restarts: Option<u32>,
+    /// When its supervisor starts its Redis again (Unix ms), while it waits to.
+    #[serde(default)]
+    pub redis_next_attempt_unix_ms: Option<u64>,
     pub kv_keys: Option<i64>,
     pub used_memory_bytes: Option<u64>,
     pub drift_ms: Option<i64>,

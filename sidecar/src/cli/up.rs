@@ -166,11 +166,12 @@ pub async fn run(args: UpArgs) -> Result<(), CliError> {
         });
     }
 
-    if let Err(e) = wait_ready(&mut nodes, start_timeout).await {
+    let password = loaded.config.redis_password.as_deref();
+    if let Err(e) = wait_ready(&mut nodes, password, start_timeout).await {
         stop_all(&mut nodes).await;
         return Err(e);
     }
-    if let Err(e) = wait_connected(&nodes, start_timeout).await {
+    if let Err(e) = wait_connected(&nodes, password, start_timeout).await {
         stop_all(&mut nodes).await;
         return Err(e);
     }
@@ -218,7 +219,11 @@ pub async fn run(args: UpArgs) -> Result<(), CliError> {
 }
 
 /// Waits until every node's Redis answers PING and its HTTP health answers 200.
-async fn wait_ready(nodes: &mut [Started], timeout: Duration) -> Result<(), CliError> {
+async fn wait_ready(
+    nodes: &mut [Started],
+    password: Option<&str>,
+    timeout: Duration,
+) -> Result<(), CliError> {
     let deadline = Instant::now() + timeout;
     let probe_timeout = Duration::from_millis(500);
     let mut ready = vec![false; nodes.len()];
@@ -235,7 +240,7 @@ async fn wait_ready(nodes: &mut [Started], timeout: Duration) -> Result<(), CliE
                     supervise::log_tail(&n.log, 15)
                 )));
             }
-            ready[i] = probe::redis_ping(&n.host, n.redis_port, probe_timeout).await
+            ready[i] = probe::redis_ping(&n.host, n.redis_port, password, probe_timeout).await
                 && matches!(
                     probe::http_get(&n.host, n.http_port, "/api/health", probe_timeout).await,
                     Some((200, _))
@@ -264,15 +269,18 @@ async fn wait_ready(nodes: &mut [Started], timeout: Duration) -> Result<(), CliE
 /// Waits until every node sees every other node alive (heartbeats flowing), so "cluster ready"
 /// means quorum operations work at once. Reads the `node:<id>:status` hashes each node writes
 /// into its own Redis (not the API, whose rate limits belong to the users' keys).
-async fn wait_connected(nodes: &[Started], timeout: Duration) -> Result<(), CliError> {
+async fn wait_connected(
+    nodes: &[Started],
+    password: Option<&str>,
+    timeout: Duration,
+) -> Result<(), CliError> {
     let deadline = Instant::now() + timeout;
     let ids: Vec<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
     loop {
         let mut lagging = Vec::new();
         for n in nodes {
             let check = async {
-                let client =
-                    redis::Client::open(format!("redis://{}:{}/", n.host, n.redis_port)).ok()?;
+                let client = probe::redis_client(&n.host, n.redis_port, password).ok()?;
                 let mut conn = client.get_multiplexed_async_connection().await.ok()?;
                 let mut pipe = redis::pipe();
                 for id in &ids {

@@ -1,11 +1,14 @@
 //! Who is calling: the API key (`Authorization: Bearer <key>` or `X-API-Key`), compared in
-//! constant time by the config, and its role; and the rate limit, per key or, for the routes
-//! that need no key, per client address (429 with Retry-After).
+//! constant time by the config, and its role; and the rate limits: per key or, for the routes
+//! that need no key, per client address; and failed authentications per client address, so keys
+//! cannot be guessed at speed: once an address used up `api.auth_failure_burst`, every request
+//! from it that needs a key is answered 429 (with Retry-After) before its key is even looked at,
+//! so a right guess cannot be told from a wrong one until the bucket refills.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header;
 use axum::http::request::Parts;
 use rcluster_domain::node_config::Role;
@@ -31,6 +34,35 @@ fn rate_limit(shared: &Shared, key: &str) -> Result<(), ApiError> {
     })
 }
 
+/// Refuses a client address that failed to authenticate too often, taking nothing.
+fn failures_allow(shared: &Shared, client: &str) -> Result<(), ApiError> {
+    let now = shared.mono_ms();
+    let verdict = shared
+        .auth_failures
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .peek(client, now);
+    verdict.map_err(|retry_ms| {
+        ApiError::new(
+            ErrorCode::RateLimited,
+            format!("too many failed authentications from {client}; retry in {retry_ms} ms"),
+        )
+        .with_retry_after(retry_ms.div_ceil(1000).max(1))
+    })
+}
+
+/// Counts a failed authentication against `client` and answers `error` (401).
+fn failed(shared: &Shared, client: &str, error: ApiError) -> ApiError {
+    shared.metrics.auth_failures.inc();
+    let now = shared.mono_ms();
+    let _ = shared
+        .auth_failures
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .check(client, now);
+    error
+}
+
 /// Rate limits a caller without a key by its address.
 pub fn by_address(shared: &Shared, addr: &SocketAddr) -> Result<(), ApiError> {
     rate_limit(shared, &format!("addr:{}", addr.ip()))
@@ -50,6 +82,14 @@ impl FromRequestParts<Arc<Shared>> for Caller {
         parts: &mut Parts,
         shared: &Arc<Shared>,
     ) -> Result<Self, Self::Rejection> {
+        let client = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or_else(
+                || "an unknown address".to_string(),
+                |c| c.0.ip().to_string(),
+            );
+        failures_allow(shared, &client)?;
         let header_text =
             |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
         let presented = header_text(header::AUTHORIZATION)
@@ -57,13 +97,15 @@ impl FromRequestParts<Arc<Shared>> for Caller {
             .or_else(|| parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()))
             .map(str::trim);
         let Some(presented) = presented else {
-            return Err(ApiError::new(
+            let error = ApiError::new(
                 ErrorCode::Unauthorized,
                 "an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
-            ));
+            );
+            return Err(failed(shared, &client, error));
         };
         let Some(found) = shared.config.api.authenticate(presented) else {
-            return Err(ApiError::new(ErrorCode::Unauthorized, "unknown API key"));
+            let error = ApiError::new(ErrorCode::Unauthorized, "unknown API key");
+            return Err(failed(shared, &client, error));
         };
         rate_limit(shared, &format!("key:{}", found.name))?;
         Ok(Caller {

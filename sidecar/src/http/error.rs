@@ -53,7 +53,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         C::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         C::BadRange => StatusCode::RANGE_NOT_SATISFIABLE,
         C::UnprocessableEntity => StatusCode::UNPROCESSABLE_ENTITY,
-        C::RateLimited | C::TooManyUploads => StatusCode::TOO_MANY_REQUESTS,
+        C::RateLimited | C::TooManyUploads | C::TooManyDownloads => StatusCode::TOO_MANY_REQUESTS,
         C::Internal | C::CorruptMetadata | C::ActionFailed => StatusCode::INTERNAL_SERVER_ERROR,
         C::StorageFailed | C::Checksum | C::NodeUnreachable | C::ForwardedError => {
             StatusCode::BAD_GATEWAY

@@ -3,11 +3,12 @@
 //! (whole or one byte range). Reads need a read key, writes an admin key. The transfers
 //! themselves are `node::files`.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Json;
@@ -189,9 +190,12 @@ pub async fn upload(
             "the upload ran over files.transfer_timeout_ms",
         )
     })??;
-    println!(
-        "node {}: stored file {} ({} bytes, {} chunks)",
-        s.me.id, meta.id, meta.size, meta.chunk_count
+    tracing::info!(
+        node = %s.me.id,
+        "stored file {} ({} bytes, {} chunks)",
+        meta.id,
+        meta.size,
+        meta.chunk_count
     );
     Ok((StatusCode::CREATED, Json(meta)))
 }
@@ -323,7 +327,10 @@ pub async fn delete_file(
     operation_id = "downloadFile",
     tag = "files",
     description = "Each chunk is checked against the SHA-256 recorded at upload; a failure \
-        mid-stream cuts the connection.",
+        mid-stream cuts the connection. At most files.max_concurrent_downloads run at once \
+        (429 TOO_MANY_DOWNLOADS with Retry-After beyond); a download is cut after \
+        files.transfer_timeout_ms, or when its client accepts no byte for \
+        files.download_stall_timeout_ms.",
     params(
         FileId,
         ("Range" = Option<String>, Header, description = "One byte range: bytes=a-b, bytes=a- \
@@ -356,9 +363,22 @@ pub async fn delete_file(
 pub async fn download(
     State(s): State<Arc<Shared>>,
     _caller: Caller,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let Ok(permit) = s.downloads.clone().try_acquire_owned() else {
+        return Err(ApiError::new(
+            ErrorCode::TooManyDownloads,
+            format!(
+                "{} downloads are already running on this node",
+                s.config.files.max_concurrent_downloads
+            ),
+        )
+        .with_retry_after(1));
+    };
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(s.config.files.transfer_timeout_ms);
     let meta = files::read_meta(&s, &id)
         .await?
         .ok_or_else(|| no_file(&id))?;
@@ -397,7 +417,29 @@ pub async fn download(
             format!("bytes {a}-{b}/{}", meta.size),
         );
     }
-    let body = Body::from_stream(files::stream(s.clone(), meta, range));
+    // A client that stops reading is noticed by its socket: hyper then stops asking for bytes.
+    let conn = s.conns.get(&client);
+    if let Some(conn) = &conn {
+        let (cuts, node, file) = (
+            s.metrics.download_cuts.clone(),
+            s.me.id.clone(),
+            meta.id.clone(),
+        );
+        let stall = Duration::from_millis(s.config.files.download_stall_timeout_ms);
+        conn.limit_stalls(stall, move || {
+            cuts.with_label_values(&["stalled"]).inc();
+            tracing::warn!(
+                node = %node,
+                "download of {file} to {client} cut: no byte taken within files.download_stall_timeout_ms"
+            );
+        });
+    }
+    let download = files::Download {
+        permit,
+        conn,
+        deadline,
+    };
+    let body = Body::from_stream(files::stream(s.clone(), meta, range, download));
     response
         .body(body)
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))

@@ -43,6 +43,9 @@ pub fn node_rows(s: &Shared) -> Vec<NodeRow> {
                 rtt_ms: v.and_then(|v| v.rtt_ms),
                 redis_up: summary.map(|s| s.redis_up),
                 redis_state: summary.map(|s| s.redis_state.clone()),
+                redis_reason: summary.map(|s| s.redis_reason.clone()),
+                redis_restarts: summary.map(|s| s.redis_restarts),
+                redis_next_attempt_unix_ms: summary.and_then(|s| s.redis_next_attempt_unix_ms),
                 kv_keys: summary.and_then(|s| s.kv_keys),
                 used_memory_bytes: summary.and_then(|s| s.used_memory_bytes),
                 drift_ms: summary.and_then(|s| s.drift_ms),
@@ -103,9 +106,9 @@ async fn act(
         .control(action)
         .await
         .map_err(|e| ApiError::new(ErrorCode::ActionFailed, e.to_string()))?;
-    println!(
-        "node {}: {} by key '{}': {result}",
-        s.me.id,
+    tracing::info!(
+        node = %s.me.id,
+        "{} by key '{}': {result}",
         action.as_str(),
         caller.name
     );

@@ -27,7 +27,9 @@ use crate::http::error::status_of;
             Bearer <key>` (or `X-API-Key: <key>`): a read key may GET, an admin key may also \
             write and control nodes. Every error is JSON `{\"error\":{\"code\",\"message\"}}`. \
             Requests are rate limited per key (per client address for /api/health and \
-            /metrics): 429 with Retry-After."
+            /metrics), and failed authentications per client address (beyond \
+            api.auth_failure_burst every keyed request from that address is refused until the \
+            bucket refills): 429 with Retry-After."
     ),
     tags(
         (name = "control", description = "The cluster, its nodes and its metadata."),
@@ -53,7 +55,7 @@ const ERRORS: &[(u16, &str, &str)] = &[
     (415, "UnsupportedMediaType", "A JSON body without `Content-Type: application/json`."),
     (416, "RangeNotSatisfiable", "The range does not fit the file."),
     (422, "UnprocessableEntity", "A JSON body of the wrong shape."),
-    (429, "TooManyRequests", "Rate limited (per key, or per client address without one), or too many uploads at once."),
+    (429, "TooManyRequests", "Rate limited (per key, or per client address without one, or after too many failed authentications from the address), or too many uploads or downloads at once."),
     (500, "InternalError", "Something failed on this node."),
     (502, "BadGateway", "The storage or another node answered with an error."),
     (503, "ServiceUnavailable", "The storage, the quorum or Raft cannot serve right now; retry."),
@@ -404,7 +406,8 @@ mod tests {
             RedisState::Running,
             RedisState::Stopped,
             RedisState::Restarting,
-            RedisState::Failed,
+            RedisState::CrashLooping,
+            RedisState::CannotStart,
         ];
         assert_eq!(documented("RedisState"), names(&states));
         let liveness = [NodeState::Alive, NodeState::Suspect, NodeState::Down];

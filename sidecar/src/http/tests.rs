@@ -20,11 +20,17 @@ use crate::node::view::Shared;
 const ADMIN: &str = "test-admin-key-0123456789";
 const READ: &str = "test-read-key-0123456789";
 
-/// A router over a node `n1` whose Redis (at `redis_port`) does not answer.
+/// A router over a node `n1` whose Redis (at `redis_port`) does not answer; the tests that walk
+/// every route without a key may fail to authenticate 100 times from one address.
 fn app(redis_port: u16) -> Router {
+    app_with(redis_port, "  auth_failure_burst: 100\n")
+}
+
+/// [`app`] with more `api:` settings (indented lines).
+fn app_with(redis_port: u16, api: &str) -> Router {
     let yaml = format!(
         "cluster_name: inproc\n\
-         api:\n  keys:\n    - {{ name: admin, key: {ADMIN}, role: admin }}\n    - {{ name: reader, key: {READ}, role: read }}\n\
+         api:\n{api}  keys:\n    - {{ name: admin, key: {ADMIN}, role: admin }}\n    - {{ name: reader, key: {READ}, role: read }}\n\
          nodes:\n  - {{ id: n1, host: 127.0.0.1, redis_port: {redis_port}, http_port: 18080, peer_port: 17379 }}\n\
          \x20 - {{ id: n2, host: 127.0.0.1, redis_port: 16380, http_port: 18081, peer_port: 17380 }}\n\
          \x20 - {{ id: n3, host: 127.0.0.1, redis_port: 16381, http_port: 18082, peer_port: 17381 }}\n"
@@ -49,19 +55,32 @@ async fn call(
     path: &str,
     key: Option<&str>,
 ) -> (StatusCode, Vec<u8>) {
+    let (status, _, body) = call_from(app, "127.0.0.1:40000", method, path, key).await;
+    (status, body)
+}
+
+/// A request from the client at `client`; the answer's status, headers and body.
+async fn call_from(
+    app: &Router,
+    client: &str,
+    method: Method,
+    path: &str,
+    key: Option<&str>,
+) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
     let mut request = Request::builder().method(method).uri(path);
     if let Some(key) = key {
         request = request.header("authorization", format!("Bearer {key}"));
     }
     let mut request = request.body(Body::empty()).expect("request");
-    let client: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+    let client: SocketAddr = client.parse().expect("addr");
     request.extensions_mut().insert(ConnectInfo(client));
     let response = app.clone().oneshot(request).await.expect("infallible");
     let status = response.status();
+    let headers = response.headers().clone();
     let body = axum::body::to_bytes(response.into_body(), 16 << 20)
         .await
         .expect("body");
-    (status, body.to_vec())
+    (status, headers, body.to_vec())
 }
 
 fn error(body: &[u8]) -> ErrorBody {
@@ -104,6 +123,65 @@ async fn keys_are_required_and_roles_are_enforced() {
     let nodes: crate::api::Nodes = serde_json::from_slice(&body).expect("nodes");
     assert_eq!(nodes.nodes.len(), 3);
     assert!(nodes.nodes[0].is_self);
+}
+
+/// Keys cannot be guessed at speed: an address that keeps failing is refused (429 with
+/// Retry-After) before its key is looked at, so even the right key from it waits; another
+/// address is not held up.
+#[tokio::test]
+async fn failed_authentications_are_rate_limited_per_client_address() {
+    let (_redis, port) = silent_redis();
+    let app = app_with(port, "");
+    let guesser = "127.0.0.1:40001";
+    let mut first_refusal = None;
+    for i in 0..1_000 {
+        let guess = format!("guessed-key-{i:08}");
+        let (status, headers, body) =
+            call_from(&app, guesser, Method::GET, "/api/nodes", Some(&guess)).await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(error(&body).error.code, ErrorCode::RateLimited);
+            let retry: u64 = headers
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .expect("Retry-After in seconds");
+            assert!(retry >= 1, "{retry}");
+            first_refusal.get_or_insert(i);
+        } else {
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "guess {i}");
+            assert!(
+                first_refusal.is_none(),
+                "a guess after the first 429 was looked at"
+            );
+        }
+    }
+    // The default api.auth_failure_burst: 10 wrong keys, then 429 for the other 990.
+    assert_eq!(first_refusal, Some(10));
+    // Missing keys count too.
+    let (status, _, _) = call_from(&app, guesser, Method::GET, "/api/nodes", None).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    // The right key from the guessing address waits like any other...
+    let (status, _, _) = call_from(&app, guesser, Method::GET, "/api/nodes", Some(READ)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    // ...while another address is served.
+    let (status, _, _) = call_from(
+        &app,
+        "127.0.0.2:40002",
+        Method::GET,
+        "/api/nodes",
+        Some(READ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = call_from(
+        &app,
+        "127.0.0.2:40002",
+        Method::GET,
+        "/api/nodes",
+        Some("wrong-key-0123456789"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]

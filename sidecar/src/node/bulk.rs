@@ -31,7 +31,19 @@ pub struct Bulk {
 }
 
 impl Bulk {
-    async fn connect(addr: &redis::ConnectionAddr) -> Result<Conn, RedisError> {
+    /// A new connection, authenticated with `password` when there is one.
+    async fn connect(
+        addr: &redis::ConnectionAddr,
+        password: Option<&str>,
+    ) -> Result<Conn, RedisError> {
+        let mut conn = Self::open(addr).await?;
+        if let Some(password) = password {
+            exchange(&mut conn, &[b"AUTH", password.as_bytes()]).await??;
+        }
+        Ok(conn)
+    }
+
+    async fn open(addr: &redis::ConnectionAddr) -> Result<Conn, RedisError> {
         let io: std::io::Result<Pin<Box<dyn Io>>> = match addr {
             redis::ConnectionAddr::Unix(path) => tokio::net::UnixStream::connect(path)
                 .await
@@ -59,6 +71,7 @@ impl Bulk {
     pub async fn get(
         &self,
         addr: &redis::ConnectionAddr,
+        password: Option<&str>,
         args: &[&[u8]],
         timeout: Duration,
     ) -> Result<Option<Vec<u8>>, RedisError> {
@@ -67,11 +80,11 @@ impl Bulk {
             let was_pooled = pooled.is_some();
             let mut conn = match pooled {
                 Some(c) => c,
-                None => Self::connect(addr).await?,
+                None => Self::connect(addr, password).await?,
             };
             let mut reply = exchange(&mut conn, args).await;
             if reply.is_err() && was_pooled {
-                conn = Self::connect(addr).await?;
+                conn = Self::connect(addr, password).await?;
                 reply = exchange(&mut conn, args).await;
             }
             Ok::<_, RedisError>((conn, reply?))

@@ -5,7 +5,10 @@
 //! and its chunks are removed. A download reads the metadata, fetches each chunk
 //! (`RC.CHUNK.FETCH ... SHA256 <digest recorded at upload>`, a few ahead: the module serves only
 //! its copy that carries that digest and matches its CRC-32C), and streams it; Range requests are
-//! served from the chunks they touch. Chunks cross to and from this node's Redis on the
+//! served from the chunks they touch. A download holds one of `files.max_concurrent_downloads`
+//! slots until its last byte is handed on or it is cut: after `files.transfer_timeout_ms`, or
+//! when its client accepts no byte for `files.download_stall_timeout_ms` (its connection, see
+//! `node::conn`). Chunks cross to and from this node's Redis on the
 //! connections of `node::bulk`, without copies around them. Failures are a typed
 //! [`TransferError`]; the HTTP layer maps them to answers.
 
@@ -274,8 +277,12 @@ pub async fn remove_chunks(shared: &Shared, id: &str) -> u64 {
     let mut removed = 0;
     for n in &shared.members() {
         let attempt = async {
-            let client =
-                redis::Client::open(format!("redis://{}:{}/", n.host, n.redis_port)).ok()?;
+            let client = crate::probe::redis_client(
+                &n.host,
+                n.redis_port,
+                shared.config.redis_password.as_deref(),
+            )
+            .ok()?;
             let mut conn = client.get_multiplexed_async_connection().await.ok()?;
             rc(&ChunkDel {
                 file_id: id,
@@ -297,8 +304,12 @@ pub async fn list_ids(shared: &Shared) -> Vec<String> {
     let mut ids = std::collections::BTreeSet::new();
     for n in &shared.members() {
         let attempt = async {
-            let client =
-                redis::Client::open(format!("redis://{}:{}/", n.host, n.redis_port)).ok()?;
+            let client = crate::probe::redis_client(
+                &n.host,
+                n.redis_port,
+                shared.config.redis_password.as_deref(),
+            )
+            .ok()?;
             let mut conn = client.get_multiplexed_async_connection().await.ok()?;
             let mut found = Vec::new();
             let mut cursor = 0u64;
@@ -439,13 +450,24 @@ pub fn parse_range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>
     Ok(Some((start, end)))
 }
 
+/// What one download holds and how it may be cut.
+pub struct Download {
+    /// Its slot among `files.max_concurrent_downloads`, given back when the sending ends.
+    pub permit: tokio::sync::OwnedSemaphorePermit,
+    /// Its connection, cut when its time is up (none in tests without a socket).
+    pub conn: Option<std::sync::Arc<crate::node::conn::Control>>,
+    /// When it must be done (`files.transfer_timeout_ms` after it began).
+    pub deadline: tokio::time::Instant,
+}
+
 /// Streams bytes `start..=end` of the file (all of it when `range` is `None`) chunk by chunk,
 /// fetching a few chunks ahead. A failure mid-stream ends the stream with an error: the client sees a
-/// cut connection, never wrong bytes.
+/// cut connection, never wrong bytes. So does running past the download's deadline.
 pub fn stream(
     shared: std::sync::Arc<Shared>,
     meta: FileMeta,
     range: Option<(u64, u64)>,
+    download: Download,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
     let (start, end) = range.unwrap_or((0, meta.size.saturating_sub(1)));
     let empty = meta.size == 0;
@@ -454,9 +476,38 @@ pub fn stream(
     let meta = std::sync::Arc::new(meta);
     tokio::spawn(async move {
         let _transfer = transfer;
+        let Download {
+            permit: _permit,
+            conn,
+            deadline,
+        } = download;
+        let active = shared.metrics.downloads_active.clone();
+        active.inc();
+        struct Done(prometheus::IntGauge);
+        impl Drop for Done {
+            fn drop(&mut self) {
+                self.0.dec();
+            }
+        }
+        let _done = Done(active);
         if empty {
             return;
         }
+        let out_of_time = |what: &str| {
+            shared
+                .metrics
+                .download_cuts
+                .with_label_values(&["timeout"])
+                .inc();
+            tracing::warn!(
+                node = %shared.me.id,
+                "download of {} cut {what}: over files.transfer_timeout_ms",
+                meta.id
+            );
+            if let Some(c) = &conn {
+                c.cut();
+            }
+        };
         let cs = meta.chunk_size.max(1);
         // Chunks are fetched DOWNLOAD_PARALLELISM at a time and sent in order.
         let fetches = futures_util::stream::iter(start / cs..=end / cs)
@@ -466,11 +517,19 @@ pub fn stream(
             })
             .buffered(DOWNLOAD_PARALLELISM);
         futures_util::pin_mut!(fetches);
-        while let Some((index, fetched)) = fetches.next().await {
+        loop {
+            let Ok(next) = tokio::time::timeout_at(deadline, fetches.next()).await else {
+                out_of_time("while reading chunks");
+                let _ = tx.try_send(Err(std::io::Error::other("over files.transfer_timeout_ms")));
+                return;
+            };
+            let Some((index, fetched)) = next else {
+                return;
+            };
             let data = match fetched {
                 Ok(d) => d,
                 Err(e) => {
-                    eprintln!("node {}: download of {} failed: {e}", shared.me.id, meta.id);
+                    tracing::warn!(node = %shared.me.id, "download of {} failed: {e}", meta.id);
                     let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
                     return;
                 }
@@ -484,8 +543,13 @@ pub fn stream(
                 .bytes
                 .with_label_values(&["downloaded"])
                 .inc_by(piece.len() as u64);
-            if tx.send(Ok(piece)).await.is_err() {
-                return; // The client went away.
+            match tokio::time::timeout_at(deadline, tx.send(Ok(piece))).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return, // The client went away (or its connection was cut).
+                Err(_) => {
+                    out_of_time("while the client was reading");
+                    return;
+                }
             }
         }
     });

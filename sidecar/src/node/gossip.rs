@@ -58,6 +58,12 @@ pub struct Event {
     pub to: String,
     pub reason: String,
     pub at_ms: u64,
+    /// `redis_state` events: failures in a row behind the new state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restarts: Option<u32>,
+    /// `redis_state` events: when the supervisor starts Redis again (Unix ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_unix_ms: Option<u64>,
 }
 
 /// The value of `name:` in an INFO text.
@@ -98,6 +104,9 @@ async fn own_summary(shared: &Shared, timeout: Duration) -> Summary {
         raft_commit_index: raft.commit_index,
         redis_up: up,
         redis_state: state.name().to_string(),
+        redis_reason: short_reason(&state.reason()),
+        redis_restarts: state.restarts(),
+        redis_next_attempt_unix_ms: state.next_attempt_unix_ms(),
         kv_keys,
         used_memory_bytes,
         drift_ms: time.offset_ms,
@@ -106,6 +115,19 @@ async fn own_summary(shared: &Shared, timeout: Duration) -> Summary {
         transition_open,
         redistribution,
     }
+}
+
+/// Longest reason a heartbeat carries (the whole beat must fit one datagram).
+const MAX_REASON_BYTES: usize = 300;
+
+/// The first line of `reason`, cut to [`MAX_REASON_BYTES`] on a character boundary.
+fn short_reason(reason: &str) -> String {
+    let line = reason.lines().next().unwrap_or_default();
+    let mut end = line.len().min(MAX_REASON_BYTES);
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    line[..end].to_string()
 }
 
 /// The epoch whose transition may end: this node's module has one open and every other member
@@ -140,16 +162,16 @@ async fn settle_transition(shared: &Shared, own: &Summary, told: &mut u64, timeo
     match shared.local.query::<i64>(&cmd, timeout).await {
         Ok(1) if *told != epoch => {
             *told = epoch;
-            println!(
-                "node {}: every member installed topology epoch {epoch}; the previous placement \
-                 is dropped after one request timeout",
-                shared.me.id
+            tracing::info!(
+                node = %shared.me.id,
+                "every member installed topology epoch {epoch}; the previous placement is \
+                 dropped after one request timeout"
             );
         }
         Ok(_) => {}
-        Err(e) => eprintln!(
-            "node {}: could not end the transition to epoch {epoch}: {e}",
-            shared.me.id
+        Err(e) => tracing::warn!(
+            node = %shared.me.id,
+            "could not end the transition to epoch {epoch}: {e}"
         ),
     }
 }
@@ -209,10 +231,23 @@ pub async fn run(
         }
         settle_transition(&shared, &summary, &mut told, timeout).await;
         for event in judge_all(&shared, summary) {
-            println!(
-                "node {}: {} is now {} ({})",
-                event.observer, event.node, event.to, event.reason
-            );
+            if event.kind == "node_state" {
+                tracing::info!(
+                    node = %event.observer,
+                    "{} is now {} ({})",
+                    event.node,
+                    event.to,
+                    event.reason
+                );
+            } else {
+                tracing::info!(
+                    node = %event.observer,
+                    "the Redis of {} is now {} ({})",
+                    event.node,
+                    event.to,
+                    event.reason
+                );
+            }
             let _ = events.try_send(event);
         }
     }
@@ -265,10 +300,31 @@ fn judge_all(shared: &Shared, own: Summary) -> Vec<Event> {
                 to: liveness.as_str().to_string(),
                 reason: reason.clone(),
                 at_ms: unix_ms(),
+                restarts: None,
+                next_attempt_unix_ms: None,
             });
         }
         view.liveness = liveness;
         view.reason = reason;
+        // A peer's Redis changed state (its own events go out on its own Redis, which may be the
+        // one that is down): tell this node's subscribers too.
+        if *id != me && view.summary.redis_state != view.told_redis_state {
+            let s = &view.summary;
+            if !view.told_redis_state.is_empty() && !s.redis_state.is_empty() {
+                out.push(Event {
+                    kind: "redis_state",
+                    observer: me.clone(),
+                    node: id.clone(),
+                    from: view.told_redis_state.clone(),
+                    to: s.redis_state.clone(),
+                    reason: s.redis_reason.clone(),
+                    at_ms: unix_ms(),
+                    restarts: Some(s.redis_restarts),
+                    next_attempt_unix_ms: s.redis_next_attempt_unix_ms,
+                });
+            }
+            view.told_redis_state = s.redis_state.clone();
+        }
     }
     out
 }
@@ -372,7 +428,10 @@ mod tests {
         };
         let summary = Summary {
             redis_up: true,
-            redis_state: "restarting".into(),
+            redis_state: "crash_looping".into(),
+            redis_reason: short_reason(&"é".repeat(1000)),
+            redis_restarts: u32::MAX,
+            redis_next_attempt_unix_ms: Some(u64::MAX),
             kv_keys: Some(i64::MIN),
             used_memory_bytes: Some(u64::MAX),
             drift_ms: Some(i64::MIN),

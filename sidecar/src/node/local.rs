@@ -1,4 +1,5 @@
-//! The node process's own connection to its Redis (default user; over the Redis's Unix socket
+//! The node process's own connection to its Redis (default user, with `redis_password` when the
+//! cluster sets one; over the Redis's Unix socket
 //! when it has one, else loopback TCP): one multiplexed connection, reopened after it broke,
 //! every command bounded by a timeout. Failures come back as a typed [`RedisError`].
 
@@ -23,15 +24,23 @@ pub struct Local {
     conn: Mutex<Option<MultiplexedConnection>>,
     /// File chunks: large replies on their own connections.
     bulk: crate::node::bulk::Bulk,
+    /// The default user's password (`redis_password`), if any.
+    password: Option<String>,
 }
 
 impl Local {
-    pub fn new(host: &str, port: u16, socket: Option<std::path::PathBuf>) -> Local {
+    pub fn new(
+        host: &str,
+        port: u16,
+        socket: Option<std::path::PathBuf>,
+        password: Option<String>,
+    ) -> Local {
         Local {
             tcp: redis::ConnectionAddr::Tcp(host.to_string(), port),
             bulk: crate::node::bulk::Bulk::default(),
             socket,
             conn: Mutex::new(None),
+            password,
         }
     }
 
@@ -51,7 +60,9 @@ impl Local {
         args: &[&[u8]],
         timeout: Duration,
     ) -> Result<Option<Vec<u8>>, RedisError> {
-        self.bulk.get(&self.addr(), args, timeout).await
+        self.bulk
+            .get(&self.addr(), self.password.as_deref(), args, timeout)
+            .await
     }
 
     async fn connection(&self) -> Result<MultiplexedConnection, RedisError> {
@@ -59,7 +70,10 @@ impl Local {
         if slot.is_none() {
             let info = redis::ConnectionInfo {
                 addr: self.addr(),
-                redis: redis::RedisConnectionInfo::default(),
+                redis: redis::RedisConnectionInfo {
+                    password: self.password.clone(),
+                    ..Default::default()
+                },
             };
             let client = redis::Client::open(info)?;
             let conn = client

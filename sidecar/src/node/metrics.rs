@@ -1,6 +1,7 @@
 //! Prometheus metrics of a node, all named `rcluster_*` and labelled with the node id:
 //! heartbeats, round trips, peer states, refused peer messages, Raft driver restarts, time drift,
-//! Redis up and restarts, process memory and CPU, and the module's counters, hint backlog per target
+//! Redis up, its supervision (state, crashes, restarts), API authentication failures, downloads
+//! (running, cut), process memory and CPU, and the module's counters, hint backlog per target
 //! and data redistribution progress read from `INFO rcluster` at
 //! every scrape.
 
@@ -26,6 +27,18 @@ pub struct Metrics {
     pub ntp_available: IntGauge,
     pub redis_up: IntGauge,
     pub redis_restarts: IntCounter,
+    /// Exits of this node's Redis nobody asked for, and starts that failed.
+    pub redis_crashes: IntCounter,
+    /// 1 for the supervisor's current state of this node's Redis, 0 for the others.
+    redis_state: IntGaugeVec,
+    /// Failures of this node's Redis in a row behind its state.
+    redis_failures_in_a_row: IntGauge,
+    /// Failed authentications on the HTTP API (missing or unknown key).
+    pub auth_failures: IntCounter,
+    /// Downloads running now.
+    pub downloads_active: IntGauge,
+    /// Downloads cut by the server, by reason (stalled, timeout).
+    pub download_cuts: IntCounterVec,
     pub raft_term: IntGauge,
     pub raft_commit_index: IntGauge,
     pub raft_is_leader: IntGauge,
@@ -53,6 +66,19 @@ pub struct Metrics {
     /// Restarts of the Raft driver after it ended or panicked.
     pub raft_driver_restarts: IntCounter,
 }
+
+/// Every state the `rcluster_redis_state` gauge shows.
+const REDIS_STATES: [crate::api::RedisState; 6] = {
+    use crate::api::RedisState as S;
+    [
+        S::Starting,
+        S::Running,
+        S::Stopped,
+        S::Restarting,
+        S::CrashLooping,
+        S::CannotStart,
+    ]
+};
 
 fn must<T>(r: prometheus::Result<T>) -> T {
     // Metric definitions are constants: a failure here is a programming error caught by tests.
@@ -150,6 +176,49 @@ impl Metrics {
                 must(registry.register(Box::new(c.clone())));
                 c
             },
+            redis_crashes: {
+                let c = must(IntCounter::new(
+                    "redis_crashes_total",
+                    "Exits of this node's Redis that nobody asked for, and starts of it that failed",
+                ));
+                must(registry.register(Box::new(c.clone())));
+                c
+            },
+            redis_state: {
+                let g = must(IntGaugeVec::new(
+                    Opts::new(
+                        "redis_state",
+                        "1 for the supervisor's current state of this node's Redis (starting, running, stopped, restarting, crash_looping, cannot_start), 0 for the others",
+                    ),
+                    &["state"],
+                ));
+                must(registry.register(Box::new(g.clone())));
+                g
+            },
+            redis_failures_in_a_row: gauge(
+                "redis_failures_in_a_row",
+                "Crashes and failed starts of this node's Redis in a row (0 once it ran stably)",
+            ),
+            auth_failures: {
+                let c = must(IntCounter::new(
+                    "api_auth_failures_total",
+                    "HTTP API requests with a missing or unknown key",
+                ));
+                must(registry.register(Box::new(c.clone())));
+                c
+            },
+            downloads_active: gauge("downloads_active", "File downloads this node serves now"),
+            download_cuts: {
+                let c = counter_vec(
+                    "download_cuts_total",
+                    "Downloads the server cut: stalled (the client accepted no byte within files.download_stall_timeout_ms), timeout (over files.transfer_timeout_ms)",
+                    &["reason"],
+                );
+                for reason in ["stalled", "timeout"] {
+                    c.with_label_values(&[reason]);
+                }
+                c
+            },
             module_gauges,
             module_state,
             hint_backlog,
@@ -201,6 +270,17 @@ impl Metrics {
             },
             registry,
         }
+    }
+
+    /// Shows the supervisor's state of this node's Redis and its failures in a row.
+    pub fn observe_redis_state(&self, state: &str, failures_in_a_row: u32) {
+        for kind in REDIS_STATES {
+            self.redis_state
+                .with_label_values(&[kind.as_str()])
+                .set(i64::from(kind.as_str() == state));
+        }
+        self.redis_failures_in_a_row
+            .set(i64::from(failures_in_a_row));
     }
 
     /// Counts one refused peer message.
@@ -375,6 +455,28 @@ mod tests {
             text.contains(r#"rcluster_raft_driver_restarts_total{node="n1"} 0"#),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_redis_state_is_one_gauge_per_state() {
+        let m = Metrics::new("n1");
+        m.observe_redis_state("crash_looping", 3);
+        m.redis_crashes.inc();
+        let text = m.render();
+        for line in [
+            r#"rcluster_redis_state{state="crash_looping",node="n1"} 1"#,
+            r#"rcluster_redis_state{state="running",node="n1"} 0"#,
+            r#"rcluster_redis_state{state="cannot_start",node="n1"} 0"#,
+            r#"rcluster_redis_failures_in_a_row{node="n1"} 3"#,
+            r#"rcluster_redis_crashes_total{node="n1"} 1"#,
+            r#"rcluster_download_cuts_total{reason="stalled",node="n1"} 0"#,
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        m.observe_redis_state("running", 0);
+        let text = m.render();
+        assert!(text.contains(r#"rcluster_redis_state{state="crash_looping",node="n1"} 0"#));
+        assert!(text.contains(r#"rcluster_redis_state{state="running",node="n1"} 1"#));
     }
 
     #[test]

@@ -4,9 +4,11 @@
 //! or Ctrl-C stops it (Redis first, which flushes its AOF).
 
 pub mod bulk;
+pub mod conn;
 pub mod files;
 pub mod gossip;
 pub mod local;
+pub mod logging;
 pub mod memory;
 pub mod metrics;
 pub mod ntp;
@@ -22,6 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 
@@ -53,6 +56,17 @@ pub enum NodeError {
     Raft(#[from] raft::RaftStartError),
     #[error(transparent)]
     Secret(#[from] peer_auth::SecretLoadError),
+    /// A port listens beyond loopback while a development default is in use.
+    #[error(
+        "node '{id}' listens on {host}, beyond loopback, so it refuses to start with development \
+         defaults (set host: 127.0.0.1 to keep it on this machine):\n  - {}",
+        problems.join("\n  - ")
+    )]
+    Exposed {
+        id: String,
+        host: String,
+        problems: Vec<String>,
+    },
 }
 
 impl NodeError {
@@ -61,7 +75,7 @@ impl NodeError {
         match self {
             NodeError::Paths(e) => e.is_bad_input(),
             NodeError::Secret(e) => e.is_bad_input(),
-            NodeError::Address(_) | NodeError::BadNode { .. } => true,
+            NodeError::Address(_) | NodeError::BadNode { .. } | NodeError::Exposed { .. } => true,
             NodeError::Io { .. } | NodeError::Redis(_) | NodeError::Raft(_) => false,
         }
     }
@@ -176,13 +190,37 @@ pub async fn run(args: NodeArgs, app: fn(Arc<Shared>) -> axum::Router) -> Result
         module,
     } = args;
     let loaded = paths::load(&config_path, low_resource)?;
+    logging::init(&loaded.config.log_level);
     let node = resolve(&loaded, &id, &address)?;
+    // Before anything listens: beyond loopback, development defaults are refused.
+    let problems = loaded.config.exposure_problems(&node);
+    if !problems.is_empty() {
+        return Err(NodeError::Exposed {
+            id: node.id.clone(),
+            host: node.host.clone(),
+            problems,
+        });
+    }
+    let dev_keys = loaded.config.api.dev_keys_in_use();
+    if !dev_keys.is_empty() {
+        tracing::warn!(
+            node = %node.id,
+            "the HTTP API accepts the development key(s) {} (the default when api.keys is not \
+             set): fine on this machine, refused beyond loopback; set api.keys in {}",
+            dev_keys.join(", "),
+            loaded.config_path.display()
+        );
+    }
     memory::tune();
     let module = paths::module(module)?;
     let dir = loaded.data_dir.join(&node.id);
     std::fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
 
     let auth = Arc::new(peer_auth::PeerAuth::load(&loaded, &node.id)?);
+    let internal_password = match &loaded.config.internal_password {
+        Some(configured) => configured.clone(),
+        None => auth.internal_password(),
+    };
 
     // Take both ports first, so a clash is reported before anything starts.
     let http = tokio::net::TcpListener::bind((node.host.as_str(), node.http_port))
@@ -205,11 +243,12 @@ pub async fn run(args: NodeArgs, app: fn(Arc<Shared>) -> axum::Router) -> Result
         redis_conf: loaded.redis_conf.clone(),
         module,
         dir: dir.clone(),
+        internal_password,
     };
     let (redis, redis_task) = redis::spawn(spec, shutdown_rx.clone()).await?;
-    println!(
-        "node {}: redis-server pid {} on {}:{}",
-        node.id,
+    tracing::info!(
+        node = %node.id,
+        "redis-server pid {} on {}:{}",
         redis.state.borrow().pid().unwrap_or(0),
         node.host,
         node.redis_port
@@ -239,14 +278,17 @@ pub async fn run(args: NodeArgs, app: fn(Arc<Shared>) -> axum::Router) -> Result
 
     let mut server_shutdown = shutdown_rx.clone();
     let app = app(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    // Each connection is registered so a download can cut it when its client stalls; the
+    // (empty) tap gives handlers the client's address as `ConnectInfo<SocketAddr>`.
+    let listener = conn::Listener::new(http, shared.conns.clone()).tap_io(|_| {});
     let server = tokio::spawn(async move {
-        axum::serve(http, app)
+        axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = server_shutdown.changed().await;
             })
             .await
     });
-    println!("node {}: http on {}:{}", node.id, node.host, node.http_port);
+    tracing::info!(node = %node.id, "http on {}:{}", node.host, node.http_port);
 
     let mut term = signal(SignalKind::terminate()).map_err(io("watch SIGTERM".into()))?;
     tokio::select! {
@@ -260,11 +302,12 @@ pub async fn run(args: NodeArgs, app: fn(Arc<Shared>) -> axum::Router) -> Result
     for t in tasks {
         t.abort();
     }
-    println!("node {}: stopped", node.id);
+    tracing::info!(node = %node.id, "stopped");
     Ok(())
 }
 
-/// Publishes the changes of this node's Redis state and counts crash restarts.
+/// Publishes the changes of this node's Redis state (log, `cluster:events`, metrics) and counts
+/// crashes and the restarts after them.
 async fn watch_redis(
     shared: Arc<Shared>,
     events: mpsc::Sender<Event>,
@@ -272,28 +315,46 @@ async fn watch_redis(
 ) {
     let mut state = shared.redis.state.clone();
     let mut last = state.borrow().clone();
+    shared
+        .metrics
+        .observe_redis_state(last.name(), last.restarts());
+    // A restart after a crash is counted once Redis runs again.
+    let mut after_crash = false;
     loop {
         tokio::select! {
             r = state.changed() => if r.is_err() { return },
             _ = shutdown.changed() => return,
         }
         let now = state.borrow().clone();
-        if matches!(last, RedisState::Restarting { .. })
-            && matches!(now, RedisState::Running { .. })
-        {
-            shared.metrics.redis_restarts.inc();
+        let m = &shared.metrics;
+        match &now {
+            RedisState::Restarting(_) => {
+                after_crash = true;
+                m.redis_crashes.inc();
+            }
+            RedisState::CannotStart { .. } => {
+                after_crash = false;
+                if matches!(last, RedisState::Starting { .. }) {
+                    m.redis_crashes.inc();
+                }
+            }
+            RedisState::Stopped { .. } => after_crash = false,
+            RedisState::Running { .. } if after_crash => {
+                after_crash = false;
+                m.redis_restarts.inc();
+            }
+            _ => {}
         }
-        let reason = match &now {
-            RedisState::Restarting { reason } | RedisState::Failed { reason } => reason.clone(),
-            RedisState::Running { pid } => format!("pid {pid}"),
-            _ => String::new(),
-        };
-        println!(
-            "node {}: redis {} -> {} {reason}",
-            shared.me.id,
-            last.name(),
-            now.name()
-        );
+        m.observe_redis_state(now.name(), now.restarts());
+        let reason = now.reason();
+        if matches!(
+            now,
+            RedisState::Restarting(_) | RedisState::CannotStart { .. }
+        ) {
+            tracing::warn!(node = %shared.me.id, "redis {} -> {}: {reason}", last.name(), now.name());
+        } else {
+            tracing::info!(node = %shared.me.id, "redis {} -> {} {reason}", last.name(), now.name());
+        }
         let _ = events.try_send(Event {
             kind: "redis_state",
             observer: shared.me.id.clone(),
@@ -302,6 +363,8 @@ async fn watch_redis(
             to: now.name().to_string(),
             reason,
             at_ms: unix_ms(),
+            restarts: Some(now.restarts()),
+            next_attempt_unix_ms: now.next_attempt_unix_ms(),
         });
         last = now;
     }

@@ -116,12 +116,13 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
         let status = round(&cfg.ntp_servers, Duration::from_millis(cfg.ntp_timeout_ms)).await;
         let offset = status.offset_ms.unwrap_or(0);
         if let Some(e) = &status.error {
-            eprintln!("node {}: {e}", shared.me.id);
+            tracing::warn!(node = %shared.me.id, "{e}");
         }
         if offset.unsigned_abs() > cfg.max_drift_ms && status.offset_ms.is_some() {
-            eprintln!(
-                "node {}: WARNING clock is {offset} ms off NTP time (limit {} ms); the hybrid clock is corrected",
-                shared.me.id, cfg.max_drift_ms
+            tracing::warn!(
+                node = %shared.me.id,
+                "clock is {offset} ms off NTP time (limit {} ms); the hybrid clock is corrected",
+                cfg.max_drift_ms
             );
         }
         shared.metrics.time_drift.set(offset as f64 / 1000.0);
@@ -133,10 +134,7 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
         let mut set = redis::cmd("CONFIG");
         set.arg("SET").arg("rcluster.clock-offset-ms").arg(offset);
         if let Err(e) = shared.local.query::<()>(&set, Duration::from_secs(1)).await {
-            eprintln!(
-                "node {}: could not set the module's clock offset: {e}",
-                shared.me.id
-            );
+            tracing::warn!(node = %shared.me.id, "could not set the module's clock offset: {e}");
         }
         shared.set_time(status);
     }

@@ -546,10 +546,7 @@ async fn push_topology(shared: &Shared, meta: &Meta) {
     let epoch = topology.epoch;
     let cmd = rc(&ClusterSet { topology });
     if let Err(e) = shared.local.query::<()>(&cmd, Duration::from_secs(2)).await {
-        eprintln!(
-            "node {}: could not push topology epoch {}: {e}",
-            shared.me.id, epoch
-        );
+        tracing::warn!(node = %shared.me.id, "could not push topology epoch {epoch}: {e}");
     }
 }
 
@@ -565,13 +562,9 @@ fn mark_membership(shared: &Shared, meta: &Meta) {
             shared.me.id, meta.applied
         );
         if let Err(e) = std::fs::write(&marker, text) {
-            eprintln!(
-                "node {}: cannot write {}: {e}",
-                shared.me.id,
-                marker.display()
-            );
+            tracing::error!(node = %shared.me.id, "cannot write {}: {e}", marker.display());
         }
-        println!("node {}: no longer a member", shared.me.id);
+        tracing::info!(node = %shared.me.id, "no longer a member");
     }
 }
 
@@ -643,9 +636,9 @@ pub async fn spawn(
         move || drive(driver.clone(), first.take(), stop.clone()),
         move |why| {
             shared.metrics.raft_driver_restarts.inc();
-            eprintln!(
-                "node {}: the raft driver stopped ({why}); restarting it from the stored state",
-                shared.me.id
+            tracing::error!(
+                node = %shared.me.id,
+                "the raft driver stopped ({why}); restarting it from the stored state"
             );
         },
     ));
@@ -766,10 +759,7 @@ async fn drive(
         if let Some(update) = &ready.persist {
             state.apply(update);
             while let Err(e) = persist(shared, &state).await {
-                eprintln!(
-                    "node {}: raft state not persisted yet ({e}); retrying",
-                    me.id
-                );
+                tracing::warn!(node = %me.id, "raft state not persisted yet ({e}); retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(100)) => {}
                     _ = shutdown.changed() => return Ok(()),
@@ -804,7 +794,7 @@ async fn drive(
         for e in &ready.committed {
             if let Command::App(data) = &e.command {
                 if let Err(why) = meta.apply(data) {
-                    eprintln!("raft: skipping an entry that is not a metadata change: {why}");
+                    tracing::warn!("raft: skipping an entry that is not a metadata change: {why}");
                 }
                 changed = true;
             }

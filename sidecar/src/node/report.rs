@@ -26,7 +26,7 @@ async fn publish(shared: &Shared, json: String, timeout: Duration) {
     let mut publish = redis::cmd("PUBLISH");
     publish.arg(EVENTS_CHANNEL).arg(json);
     if let Err(e) = shared.local.query::<i64>(&publish, timeout).await {
-        eprintln!("node {}: could not publish an event: {e}", shared.me.id);
+        tracing::warn!(node = %shared.me.id, "could not publish an event: {e}");
     }
 }
 
@@ -324,7 +324,7 @@ async fn report_rebalance(shared: &Shared, watch: &mut RebalanceWatch, timeout: 
     };
     for event in watch.observe(&shared.me.id, now, Instant::now()) {
         if event.phase != "progress" {
-            println!("node {}: {}", event.node, event.reason);
+            tracing::info!(node = %event.node, "{}", event.reason);
         }
         if let Ok(json) = serde_json::to_string(&event) {
             publish(shared, json, timeout).await;

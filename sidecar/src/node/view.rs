@@ -22,6 +22,15 @@ use crate::node::redis::RedisHandle;
 pub struct Summary {
     pub redis_up: bool,
     pub redis_state: String,
+    /// Why its Redis is in that state (a crash, the next restart), empty while it runs.
+    #[serde(default)]
+    pub redis_reason: String,
+    /// Failures of its Redis in a row (crashes and failed starts) behind the state.
+    #[serde(default)]
+    pub redis_restarts: u32,
+    /// When its supervisor starts its Redis again (wall clock, Unix ms), while it waits to.
+    #[serde(default)]
+    pub redis_next_attempt_unix_ms: Option<u64>,
     pub kv_keys: Option<i64>,
     pub used_memory_bytes: Option<u64>,
     pub drift_ms: Option<i64>,
@@ -54,6 +63,8 @@ pub struct NodeView {
     pub summary: Summary,
     /// Why the state is what it is (for people).
     pub reason: String,
+    /// The Redis state of this peer last told on `cluster:events` (empty: none yet).
+    pub told_redis_state: String,
 }
 
 /// The clock status from NTP.
@@ -72,10 +83,16 @@ pub struct Shared {
     pub time: Mutex<TimeStatus>,
     pub metrics: Metrics,
     pub limiter: Mutex<Limiter>,
+    /// Failed authentications per client address (`api.auth_failure_*`).
+    pub auth_failures: Mutex<Limiter>,
     /// The node process's connection to its own Redis.
     pub local: Arc<Local>,
     /// Permits for uploads running at once.
     pub uploads: tokio::sync::Semaphore,
+    /// Permits for downloads running at once (held by each download's sender task).
+    pub downloads: Arc<tokio::sync::Semaphore>,
+    /// The HTTP connections being served, to cut one whose download stalled.
+    pub conns: crate::node::conn::Conns,
     /// The Raft driver, once started.
     pub raft: std::sync::OnceLock<crate::node::raft::RaftHandle>,
     started: Instant,
@@ -114,8 +131,12 @@ impl Shared {
         let (me_host, me_port) = (me.host.clone(), me.redis_port);
         let socket = crate::node::redis::unix_socket(&dir);
         let uploads = usize::try_from(config.files.max_concurrent_uploads).unwrap_or(1);
+        let downloads = usize::try_from(config.files.max_concurrent_downloads).unwrap_or(1);
         let api = &config.api;
         let limiter = Limiter::new(api.rate_per_s, api.burst, 10_000);
+        let auth_failures =
+            Limiter::new(api.auth_failure_rate_per_s, api.auth_failure_burst, 10_000);
+        let password = config.redis_password.clone();
         Shared {
             config,
             me,
@@ -126,8 +147,11 @@ impl Shared {
             time: Mutex::new(TimeStatus::default()),
             metrics,
             limiter: Mutex::new(limiter),
-            local: Arc::new(Local::new(&me_host, me_port, socket)),
+            auth_failures: Mutex::new(auth_failures),
+            local: Arc::new(Local::new(&me_host, me_port, socket, password)),
             uploads: tokio::sync::Semaphore::new(uploads),
+            downloads: Arc::new(tokio::sync::Semaphore::new(downloads)),
+            conns: crate::node::conn::Conns::default(),
             raft: std::sync::OnceLock::new(),
             started: Instant::now(),
         }
@@ -224,6 +248,7 @@ fn new_view(config: &ClusterConfig, me: &str, id: &str) -> NodeView {
         rtt_ms: None,
         summary: Summary::default(),
         reason,
+        told_redis_state: String::new(),
     }
 }
 
