@@ -41,6 +41,9 @@ enum Command {
     File(cli::file::FileArgs),
     /// Run one node (its redis-server with the module, heartbeats, Raft, HTTP API), or add or
     /// remove a node: `rcluster node --id n1`, `rcluster node add n4`, `rcluster node remove n4`.
+    /// A node logs timestamped lines to stderr at the config's log_level (RCLUSTER_LOG or
+    /// RUST_LOG win), and refuses to start beyond loopback with development keys or without
+    /// redis_password.
     Node(NodeArgs),
 }
 

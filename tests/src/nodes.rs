@@ -518,6 +518,27 @@ pub fn http_raw(
     (status, head, out[split + 4..].to_vec())
 }
 
+/// Waits (at most `within`) for an event of type `kind` (`node_state`, `redis_state`) about `node`
+/// turning `to`, from [`NodeCluster::subscribe_events`]; returns it.
+pub fn await_event(
+    events: &mpsc::Receiver<serde_json::Value>,
+    kind: &str,
+    node: &str,
+    to: &str,
+    within: Duration,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let e = events
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no {kind} event saying {node} became {to}"));
+        if e["type"] == kind && e["node"] == node && e["to"] == to {
+            return e;
+        }
+    }
+}
+
 /// Uploads `body` as file `name` through node `node`; returns the file's metadata.
 pub fn upload(cluster: &NodeCluster, node: usize, name: &str, body: &[u8]) -> serde_json::Value {
     let (status, _, reply) = http_raw(

@@ -21,16 +21,7 @@ fn await_event(
     to: &str,
     within: Duration,
 ) -> serde_json::Value {
-    let deadline = std::time::Instant::now() + within;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let e = events
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("no event saying {node} became {to}"));
-        if e["type"] == "node_state" && e["node"] == node && e["to"] == to {
-            return e;
-        }
-    }
+    rcluster_tests::nodes::await_event(events, "node_state", node, to, within)
 }
 
 fn status_field(cluster: &NodeCluster, observer: usize, node: &str, field: &str) -> Option<String> {

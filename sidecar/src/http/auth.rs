@@ -25,13 +25,16 @@ fn rate_limit(shared: &Shared, key: &str) -> Result<(), ApiError> {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .check(key, now);
-    verdict.map_err(|retry_ms| {
-        ApiError::new(
-            ErrorCode::RateLimited,
-            format!("too many requests for {key}; retry in {retry_ms} ms"),
-        )
-        .with_retry_after(retry_ms.div_ceil(1000).max(1))
-    })
+    verdict.map_err(|retry_ms| refused(format!("too many requests for {key}"), retry_ms))
+}
+
+/// A 429 saying `what` and when to come back (Retry-After, in whole seconds, at least 1).
+fn refused(what: String, retry_ms: u64) -> ApiError {
+    ApiError::new(
+        ErrorCode::RateLimited,
+        format!("{what}; retry in {retry_ms} ms"),
+    )
+    .with_retry_after(retry_ms.div_ceil(1000).max(1))
 }
 
 /// Refuses a client address that failed to authenticate too often, taking nothing.
@@ -43,11 +46,10 @@ fn failures_allow(shared: &Shared, client: &str) -> Result<(), ApiError> {
         .unwrap_or_else(|p| p.into_inner())
         .peek(client, now);
     verdict.map_err(|retry_ms| {
-        ApiError::new(
-            ErrorCode::RateLimited,
-            format!("too many failed authentications from {client}; retry in {retry_ms} ms"),
+        refused(
+            format!("too many failed authentications from {client}"),
+            retry_ms,
         )
-        .with_retry_after(retry_ms.div_ceil(1000).max(1))
     })
 }
 

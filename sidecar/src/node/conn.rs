@@ -128,21 +128,19 @@ impl axum::serve::Listener for Listener {
     type Io = Guarded;
     type Addr = SocketAddr;
 
-    fn accept(&mut self) -> impl Future<Output = (Guarded, SocketAddr)> + Send {
-        async move {
-            // axum's own accept loop: it retries (and backs off) on accept errors.
-            let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-            let _ = io.set_nodelay(true);
-            let control = self.conns.add(addr);
-            let io = Guarded {
-                inner: io,
-                control,
-                stall: None,
-                conns: self.conns.clone(),
-                addr,
-            };
-            (io, addr)
-        }
+    async fn accept(&mut self) -> (Guarded, SocketAddr) {
+        // axum's own accept loop: it retries (and backs off) on accept errors.
+        let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        let _ = io.set_nodelay(true);
+        let control = self.conns.add(addr);
+        let io = Guarded {
+            inner: io,
+            control,
+            stall: None,
+            conns: self.conns.clone(),
+            addr,
+        };
+        (io, addr)
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {

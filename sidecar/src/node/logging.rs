@@ -14,7 +14,7 @@ const ENV_VARS: [&str; 2] = ["RCLUSTER_LOG", "RUST_LOG"];
 pub fn init(config_level: &str) {
     let from_env = ENV_VARS.iter().find_map(|name| {
         let value = std::env::var(name).ok()?;
-        (!value.trim().is_empty()).then(|| (*name, value))
+        (!value.trim().is_empty()).then_some((*name, value))
     });
     let (filter, rejected) = match from_env {
         Some((name, spec)) => match EnvFilter::try_new(&spec) {

@@ -468,19 +468,29 @@ impl Supervisor {
         };
     }
 
+    /// The last lines of Redis's log, one log line each (a log line never spans lines).
+    fn log_tail(&self) {
+        for line in supervise::log_tail(&self.spec.log(), 8).lines() {
+            tracing::warn!(node = %self.spec.node.id, "redis.log: {line}");
+        }
+    }
+
     /// After a crash or a failed start: wait and try again, or stay down when trying cannot
     /// help or restarts are off.
     fn failed(&mut self, reason: String, permanent: Option<&'static str>, crash: bool) {
         if let Some(cause) = permanent {
             tracing::error!(
                 node = %self.spec.node.id,
-                "redis-server cannot start as configured ({cause}); fix it, then POST /api/nodes/{}/start: {reason}",
+                "redis-server cannot start as configured ({cause}): {reason}; fix it, then POST /api/nodes/{}/start",
                 self.spec.node.id
             );
             self.phase = Phase::Down;
-            self.set(RedisState::CannotStart {
-                reason: format!("{cause}: {reason}"),
-            });
+            let reason = if reason.contains(cause) {
+                reason
+            } else {
+                format!("{cause}: {reason}")
+            };
+            self.set(RedisState::CannotStart { reason });
             return;
         }
         let sup = self.spec.config.supervision;
@@ -533,11 +543,7 @@ impl Supervisor {
                     "redis-server exited unexpectedly ({})",
                     status.map_or_else(|e| e.to_string(), |s| s.to_string())
                 );
-                tracing::warn!(
-                    node = %self.spec.node.id,
-                    "{reason}; last lines of its log:\n{}",
-                    supervise::log_tail(&self.spec.log(), 8)
-                );
+                self.log_tail();
                 self.phase = Phase::Down;
                 self.failed(reason, None, true);
             }
@@ -559,7 +565,13 @@ impl Supervisor {
                         }
                     }
                     Err(e) => {
-                        let (reason, permanent) = (e.to_string(), e.permanent());
+                        // The first line: the log tail a start error carries is logged apart.
+                        let text = e.to_string();
+                        let reason = text.lines().next().unwrap_or_default().to_string();
+                        if matches!(e, StartError::Exited { .. }) {
+                            self.log_tail();
+                        }
+                        let permanent = e.permanent();
                         self.failed(reason, permanent, false);
                         let mut waiters = waiters.into_iter();
                         if let Some(first) = waiters.next() {

@@ -79,6 +79,13 @@ pub async fn run(
                     ),
                     ("redis_up", u8::from(s.redis_up).to_string()),
                     ("redis_state", s.redis_state.clone()),
+                    ("redis_reason", s.redis_reason.clone()),
+                    ("redis_restarts", s.redis_restarts.to_string()),
+                    (
+                        "redis_next_attempt_ms",
+                        s.redis_next_attempt_unix_ms
+                            .map_or_else(String::new, |t| t.to_string()),
+                    ),
                     (
                         "kv_keys",
                         s.kv_keys.map_or_else(String::new, |k| k.to_string()),
