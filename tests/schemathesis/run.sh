@@ -71,7 +71,7 @@ HTTP_PORT=${PORTS[3]}
 
 CONFIG=$TMP/cluster.yaml
 write_cluster_yaml "$CONFIG" schemathesis "$TMP/data" "files: { max_file_bytes: 10485760 }
-api: { rate_per_s: 10000, burst: 10000 }"
+api: { rate_per_s: 10000, burst: 10000, auth_failure_burst: 10000 }"
 
 start_rcluster_up "$TMP/up.out" --config "$CONFIG"
 wait_cluster_ready "$TMP/up.out"
