@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: the longest stall of Redis's main thread (target: under 5 ms) caused by the module in
 # two paths: (1) the recount of what a node holds after a load (a restart on an RDB of KEYS
-# registers), (2) RC.CHUNK.SET ... * of 5 MiB chunks (SHA-256 and CRC-32C of each).
+# registers), (2) RC.CHUNK.SET ... * of 5 MiB chunks (CHUNK_BYTES; SHA-256 and CRC-32C of each).
 #
 # Usage: bench/main_thread_stall.sh                 (KEYS=2000000 CHUNKS=20 WINDOW_S=8 by default)
 #        KEYS=500000 bench/main_thread_stall.sh
@@ -244,14 +244,14 @@ if [[ -n $OLD_MODULE ]]; then
 fi
 awk -v br="$b_reload" -v ba="$b_after" -v ba9="$b_after99" -v bc="$b_chunk" -v bc9="$b_chunk99" \
     -v or="$o_reload" -v oa="$o_after" -v oa9="$o_after99" -v oc="$o_chunk" -v oc9="$o_chunk99" \
-    -v t="$TARGET_MS" -v bx="$b_cmd" -v ox="$o_cmd" -v k="$KEYS" 'BEGIN {
+    -v t="$TARGET_MS" -v bx="$b_cmd" -v ox="$o_cmd" -v k="$KEYS" -v cb="$CHUNK_BYTES" 'BEGIN {
     printf "after a restart on %s registers: longest stall ours %.2f ms | plain redis %.2f ms | ratio %.2f (target < %d ms)\n", k, oa, ba, oa / ba, t
     printf "    p99 ping ours %.2f ms | plain %.2f ms; the load itself: ours %d ms | plain %d ms\n", oa9, ba9, or, br
-    printf "5 MiB chunks: longest stall ours (RC.CHUNK.SET *) %.2f ms | plain SET %.2f ms | ratio %.2f (target < %d ms)\n", oc, bc, oc / bc, t
+    printf "%s-byte chunks: longest stall ours (RC.CHUNK.SET *) %.2f ms | plain SET %.2f ms | ratio %.2f (target < %d ms)\n", cb, oc, bc, oc / bc, t
     printf "    p99 ping ours %.2f ms | plain %.2f ms; longest command (LATENCY monitor): ours %d ms | plain %d ms\n", oc9, bc9, ox, bx
 }'
 if [[ -n $OLD_MODULE ]]; then
     awk -v xa="$x_after" -v xc="$x_chunk" -v xr="$x_reload" -v oa="$o_after" -v oc="$o_chunk" -v xx="$x_cmd" 'BEGIN {
-        printf "old module: longest stall after the restart %.2f ms (ours/old %.2f), 5 MiB chunks %.2f ms (ours/old %.2f); its load %d ms, longest chunk command %d ms\n", xa, oa / xa, xc, oc / xc, xr, xx
+        printf "old module: longest stall after the restart %.2f ms (ours/old %.2f), chunks %.2f ms (ours/old %.2f); its load %d ms, longest chunk command %d ms\n", xa, oa / xa, xc, oc / xc, xr, xx
     }'
 fi
