@@ -272,18 +272,27 @@ impl<'a> Upload<'a> {
     }
 }
 
+/// A connection to a member's Redis (with this cluster's Redis password), or `None` when it
+/// cannot be had.
+async fn member_conn(
+    shared: &Shared,
+    n: &rcluster_domain::config::NodeConfig,
+) -> Option<redis::aio::MultiplexedConnection> {
+    let client = crate::probe::redis_client(
+        &n.host,
+        n.redis_port,
+        shared.config.redis_password.as_deref(),
+    )
+    .ok()?;
+    client.get_multiplexed_async_connection().await.ok()
+}
+
 /// Deletes a file's chunks on every node that answers (best effort; returns how many went).
 pub async fn remove_chunks(shared: &Shared, id: &str) -> u64 {
     let mut removed = 0;
     for n in &shared.members() {
         let attempt = async {
-            let client = crate::probe::redis_client(
-                &n.host,
-                n.redis_port,
-                shared.config.redis_password.as_deref(),
-            )
-            .ok()?;
-            let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+            let mut conn = member_conn(shared, n).await?;
             rc(&ChunkDel {
                 file_id: id,
                 index: None,
@@ -304,13 +313,7 @@ pub async fn list_ids(shared: &Shared) -> Vec<String> {
     let mut ids = std::collections::BTreeSet::new();
     for n in &shared.members() {
         let attempt = async {
-            let client = crate::probe::redis_client(
-                &n.host,
-                n.redis_port,
-                shared.config.redis_password.as_deref(),
-            )
-            .ok()?;
-            let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+            let mut conn = member_conn(shared, n).await?;
             let mut found = Vec::new();
             let mut cursor = 0u64;
             loop {
