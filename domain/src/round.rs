@@ -22,7 +22,6 @@ pub fn needed(count: usize, lists: &[usize], nodes: usize) -> usize {
         .map(|&len| count.min(len) + nodes.saturating_sub(len))
         .max()
         .unwrap_or(count)
-        .min(nodes.max(count))
 }
 
 /// What the coordinator does now, after a round's latest answer.
