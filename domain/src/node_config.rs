@@ -45,6 +45,10 @@ pub struct ApiConfig {
     pub body_limit_bytes: u64,
     /// Longest a request may take before the server answers 408.
     pub request_timeout_ms: u64,
+    /// Longest wait for the next bytes of a request body, on every route: a body that stalls
+    /// this long is refused (408), so a slow or stuck client holds no upload slot nor
+    /// connection for long.
+    pub body_idle_timeout_ms: u64,
     /// Failed authentications (a missing or unknown key) one client address may make at once;
     /// beyond them every request from that address is answered 429 until the bucket refills.
     pub auth_failure_burst: u32,
@@ -75,6 +79,7 @@ impl Default for ApiConfig {
             burst: 100,
             body_limit_bytes: 1 << 20,
             request_timeout_ms: 30_000,
+            body_idle_timeout_ms: 5_000,
             auth_failure_burst: 10,
             auth_failure_rate_per_s: 1,
         }
@@ -334,6 +339,12 @@ impl ApiConfig {
             3_600_000,
         )?;
         range(
+            "api.body_idle_timeout_ms",
+            self.body_idle_timeout_ms,
+            100,
+            600_000,
+        )?;
+        range(
             "api.auth_failure_burst",
             u64::from(self.auth_failure_burst),
             1,
@@ -527,6 +538,16 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("used twice"));
+        for ms in [99, 600_001] {
+            let api = ApiConfig {
+                body_idle_timeout_ms: ms,
+                ..ApiConfig::default()
+            };
+            assert_eq!(
+                api.validate().unwrap_err().to_string(),
+                format!("api.body_idle_timeout_ms {ms} is out of range 100..=600000")
+            );
+        }
         let time = TimeConfig {
             ntp_servers: vec!["nohost".into()],
             ..TimeConfig::default()

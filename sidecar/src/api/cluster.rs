@@ -34,12 +34,27 @@ pub struct Cluster {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Quorum {
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 255)]
     pub n: u8,
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 255)]
     pub w: u8,
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 255)]
     pub r: u8,
+}
+
+impl Quorum {
+    /// Said with a quorum whose reads need not meet its writes (w + r <= n): accepted, but a
+    /// read may then miss a write that was acknowledged.
+    pub fn warning(&self) -> Option<String> {
+        let (n, w, r) = (u16::from(self.n), u16::from(self.w), u16::from(self.r));
+        (w + r <= n).then(|| {
+            format!(
+                "w + r = {} is not above n = {n}: a read may miss a write that was acknowledged \
+                 (reads and writes overlap only when w + r > n)",
+                w + r
+            )
+        })
+    }
 }
 
 impl From<rcluster_domain::config::Quorum> for Quorum {
@@ -88,6 +103,9 @@ pub struct QuorumChanged {
     pub quorum: Quorum,
     /// The leader that committed it.
     pub leader: String,
+    /// Present when w + r <= n: reads may then miss acknowledged writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// `PUT /api/cluster/settings`: at least one of the two.
@@ -111,4 +129,26 @@ pub struct SettingsChanged {
     pub chunk_size_bytes: u64,
     /// The leader that committed it.
     pub leader: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quorum_whose_reads_miss_writes_is_warned_about() {
+        let q = |n, w, r| Quorum { n, w, r }.warning();
+        assert_eq!(
+            q(3, 1, 1).as_deref(),
+            Some(
+                "w + r = 2 is not above n = 3: a read may miss a write that was acknowledged \
+                 (reads and writes overlap only when w + r > n)"
+            )
+        );
+        assert!(q(3, 2, 1).is_some());
+        assert!(q(3, 2, 2).is_none());
+        assert!(q(3, 3, 1).is_none());
+        assert!(q(255, 255, 255).is_none());
+        assert!(q(1, 1, 1).is_none());
+    }
 }

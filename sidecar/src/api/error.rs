@@ -86,7 +86,8 @@ codes! {
     NotAMember = "NOT_A_MEMBER",
     /// The route exists, not with this method.
     MethodNotAllowed = "METHOD_NOT_ALLOWED",
-    /// The request ran over api.request_timeout_ms.
+    /// The request ran over api.request_timeout_ms, or its body stalled for
+    /// api.body_idle_timeout_ms.
     RequestTimeout = "REQUEST_TIMEOUT",
     /// The upload ran over files.transfer_timeout_ms.
     Timeout = "TIMEOUT",
@@ -102,15 +103,14 @@ codes! {
     NodeNotReady = "NODE_NOT_READY",
     /// `DELETE /api/nodes/{id}` would leave fewer nodes than n.
     TooFewNodes = "TOO_FEW_NODES",
-    /// The request body is larger than the route's limit.
-    PayloadTooLarge = "PAYLOAD_TOO_LARGE",
-    /// The value or file is larger than the configured limit.
+    /// The request body, value or file is larger than its limit (the message names the
+    /// setting: api.body_limit_bytes, limits.max_value_bytes or files.max_file_bytes).
     TooLarge = "TOO_LARGE",
     /// A JSON body without `Content-Type: application/json`.
     UnsupportedMediaType = "UNSUPPORTED_MEDIA_TYPE",
     /// The range does not fit the file.
     BadRange = "BAD_RANGE",
-    /// A JSON body of the wrong shape.
+    /// A JSON body of the wrong shape (the message names the field and what it must be).
     UnprocessableEntity = "UNPROCESSABLE_ENTITY",
     /// Too many requests for this key (or client address): see Retry-After.
     RateLimited = "RATE_LIMITED",

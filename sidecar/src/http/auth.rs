@@ -3,14 +3,18 @@
 //! that need no key, per client address; and failed authentications per client address, so keys
 //! cannot be guessed at speed: once an address used up `api.auth_failure_burst`, every request
 //! from it that needs a key is answered 429 (with Retry-After) before its key is even looked at,
-//! so a right guess cannot be told from a wrong one until the bucket refills.
+//! so a right guess cannot be told from a wrong one until the bucket refills. Every write
+//! (any method but GET, HEAD and OPTIONS) needs an admin key, checked by [`writes_need_admin`]
+//! before the body is read, so what a read key sent never matters.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::header;
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
+use axum::http::{header, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use rcluster_domain::node_config::Role;
 
 use crate::api::ErrorCode;
@@ -71,6 +75,7 @@ pub fn by_address(shared: &Shared, addr: &SocketAddr) -> Result<(), ApiError> {
 }
 
 /// The caller, authenticated by API key.
+#[derive(Clone)]
 pub struct Caller {
     pub name: String,
     pub role: Role,
@@ -84,6 +89,10 @@ impl FromRequestParts<Arc<Shared>> for Caller {
         parts: &mut Parts,
         shared: &Arc<Shared>,
     ) -> Result<Self, Self::Rejection> {
+        // Already authenticated (and counted) by `writes_need_admin`.
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
+        }
         let client = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
@@ -128,4 +137,29 @@ impl Caller {
             )),
         }
     }
+}
+
+/// The route-level middleware that checks, before the handler and its extractors run, that a
+/// write comes with an admin key; the caller is kept for the handler's own [`Caller`].
+pub async fn writes_need_admin(
+    State(s): State<Arc<Shared>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) {
+        return next.run(request).await;
+    }
+    let (mut parts, body) = request.into_parts();
+    let caller = match Caller::from_request_parts(&mut parts, &s).await {
+        Ok(caller) => caller,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = caller.require_admin() {
+        return e.into_response();
+    }
+    parts.extensions.insert(caller);
+    next.run(Request::from_parts(parts, body)).await
 }

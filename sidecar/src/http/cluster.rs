@@ -12,6 +12,7 @@ use crate::api::{Cluster, ErrorCode, Quorum, QuorumChanged, Settings, SettingsCh
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::http::forward::{on_leader, raft, COMMIT_TIMEOUT};
+use crate::http::input::JsonIn;
 use crate::http::nodes::node_rows;
 use crate::http::openapi::{AdminKey, ControlLayers, JsonBody, ReadKey, ThroughLeader};
 use crate::node::raft::RaftHandle;
@@ -68,7 +69,8 @@ async fn leader_raft<'a, T: serde::de::DeserializeOwned>(
     operation_id = "setQuorum",
     tag = "control",
     description = "Admin key. Needs 1 <= w, r <= n <= the node count. Answers once committed \
-        and applied on the node that took it.",
+        and applied on the node that took it. A quorum with w + r <= n is accepted with a \
+        `warning`: a read may then miss a write that was acknowledged.",
     request_body = Quorum,
     security(("bearerAuth" = []), ("apiKeyHeader" = [])),
     responses(
@@ -82,7 +84,7 @@ async fn leader_raft<'a, T: serde::de::DeserializeOwned>(
 pub async fn set_quorum(
     State(s): State<Arc<Shared>>,
     caller: Caller,
-    Json(body): Json<Quorum>,
+    JsonIn(body): JsonIn<Quorum>,
 ) -> Result<Json<QuorumChanged>, ApiError> {
     caller.require_admin()?;
     let Quorum { n, w, r } = body;
@@ -99,6 +101,7 @@ pub async fn set_quorum(
         committed_index: index,
         quorum: body,
         leader: s.me.id.clone(),
+        warning: body.warning(),
     }))
 }
 
@@ -124,7 +127,7 @@ pub async fn set_quorum(
 pub async fn set_settings(
     State(s): State<Arc<Shared>>,
     caller: Caller,
-    Json(body): Json<Settings>,
+    JsonIn(body): JsonIn<Settings>,
 ) -> Result<Json<SettingsChanged>, ApiError> {
     caller.require_admin()?;
     let bad = |m: String| ApiError::new(ErrorCode::BadSettings, m);

@@ -49,7 +49,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | C::NodeMismatch
         | C::NodeNotReady
         | C::TooFewNodes => StatusCode::CONFLICT,
-        C::PayloadTooLarge | C::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        C::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         C::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         C::BadRange => StatusCode::RANGE_NOT_SATISFIABLE,
         C::UnprocessableEntity => StatusCode::UNPROCESSABLE_ENTITY,
@@ -75,7 +75,7 @@ pub fn code_for_status(status: StatusCode) -> ErrorCode {
         StatusCode::NOT_FOUND => ErrorCode::NotFound,
         StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
         StatusCode::REQUEST_TIMEOUT => ErrorCode::RequestTimeout,
-        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::TooLarge,
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
         StatusCode::UNPROCESSABLE_ENTITY => ErrorCode::UnprocessableEntity,
         StatusCode::TOO_MANY_REQUESTS => ErrorCode::RateLimited,

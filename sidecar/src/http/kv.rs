@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::Json;
@@ -16,6 +16,7 @@ use rcluster_domain::rc::kv::{Del, Get, QuorumOptions, Set};
 use crate::api::{ErrorCode, KvDeleted, KvWritten, ReadQuorum, WriteQuorum};
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
+use crate::http::input::QueryIn;
 use crate::http::openapi::{AdminKey, Binary, Key, NotFound, ReadKey, Storage};
 use crate::node::local::rc;
 use crate::node::view::Shared;
@@ -52,7 +53,8 @@ fn check_key(key: &str) -> Result<(), ApiError> {
     description = "Admin key.",
     params(Key, WriteQuorum),
     request_body(content = Binary, content_type = "application/octet-stream",
-        description = "The value (any bytes, at most limits.max_value_bytes)."),
+        description = "The value (any bytes, at most limits.max_value_bytes: 8 MiB by default; \
+            a longer body gets 413 TOO_LARGE naming that setting)."),
     security(("bearerAuth" = []), ("apiKeyHeader" = [])),
     responses(
         (status = 200, description = "Written on at least w replicas.", body = KvWritten,
@@ -68,7 +70,7 @@ pub async fn kv_put(
     State(s): State<Arc<Shared>>,
     caller: Caller,
     Path(key): Path<String>,
-    Query(q): Query<WriteQuorum>,
+    QueryIn(q): QueryIn<WriteQuorum>,
     body: Bytes,
 ) -> Result<Json<KvWritten>, ApiError> {
     caller.require_admin()?;
@@ -105,7 +107,7 @@ pub async fn kv_get(
     State(s): State<Arc<Shared>>,
     _caller: Caller,
     Path(key): Path<String>,
-    Query(q): Query<ReadQuorum>,
+    QueryIn(q): QueryIn<ReadQuorum>,
 ) -> Result<impl IntoResponse, ApiError> {
     check_key(&key)?;
     let cmd = rc(&Get {
@@ -141,7 +143,7 @@ pub async fn kv_delete(
     State(s): State<Arc<Shared>>,
     caller: Caller,
     Path(key): Path<String>,
-    Query(q): Query<WriteQuorum>,
+    QueryIn(q): QueryIn<WriteQuorum>,
 ) -> Result<Json<KvDeleted>, ApiError> {
     caller.require_admin()?;
     check_key(&key)?;

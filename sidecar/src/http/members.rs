@@ -18,6 +18,7 @@ use crate::client;
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::http::forward::{on_leader, raft, COMMIT_TIMEOUT};
+use crate::http::input::JsonIn;
 use crate::http::openapi::{
     AdminKey, BadRequest, BodyLimit, Conflict, JsonBody, NodeId, NotFound, ThroughLeader,
 };
@@ -112,7 +113,7 @@ async fn check_running(s: &Shared, node: &NodeConfig) -> Result<(), ApiError> {
 pub async fn add_node(
     State(s): State<Arc<Shared>>,
     caller: Caller,
-    Json(body): Json<NewNode>,
+    JsonIn(body): JsonIn<NewNode>,
 ) -> Result<Json<NodeAdded>, ApiError> {
     caller.require_admin()?;
     let _one_at_a_time = CHANGING.lock().await;

@@ -2,15 +2,19 @@
 //! `cluster`, `nodes`, `members`, `kv`, `files`, `metrics`, `openapi`, `page`), each handler
 //! registered with its OpenAPI documentation. Keys are checked in `auth`, requests another node
 //! must answer go through `forward`, and every error is an `error::ApiError`, answered as JSON
-//! `{"error":{"code","message"}}` (also for the layers' and extractors' refusals). Bodies and
-//! request time are bounded per group of routes.
+//! `{"error":{"code","message"}}` (also for the layers' and extractors' refusals; `input` reads
+//! JSON bodies and queries with messages that name the field). Writes need an admin key before
+//! anything else (`auth::writes_need_admin`); bodies are bounded in size per group of routes
+//! and in the time between their bytes on every route (`body`), control routes in request time.
 
 pub mod auth;
+pub mod body;
 pub mod cluster;
 pub mod error;
 pub mod files;
 pub mod forward;
 pub mod health;
+pub mod input;
 pub mod kv;
 pub mod members;
 pub mod metrics;
@@ -28,7 +32,6 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use rcluster_domain::config::ClusterConfig;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -41,27 +44,38 @@ use crate::node::view::Shared;
 /// The bounds the routes' layers enforce.
 #[derive(Clone, Copy, Debug)]
 struct Limits {
-    /// Body of a control route.
-    body_bytes: usize,
+    /// Body of a control route (api.body_limit_bytes).
+    body_bytes: u64,
     /// Time of a control route.
     request: Duration,
-    /// Body of a kv write.
-    value_bytes: usize,
-    /// Body of an upload (the upload checks its own size as it streams; the layer refuses a
-    /// declared length above it).
-    file_bytes: usize,
+    /// Body of a kv write: the value (limits.max_value_bytes, which the module enforces too).
+    value_bytes: u64,
+    /// Body of an upload (the upload checks the file's own size as it streams; this bounds
+    /// the body, a multipart form's framing included).
+    file_bytes: u64,
 }
 
 impl Limits {
     fn of(config: &ClusterConfig) -> Limits {
-        let bytes = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
         Limits {
-            body_bytes: bytes(config.api.body_limit_bytes),
+            body_bytes: config.api.body_limit_bytes,
             request: Duration::from_millis(config.api.request_timeout_ms),
-            value_bytes: bytes(config.limits.max_value_bytes),
-            file_bytes: bytes(config.files.max_file_bytes.saturating_add(64 << 10)),
+            value_bytes: config.limits.max_value_bytes,
+            file_bytes: config.files.max_file_bytes.saturating_add(64 << 10),
         }
     }
+}
+
+/// The body limit of a group of routes: `max` bytes, from `setting` (named in the refusal).
+/// Extractors take no limit of their own (`DefaultBodyLimit::disable`): the body stops there.
+fn body_limit(
+    group: OpenApiRouter<Arc<Shared>>,
+    max: u64,
+    setting: &'static str,
+) -> OpenApiRouter<Arc<Shared>> {
+    group
+        .route_layer(axum::middleware::from_fn(body::limit(max, setting)))
+        .layer(DefaultBodyLimit::disable())
 }
 
 /// Every route with its documentation, in groups that share body limits and time limits.
@@ -76,10 +90,8 @@ fn routes(limits: Limits) -> OpenApiRouter<Arc<Shared>> {
         .routes(routes!(nodes::start))
         .routes(routes!(nodes::restart))
         .routes(routes!(metrics::metrics))
-        .routes(routes!(openapi::document))
-        .layer(DefaultBodyLimit::max(limits.body_bytes))
-        // Refuses any body over the limit with 413, also for handlers that never read it.
-        .layer(RequestBodyLimitLayer::new(limits.body_bytes))
+        .routes(routes!(openapi::document));
+    let control = body_limit(control, limits.body_bytes, "api.body_limit_bytes")
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             limits.request,
@@ -88,19 +100,15 @@ fn routes(limits: Limits) -> OpenApiRouter<Arc<Shared>> {
     // limit of their own (each step is bounded inside). `GET /api/nodes` shares their path.
     let members = OpenApiRouter::new()
         .routes(routes!(nodes::nodes, members::add_node))
-        .routes(routes!(members::remove_node))
-        .layer(DefaultBodyLimit::max(limits.body_bytes))
-        .layer(RequestBodyLimitLayer::new(limits.body_bytes));
-    let kv = OpenApiRouter::new()
-        .routes(routes!(kv::kv_put, kv::kv_get, kv::kv_delete))
-        .layer(DefaultBodyLimit::max(limits.value_bytes))
-        .layer(RequestBodyLimitLayer::new(limits.value_bytes));
+        .routes(routes!(members::remove_node));
+    let members = body_limit(members, limits.body_bytes, "api.body_limit_bytes");
+    let kv = OpenApiRouter::new().routes(routes!(kv::kv_put, kv::kv_get, kv::kv_delete));
+    let kv = body_limit(kv, limits.value_bytes, "limits.max_value_bytes");
     let files = OpenApiRouter::new()
         .routes(routes!(files::list_files, files::upload))
         .routes(routes!(files::file_meta, files::delete_file))
-        .routes(routes!(files::download))
-        .layer(DefaultBodyLimit::max(limits.file_bytes))
-        .layer(RequestBodyLimitLayer::new(limits.file_bytes));
+        .routes(routes!(files::download));
+    let files = body_limit(files, limits.file_bytes, "files.max_file_bytes");
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(control)
         .merge(members)
@@ -108,11 +116,20 @@ fn routes(limits: Limits) -> OpenApiRouter<Arc<Shared>> {
         .merge(files)
 }
 
-/// The API of a node: every route, a JSON 404 for the rest, JSON bodies for every error.
+/// The API of a node: every route, a JSON 404 for the rest, JSON bodies for every error. The
+/// role check of writes wraps every route's own layers; the body guard wraps everything.
 pub fn router(shared: Arc<Shared>) -> Router {
     let (router, _) = routes(Limits::of(&shared.config)).split_for_parts();
     router
         .fallback(not_found)
+        .route_layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            auth::writes_need_admin,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            body::guard,
+        ))
         .layer(axum::middleware::map_response(json_errors))
         .with_state(shared)
 }
@@ -147,7 +164,8 @@ async fn json_errors(response: Response) -> Response {
     let text = axum::body::to_bytes(body, 64 << 10)
         .await
         .unwrap_or_default();
-    let mut message = String::from_utf8_lossy(&text).trim().to_string();
+    // An extractor's refusal may carry serde's words for Rust types: said plainly.
+    let mut message = input::plain_words(String::from_utf8_lossy(&text).trim());
     if message.is_empty() {
         message = status.canonical_reason().unwrap_or("error").to_string();
     }

@@ -10,6 +10,7 @@ use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode};
 use axum::Router;
 use serde_json::Value;
+use futures_util::StreamExt;
 use tower::ServiceExt;
 
 use crate::api::{ErrorBody, ErrorCode, Health};
@@ -28,8 +29,13 @@ fn app(redis_port: u16) -> Router {
 
 /// [`app`] with more `api:` settings (indented lines).
 fn app_with(redis_port: u16, api: &str) -> Router {
+    app_config(redis_port, api, "")
+}
+
+/// [`app_with`] with more top-level settings (whole lines).
+fn app_config(redis_port: u16, api: &str, top: &str) -> Router {
     let yaml = format!(
-        "cluster_name: inproc\n\
+        "cluster_name: inproc\n{top}\
          api:\n{api}  keys:\n    - {{ name: admin, key: {ADMIN}, role: admin }}\n    - {{ name: reader, key: {READ}, role: read }}\n\
          nodes:\n  - {{ id: n1, host: 127.0.0.1, redis_port: {redis_port}, http_port: 18080, peer_port: 17379 }}\n\
          \x20 - {{ id: n2, host: 127.0.0.1, redis_port: 16380, http_port: 18081, peer_port: 17380 }}\n\
@@ -262,4 +268,181 @@ async fn the_document_lists_every_route_of_the_router() {
             "http/{file} registers a route without its documentation"
         );
     }
+}
+
+/// A request with a body (and `headers`) from a client; the answer's status, headers and body.
+async fn send(
+    app: &Router,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Body,
+) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    let mut request = Request::builder().method(method).uri(path);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let mut request = request.body(body).expect("request");
+    let client: SocketAddr = "127.0.0.1:40003".parse().expect("addr");
+    request.extensions_mut().insert(ConnectInfo(client));
+    let response = app.clone().oneshot(request).await.expect("infallible");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = axum::body::to_bytes(response.into_body(), 16 << 20)
+        .await
+        .expect("body");
+    (status, headers, body.to_vec())
+}
+
+/// A body that sends `first` and then nothing, never ending.
+fn stalled(first: &'static [u8]) -> Body {
+    let head = futures_util::stream::once(async move {
+        Ok::<_, std::io::Error>(axum::body::Bytes::from_static(first))
+    });
+    Body::from_stream(head.chain(futures_util::stream::pending()))
+}
+
+/// A read key is refused with 403 on every write route before anything it sent is read: the
+/// wrong content type, a body that is not JSON, a declared length far over every limit.
+#[tokio::test]
+async fn a_read_key_gets_403_on_every_write_whatever_it_sent() {
+    let (_redis, port) = silent_redis();
+    let app = app(port);
+    let (_, body) = call(&app, Method::GET, "/api/openapi.json", None).await;
+    let doc: Value = serde_json::from_slice(&body).expect("document");
+    let auth = format!("Bearer {READ}");
+    let mut writes = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        let concrete = path.replace("{key}", "some-key").replace("{id}", "n2");
+        for method in ["put", "post", "delete"] {
+            if item.get(method).is_none() {
+                continue;
+            }
+            writes += 1;
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+            for (ctype, length) in [
+                ("text/plain", None),
+                ("application/json", None),
+                ("multipart/form-data; boundary=x", Some("99999999999")),
+            ] {
+                let mut headers = vec![("authorization", auth.as_str()), ("content-type", ctype)];
+                headers.extend(length.map(|l| ("content-length", l)));
+                let (status, _, body) =
+                    send(&app, m.clone(), &concrete, &headers, Body::from("{not json")).await;
+                assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path} ({ctype})");
+                assert_eq!(error(&body).error.code, ErrorCode::Forbidden);
+            }
+        }
+    }
+    assert!(writes >= 11, "{writes} write operations");
+}
+
+/// A body that stops coming is refused with 408 after api.body_idle_timeout_ms, on a kv write
+/// (whose handler buffers the body) as on a control route's JSON body.
+#[tokio::test]
+async fn a_stalled_body_gets_408_after_the_idle_bound() {
+    let (_redis, port) = silent_redis();
+    let app = app_with(port, "  auth_failure_burst: 100\n  body_idle_timeout_ms: 300\n");
+    let auth = format!("Bearer {ADMIN}");
+    for (method, path, ctype) in [
+        (Method::PUT, "/api/kv/k", "application/octet-stream"),
+        (Method::PUT, "/api/cluster/quorum", "application/json"),
+        (Method::POST, "/api/nodes", "application/json"),
+    ] {
+        let headers = [("authorization", auth.as_str()), ("content-type", ctype)];
+        let started = std::time::Instant::now();
+        let (status, headers, body) = send(&app, method, path, &headers, stalled(b"{\"")).await;
+        let took = started.elapsed();
+        assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "{path}");
+        let e = error(&body);
+        assert_eq!(e.error.code, ErrorCode::RequestTimeout);
+        assert!(
+            e.error.message.contains("api.body_idle_timeout_ms"),
+            "{}",
+            e.error.message
+        );
+        assert_eq!(headers.get("connection").map(|v| v.as_bytes()), Some(&b"close"[..]));
+        assert!(
+            took >= std::time::Duration::from_millis(300) && took < std::time::Duration::from_secs(3),
+            "{path}: {took:?}"
+        );
+    }
+}
+
+/// "Too large" is one code, TOO_LARGE, whose message names the setting and its value: for a
+/// declared length and for a body that only turns out too long as it streams.
+#[tokio::test]
+async fn too_large_bodies_name_their_limit() {
+    let (_redis, port) = silent_redis();
+    let app = app_config(port, "", "limits: {max_value_bytes: 1024}\n");
+    let auth = format!("Bearer {ADMIN}");
+    let headers = [("authorization", auth.as_str())];
+    let declared = [("authorization", auth.as_str()), ("content-length", "1025")];
+    let (status, _, body) =
+        send(&app, Method::PUT, "/api/kv/k", &declared, Body::from(vec![b'x'; 1025])).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let e = error(&body);
+    assert_eq!(e.error.code, ErrorCode::TooLarge);
+    assert_eq!(
+        e.error.message,
+        "the request body is larger than limits.max_value_bytes (1024 bytes): it declares 1025 bytes"
+    );
+    let chunks = futures_util::stream::iter(
+        (0..3).map(|_| Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b'x'; 512]))),
+    );
+    let (status, _, body) =
+        send(&app, Method::PUT, "/api/kv/k", &headers, Body::from_stream(chunks)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let e = error(&body);
+    assert_eq!(e.error.code, ErrorCode::TooLarge);
+    assert_eq!(
+        e.error.message,
+        "the request body is larger than limits.max_value_bytes (1024 bytes)"
+    );
+    // A control route's JSON body is bounded by api.body_limit_bytes.
+    let big = format!("{{\"n\":3,\"w\":2,\"r\":2,\"pad\":\"{}\"}}", "x".repeat(2 << 20));
+    let json = [("authorization", auth.as_str()), ("content-type", "application/json")];
+    let (status, _, body) =
+        send(&app, Method::PUT, "/api/cluster/quorum", &json, Body::from(big)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(error(&body).error.message.contains("api.body_limit_bytes (1048576 bytes)"));
+    // No answer of any route carries the other spelling.
+    assert!(!include_str!("../../../docs/http-api.md").contains("PAYLOAD_TOO_LARGE"));
+}
+
+/// Refusals of a JSON body name the field and what it must be, never a Rust type.
+#[tokio::test]
+async fn json_refusals_say_what_each_field_must_be() {
+    let (_redis, port) = silent_redis();
+    let app = app(port);
+    let auth = format!("Bearer {ADMIN}");
+    let json = [("authorization", auth.as_str()), ("content-type", "application/json")];
+    for (body, status, message) in [
+        ("[3,2,2]", 422, r#"the body must be a JSON object with the fields "n", "w", "r""#),
+        (r#"{"n":3,"w":"x","r":2}"#, 422, r#""w" must be an integer from 1 to 255, not string "x""#),
+        (r#"{"vnodes":1}"#, 422, r#"unknown field "vnodes"; the fields are "n", "w", "r""#),
+    ] {
+        let (got, _, answer) =
+            send(&app, Method::PUT, "/api/cluster/quorum", &json, Body::from(body)).await;
+        assert_eq!(got.as_u16(), status, "{body}");
+        assert_eq!(error(&answer).error.message, message, "{body}");
+    }
+    let plain = [("authorization", auth.as_str()), ("content-type", "text/plain")];
+    let (got, _, answer) =
+        send(&app, Method::PUT, "/api/cluster/quorum", &plain, Body::from("{}")).await;
+    assert_eq!(got, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(error(&answer).error.code, ErrorCode::UnsupportedMediaType);
+    let (got, _, answer) = call_from(
+        &app,
+        "127.0.0.1:40004",
+        Method::GET,
+        "/api/kv/k?r=many",
+        Some(READ),
+    )
+    .await;
+    assert_eq!(got, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        error(&answer).error.message,
+        r#""r" must be an integer from 1 to 255, not "many""#
+    );
 }
