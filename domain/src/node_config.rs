@@ -545,7 +545,7 @@ mod tests {
             };
             assert_eq!(
                 api.validate().unwrap_err().to_string(),
-                format!("api.body_idle_timeout_ms {ms} is out of range 100..=600000")
+                format!("api.body_idle_timeout_ms: {ms} is out of range 100..=600000")
             );
         }
         let time = TimeConfig {

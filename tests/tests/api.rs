@@ -305,7 +305,8 @@ fn request_bodies_over_the_limit_are_refused() {
     assert_eq!(r.status, 200, "small body: {r:?}");
     // Over the limit: refused with 413 Payload Too Large. Observed so far: 200, the body is
     // ignored, because `DefaultBodyLimit` only bounds handlers that extract a body and no
-    // handler does; a `RequestBodyLimitLayer` would answer 413 for every route.
+    // handler does; the route groups' own limit (`http::body::limit`) answers 413 for every
+    // route, naming the setting.
     let big = vec![b'x'; 4096];
     let r = raw(
         port,
@@ -317,6 +318,12 @@ fn request_bodies_over_the_limit_are_refused() {
     assert_eq!(
         r.status, 413,
         "4096-byte body with a 1024-byte limit: {r:?}"
+    );
+    assert_error(&r, 413, "TOO_LARGE", "4096-byte body");
+    assert!(
+        r.body.contains("api.body_limit_bytes (1024 bytes)"),
+        "the refusal names the limit: {}",
+        r.body
     );
     assert!(ping(c.redis_ports[0]));
 }

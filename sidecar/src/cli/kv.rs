@@ -1,5 +1,6 @@
 //! The key commands: `rcluster put|get|del` store, print and delete one key's value through a
-//! node's HTTP API (`/api/kv/{key}`), with an optional write or read quorum.
+//! node's HTTP API (`/api/kv/{key}`), with an optional write or read quorum (a warning on
+//! standard error when it makes w + r <= n with the config's other quorum).
 
 use std::io::{Read, Write};
 
@@ -8,6 +9,7 @@ use rcluster_domain::node_config::Role;
 
 use super::conn::{Body, Conn, ConnArgs};
 use super::{CliError, EXIT_CODES};
+use crate::api::Quorum;
 use crate::client::percent_encode;
 
 /// `rcluster put`.
@@ -19,7 +21,8 @@ pub struct PutArgs {
     /// The value; `-` reads it from standard input (raw bytes).
     #[arg(allow_hyphen_values = true)]
     pub value: String,
-    /// Write quorum: acknowledgements needed (default: the config's quorum.w).
+    /// Write quorum: acknowledgements needed (default: the config's quorum.w; warns when
+    /// w + r <= n).
     #[arg(short = 'w', long = "write-quorum", value_name = "N",
           value_parser = clap::value_parser!(u8).range(1..))]
     pub w: Option<u8>,
@@ -33,7 +36,7 @@ pub struct PutArgs {
 pub struct GetArgs {
     /// The key.
     pub key: String,
-    /// Read quorum: replies needed (default: the config's quorum.r).
+    /// Read quorum: replies needed (default: the config's quorum.r; warns when w + r <= n).
     #[arg(short = 'r', long = "read-quorum", value_name = "N",
           value_parser = clap::value_parser!(u8).range(1..))]
     pub r: Option<u8>,
@@ -47,7 +50,8 @@ pub struct GetArgs {
 pub struct DelArgs {
     /// The key.
     pub key: String,
-    /// Write quorum: acknowledgements needed (default: the config's quorum.w).
+    /// Write quorum: acknowledgements needed (default: the config's quorum.w; warns when
+    /// w + r <= n).
     #[arg(short = 'w', long = "write-quorum", value_name = "N",
           value_parser = clap::value_parser!(u8).range(1..))]
     pub w: Option<u8>,
@@ -60,6 +64,20 @@ fn check_key(key: &str) -> Result<(), CliError> {
         return Err(CliError::input("the key must not be empty"));
     }
     Ok(())
+}
+
+/// Warns (on standard error) when a request's own write or read quorum, with the config's
+/// other one, lets reads miss acknowledged writes.
+fn warn_weak_quorum(conn: &Conn, w: Option<u8>, r: Option<u8>) {
+    let q = conn.config.quorum;
+    let request = Quorum {
+        n: q.n,
+        w: w.unwrap_or(q.w),
+        r: r.unwrap_or(q.r),
+    };
+    if let Some(warning) = request.warning().filter(|_| w.or(r).is_some()) {
+        eprintln!("warning: {warning}");
+    }
 }
 
 fn quorum_query(name: &str, value: Option<u8>) -> String {
@@ -79,6 +97,7 @@ pub async fn put(args: PutArgs) -> Result<(), CliError> {
         args.value.into_bytes()
     };
     let conn = Conn::open(&args.conn, Role::Admin)?;
+    warn_weak_quorum(&conn, args.w, None);
     let path = format!(
         "/api/kv/{}{}",
         percent_encode(&args.key),
@@ -92,6 +111,7 @@ pub async fn put(args: PutArgs) -> Result<(), CliError> {
 pub async fn get(args: GetArgs) -> Result<(), CliError> {
     check_key(&args.key)?;
     let conn = Conn::open(&args.conn, Role::Read)?;
+    warn_weak_quorum(&conn, None, args.r);
     let path = format!(
         "/api/kv/{}{}",
         percent_encode(&args.key),
@@ -110,6 +130,7 @@ pub async fn get(args: GetArgs) -> Result<(), CliError> {
 pub async fn del(args: DelArgs) -> Result<(), CliError> {
     check_key(&args.key)?;
     let conn = Conn::open(&args.conn, Role::Admin)?;
+    warn_weak_quorum(&conn, args.w, None);
     let path = format!(
         "/api/kv/{}{}",
         percent_encode(&args.key),

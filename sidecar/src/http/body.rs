@@ -224,7 +224,11 @@ pub async fn guard(State(s): State<Arc<Shared>>, request: Request, next: Next) -
     if let Some(e) = &failed {
         response = e.answer().into_response();
     }
-    let unread = state.unread.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let unread = state
+        .unread
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
     let keep_open = match (unread, &failed) {
         // Nothing left to read: the connection can serve the next request.
         (None, None) => true,

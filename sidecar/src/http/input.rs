@@ -103,7 +103,12 @@ fn got(message: &str) -> Option<String> {
 
 /// The refusal of a request whose field `path` (empty: the whole) failed with serde's
 /// `message`; `given` finds what was sent for a field, when serde does not say.
-fn refusal(fields: &Fields, path: &str, message: &str, given: impl Fn(&str) -> Option<String>) -> String {
+fn refusal(
+    fields: &Fields,
+    path: &str,
+    message: &str,
+    given: impl Fn(&str) -> Option<String>,
+) -> String {
     let names = || {
         fields
             .iter()
@@ -174,9 +179,8 @@ where
 /// Reads a JSON object body of type `T`.
 pub fn parse_json<T: DeserializeOwned + PartialSchema>(bytes: &[u8]) -> Result<T, ApiError> {
     let fields = body_fields::<T>();
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::new(ErrorCode::BadRequest, format!("the body is not JSON: {e}"))
-    })?;
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("the body is not JSON: {e}")))?;
     let unprocessable = |m: String| ApiError::new(ErrorCode::UnprocessableEntity, m);
     let Value::Object(object) = &value else {
         let names: Vec<String> = fields.iter().map(|(n, _)| format!("\"{n}\"")).collect();
@@ -258,7 +262,9 @@ mod tests {
     use super::*;
     use crate::api::{Quorum, Settings, WriteQuorum};
 
-    fn json_error<T: DeserializeOwned + PartialSchema + std::fmt::Debug>(body: &str) -> (u16, String) {
+    fn json_error<T: DeserializeOwned + PartialSchema + std::fmt::Debug>(
+        body: &str,
+    ) -> (u16, String) {
         let e = parse_json::<T>(body.as_bytes()).unwrap_err();
         (e.status().as_u16(), e.message().to_string())
     }
@@ -266,22 +272,69 @@ mod tests {
     #[test]
     fn json_refusals_name_the_field_and_what_it_must_be() {
         let cases = [
-            (r#"{"n":3,"w":"x","r":2}"#, 422, r#""w" must be an integer from 1 to 255, not string "x""#),
-            (r#"{"n":3,"w":300,"r":2}"#, 422, r#""w" must be an integer from 1 to 255, not integer 300"#),
-            (r#"{"n":3,"w":-1,"r":2}"#, 422, r#""w" must be an integer from 1 to 255, not integer -1"#),
-            (r#"{"n":3,"w":1.5,"r":2}"#, 422, r#""w" must be an integer from 1 to 255, not floating point 1.5"#),
-            (r#"{"n":3,"r":2}"#, 422, r#""w" is missing: it must be an integer from 1 to 255"#),
-            (r#"{"n":3,"w":2,"r":2,"x":1}"#, 422, r#"unknown field "x"; the fields are "n", "w", "r""#),
-            ("[3,2,2]", 422, r#"the body must be a JSON object with the fields "n", "w", "r""#),
-            ("3", 422, r#"the body must be a JSON object with the fields "n", "w", "r""#),
-            ("null", 422, r#"the body must be a JSON object with the fields "n", "w", "r""#),
-            ("{", 400, "the body is not JSON: EOF while parsing an object at line 1 column 1"),
+            (
+                r#"{"n":3,"w":"x","r":2}"#,
+                422,
+                r#""w" must be an integer from 1 to 255, not string "x""#,
+            ),
+            (
+                r#"{"n":3,"w":300,"r":2}"#,
+                422,
+                r#""w" must be an integer from 1 to 255, not integer 300"#,
+            ),
+            (
+                r#"{"n":3,"w":-1,"r":2}"#,
+                422,
+                r#""w" must be an integer from 1 to 255, not integer -1"#,
+            ),
+            (
+                r#"{"n":3,"w":1.5,"r":2}"#,
+                422,
+                r#""w" must be an integer from 1 to 255, not floating point 1.5"#,
+            ),
+            (
+                r#"{"n":3,"r":2}"#,
+                422,
+                r#""w" is missing: it must be an integer from 1 to 255"#,
+            ),
+            (
+                r#"{"n":3,"w":2,"r":2,"x":1}"#,
+                422,
+                r#"unknown field "x"; the fields are "n", "w", "r""#,
+            ),
+            (
+                "[3,2,2]",
+                422,
+                r#"the body must be a JSON object with the fields "n", "w", "r""#,
+            ),
+            (
+                "3",
+                422,
+                r#"the body must be a JSON object with the fields "n", "w", "r""#,
+            ),
+            (
+                "null",
+                422,
+                r#"the body must be a JSON object with the fields "n", "w", "r""#,
+            ),
+            (
+                "{",
+                400,
+                "the body is not JSON: EOF while parsing an object at line 1 column 1",
+            ),
         ];
         for (body, status, message) in cases {
-            assert_eq!(json_error::<Quorum>(body), (status, message.to_string()), "{body}");
+            assert_eq!(
+                json_error::<Quorum>(body),
+                (status, message.to_string()),
+                "{body}"
+            );
         }
         let (_, m) = json_error::<Settings>(r#"{"vnodes":"many"}"#);
-        assert_eq!(m, r#""vnodes" must be an integer from 1 to 4096, not string "many""#);
+        assert_eq!(
+            m,
+            r#""vnodes" must be an integer from 1 to 4096, not string "many""#
+        );
         assert_eq!(
             parse_json::<Quorum>(br#"{"n":3,"w":2,"r":2}"#).unwrap(),
             Quorum { n: 3, w: 2, r: 2 }
@@ -292,9 +345,15 @@ mod tests {
     fn query_refusals_name_the_parameter() {
         let e = parse_query::<WriteQuorum>("w=abc").unwrap_err();
         assert_eq!(e.code(), ErrorCode::BadRequest);
-        assert_eq!(e.message(), r#""w" must be an integer from 1 to 255, not "abc""#);
+        assert_eq!(
+            e.message(),
+            r#""w" must be an integer from 1 to 255, not "abc""#
+        );
         let e = parse_query::<WriteQuorum>("w=256").unwrap_err();
-        assert_eq!(e.message(), r#""w" must be an integer from 1 to 255, not "256""#);
+        assert_eq!(
+            e.message(),
+            r#""w" must be an integer from 1 to 255, not "256""#
+        );
         let e = parse_query::<WriteQuorum>("x=1").unwrap_err();
         assert_eq!(e.message(), r#"unknown field "x"; the fields are "w""#);
         assert_eq!(parse_query::<WriteQuorum>("w=2").unwrap().w, Some(2));
@@ -304,7 +363,10 @@ mod tests {
     #[test]
     fn no_rust_type_names_are_left() {
         let m = plain_words("invalid type: string \"x\", expected u8 at line 1 column 8");
-        assert_eq!(m, "invalid type: string \"x\", expected an integer from 0 to 255 at line 1 column 8");
+        assert_eq!(
+            m,
+            "invalid type: string \"x\", expected an integer from 0 to 255 at line 1 column 8"
+        );
         let m = plain_words("invalid type: sequence, expected struct QuorumBody");
         assert_eq!(m, "invalid type: sequence, expected a JSON object");
         assert_eq!(plain_words("unknown field `x`"), "unknown field \"x\"");

@@ -91,11 +91,9 @@ fn routes(limits: Limits) -> OpenApiRouter<Arc<Shared>> {
         .routes(routes!(nodes::restart))
         .routes(routes!(metrics::metrics))
         .routes(routes!(openapi::document));
-    let control = body_limit(control, limits.body_bytes, "api.body_limit_bytes")
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            limits.request,
-        ));
+    let control = body_limit(control, limits.body_bytes, "api.body_limit_bytes").layer(
+        TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, limits.request),
+    );
     // Membership changes wait for Raft and for the node that joins or leaves: no request time
     // limit of their own (each step is bounded inside). `GET /api/nodes` shares their path.
     let members = OpenApiRouter::new()

@@ -9,8 +9,8 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode};
 use axum::Router;
-use serde_json::Value;
 use futures_util::StreamExt;
+use serde_json::Value;
 use tower::ServiceExt;
 
 use crate::api::{ErrorBody, ErrorCode, Health};
@@ -73,11 +73,26 @@ async fn call_from(
     path: &str,
     key: Option<&str>,
 ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    let auth = key.map(|k| format!("Bearer {k}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+    send_from(app, client, method, path, &headers, Body::empty()).await
+}
+
+/// A request with a body (and `headers`) from the client at `client`; the answer's status,
+/// headers and body.
+async fn send_from(
+    app: &Router,
+    client: &str,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Body,
+) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
     let mut request = Request::builder().method(method).uri(path);
-    if let Some(key) = key {
-        request = request.header("authorization", format!("Bearer {key}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
     }
-    let mut request = request.body(Body::empty()).expect("request");
+    let mut request = request.body(body).expect("request");
     let client: SocketAddr = client.parse().expect("addr");
     request.extensions_mut().insert(ConnectInfo(client));
     let response = app.clone().oneshot(request).await.expect("infallible");
@@ -270,7 +285,7 @@ async fn the_document_lists_every_route_of_the_router() {
     }
 }
 
-/// A request with a body (and `headers`) from a client; the answer's status, headers and body.
+/// A request with a body (and `headers`); the answer's status, headers and body.
 async fn send(
     app: &Router,
     method: Method,
@@ -278,20 +293,7 @@ async fn send(
     headers: &[(&str, &str)],
     body: Body,
 ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
-    let mut request = Request::builder().method(method).uri(path);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let mut request = request.body(body).expect("request");
-    let client: SocketAddr = "127.0.0.1:40003".parse().expect("addr");
-    request.extensions_mut().insert(ConnectInfo(client));
-    let response = app.clone().oneshot(request).await.expect("infallible");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = axum::body::to_bytes(response.into_body(), 16 << 20)
-        .await
-        .expect("body");
-    (status, headers, body.to_vec())
+    send_from(app, "127.0.0.1:40003", method, path, headers, body).await
 }
 
 /// A body that sends `first` and then nothing, never ending.
@@ -327,8 +329,14 @@ async fn a_read_key_gets_403_on_every_write_whatever_it_sent() {
             ] {
                 let mut headers = vec![("authorization", auth.as_str()), ("content-type", ctype)];
                 headers.extend(length.map(|l| ("content-length", l)));
-                let (status, _, body) =
-                    send(&app, m.clone(), &concrete, &headers, Body::from("{not json")).await;
+                let (status, _, body) = send(
+                    &app,
+                    m.clone(),
+                    &concrete,
+                    &headers,
+                    Body::from("{not json"),
+                )
+                .await;
                 assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path} ({ctype})");
                 assert_eq!(error(&body).error.code, ErrorCode::Forbidden);
             }
@@ -342,7 +350,10 @@ async fn a_read_key_gets_403_on_every_write_whatever_it_sent() {
 #[tokio::test]
 async fn a_stalled_body_gets_408_after_the_idle_bound() {
     let (_redis, port) = silent_redis();
-    let app = app_with(port, "  auth_failure_burst: 100\n  body_idle_timeout_ms: 300\n");
+    let app = app_with(
+        port,
+        "  auth_failure_burst: 100\n  body_idle_timeout_ms: 300\n",
+    );
     let auth = format!("Bearer {ADMIN}");
     for (method, path, ctype) in [
         (Method::PUT, "/api/kv/k", "application/octet-stream"),
@@ -361,9 +372,13 @@ async fn a_stalled_body_gets_408_after_the_idle_bound() {
             "{}",
             e.error.message
         );
-        assert_eq!(headers.get("connection").map(|v| v.as_bytes()), Some(&b"close"[..]));
+        assert_eq!(
+            headers.get("connection").map(|v| v.as_bytes()),
+            Some(&b"close"[..])
+        );
         assert!(
-            took >= std::time::Duration::from_millis(300) && took < std::time::Duration::from_secs(3),
+            took >= std::time::Duration::from_millis(300)
+                && took < std::time::Duration::from_secs(3),
             "{path}: {took:?}"
         );
     }
@@ -375,37 +390,39 @@ async fn a_stalled_body_gets_408_after_the_idle_bound() {
 async fn too_large_bodies_name_their_limit() {
     let (_redis, port) = silent_redis();
     let app = app_config(port, "", "limits: {max_value_bytes: 1024}\n");
-    let auth = format!("Bearer {ADMIN}");
-    let headers = [("authorization", auth.as_str())];
-    let declared = [("authorization", auth.as_str()), ("content-length", "1025")];
-    let (status, _, body) =
-        send(&app, Method::PUT, "/api/kv/k", &declared, Body::from(vec![b'x'; 1025])).await;
-    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    let e = error(&body);
-    assert_eq!(e.error.code, ErrorCode::TooLarge);
+    let refusal = |path: &'static str, headers: Vec<(&'static str, String)>, body: Body| {
+        let app = app.clone();
+        async move {
+            let mut all = vec![("authorization", format!("Bearer {ADMIN}"))];
+            all.extend(headers);
+            let all: Vec<(&str, &str)> = all.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            let (status, _, answer) = send(&app, Method::PUT, path, &all, body).await;
+            assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{path}");
+            let e = error(&answer);
+            assert_eq!(e.error.code, ErrorCode::TooLarge, "{path}");
+            e.error.message
+        }
+    };
+    let declared = vec![("content-length", "1025".to_string())];
     assert_eq!(
-        e.error.message,
+        refusal("/api/kv/k", declared, Body::from(vec![b'x'; 1025])).await,
         "the request body is larger than limits.max_value_bytes (1024 bytes): it declares 1025 bytes"
     );
     let chunks = futures_util::stream::iter(
         (0..3).map(|_| Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b'x'; 512]))),
     );
-    let (status, _, body) =
-        send(&app, Method::PUT, "/api/kv/k", &headers, Body::from_stream(chunks)).await;
-    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    let e = error(&body);
-    assert_eq!(e.error.code, ErrorCode::TooLarge);
     assert_eq!(
-        e.error.message,
+        refusal("/api/kv/k", Vec::new(), Body::from_stream(chunks)).await,
         "the request body is larger than limits.max_value_bytes (1024 bytes)"
     );
     // A control route's JSON body is bounded by api.body_limit_bytes.
-    let big = format!("{{\"n\":3,\"w\":2,\"r\":2,\"pad\":\"{}\"}}", "x".repeat(2 << 20));
-    let json = [("authorization", auth.as_str()), ("content-type", "application/json")];
-    let (status, _, body) =
-        send(&app, Method::PUT, "/api/cluster/quorum", &json, Body::from(big)).await;
-    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(error(&body).error.message.contains("api.body_limit_bytes (1048576 bytes)"));
+    let big = format!("{{\"n\":3,\"pad\":\"{}\"}}", "x".repeat(2 << 20));
+    let json = vec![("content-type", "application/json".to_string())];
+    let message = refusal("/api/cluster/quorum", json, Body::from(big)).await;
+    assert!(
+        message.contains("api.body_limit_bytes (1048576 bytes)"),
+        "{message}"
+    );
     // No answer of any route carries the other spelling.
     assert!(!include_str!("../../../docs/http-api.md").contains("PAYLOAD_TOO_LARGE"));
 }
@@ -416,20 +433,50 @@ async fn json_refusals_say_what_each_field_must_be() {
     let (_redis, port) = silent_redis();
     let app = app(port);
     let auth = format!("Bearer {ADMIN}");
-    let json = [("authorization", auth.as_str()), ("content-type", "application/json")];
+    let json = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
     for (body, status, message) in [
-        ("[3,2,2]", 422, r#"the body must be a JSON object with the fields "n", "w", "r""#),
-        (r#"{"n":3,"w":"x","r":2}"#, 422, r#""w" must be an integer from 1 to 255, not string "x""#),
-        (r#"{"vnodes":1}"#, 422, r#"unknown field "vnodes"; the fields are "n", "w", "r""#),
+        (
+            "[3,2,2]",
+            422,
+            r#"the body must be a JSON object with the fields "n", "w", "r""#,
+        ),
+        (
+            r#"{"n":3,"w":"x","r":2}"#,
+            422,
+            r#""w" must be an integer from 1 to 255, not string "x""#,
+        ),
+        (
+            r#"{"vnodes":1}"#,
+            422,
+            r#"unknown field "vnodes"; the fields are "n", "w", "r""#,
+        ),
     ] {
-        let (got, _, answer) =
-            send(&app, Method::PUT, "/api/cluster/quorum", &json, Body::from(body)).await;
+        let (got, _, answer) = send(
+            &app,
+            Method::PUT,
+            "/api/cluster/quorum",
+            &json,
+            Body::from(body),
+        )
+        .await;
         assert_eq!(got.as_u16(), status, "{body}");
         assert_eq!(error(&answer).error.message, message, "{body}");
     }
-    let plain = [("authorization", auth.as_str()), ("content-type", "text/plain")];
-    let (got, _, answer) =
-        send(&app, Method::PUT, "/api/cluster/quorum", &plain, Body::from("{}")).await;
+    let plain = [
+        ("authorization", auth.as_str()),
+        ("content-type", "text/plain"),
+    ];
+    let (got, _, answer) = send(
+        &app,
+        Method::PUT,
+        "/api/cluster/quorum",
+        &plain,
+        Body::from("{}"),
+    )
+    .await;
     assert_eq!(got, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(error(&answer).error.code, ErrorCode::UnsupportedMediaType);
     let (got, _, answer) = call_from(
