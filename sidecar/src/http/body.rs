@@ -3,8 +3,8 @@
 //! [`BodyError`] so the upload is refused and its slot freed), their size is bounded per route
 //! group with a refusal that names the setting ([`limit`]), and a body the handler did not read
 //! (a refusal sent before it: 401, 403, 413, 429) is read and thrown away, up to
-//! [`DRAIN_MAX_BYTES`], before the answer goes out, so clients read the answer instead of a
-//! broken pipe; what does not fit is answered with `Connection: close`.
+//! [`DRAIN_MAX_BYTES`] and [`DRAIN_MAX_TIME`], before the answer goes out, so clients read the
+//! answer instead of a broken pipe; what does not fit is answered with `Connection: close`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -27,8 +27,12 @@ use crate::http::error::ApiError;
 use crate::node::view::Shared;
 
 /// The most of an unread body read and thrown away before an answer; a longer body is answered
-/// with `Connection: close` once this much was read.
+/// with `Connection: close` without reading it.
 pub const DRAIN_MAX_BYTES: u64 = 4 << 20;
+
+/// The longest an unread body is read for (besides `api.body_idle_timeout_ms` for each piece);
+/// a body still coming then is answered with `Connection: close`.
+pub const DRAIN_MAX_TIME: Duration = Duration::from_secs(30);
 
 /// Why a request body stopped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -172,23 +176,28 @@ impl Drop for Guarded {
     }
 }
 
-/// Reads and throws away up to `max` bytes of `body`, waiting at most `idle` for each piece:
-/// true when the body ended.
+/// Reads and throws away up to `max` bytes of `body`, waiting at most `idle` for each piece
+/// and [`DRAIN_MAX_TIME`] in all: true when the body ended.
 async fn drain(body: Body, max: u64, idle: Duration) -> bool {
     let mut stream = body.into_data_stream();
     let mut read = 0u64;
-    loop {
-        match tokio::time::timeout(idle, stream.next()).await {
-            Ok(None) => return true,
-            Ok(Some(Ok(bytes))) => {
-                read += bytes.len() as u64;
-                if read > max {
-                    return false;
+    let all = async {
+        loop {
+            match tokio::time::timeout(idle, stream.next()).await {
+                Ok(None) => return true,
+                Ok(Some(Ok(bytes))) => {
+                    read += bytes.len() as u64;
+                    if read > max {
+                        return false;
+                    }
                 }
+                Ok(Some(Err(_))) | Err(_) => return false,
             }
-            Ok(Some(Err(_))) | Err(_) => return false,
         }
-    }
+    };
+    tokio::time::timeout(DRAIN_MAX_TIME, all)
+        .await
+        .unwrap_or(false)
 }
 
 fn declared_length(request: &Request) -> Option<u64> {
@@ -275,5 +284,91 @@ pub fn limit(
                 _ => next.run(request).await,
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guarded(body: Body, idle_ms: u64) -> (Guarded, Arc<BodyState>) {
+        let state = Arc::new(BodyState::default());
+        let g = Guarded {
+            inner: body,
+            state: state.clone(),
+            idle: Duration::from_millis(idle_ms),
+            wait: None,
+            done: false,
+            spent: false,
+        };
+        (g, state)
+    }
+
+    fn pieces(n: usize, len: usize) -> Body {
+        let all = (0..n).map(move |_| Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; len])));
+        Body::from_stream(futures_util::stream::iter(all))
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_before_its_end_is_handed_back_and_drained() {
+        let (g, state) = guarded(pieces(3, 100), 1_000);
+        let mut stream = Body::new(g).into_data_stream();
+        assert_eq!(stream.next().await.unwrap().unwrap().len(), 100);
+        drop(stream);
+        let rest = state.unread.lock().unwrap().take().expect("handed back");
+        assert!(drain(rest, 200, Duration::from_secs(1)).await);
+        // More than the allowance: not all read.
+        let (g, state) = guarded(pieces(3, 100), 1_000);
+        drop(Body::new(g));
+        let rest = state.unread.lock().unwrap().take().expect("handed back");
+        assert!(!drain(rest, 250, Duration::from_secs(1)).await);
+        // A body read to its end leaves nothing.
+        let (g, state) = guarded(pieces(2, 10), 1_000);
+        let bytes = axum::body::to_bytes(Body::new(g), 1 << 20).await.unwrap();
+        assert_eq!(bytes.len(), 20);
+        assert!(state.unread.lock().unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_stalled_body_fails_with_its_idle_time_and_is_not_handed_back() {
+        let first =
+            futures_util::stream::once(async { Ok::<_, std::io::Error>(Bytes::from("ab")) });
+        let body = Body::from_stream(first.chain(futures_util::stream::pending()));
+        let (g, state) = guarded(body, 100);
+        let started = tokio::time::Instant::now();
+        let e = axum::body::to_bytes(Body::new(g), 1 << 20)
+            .await
+            .unwrap_err();
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        let source = std::error::Error::source(&e).expect("the body's error");
+        assert_eq!(
+            BodyError::find(source),
+            Some(&BodyError::Idle(Duration::from_millis(100)))
+        );
+        assert_eq!(
+            state.failed(),
+            Some(BodyError::Idle(Duration::from_millis(100)))
+        );
+        assert!(state.unread.lock().unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_fails_naming_the_setting() {
+        let (g, state) = guarded(pieces(3, 100), 1_000);
+        state.limit.set((250, "limits.max_value_bytes")).unwrap();
+        let e = axum::body::to_bytes(Body::new(g), 1 << 20)
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("limits.max_value_bytes (250 bytes)"),
+            "{e}"
+        );
+        assert_eq!(
+            state.failed(),
+            Some(BodyError::TooLarge {
+                limit: 250,
+                setting: "limits.max_value_bytes"
+            })
+        );
     }
 }
