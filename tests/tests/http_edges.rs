@@ -253,6 +253,22 @@ fn refusals_before_the_body_reach_the_client() {
         }
     }
     // The limit is exactly limits.max_value_bytes: that many bytes are stored, one more is not.
+    // The CLI says the same.
+    let config = c.config_path();
+    let value = "x".repeat(70_000);
+    let args = [
+        "put",
+        "big",
+        &value,
+        "--config",
+        config.to_str().expect("path"),
+    ];
+    let (code, _, err) = rcluster(&args, c.dir.path());
+    assert_eq!(code, Some(2), "a refused input: {err}");
+    assert!(
+        err.contains("413 TOO_LARGE") && err.contains("limits.max_value_bytes (65536 bytes)"),
+        "{err}"
+    );
     for len in [65_536, 65_537] {
         let value = payload(c.dir.path(), len);
         let r = curl(
