@@ -114,6 +114,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
     router
         .fallback(not_found)
         .layer(axum::middleware::map_response(json_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            forward::storage_failover,
+        ))
         .with_state(shared)
 }
 
