@@ -202,6 +202,37 @@ fn a_node_whose_redis_is_down_hands_data_requests_to_a_peer() {
     );
     assert_eq!(put.status, 200, "{}", put.text());
     assert_ne!(put.header("x-rc-served-by"), Some("n1"));
+    // An upload through n1 streams to the peer, with its length or in chunks.
+    let second = pseudo_random(200_000, 15);
+    let file2 = c.dir.path().join("second.bin");
+    std::fs::write(&file2, &second).unwrap();
+    let data_arg = format!("@{}", file2.display());
+    for extra in [&[][..], &["-H", "Transfer-Encoding: chunked"][..]] {
+        let mut args = vec![
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/octet-stream",
+            "--data-binary",
+            &data_arg,
+        ];
+        args.extend_from_slice(extra);
+        let up = curl(&url(&c, 0, "/api/files?name=second.bin"), ADMIN_KEY, &args);
+        assert_eq!(up.status, 201, "{extra:?}: {}", up.text());
+        assert_ne!(up.header("x-rc-served-by"), Some("n1"));
+        let meta: serde_json::Value = serde_json::from_slice(&up.body).unwrap();
+        let id2 = meta["id"].as_str().expect("an id");
+        let back = curl(
+            &url(&c, 2, &format!("/api/files/{id2}/content")),
+            READ_KEY,
+            &[],
+        );
+        assert!(
+            back.body == second,
+            "{extra:?}: {} bytes back",
+            back.body.len()
+        );
+    }
     let missing = curl(&url(&c, 0, "/api/kv/never-written"), READ_KEY, &[]);
     assert_eq!(missing.status, 404, "{}", missing.text());
     // The peer checks the key as it would its own callers'.
