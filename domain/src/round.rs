@@ -369,7 +369,8 @@ impl WriteRound {
                 // The substitute's answer is still to come.
                 if handed_on {
                     self.pending += 1;
-                    self.waiting.push(substitute_for(from.node));
+                    self.waiting
+                        .push(substitute_for(from.hint_for.unwrap_or(from.node)));
                 }
             }
         }
@@ -602,6 +603,25 @@ mod tests {
             noquorum(r.feed(Asked::replica("n3"), failed("timeout"))),
             "NOQUORUM needed 3 got 1 (ok: n1; failed: n2 connection refused, n3 timeout; \
              no answer yet: a substitute for n2)"
+        );
+        // A substitute that fails in turn hands the write to the next one, still for n2.
+        let mut r = WriteRound::new(3, Some("n1"), ["n2", "n3"], 2);
+        let on = |why: &str| WriteAnswer::Failed {
+            why: why.into(),
+            handed_on: true,
+        };
+        assert_eq!(
+            r.feed(Asked::replica("n2"), on("timeout")),
+            Decision::Pending
+        );
+        assert_eq!(
+            r.feed(Asked::substitute("n4", "n2"), on("timeout")),
+            Decision::Pending
+        );
+        assert_eq!(
+            noquorum(r.feed(Asked::replica("n3"), failed("timeout"))),
+            "NOQUORUM needed 3 got 1 (ok: n1; failed: n2 timeout, n4 (hint for n2) timeout, \
+             n3 timeout; no answer yet: a substitute for n2)"
         );
         // A read: who answered is named by the replica its answer came from.
         let mut r = ReadRound::new(4, vec![("n1", None)], ["n2", "n3", "n4"]);
