@@ -1,6 +1,6 @@
 //! Quorum decisions, free of I/O: parsing a request's `W`/`R`/`TIMEOUT` options, picking the
-//! newest of the replicas' answers, finding the replicas a read must repair, and wording a
-//! `NOQUORUM` failure.
+//! newest of the replicas' answers, and finding the replicas a read must repair (a round's
+//! `NOQUORUM` wording is in `round`, which knows who answered).
 
 use crate::codes::{Code, CodedError};
 use crate::validate;
@@ -94,19 +94,6 @@ pub fn needs_repair(held: &Option<Held>, newest: &Held) -> bool {
     }
 }
 
-/// `needed 2 got 1 (n2: timeout, n3: connection refused)`.
-pub fn shortfall(needed: usize, got: usize, failures: &[(String, String)]) -> String {
-    let detail: Vec<String> = failures
-        .iter()
-        .map(|(node, why)| format!("{node}: {why}"))
-        .collect();
-    if detail.is_empty() {
-        format!("needed {needed} got {got}")
-    } else {
-        format!("needed {needed} got {got} ({})", detail.join(", "))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,18 +143,5 @@ mod tests {
         let repair: Vec<bool> = answers.iter().map(|a| needs_repair(a, best)).collect();
         assert_eq!(repair, [true, true, false, true]);
         assert!(newest(&[None, None]).is_none());
-    }
-
-    #[test]
-    fn shortfall_names_each_failure() {
-        let f = vec![
-            ("n2".to_string(), "timeout".to_string()),
-            ("n3".into(), "connection refused".into()),
-        ];
-        assert_eq!(
-            shortfall(2, 1, &f),
-            "needed 2 got 1 (n2: timeout, n3: connection refused)"
-        );
-        assert_eq!(shortfall(2, 1, &[]), "needed 2 got 1");
     }
 }

@@ -6,8 +6,37 @@
 //! and quorum decisions made here only.
 
 use crate::codes::{Code, CodedError};
-use crate::quorum::{needs_repair, newest, shortfall, Held};
+use crate::quorum::{needs_repair, newest, Held};
 use crate::version::Version;
+
+/// A replica a read round keeps answers from, by the node id the `NOQUORUM` wording names.
+pub trait Named {
+    fn name(&self) -> &str;
+}
+
+impl Named for str {
+    fn name(&self) -> &str {
+        self
+    }
+}
+
+impl Named for String {
+    fn name(&self) -> &str {
+        self
+    }
+}
+
+impl<T: Named + ?Sized> Named for &T {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+}
+
+impl<T: Named + ?Sized> Named for std::sync::Arc<T> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+}
 
 /// How many of a key's preference nodes a request needs: `count` (W or R) of each of the key's
 /// preference lists, whose sizes are `lists` (one list; or, for a while after a change of
@@ -66,7 +95,7 @@ impl<'a> Asked<'a> {
         }
     }
 
-    /// How a failure names it: `n4 (hint for n2)`.
+    /// How the wording names it: `n4 (hint for n2)`.
     fn name(&self) -> String {
         match self.hint_for {
             Some(intended) => format!("{} (hint for {intended})", self.node),
@@ -102,8 +131,13 @@ pub struct Round<K> {
     pending: usize,
     /// The client was answered (or the write re-issued): later answers decide nothing.
     decided: bool,
+    /// Who counted (this node's own replica first), for the `NOQUORUM` wording.
+    ok: Vec<String>,
     /// Who failed and why, for the `NOQUORUM` wording (allocated only on a failure).
     failures: Vec<(String, String)>,
+    /// Whose answer is still to come: the nodes asked, and substitutes asked for a node that
+    /// failed (`n4 (hint for n2)` once it answers; named `a substitute for n2` until then).
+    waiting: Vec<String>,
     kind: K,
 }
 
@@ -121,14 +155,22 @@ pub trait Kind {
     }
 }
 
+/// How the wording names a substitute whose answer is still to come.
+fn substitute_for(intended: &str) -> String {
+    format!("a substitute for {intended}")
+}
+
 impl<K: Kind> Round<K> {
-    fn with(needed: usize, got: usize, asked: usize, kind: K) -> Self {
+    /// A round needing `needed`, the nodes in `ok` already counted, calls under way to `asked`.
+    fn with(needed: usize, ok: Vec<String>, asked: Vec<String>, kind: K) -> Self {
         Round {
             needed,
-            got,
-            pending: asked,
+            got: ok.len(),
+            pending: asked.len(),
             decided: false,
+            ok,
             failures: Vec::new(),
+            waiting: asked,
             kind,
         }
     }
@@ -166,11 +208,20 @@ impl<K: Kind> Round<K> {
         self.decided
     }
 
-    /// One call answered: counted (`got`), or failed (`who`, `why`).
-    fn answered(&mut self, counted: bool, failed: Option<(String, String)>) {
+    /// One call answered, by `who` (as [`Round::waiting`] lists it until then, and as the
+    /// wording names it): counted, or failed with `why`.
+    fn answered(&mut self, waiting_as: &str, who: String, failed: Option<String>) {
         self.pending = self.pending.saturating_sub(1);
-        self.got += usize::from(counted);
-        self.failures.extend(failed);
+        if let Some(at) = self.waiting.iter().position(|w| w == waiting_as) {
+            self.waiting.swap_remove(at);
+        }
+        match failed {
+            None => {
+                self.got += 1;
+                self.ok.push(who);
+            }
+            Some(why) => self.failures.push((who, why)),
+        }
     }
 
     fn decide(&mut self) -> Decision {
@@ -195,19 +246,53 @@ impl<K: Kind> Round<K> {
     }
 
     fn out_of_reach(&self) -> Decision {
-        Decision::OutOfReach(CodedError::new(
-            Code::NoQuorum,
-            shortfall(self.needed, self.got, &self.failures),
-        ))
+        Decision::OutOfReach(CodedError::new(Code::NoQuorum, self.shortfall()))
+    }
+
+    /// `needed 3 got 1 (ok: n1; failed: n2 connection refused; no answer yet: n3)`: the count,
+    /// then who counted, who failed and why, and whose answer is still to come (each part only
+    /// when it names someone).
+    fn shortfall(&self) -> String {
+        let failed: Vec<String> = self
+            .failures
+            .iter()
+            .map(|(node, why)| format!("{node} {why}"))
+            .collect();
+        let parts: Vec<String> = [
+            ("ok", self.ok.join(", ")),
+            ("failed", failed.join(", ")),
+            ("no answer yet", self.waiting.join(", ")),
+        ]
+        .into_iter()
+        .filter(|(_, names)| !names.is_empty())
+        .map(|(label, names)| format!("{label}: {names}"))
+        .collect();
+        let (needed, got) = (self.needed, self.got);
+        if parts.is_empty() {
+            format!("needed {needed} got {got}")
+        } else {
+            format!("needed {needed} got {got} ({})", parts.join("; "))
+        }
     }
 }
 
-/// What a write round keeps: the newest version a replica reported holding, and how many
-/// times the write may still be re-issued.
+/// Node names as the round keeps them.
+fn names<I>(nodes: I) -> Vec<String>
+where
+    I: IntoIterator,
+    I::Item: AsRef<str>,
+{
+    nodes.into_iter().map(|n| n.as_ref().to_string()).collect()
+}
+
+/// What a write round keeps: the newest version a replica reported holding, how many times the
+/// write may still be re-issued, and every node the write went to (this node first when it
+/// holds a replica), whom a re-issued write goes to again.
 #[derive(Debug)]
 pub struct Writes {
     reissues: u8,
     newer: Option<Version>,
+    preference: Vec<String>,
 }
 
 impl Kind for Writes {
@@ -229,38 +314,64 @@ impl Kind for Writes {
 pub type WriteRound = Round<Writes>;
 
 impl WriteRound {
-    /// A round needing `needed` acknowledgements, `acks` of them already held (this node's own
-    /// replica), with `asked` calls under way and up to `reissues` re-issues.
-    pub fn new(needed: usize, acks: usize, asked: usize, reissues: u8) -> Self {
+    /// A round needing `needed` acknowledgements, one already held when `local` (this node,
+    /// holding a replica) is given, with calls under way to the nodes `asked` and up to
+    /// `reissues` re-issues.
+    pub fn new<I>(needed: usize, local: Option<&str>, asked: I, reissues: u8) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let ok = names(local);
+        let asked = names(asked);
+        let preference = ok.iter().chain(&asked).cloned().collect();
         Round::with(
             needed,
-            acks,
+            ok,
             asked,
             Writes {
                 reissues,
                 newer: None,
+                preference,
             },
         )
     }
 
-    /// The round of the same write re-issued (after [`Decision::Reissue`]) to `asked` preference
-    /// nodes: no acknowledgement yet, one re-issue less.
+    /// The round of the same write re-issued (after [`Decision::Reissue`]) to every node the
+    /// write went to (the preference nodes, this node included): no acknowledgement yet, one
+    /// re-issue less. `asked`: how many calls the re-issue makes (the same nodes).
     pub fn reissued(&self, asked: usize) -> Self {
-        WriteRound::new(self.needed, 0, asked, self.kind.reissues.saturating_sub(1))
+        let mut to = self.kind.preference.clone();
+        // Named as the first round named them; a count that differs only loses names.
+        to.truncate(asked);
+        let mut round =
+            WriteRound::new(self.needed, None, &to, self.kind.reissues.saturating_sub(1));
+        round.pending = asked;
+        round
     }
 
     /// Takes one call's answer.
     pub fn feed(&mut self, from: Asked<'_>, answer: WriteAnswer) -> Decision {
+        // Until it answers, a substitute is listed by the node it stands in for.
+        let waiting_as = match from.hint_for {
+            Some(intended) => substitute_for(intended),
+            None => from.node.to_string(),
+        };
         match answer {
-            WriteAnswer::Ack => self.answered(true, None),
+            WriteAnswer::Ack => self.answered(&waiting_as, from.name(), None),
             WriteAnswer::Newer(held) => {
                 self.kind.newer = self.kind.newer.take().max(Some(held));
-                self.answered(false, None);
+                let why = Some("holds a newer version".to_string());
+                self.answered(&waiting_as, from.name(), why);
             }
             WriteAnswer::Failed { why, handed_on } => {
-                self.answered(false, Some((from.name(), why)));
+                self.answered(&waiting_as, from.name(), Some(why));
                 // The substitute's answer is still to come.
-                self.pending += usize::from(handed_on);
+                if handed_on {
+                    self.pending += 1;
+                    self.waiting
+                        .push(substitute_for(from.hint_for.unwrap_or(from.node)));
+                }
             }
         }
         self.decide()
@@ -287,25 +398,35 @@ impl<P> Kind for Reads<P> {}
 /// The answers to one client read (`RC.GET`).
 pub type ReadRound<P> = Round<Reads<P>>;
 
-impl<P> ReadRound<P> {
+impl<P: Named> ReadRound<P> {
     /// A round needing `needed` answers, with `answers` already known (this node's own) and
-    /// `asked` calls under way.
-    pub fn new(needed: usize, answers: Vec<(P, Option<Held>)>, asked: usize) -> Self {
-        Round::with(needed, answers.len(), asked, Reads { answers })
+    /// calls under way to the nodes `asked`.
+    pub fn new<I>(needed: usize, answers: Vec<(P, Option<Held>)>, asked: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let ok = names(answers.iter().map(|(p, _)| p.name()));
+        Round::with(needed, ok, names(asked), Reads { answers })
     }
 
     /// Takes the answer of one call.
     pub fn feed(&mut self, answer: ReadAnswer<P>) -> Decision {
         match answer {
             ReadAnswer::Held(from, held) => {
+                self.answered(from.name(), from.name().to_string(), None);
                 self.kind.answers.push((from, held));
-                self.answered(true, None);
             }
-            ReadAnswer::Failed { node, why } => self.answered(false, Some((node, why))),
+            ReadAnswer::Failed { node, why } => {
+                let waiting_as = node.clone();
+                self.answered(&waiting_as, node, Some(why));
+            }
         }
         self.decide()
     }
+}
 
+impl<P> ReadRound<P> {
     /// The newest answer (tombstones included).
     pub fn newest(&self) -> Option<&Held> {
         newest(self.kind.answers.iter().map(|(_, h)| h))
@@ -338,6 +459,9 @@ impl<P> ReadRound<P> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// No call under way.
+    const NOBODY: [&str; 0] = [];
 
     fn v(ts: u64, node: &str) -> Version {
         Version::new(ts, node)
@@ -375,7 +499,7 @@ mod tests {
     #[test]
     fn a_write_is_done_at_the_w_th_acknowledgement_and_only_once() {
         // N=3, W=2, the local replica holds it.
-        let mut r = WriteRound::new(2, 1, 2, 2);
+        let mut r = WriteRound::new(2, Some("n1"), ["n2", "n3"], 2);
         assert_eq!(r.start(), Decision::Pending);
         assert_eq!(ack(&mut r, "n2"), Decision::Done);
         assert!(r.decided());
@@ -390,28 +514,28 @@ mod tests {
 
     #[test]
     fn w_of_one_is_done_before_any_answer() {
-        let mut r = WriteRound::new(1, 1, 2, 2);
+        let mut r = WriteRound::new(1, Some("n1"), ["n2", "n3"], 2);
         assert_eq!(r.start(), Decision::Done);
         assert_eq!(ack(&mut r, "n2"), Decision::Pending);
     }
 
     #[test]
     fn w_equal_to_n_needs_every_replica() {
-        let mut r = WriteRound::new(3, 1, 2, 2);
+        let mut r = WriteRound::new(3, Some("n1"), ["n2", "n3"], 2);
         assert_eq!(ack(&mut r, "n2"), Decision::Pending);
         assert_eq!(ack(&mut r, "n3"), Decision::Done);
         // One failure is enough to make it unreachable.
-        let mut r = WriteRound::new(3, 1, 2, 2);
+        let mut r = WriteRound::new(3, Some("n1"), ["n2", "n3"], 2);
         assert_eq!(
             noquorum(r.feed(Asked::replica("n3"), failed("timeout"))),
-            "NOQUORUM needed 3 got 1 (n3: timeout)"
+            "NOQUORUM needed 3 got 1 (ok: n1; failed: n3 timeout; no answer yet: n2)"
         );
     }
 
     #[test]
     fn a_write_is_out_of_reach_as_soon_as_too_many_failed() {
         // N=5, W=3, this node not a replica: five calls.
-        let mut r = WriteRound::new(3, 0, 5, 2);
+        let mut r = WriteRound::new(3, None, ["n1", "n2", "n3", "n4", "n5"], 2);
         assert_eq!(ack(&mut r, "n1"), Decision::Pending);
         assert_eq!(
             r.feed(Asked::replica("n2"), failed("timeout")),
@@ -424,21 +548,22 @@ mod tests {
         // 1 ack + 1 pending < 3: no need to wait for the last one.
         assert_eq!(
             noquorum(r.feed(Asked::replica("n4"), failed("connection refused"))),
-            "NOQUORUM needed 3 got 1 (n2: timeout, n3: timeout, n4: connection refused)"
+            "NOQUORUM needed 3 got 1 (ok: n1; failed: n2 timeout, n3 timeout, n4 connection refused; \
+             no answer yet: n5)"
         );
         assert_eq!(ack(&mut r, "n5"), Decision::Pending);
     }
 
     #[test]
     fn a_write_to_nobody_that_needs_more_is_out_of_reach_at_once() {
-        let mut r = WriteRound::new(2, 1, 0, 2);
-        assert_eq!(noquorum(r.start()), "NOQUORUM needed 2 got 1");
+        let mut r = WriteRound::new(2, Some("n1"), NOBODY, 2);
+        assert_eq!(noquorum(r.start()), "NOQUORUM needed 2 got 1 (ok: n1)");
     }
 
     #[test]
     fn a_substitute_holding_a_hint_counts_and_is_named_when_it_fails() {
         // n2 fails, its write goes to substitute n4 (still pending), which acknowledges.
-        let mut r = WriteRound::new(2, 1, 2, 2);
+        let mut r = WriteRound::new(2, Some("n1"), ["n2", "n3"], 2);
         let handed_on = WriteAnswer::Failed {
             why: "timeout".into(),
             handed_on: true,
@@ -450,7 +575,7 @@ mod tests {
             Decision::Done
         );
         // Both the replica and its substitute fail: both named.
-        let mut r = WriteRound::new(3, 1, 2, 2);
+        let mut r = WriteRound::new(3, Some("n1"), ["n2", "n3"], 2);
         r.feed(
             Asked::replica("n2"),
             WriteAnswer::Failed {
@@ -460,13 +585,56 @@ mod tests {
         );
         assert_eq!(
             noquorum(r.feed(Asked::substitute("n4", "n2"), failed("connection refused"))),
-            "NOQUORUM needed 3 got 1 (n2: timeout, n4 (hint for n2): connection refused)"
+            "NOQUORUM needed 3 got 1 (ok: n1; failed: n2 timeout, n4 (hint for n2) connection refused; \
+             no answer yet: n3)"
+        );
+    }
+
+    #[test]
+    fn noquorum_names_who_counted_who_failed_and_whose_answer_is_still_to_come() {
+        // W=3: n1 holds it, n2 fails and its write goes to a substitute, n3 fails too.
+        let mut r = WriteRound::new(3, Some("n1"), ["n2", "n3"], 2);
+        let handed_on = WriteAnswer::Failed {
+            why: "connection refused".into(),
+            handed_on: true,
+        };
+        assert_eq!(r.feed(Asked::replica("n2"), handed_on), Decision::Pending);
+        assert_eq!(
+            noquorum(r.feed(Asked::replica("n3"), failed("timeout"))),
+            "NOQUORUM needed 3 got 1 (ok: n1; failed: n2 connection refused, n3 timeout; \
+             no answer yet: a substitute for n2)"
+        );
+        // A substitute that fails in turn hands the write to the next one, still for n2.
+        let mut r = WriteRound::new(3, Some("n1"), ["n2", "n3"], 2);
+        let on = |why: &str| WriteAnswer::Failed {
+            why: why.into(),
+            handed_on: true,
+        };
+        assert_eq!(
+            r.feed(Asked::replica("n2"), on("timeout")),
+            Decision::Pending
+        );
+        assert_eq!(
+            r.feed(Asked::substitute("n4", "n2"), on("timeout")),
+            Decision::Pending
+        );
+        assert_eq!(
+            noquorum(r.feed(Asked::replica("n3"), failed("timeout"))),
+            "NOQUORUM needed 3 got 1 (ok: n1; failed: n2 timeout, n4 (hint for n2) timeout, \
+             n3 timeout; no answer yet: a substitute for n2)"
+        );
+        // A read: who answered is named by the replica its answer came from.
+        let mut r = ReadRound::new(4, vec![("n1", None)], ["n2", "n3", "n4"]);
+        assert_eq!(r.feed(ReadAnswer::Held("n3", None)), Decision::Pending);
+        assert_eq!(
+            noquorum(r.feed(failed_read("n2"))),
+            "NOQUORUM needed 4 got 2 (ok: n1, n3; failed: n2 timeout; no answer yet: n4)"
         );
     }
 
     #[test]
     fn a_newer_version_does_not_count_and_re_issues_past_the_newest_once_all_ended() {
-        let mut r = WriteRound::new(2, 1, 2, 2);
+        let mut r = WriteRound::new(2, Some("n1"), ["n2", "n3"], 2);
         assert_eq!(newer(&mut r, "n2", v(250, "n1")), Decision::Pending);
         // Re-issued past the newest version reported, once both answered.
         assert_eq!(
@@ -484,7 +652,7 @@ mod tests {
 
     #[test]
     fn a_newer_version_waits_for_the_other_calls_even_when_w_is_out_of_reach() {
-        let mut r = WriteRound::new(3, 1, 2, 2);
+        let mut r = WriteRound::new(3, Some("n1"), ["n2", "n3"], 2);
         assert_eq!(newer(&mut r, "n2", v(9, "n2")), Decision::Pending);
         assert_eq!(
             r.feed(Asked::replica("n3"), failed("timeout")),
@@ -494,7 +662,8 @@ mod tests {
 
     #[test]
     fn a_write_is_re_issued_twice_at_most() {
-        let mut r = WriteRound::new(2, 1, 2, 2);
+        // This node holds no replica: the write and its re-issues go to n2 and n3.
+        let mut r = WriteRound::new(2, None, ["n2", "n3"], 2);
         let mut reissues = 0;
         let mut last = Decision::Pending;
         // Bounded, so a round that re-issues for ever fails here instead of hanging.
@@ -508,13 +677,16 @@ mod tests {
             reissues += 1;
             r = r.reissued(2);
         }
-        assert_eq!(noquorum(last), "NOQUORUM needed 2 got 0");
+        assert_eq!(
+            noquorum(last),
+            "NOQUORUM needed 2 got 0 (failed: n2 holds a newer version, n3 holds a newer version)"
+        );
         assert_eq!(reissues, 2);
     }
 
     #[test]
     fn a_newer_version_after_the_quorum_changes_nothing() {
-        let mut r = WriteRound::new(2, 1, 2, 2);
+        let mut r = WriteRound::new(2, Some("n1"), ["n2", "n3"], 2);
         assert_eq!(ack(&mut r, "n2"), Decision::Done);
         assert_eq!(newer(&mut r, "n3", v(99, "n3")), Decision::Pending);
     }
@@ -525,7 +697,7 @@ mod tests {
         assert_eq!(needed(2, &[3, 3], 4), 3);
         assert_eq!(needed(2, &[3], 3), 2);
         // Acks from n1 and n4 alone: only one of the old list, not enough.
-        let mut r = WriteRound::new(needed(2, &[3, 3], 4), 1, 3, 2);
+        let mut r = WriteRound::new(needed(2, &[3, 3], 4), Some("n1"), ["n2", "n3", "n4"], 2);
         assert_eq!(ack(&mut r, "n4"), Decision::Pending);
         assert_eq!(ack(&mut r, "n3"), Decision::Done);
     }
@@ -584,7 +756,7 @@ mod tests {
             answers in proptest::collection::vec((0u8..4, any::<bool>(), 0u64..5), 0..8),
         ) {
             let asked = answers.len();
-            let mut r = WriteRound::new(needed, local, asked, reissues);
+            let mut r = WriteRound::new(needed, (local == 1).then_some("me"), vec!["n"; asked], reissues);
             let mut decisions = vec![r.start()];
             let mut acks = local;
             let mut newest: Option<Version> = None;
@@ -644,11 +816,13 @@ mod tests {
                 tombstone,
                 value: vec![u8::try_from(i).unwrap_or(0)],
             });
-            let mut r: ReadRound<usize> = ReadRound::new(needed, Vec::new(), answers.len());
+            let name = |i: usize| i.to_string();
+            let mut r: ReadRound<String> =
+                ReadRound::new(needed, Vec::new(), (0..answers.len()).map(name));
             let mut done_at = None;
             if r.start() == Decision::Done { done_at = Some(0); }
             for (i, a) in answers.iter().enumerate() {
-                let d = r.feed(ReadAnswer::Held(i, held(i, a)));
+                let d = r.feed(ReadAnswer::Held(name(i), held(i, a)));
                 if d == Decision::Done {
                     prop_assert_eq!(r.got(), needed);
                     done_at = Some(i + 1);
@@ -663,7 +837,10 @@ mod tests {
                 Some(b) => (0..all.len()).filter(|i| needs_repair(&all[*i], b)).collect(),
                 None => Vec::new(),
             };
-            let listed: Vec<usize> = r.repairs().map(|(_, s)| s.copied().collect()).unwrap_or_default();
+            let listed: Vec<usize> = r
+                .repairs()
+                .map(|(_, s)| s.map(|p| p.parse().unwrap_or(usize::MAX)).collect())
+                .unwrap_or_default();
             prop_assert_eq!(listed, stale);
         }
     }
@@ -679,7 +856,7 @@ mod tests {
     #[test]
     fn a_read_picks_the_newest_and_lists_the_replicas_to_repair() {
         // R=2, the local answer known: one more needed.
-        let mut r = ReadRound::new(2, vec![("n1", held(5, "n1", false, "old"))], 2);
+        let mut r = ReadRound::new(2, vec![("n1", held(5, "n1", false, "old"))], ["n2", "n3"]);
         assert_eq!(r.start(), Decision::Pending);
         assert_eq!(
             r.feed(ReadAnswer::Held("n2", held(7, "n2", false, "new"))),
@@ -694,7 +871,7 @@ mod tests {
 
     #[test]
     fn a_tombstone_is_the_newest_answer_and_reads_as_nothing() {
-        let mut r = ReadRound::new(2, vec![("n1", held(5, "n1", false, "old"))], 1);
+        let mut r = ReadRound::new(2, vec![("n1", held(5, "n1", false, "old"))], ["n2"]);
         assert_eq!(
             r.feed(ReadAnswer::Held("n2", held(9, "n2", true, ""))),
             Decision::Done
@@ -709,16 +886,16 @@ mod tests {
 
     #[test]
     fn agreeing_answers_need_no_repair() {
-        let mut r = ReadRound::new(2, vec![("n1", held(5, "n1", false, "x"))], 1);
+        let mut r = ReadRound::new(2, vec![("n1", held(5, "n1", false, "x"))], ["n2"]);
         r.feed(ReadAnswer::Held("n2", held(5, "n1", false, "x")));
         assert!(r.repairs().is_none());
-        let nothing: ReadRound<&str> = ReadRound::new(1, vec![("n1", None)], 0);
+        let nothing: ReadRound<&str> = ReadRound::new(1, vec![("n1", None)], NOBODY);
         assert!(nothing.repairs().is_none());
     }
 
     #[test]
     fn r_of_one_is_done_with_the_local_answer() {
-        let mut r = ReadRound::new(1, vec![("n1", held(5, "n1", false, "x"))], 2);
+        let mut r = ReadRound::new(1, vec![("n1", held(5, "n1", false, "x"))], ["n2", "n3"]);
         assert_eq!(r.start(), Decision::Done);
         assert_eq!(r.feed(failed_read("n2")), Decision::Pending);
     }
@@ -726,21 +903,28 @@ mod tests {
     #[test]
     fn a_read_is_out_of_reach_as_soon_as_too_many_failed() {
         // R=3: the local answer and two calls; one fails.
-        let mut r = ReadRound::new(3, vec![("n1", None)], 2);
+        let mut r = ReadRound::new(3, vec![("n1", None)], ["n2", "n3"]);
         assert_eq!(
             noquorum(r.feed(failed_read("n2"))),
-            "NOQUORUM needed 3 got 1 (n2: timeout)"
+            "NOQUORUM needed 3 got 1 (ok: n1; failed: n2 timeout; no answer yet: n3)"
         );
         assert_eq!(r.feed(ReadAnswer::Held("n3", None)), Decision::Pending);
         // Too few asked in the first place: out of reach before any answer.
-        let mut r: ReadRound<&str> = ReadRound::new(2, Vec::new(), 1);
-        assert_eq!(noquorum(r.start()), "NOQUORUM needed 2 got 0");
+        let mut r: ReadRound<&str> = ReadRound::new(2, Vec::new(), ["n2"]);
+        assert_eq!(
+            noquorum(r.start()),
+            "NOQUORUM needed 2 got 0 (no answer yet: n2)"
+        );
     }
 
     #[test]
     fn a_joint_read_needs_r_of_each_list() {
         // R=2, old list n1 n2 n3, new n1 n2 n4: 3 answers of the union.
-        let mut r = ReadRound::new(needed(2, &[3, 3], 4), vec![("n1", None)], 3);
+        let mut r = ReadRound::new(
+            needed(2, &[3, 3], 4),
+            vec![("n1", None)],
+            ["n2", "n3", "n4"],
+        );
         assert_eq!(r.feed(ReadAnswer::Held("n4", None)), Decision::Pending);
         assert_eq!(r.feed(ReadAnswer::Held("n2", None)), Decision::Done);
     }

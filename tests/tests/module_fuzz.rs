@@ -971,7 +971,7 @@ fn check_locate(rows: &[Value], seen: &Seen) -> bool {
                     let state_ok = if id == seen.me {
                         state == "self"
                     } else {
-                        ["up", "down", "unknown"].contains(&state.as_str())
+                        ["alive", "down", "unknown"].contains(&state.as_str())
                     };
                     addr_ok && state_ok && ids.insert(id)
                 }

@@ -211,8 +211,11 @@ impl Request for Locate<'_> {
 }
 
 /// One row of an `RC.LOCATE` reply: a preference node, its Redis address (`host:port`, empty
-/// when unknown) and its state as this node sees it (`self`, a pushed verdict or the
-/// connection's state).
+/// when unknown) and its state as this node sees it, one of [`LOCATE_STATES`]: `self`; else
+/// the failure detector's verdict the node process pushed (`alive`, `suspect`, `down`, the
+/// states `/api/nodes` and `rcluster status` show); before any verdict, what this node's own
+/// connection to it says (`alive` once it answered, `down` once it failed, `unknown` before
+/// any call).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocateRow {
     pub node: String,
@@ -221,7 +224,7 @@ pub struct LocateRow {
 }
 
 /// The states a locate row may show.
-pub const LOCATE_STATES: [&str; 6] = ["self", "alive", "suspect", "down", "up", "unknown"];
+pub const LOCATE_STATES: [&str; 5] = ["self", "alive", "suspect", "down", "unknown"];
 
 impl LocateRow {
     pub fn encode<B: Build>(rows: Vec<LocateRow>) -> B::Out {
@@ -370,5 +373,12 @@ mod tests {
         let v = LocateRow::encode::<Value>(rows.clone());
         assert_eq!(LocateRow::decode(&v), Some(rows));
         assert_eq!(LocateRow::decode(&Value::Int(1)), None);
+        // One vocabulary with /api/nodes: a connection that answered is `alive`, never `up`.
+        let up = vec![LocateRow {
+            node: "n2".into(),
+            address: String::new(),
+            state: "up",
+        }];
+        assert_eq!(LocateRow::decode(&LocateRow::encode::<Value>(up)), None);
     }
 }

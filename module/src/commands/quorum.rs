@@ -1,7 +1,7 @@
 //! The quorum commands, callable on any node by any Redis client: the handlers of `RC.SET`,
 //! `RC.GET`, `RC.DEL`, `RC.LOCATE` (as `rcluster_domain::rc::kv` defines them), `RC.CHUNK.SET` and
 //! `RC.CHUNK.FETCH` (file chunks on W replicas / from the first intact one; `rc::chunk`).
-//! A failure is `NOQUORUM needed W got k (node: why, ...)`. This node's own replica is read or
+//! A failure is `NOQUORUM needed W got k (ok: ...; failed: node why, ...; no answer yet: ...)`. This node's own replica is read or
 //! written here, on the main thread; the other replicas are reached through `coord::fast` (the
 //! main thread's event loop) or the coordinator runtime while the client waits blocked.
 
@@ -67,8 +67,9 @@ impl Placement {
     /// The round of a write to the key: this node's own replica acknowledges at once, and the
     /// write goes to the other preference nodes.
     fn write_round(&self, w: usize, reissues: u8) -> WriteRound {
-        let acks = usize::from(self.is_replica);
-        WriteRound::new(self.needed(w), acks, self.replicas.len(), reissues)
+        let local = self.is_replica.then_some(self.me.as_str());
+        let asked = self.replicas.iter().map(|p| p.id.as_str());
+        WriteRound::new(self.needed(w), local, asked, reissues)
     }
 }
 
@@ -245,7 +246,8 @@ pub fn get(ctx: &Context, args: Vec<RedisString>) -> Outcome {
             .map(|held| (peers::peer(m), held)),
         _ => None,
     };
-    let round = ReadRound::new(r, local.into_iter().collect(), replicas.len());
+    let asked = replicas.iter().map(|p| p.id.as_str());
+    let round = ReadRound::new(r, local.into_iter().collect(), asked);
     if !round.reached() && !can_block(ctx) {
         return Err(cannot_block(Cmd::Get));
     }
@@ -291,7 +293,13 @@ pub fn locate(_ctx: &Context, args: Vec<RedisString>) -> Outcome {
             } else if let Some(pushed) = peers::pushed_liveness(id) {
                 pushed.as_str()
             } else {
-                peers::state_of(id).as_str()
+                // Before any verdict, this node's connection says what it can: in the words of
+                // the failure detector (`LOCATE_STATES`, as `/api/nodes` shows them).
+                match peers::state_of(id) {
+                    peers::State::Up => "alive",
+                    peers::State::Down => "down",
+                    peers::State::Unknown => "unknown",
+                }
             };
             LocateRow {
                 node: id.to_string(),

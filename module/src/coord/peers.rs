@@ -71,6 +71,13 @@ pub struct Peer {
     state: AtomicU8,
 }
 
+/// A quorum round names a replica by its id (`NOQUORUM ... ok: n1, n3 ...`).
+impl rcluster_domain::round::Named for Peer {
+    fn name(&self) -> &str {
+        &self.id
+    }
+}
+
 static PEERS: Mutex<Option<HashMap<String, Arc<Peer>>>> = Mutex::new(None);
 
 /// Liveness pushed by the node process's failure detector: (state, valid until). A node marked

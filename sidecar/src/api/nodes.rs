@@ -45,6 +45,9 @@ impl From<rcluster_domain::phi::Liveness> for NodeState {
 }
 
 /// One node: its address, and what the observer knows of it (null where it knows nothing yet).
+/// The observer's own row is read when asked (its Redis's state from its supervisor, its Raft
+/// role and term from its Raft driver), the others' from their last heartbeat, except that the
+/// Raft leader the observer knows shows as `leader` as soon as it knows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct NodeRow {
     pub id: String,
@@ -82,7 +85,7 @@ pub struct NodeRow {
     pub used_memory_bytes: Option<u64>,
     pub drift_ms: Option<i64>,
     pub time_source: Option<String>,
-    /// leader, follower or candidate.
+    /// leader, follower or candidate (empty before Raft started).
     pub raft_role: Option<String>,
     pub raft_term: Option<u64>,
     pub raft_commit_index: Option<u64>,

@@ -1,5 +1,6 @@
 //! `rcluster status`: asks a node (the first of the config that answers) how it sees the cluster
-//! and prints one line per node, like `nodetool status`; `--json` for scripts, `--watch` to
+//! and prints one line per node, like `nodetool status` (that node's own row, marked `*`, as of
+//! the request; the others as of their last heartbeat); `--json` for scripts, `--watch` to
 //! refresh.
 
 use std::path::PathBuf;

@@ -129,6 +129,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
             body::guard,
         ))
         .layer(axum::middleware::map_response(json_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            forward::storage_failover,
+        ))
         .with_state(shared)
 }
 

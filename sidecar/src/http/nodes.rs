@@ -13,20 +13,33 @@ use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::http::forward::forward;
 use crate::http::openapi::{AdminKey, BodyLimit, ControlLayers, NodeId, ReadKey};
-use crate::node::view::{unix_ms, Shared};
+use crate::node::view::{raft_seen, unix_ms, Shared};
 
 /// How long a forwarded action may take (a restart waits for Redis to load its data).
 const ACTION_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Every member as this node sees it.
+/// Every member as this node sees it; its own row, and the Raft leader it knows, as of now.
 pub fn node_rows(s: &Shared) -> Vec<NodeRow> {
+    let own = s.own_live();
+    let raft = s.raft.get().map(|r| r.status());
     let members = s.members();
     let nodes = s.nodes();
     members
         .iter()
         .map(|n| {
             let v = nodes.get(&n.id);
-            let summary = v.map(|v| &v.summary);
+            let mine = n.id == s.me.id;
+            let summary = if mine {
+                Some(&own.summary)
+            } else {
+                v.map(|v| &v.summary)
+            };
+            let (state, reason) = match (mine, v) {
+                (true, _) => (Some(own.liveness), Some(own.reason.clone())),
+                (false, v) => (v.map(|v| v.liveness), v.map(|v| v.reason.clone())),
+            };
+            let raft_seen =
+                summary.map(|s| raft_seen(&n.id, (&s.raft_role, s.raft_term), raft.as_ref()));
             NodeRow {
                 id: n.id.clone(),
                 host: n.host.clone(),
@@ -34,8 +47,8 @@ pub fn node_rows(s: &Shared) -> Vec<NodeRow> {
                 http_port: n.http_port,
                 peer_port: n.peer_port,
                 is_self: n.id == s.me.id,
-                state: v.map(|v| NodeState::from(v.liveness)),
-                reason: v.map(|v| v.reason.clone()),
+                state: state.map(NodeState::from),
+                reason,
                 phi: v.map(|v| (v.phi * 100.0).round() / 100.0),
                 last_heartbeat_age_ms: v
                     .and_then(|v| v.last_heartbeat_unix_ms)
@@ -50,8 +63,8 @@ pub fn node_rows(s: &Shared) -> Vec<NodeRow> {
                 used_memory_bytes: summary.and_then(|s| s.used_memory_bytes),
                 drift_ms: summary.and_then(|s| s.drift_ms),
                 time_source: summary.map(|s| s.time_source.clone()),
-                raft_role: summary.map(|s| s.raft_role.clone()),
-                raft_term: summary.map(|s| s.raft_term),
+                raft_role: raft_seen.as_ref().map(|r| r.0.clone()),
+                raft_term: raft_seen.map(|r| r.1),
                 raft_commit_index: summary.map(|s| s.raft_commit_index),
                 topology_epoch: summary.map(|s| s.topology_epoch),
                 transition_open: summary.map(|s| s.transition_open),

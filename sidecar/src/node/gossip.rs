@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rcluster_domain::peer_auth::{Channel, Refusal};
-use rcluster_domain::phi::Liveness;
 use rcluster_domain::rc::cluster::Settled;
 use serde::{Deserialize, Serialize};
 use tokio::net::UdpSocket;
@@ -23,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::node::local::rc;
 use crate::node::peer_auth::PeerAuth;
-use crate::node::view::{judge, unix_ms, Shared, Summary};
+use crate::node::view::{judge, own_verdict, unix_ms, Shared, Summary};
 
 /// Largest heartbeat datagram read (a sealed ping is about 1 KB); a longer one is cut, which
 /// breaks its MAC.
@@ -97,16 +96,8 @@ async fn own_summary(shared: &Shared, timeout: Duration) -> Summary {
         .map(|r| r.progress());
     let used_memory_bytes = field("used_memory").and_then(|v| v.parse().ok());
     let time = shared.time();
-    let raft = shared.raft.get().map(|r| r.status()).unwrap_or_default();
-    Summary {
-        raft_role: raft.role,
-        raft_term: raft.term,
-        raft_commit_index: raft.commit_index,
+    let found = Summary {
         redis_up: up,
-        redis_state: state.name().to_string(),
-        redis_reason: short_reason(&state.reason()),
-        redis_restarts: state.restarts(),
-        redis_next_attempt_unix_ms: state.next_attempt_unix_ms(),
         kv_keys,
         used_memory_bytes,
         drift_ms: time.offset_ms,
@@ -114,20 +105,9 @@ async fn own_summary(shared: &Shared, timeout: Duration) -> Summary {
         topology_epoch,
         transition_open,
         redistribution,
-    }
-}
-
-/// Longest reason a heartbeat carries (the whole beat must fit one datagram).
-const MAX_REASON_BYTES: usize = 300;
-
-/// The first line of `reason`, cut to [`MAX_REASON_BYTES`] on a character boundary.
-fn short_reason(reason: &str) -> String {
-    let line = reason.lines().next().unwrap_or_default();
-    let mut end = line.len().min(MAX_REASON_BYTES);
-    while !line.is_char_boundary(end) {
-        end -= 1;
-    }
-    line[..end].to_string()
+        ..Summary::default()
+    };
+    shared.with_own_state(&state, found)
 }
 
 /// The epoch whose transition may end: this node's module has one open and every other member
@@ -263,16 +243,8 @@ fn judge_all(shared: &Shared, own: Summary) -> Vec<Event> {
     for (id, view) in nodes.iter_mut() {
         let (liveness, reason) = if *id == me {
             view.last_heartbeat_unix_ms = Some(unix_ms());
-            let up = own.redis_up;
             view.summary = own.clone();
-            if up {
-                (Liveness::Alive, "this node".to_string())
-            } else {
-                (
-                    Liveness::Down,
-                    format!("this node's Redis does not answer ({})", own.redis_state),
-                )
-            }
+            own_verdict(own.redis_up, &own.redis_state)
         } else {
             view.phi = view.detector.phi(now);
             judge(
@@ -429,9 +401,10 @@ mod tests {
         let summary = Summary {
             redis_up: true,
             redis_state: "crash_looping".into(),
-            redis_reason: short_reason(&"é".repeat(1000)),
+            redis_reason: crate::node::view::short_reason(&"é".repeat(1000)),
             redis_restarts: u32::MAX,
             redis_next_attempt_unix_ms: Some(u64::MAX),
+            redis_pid: Some(u32::MAX),
             kv_keys: Some(i64::MIN),
             used_memory_bytes: Some(u64::MAX),
             drift_ms: Some(i64::MIN),

@@ -1,5 +1,5 @@
 //! Tells the world what this node sees: every interval it writes `node:<id>:status` for every node
-//! into its own Redis, publishes each state change on `cluster:events`, and pushes each peer's
+//! (its own row read live, as `/api/nodes` shows it) into its own Redis, publishes each state change on `cluster:events`, and pushes each peer's
 //! liveness into its module (`RC.CLUSTER.NODESTATE`), so the coordinator routes around a down
 //! node at once. Every second it reads the module's `rebalance_*` fields and publishes a
 //! `rebalance` event when a redistribution pass starts, while it runs, and when it finishes.
@@ -60,13 +60,19 @@ pub async fn run(
         }
         let mut pipe = redis::pipe();
         {
+            // This node's own row as of now, as `/api/nodes` shows it.
+            let own = shared.own_live();
             let nodes = shared.nodes();
             for (id, view) in nodes.iter() {
-                let s = &view.summary;
+                let (liveness, reason, s) = if *id == shared.me.id {
+                    (own.liveness, &own.reason, &own.summary)
+                } else {
+                    (view.liveness, &view.reason, &view.summary)
+                };
                 // RC.META: a Redis full of data still takes it.
                 let fields = [
-                    ("state", view.liveness.as_str().to_string()),
-                    ("reason", view.reason.clone()),
+                    ("state", liveness.as_str().to_string()),
+                    ("reason", reason.clone()),
                     ("observer", shared.me.id.clone()),
                     (
                         "last_heartbeat_ms",

@@ -1,6 +1,7 @@
 //! What this node knows about the cluster: for every node its failure-detector state, last
 //! heartbeat, round trip and the summary it last sent (Redis up, keys, memory, drift), plus this
-//! node's own time status. Shared by the heartbeat, report, API and metrics tasks.
+//! node's own time status, and its own row read live (its supervisor's and Raft driver's word at
+//! the time of asking). Shared by the heartbeat, report, API and metrics tasks.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -13,9 +14,10 @@ use rcluster_domain::phi::{
 use rcluster_domain::ratelimit::Limiter;
 use serde::{Deserialize, Serialize};
 
+use crate::api::RaftStatus;
 use crate::node::local::Local;
 use crate::node::metrics::Metrics;
-use crate::node::redis::RedisHandle;
+use crate::node::redis::{RedisHandle, RedisState};
 
 /// What a node tells the others about itself in every heartbeat.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -31,6 +33,9 @@ pub struct Summary {
     /// When its supervisor starts its Redis again (wall clock, Unix ms), while it waits to.
     #[serde(default)]
     pub redis_next_attempt_unix_ms: Option<u64>,
+    /// The process id of its Redis while it runs (which process `redis_up` was found about).
+    #[serde(default)]
+    pub redis_pid: Option<u32>,
     pub kv_keys: Option<i64>,
     pub used_memory_bytes: Option<u64>,
     pub drift_ms: Option<i64>,
@@ -98,6 +103,40 @@ pub struct Shared {
     started: Instant,
 }
 
+/// Longest reason a heartbeat carries (the whole beat must fit one datagram).
+const MAX_REASON_BYTES: usize = 300;
+
+/// The first line of `reason`, cut to [`MAX_REASON_BYTES`] on a character boundary.
+pub fn short_reason(reason: &str) -> String {
+    let line = reason.lines().next().unwrap_or_default();
+    let mut end = line.len().min(MAX_REASON_BYTES);
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    line[..end].to_string()
+}
+
+/// This node's verdict on itself: alive while its Redis answers, else down, saying the state its
+/// supervisor reports.
+pub fn own_verdict(redis_up: bool, redis_state: &str) -> (Liveness, String) {
+    if redis_up {
+        (Liveness::Alive, "this node".to_string())
+    } else {
+        (
+            Liveness::Down,
+            format!("this node's Redis does not answer ({redis_state})"),
+        )
+    }
+}
+
+/// This node's own row, read when asked.
+#[derive(Clone, Debug)]
+pub struct Own {
+    pub liveness: Liveness,
+    pub reason: String,
+    pub summary: Summary,
+}
+
 /// The node state a failure-detector phi and the node's own Redis report give.
 pub fn judge(phi: f64, heard: bool, redis_up: bool) -> (Liveness, String) {
     if !heard {
@@ -154,6 +193,53 @@ impl Shared {
             conns: crate::node::conn::Conns::default(),
             raft: std::sync::OnceLock::new(),
             started: Instant::now(),
+        }
+    }
+
+    /// `summary` (what the last look at this node's Redis found) with what this node's
+    /// supervisor says of its Redis (`state`) and what its Raft driver says now.
+    pub fn with_own_state(&self, state: &RedisState, summary: Summary) -> Summary {
+        let raft = self.raft.get().map(|r| r.status()).unwrap_or_default();
+        Summary {
+            redis_state: state.name().to_string(),
+            redis_reason: short_reason(&state.reason()),
+            redis_restarts: state.restarts(),
+            redis_next_attempt_unix_ms: state.next_attempt_unix_ms(),
+            redis_pid: state.pid(),
+            raft_role: raft.role,
+            raft_term: raft.term,
+            raft_commit_index: raft.commit_index,
+            ..summary
+        }
+    }
+
+    /// Whether this node's Redis is up now: its supervisor runs it, and the last look at it did
+    /// not find that same process hung.
+    pub fn own_redis_up(&self) -> bool {
+        let pid = self.redis.state.borrow().pid();
+        let nodes = self.nodes();
+        let heard = nodes.get(&self.me.id).map(|v| &v.summary);
+        own_redis_up(heard.unwrap_or(&Summary::default()), pid)
+    }
+
+    /// This node's own row as of now, not as of its last heartbeat: its Redis's state from its
+    /// supervisor and its Raft role, term and commit index from its Raft driver; the keys,
+    /// memory and epoch from the last look at its Redis. Its Redis is up while the supervisor
+    /// runs it, unless that last look found this same process not answering (a hung Redis).
+    pub fn own_live(&self) -> Own {
+        let heard = self
+            .nodes()
+            .get(&self.me.id)
+            .map(|v| v.summary.clone())
+            .unwrap_or_default();
+        let state = self.redis.state.borrow().clone();
+        let mut summary = self.with_own_state(&state, heard.clone());
+        summary.redis_up = own_redis_up(&heard, summary.redis_pid);
+        let (liveness, reason) = own_verdict(summary.redis_up, &summary.redis_state);
+        Own {
+            liveness,
+            reason,
+            summary,
         }
     }
 
@@ -233,6 +319,24 @@ impl Shared {
     }
 }
 
+/// A node's Raft role and term as this node knows them (`heard`: its last heartbeat's): the
+/// leader this node's Raft driver knows (`known`) is `leader` of its term as soon as this node
+/// learns of it, not a heartbeat later; every other node is as it last said.
+pub fn raft_seen(id: &str, heard: (&str, u64), known: Option<&RaftStatus>) -> (String, u64) {
+    match known {
+        Some(k) if k.leader.as_deref() == Some(id) && k.term >= heard.1 => {
+            ("leader".to_string(), k.term)
+        }
+        _ => (heard.0.to_string(), heard.1),
+    }
+}
+
+/// Whether this node's Redis is up, its supervisor running process `pid` (`None`: none runs),
+/// given what the last look at it found (`heard`).
+fn own_redis_up(heard: &Summary, pid: Option<u32>) -> bool {
+    pid.is_some() && (heard.redis_up || heard.redis_pid != pid)
+}
+
 /// A node's view before any heartbeat: this node is alive, the others are not heard yet.
 fn new_view(config: &ClusterConfig, me: &str, id: &str) -> NodeView {
     let (liveness, reason) = if id == me {
@@ -257,4 +361,68 @@ pub fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_redis_is_up_while_its_process_runs_unless_found_hung() {
+        let heard = |up, pid| Summary {
+            redis_up: up,
+            redis_pid: pid,
+            ..Summary::default()
+        };
+        // Killed since the last look: down at once.
+        assert!(!own_redis_up(&heard(true, Some(7)), None));
+        // Started again since: up at once.
+        assert!(own_redis_up(&heard(false, None), Some(8)));
+        assert!(own_redis_up(&heard(false, Some(7)), Some(8)));
+        // The process the last look found not answering: still down.
+        assert!(!own_redis_up(&heard(false, Some(8)), Some(8)));
+        assert!(own_redis_up(&heard(true, Some(8)), Some(8)));
+    }
+
+    #[test]
+    fn the_leader_raft_knows_shows_at_once() {
+        let known = RaftStatus {
+            role: "follower".into(),
+            term: 5,
+            leader: Some("n2".into()),
+            ..RaftStatus::default()
+        };
+        // n2's last heartbeat was from before it won term 5.
+        assert_eq!(
+            raft_seen("n2", ("candidate", 4), Some(&known)),
+            ("leader".to_string(), 5)
+        );
+        assert_eq!(
+            raft_seen("n3", ("follower", 5), Some(&known)),
+            ("follower".to_string(), 5)
+        );
+        // A heartbeat from a later term than this node knows is newer news.
+        assert_eq!(
+            raft_seen("n2", ("follower", 6), Some(&known)),
+            ("follower".to_string(), 6)
+        );
+        assert_eq!(raft_seen("n2", ("", 0), None), (String::new(), 0));
+    }
+
+    #[test]
+    fn own_verdict_names_the_supervisor_state() {
+        assert_eq!(
+            own_verdict(true, "running"),
+            (Liveness::Alive, "this node".into())
+        );
+        assert_eq!(
+            own_verdict(false, "restarting"),
+            (
+                Liveness::Down,
+                "this node's Redis does not answer (restarting)".into()
+            )
+        );
+        assert_eq!(short_reason("first\nsecond"), "first");
+        assert_eq!(short_reason(&"é".repeat(400)).len(), 300);
+    }
 }
