@@ -19,6 +19,7 @@ pub mod openapi;
 pub mod page;
 #[cfg(test)]
 mod tests;
+pub mod traces;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,6 +78,8 @@ fn routes(limits: Limits) -> OpenApiRouter<Arc<Shared>> {
         .routes(routes!(nodes::restart))
         .routes(routes!(metrics::metrics))
         .routes(routes!(openapi::document))
+        .routes(routes!(traces::list_traces))
+        .routes(routes!(traces::get_trace))
         .layer(DefaultBodyLimit::max(limits.body_bytes))
         // Refuses any body over the limit with 413, also for handlers that never read it.
         .layer(RequestBodyLimitLayer::new(limits.body_bytes))
