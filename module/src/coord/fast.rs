@@ -634,6 +634,7 @@ fn tick(ctx: &Context, _: ()) {
             for id in late {
                 if let Some(p) = st.jobs.get(&id) {
                     stalled.extend(p.waiting.iter().cloned());
+                    (p.waiting.iter()).for_each(|w| p.kind.trace().note(w, || What::Timeout));
                 }
                 hand_over(st, id, None);
             }

@@ -151,6 +151,7 @@ pub fn timeline(d: &TraceDoc) -> String {
         };
         out.push_str(&format!("│ {}", cell(&name)));
     }
+    out.truncate(out.trim_end().len());
     out.push('\n');
     out.push_str(&format!("{:>10} ", ""));
     for _ in &lanes {
