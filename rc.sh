@@ -112,7 +112,7 @@ case "$cmd" in
     ;;
   bench)
     ensure_deps
-    for b in module_put quorum failure_detection footprint files; do
+    for b in module_put quorum failure_detection footprint files trace; do
       [ -f "bench/$b.sh" ] && bash "bench/$b.sh"
     done
     ;;

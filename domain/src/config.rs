@@ -92,6 +92,12 @@ pub struct ClusterConfig {
     /// Messages between node processes: the cluster secret's source and limits.
     #[serde(default)]
     pub peers: crate::node_config::PeersConfig,
+    /// Request traces: sampling and each node's ring.
+    #[serde(default)]
+    pub trace: crate::node_config::TraceConfig,
+    /// The read-only Redis user for Redis Insight.
+    #[serde(default)]
+    pub insight: crate::node_config::InsightConfig,
     pub nodes: Vec<NodeConfig>,
 }
 
@@ -304,6 +310,19 @@ pub(crate) fn check_range(
     }
 }
 
+/// A Redis password: 8 to 128 printable ASCII characters without spaces.
+pub fn check_password(
+    field: &'static str,
+    length_field: &'static str,
+    pw: &str,
+) -> Result<(), ConfigError> {
+    check_range(length_field, pw.len() as u64, INTERNAL_PASSWORD_LEN_RANGE)?;
+    if !pw.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConfigError::BadPassword(field));
+    }
+    Ok(())
+}
+
 impl NodeConfig {
     /// The node's ports, each with its field name.
     fn named_ports(&self) -> [(&'static str, u16); 3] {
@@ -380,10 +399,7 @@ impl ClusterConfig {
             ),
         ] {
             let Some(pw) = pw else { continue };
-            check_range(length_field, pw.len() as u64, INTERNAL_PASSWORD_LEN_RANGE)?;
-            if !pw.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(ConfigError::BadPassword(field));
-            }
+            check_password(field, length_field, pw)?;
         }
         if !LOG_LEVELS.contains(&self.log_level.as_str()) {
             return Err(ConfigError::Invalid {
@@ -399,6 +415,8 @@ impl ClusterConfig {
         self.supervision.validate()?;
         self.files.validate()?;
         self.peers.validate()?;
+        self.trace.validate()?;
+        self.insight.validate()?;
         self.time.validate()
     }
 
@@ -1079,6 +1097,8 @@ nodes:
                     time: Default::default(),
                     files: Default::default(),
                     peers: Default::default(),
+                    trace: Default::default(),
+                    insight: Default::default(),
                     nodes,
                 }
             })

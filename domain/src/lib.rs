@@ -21,5 +21,6 @@ pub mod round;
 pub mod secret;
 pub mod sntp;
 pub mod topology;
+pub mod trace;
 pub mod validate;
 pub mod version;

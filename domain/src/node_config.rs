@@ -251,6 +251,147 @@ impl PeersConfig {
     }
 }
 
+/// Request traces (`RC.SET|GET|DEL ... TRACE`): how many requests are traced without asking,
+/// and the caps of each node's ring of traces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TraceConfig {
+    /// Requests traced per million without `TRACE` (0: only those asked; 1000000: all).
+    pub sample_per_million: u64,
+    /// Traces a node keeps (the oldest go first).
+    pub max_traces: u64,
+    /// Bytes of traces (as JSON) a node keeps.
+    pub max_bytes: u64,
+}
+
+impl Default for TraceConfig {
+    fn default() -> Self {
+        TraceConfig {
+            sample_per_million: 0,
+            max_traces: crate::trace::DEFAULT_MAX_TRACES,
+            max_bytes: crate::trace::DEFAULT_MAX_BYTES,
+        }
+    }
+}
+
+impl TraceConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        range(
+            "trace.sample_per_million",
+            self.sample_per_million,
+            0,
+            crate::trace::PER_MILLION,
+        )?;
+        range("trace.max_traces", self.max_traces, 0, 1_000_000)?;
+        range("trace.max_bytes", self.max_bytes, 0, 1 << 30)
+    }
+}
+
+/// The read-only Redis user for browsing with Redis Insight, created on every node's Redis at
+/// start when a password is configured (no default password: unset, there is no such user).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InsightConfig {
+    /// The user's name.
+    pub user: String,
+    /// Its password (8 to 128 printable ASCII characters, no spaces).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// Or a file holding it (relative to the config file's folder; surrounding whitespace
+    /// ignored).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<String>,
+}
+
+impl Default for InsightConfig {
+    fn default() -> Self {
+        InsightConfig {
+            user: "insight".into(),
+            password: None,
+            password_file: None,
+        }
+    }
+}
+
+impl InsightConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.user.is_empty()
+            || self.user.len() > 64
+            || !self
+                .user
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            || self.user == crate::topology::INTERNAL_USER
+            || self.user == "default"
+        {
+            return Err(invalid(
+                "insight.user",
+                "must be 1 to 64 characters from A-Z, a-z, 0-9, '-', '_', '.', and not 'default' or the internal user",
+            ));
+        }
+        if self.password.is_some() && self.password_file.is_some() {
+            return Err(invalid(
+                "insight.password",
+                "give insight.password or insight.password_file, not both",
+            ));
+        }
+        if let Some(pw) = &self.password {
+            crate::config::check_password("insight.password", "insight.password length", pw)?;
+        }
+        if self
+            .password_file
+            .as_deref()
+            .is_some_and(|f| f.trim().is_empty())
+        {
+            return Err(invalid("insight.password_file", "must not be empty"));
+        }
+        Ok(())
+    }
+
+    /// Whether the user is to be created (a password or a password file is configured).
+    pub fn enabled(&self) -> bool {
+        self.password.is_some() || self.password_file.is_some()
+    }
+}
+
+/// The ACL rules of the Redis Insight user (what follows `ACL SETUSER <user>`): every key,
+/// the read commands (`+@read`) and the connection ones, nothing dangerous (no `KEYS`, no
+/// `CONFIG GET`, which would show passwords, no `CLIENT KILL`), then `INFO`, `MODULE LIST` and
+/// by name the `RC.*` commands that only read: on Redis 7.0 module commands belong to no ACL
+/// category, so `+@read` does not reach them, and no write or internal one is named.
+pub fn insight_user_rules(password: &str) -> Vec<String> {
+    let mut out: Vec<String> = [
+        "reset",
+        "on",
+        "~*",
+        "-@all",
+        "+@read",
+        "+@connection",
+        "-@dangerous",
+        "+info",
+        "+module|list",
+    ]
+    .iter()
+    .map(|r| r.to_string())
+    .collect();
+    out.insert(2, format!(">{password}"));
+    out.extend(
+        INSIGHT_RC_COMMANDS
+            .iter()
+            .map(|c| format!("+{}", c.name().to_ascii_lowercase())),
+    );
+    out
+}
+
+/// The `RC.*` commands the Redis Insight user may call: those that only read.
+pub const INSIGHT_RC_COMMANDS: [crate::rc::Command; 5] = [
+    crate::rc::Command::Get,
+    crate::rc::Command::Locate,
+    crate::rc::Command::ReplicaGet,
+    crate::rc::Command::ClusterGet,
+    crate::rc::Command::Trace,
+];
+
 /// A file name safe to store and to send back in a header: 1 to 255 bytes of UTF-8, no path
 /// separators, no control characters, not `.` or `..`.
 pub fn check_file_name(name: &str) -> Result<(), String> {
@@ -492,6 +633,68 @@ mod tests {
         Supervision::default().validate().unwrap();
         TimeConfig::default().validate().unwrap();
         PeersConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn trace_and_insight_settings_are_checked() {
+        TraceConfig::default().validate().unwrap();
+        let t = TraceConfig {
+            sample_per_million: 1_000_001,
+            ..TraceConfig::default()
+        };
+        assert!(t
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("trace.sample_per_million"));
+        let i = InsightConfig::default();
+        i.validate().unwrap();
+        assert!(
+            !i.enabled(),
+            "no password, no user: there is no default secret"
+        );
+        let bad = |c: InsightConfig| c.validate().unwrap_err().to_string();
+        let with = |pw: Option<&str>, file: Option<&str>| InsightConfig {
+            password: pw.map(String::from),
+            password_file: file.map(String::from),
+            ..InsightConfig::default()
+        };
+        assert!(with(Some("long-enough"), None).enabled());
+        with(Some("long-enough"), None).validate().unwrap();
+        assert!(with(None, Some("pw.txt")).enabled());
+        assert!(bad(with(Some("short"), None)).contains("insight.password length"));
+        assert!(bad(with(Some("has space x"), None)).contains("insight.password"));
+        assert!(bad(with(Some("long-enough"), Some("f"))).contains("not both"));
+        assert!(bad(with(None, Some(" "))).contains("insight.password_file"));
+        for user in ["", "default", crate::topology::INTERNAL_USER, "a b"] {
+            let c = InsightConfig {
+                user: user.into(),
+                ..InsightConfig::default()
+            };
+            assert!(bad(c).contains("insight.user"), "{user:?}");
+        }
+    }
+
+    #[test]
+    fn the_insight_user_reads_and_names_only_reading_rc_commands() {
+        let rules = insight_user_rules("pw-12345678");
+        assert_eq!(&rules[..4], ["reset", "on", ">pw-12345678", "~*"]);
+        assert!(rules.contains(&"+rc.get".to_string()));
+        assert!(rules.contains(&"+rc.trace".to_string()));
+        assert!(rules.contains(&"+rc.replica.get".to_string()));
+        // Every RC command named is one Redis flags read-only; none is internal-write.
+        for c in INSIGHT_RC_COMMANDS {
+            assert!(c.spec().flags.contains("readonly"), "{}", c.name());
+        }
+        assert!(!rules
+            .iter()
+            .any(|r| r == "+rc.set" || r == "+@all" || r == "+@write"));
+        let dangerous = rules.iter().position(|r| r == "-@dangerous").unwrap();
+        let info = rules.iter().position(|r| r == "+info").unwrap();
+        assert!(
+            info > dangerous,
+            "INFO is dangerous in Redis 7: allowed after"
+        );
     }
 
     #[test]

@@ -193,6 +193,11 @@ impl<K: Kind> Round<K> {
         self.got >= self.needed
     }
 
+    /// Acknowledgements (writes) or answers (reads) the quorum needs.
+    pub fn needed(&self) -> usize {
+        self.needed
+    }
+
     /// Acknowledgements (writes) or answers (reads) so far.
     pub fn got(&self) -> usize {
         self.got

@@ -11,6 +11,7 @@ pub mod recount;
 pub mod settings;
 pub mod stats;
 pub mod store;
+pub mod trace;
 
 use std::ffi::CString;
 use std::os::raw::c_int;
@@ -54,6 +55,7 @@ fn handler(cmd: Cmd) -> guard::Handler {
         Cmd::ChunkFetch => quorum::chunk_fetch,
         Cmd::Meta => cluster::meta,
         Cmd::Debug => debug::debug,
+        Cmd::Trace => trace::command,
     }
 }
 
@@ -83,7 +85,7 @@ macro_rules! entry_points {
 /// One entry point per row of the table (its length is the table's: a row added there without
 /// one here does not compile).
 const ENTRY_POINTS: [EntryPoint; rc::COUNT] =
-    entry_points!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23);
+    entry_points!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24);
 
 /// Registers every command of the contract's table with its name and flags. Our commands derive
 /// the Redis key from their arguments (kv:<key>, chunk:<id>:<n>), so none declares key positions.
@@ -161,6 +163,7 @@ fn info(ctx: &InfoContext, _for_crash_report: bool) {
     for (name, value) in coord::rebalance::info_fields()
         .into_iter()
         .chain(coord::fast::info_fields())
+        .chain(trace::info_fields())
     {
         ctx.add_info_field_long_long(name, to_i64(value));
     }
@@ -241,6 +244,9 @@ redis_module! {
             ["max-chunk-bytes", &settings::MAX_CHUNK_BYTES, settings::DEFAULT_MAX_CHUNK_BYTES, 1, 64 << 20, ConfigurationFlags::MEMORY, None],
             ["anti-entropy-interval-ms", &settings::ANTI_ENTROPY_INTERVAL_MS, settings::DEFAULT_ANTI_ENTROPY_INTERVAL_MS, 0, 86_400_000, ConfigurationFlags::DEFAULT, None],
             ["clock-max-forward-ms", &settings::CLOCK_MAX_FORWARD_MS, settings::DEFAULT_CLOCK_MAX_FORWARD_MS, 0, 86_400_000, ConfigurationFlags::DEFAULT, None],
+            ["trace-sample-per-million", &settings::TRACE_SAMPLE_PER_MILLION, 0, 0, 1_000_000, ConfigurationFlags::DEFAULT, None],
+            ["trace-max-count", &settings::TRACE_MAX_COUNT, settings::DEFAULT_TRACE_MAX_COUNT, 0, 1_000_000, ConfigurationFlags::DEFAULT, None],
+            ["trace-max-bytes", &settings::TRACE_MAX_BYTES, settings::DEFAULT_TRACE_MAX_BYTES, 0, 1 << 30, ConfigurationFlags::MEMORY, None],
             ["clock-offset-ms", &settings::CLOCK_OFFSET_MS, 0, -settings::MAX_CLOCK_OFFSET_MS, settings::MAX_CLOCK_OFFSET_MS, ConfigurationFlags::DEFAULT, None],
         ],
         string: [

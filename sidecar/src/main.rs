@@ -37,6 +37,9 @@ enum Command {
     Get(cli::kv::GetArgs),
     /// Delete a key.
     Del(cli::kv::DelArgs),
+    /// Show a request trace as a timeline, one lane per node with microsecond offsets:
+    /// `rcluster trace <id>`, or the newest ones with `rcluster trace --last [N]`.
+    Trace(cli::trace::TraceArgs),
     /// Upload, download, list and delete files (streamed, checked with SHA-256).
     File(cli::file::FileArgs),
     /// Run one node (its redis-server with the module, heartbeats, Raft, HTTP API), or add or
@@ -100,6 +103,7 @@ fn main() -> ExitCode {
             Command::Put(args) => cli::kv::put(args).await,
             Command::Get(args) => cli::kv::get(args).await,
             Command::Del(args) => cli::kv::del(args).await,
+            Command::Trace(args) => cli::trace::run(args).await,
             Command::File(args) => cli::file::file(args).await,
             Command::Node(args) => match (args.action, args.id) {
                 (Some(action), _) => cli::members::run(action).await,

@@ -450,6 +450,13 @@ impl Gen {
             if out.len() == 4 && self.rng.chance(1, 2) {
                 out.rotate_left(2); // TIMEOUT first
             }
+            // Sometimes traced, with or without an id of our own.
+            if self.rng.chance(1, 8) {
+                out.push(mixed_case(&mut self.rng, "TRACE"));
+                if self.rng.chance(1, 2) {
+                    out.push(format!("fz-{}", self.rng.below(1000)).into_bytes());
+                }
+            }
             return out;
         }
         let pairs = *self.rng.pick(&[0usize, 0, 1, 1, 1, 2, 2, 3]);
@@ -824,6 +831,11 @@ impl Gen {
             Cmd::ClusterGet => Vec::new(),
             Cmd::ClusterSettled => vec![self.digits()],
             Cmd::Debug => vec![mixed_case(&mut self.rng, "PANIC")],
+            Cmd::Trace => match self.rng.below(3) {
+                0 => vec![mixed_case(&mut self.rng, "GET"), self.any_arg()],
+                1 => vec![mixed_case(&mut self.rng, "LIST")],
+                _ => vec![mixed_case(&mut self.rng, "LIST"), self.digits()],
+            },
             // Never picked.
             Cmd::ReplicaDrop
             | Cmd::ClusterNodeState
@@ -1048,6 +1060,15 @@ fn check_reply(cmd: Cmd, reply: &Value, seen: &Seen) -> Result<(), String> {
         }
         // Whether a transition to that epoch was open here and now ends.
         (Cmd::ClusterSettled, Value::Int(n)) => *n == 0 || *n == 1,
+        // A trace (or nil), and lists of trace summaries.
+        (Cmd::Trace, Value::Nil) => true,
+        (Cmd::Trace, Value::BulkString(json)) => {
+            rcluster_domain::trace::Trace::from_json(json).is_some()
+        }
+        (Cmd::Trace, Value::Array(items)) => items.iter().all(|i| {
+            matches!(i, Value::BulkString(json)
+                if rcluster_domain::trace::Summary::from_json(json).is_some())
+        }),
         // RC.DEBUG is disabled in this run: it must never succeed.
         _ => false,
     };

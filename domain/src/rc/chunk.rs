@@ -309,7 +309,7 @@ impl FetchOptions<'_> {
                 },
             )),
             FetchOptions::Raw(QuorumOptions::Typed(o)) => Ok((None, *o)),
-            FetchOptions::Raw(QuorumOptions::Raw { args, len }) => {
+            FetchOptions::Raw(QuorumOptions::Raw { args, len, .. }) => {
                 let mut raw: [&[u8]; MAX_OPTION_ARGS] = *args;
                 let mut len = *len;
                 let mut expected = None;

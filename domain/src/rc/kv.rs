@@ -1,8 +1,10 @@
 //! The quorum register commands any client may call, and the argument checks of keys and values:
 //!
-//! `RC.SET key value [W n] [TIMEOUT ms]` → OK once W replicas hold it;
-//! `RC.GET key [R n] [TIMEOUT ms]` → the newest value among R replicas, or nil;
-//! `RC.DEL key [W n] [TIMEOUT ms]` → OK once W replicas hold the tombstone;
+//! `RC.SET key value [W n] [TIMEOUT ms] [TRACE [id]]` → OK once W replicas hold it;
+//! `RC.GET key [R n] [TIMEOUT ms] [TRACE [id]]` → the newest value among R replicas, or nil;
+//! `RC.DEL key [W n] [TIMEOUT ms] [TRACE [id]]` → OK once W replicas hold the tombstone;
+//! (`TRACE`: the request is traced, under the id given or one the coordinator makes; see
+//! [`super::trace`]; the reply is the same);
 //! `RC.LOCATE key` → the key's preference list: `[[node, address, state], ...]`.
 
 use std::ops::Deref;
@@ -12,6 +14,7 @@ use crate::quorum::{parse_options, Options};
 use crate::validate;
 
 use super::reply::{Build, Read};
+use super::trace::{self, TraceArg};
 use super::{Command, Decimal, Limits, Request};
 
 /// A user key: 1 to `max-key-bytes` bytes of UTF-8.
@@ -30,7 +33,7 @@ pub fn check_value(value: &[u8], limits: &Limits) -> Result<(), CodedError> {
 }
 
 /// Option arguments after the fixed ones: at most this many (the arity bounds them).
-pub const MAX_OPTION_ARGS: usize = 4;
+pub const MAX_OPTION_ARGS: usize = 6;
 
 /// A request's `W`/`R` and `TIMEOUT` options. As received they stay raw until the cluster's N
 /// is known ([`QuorumOptions::check`]: a node without a topology answers `NOTREADY` before it
@@ -40,6 +43,8 @@ pub enum QuorumOptions<'a> {
     Raw {
         args: [&'a [u8]; MAX_OPTION_ARGS],
         len: usize,
+        /// `TRACE [id]`, taken out of `args` by [`QuorumOptions::traced`].
+        trace: Option<TraceArg<'a>>,
     },
     Typed(Options),
 }
@@ -53,26 +58,56 @@ impl<'a> QuorumOptions<'a> {
 
     /// The option arguments as received (after the arity check: at most [`MAX_OPTION_ARGS`]).
     pub fn raw<A: Deref<Target = [u8]>>(args: &'a [A]) -> QuorumOptions<'a> {
+        Self::packed(args.iter().map(|a| &**a), None)
+    }
+
+    /// At most [`MAX_OPTION_ARGS`] option arguments, kept raw.
+    fn packed(args: impl Iterator<Item = &'a [u8]>, trace: Option<TraceArg<'a>>) -> Self {
         let mut out = [&[][..]; MAX_OPTION_ARGS];
-        let len = args.len().min(MAX_OPTION_ARGS);
+        let mut len = 0;
         for (slot, a) in out.iter_mut().zip(args) {
             *slot = a;
+            len += 1;
         }
-        QuorumOptions::Raw { args: out, len }
+        QuorumOptions::Raw {
+            args: out,
+            len,
+            trace,
+        }
+    }
+
+    /// The option arguments of `RC.SET`, `RC.GET` or `RC.DEL` as received, `TRACE [id]` taken
+    /// out of them (a bad trace id is refused here).
+    pub fn traced<A: Deref<Target = [u8]>>(args: &'a [A]) -> Result<QuorumOptions<'a>, CodedError> {
+        let (rest, trace) = trace::split(args)?;
+        Ok(Self::packed(rest.into_iter(), trace))
+    }
+
+    /// The `TRACE [id]` option, when given.
+    pub fn trace(&self) -> Option<TraceArg<'a>> {
+        match self {
+            QuorumOptions::Raw { trace, .. } => *trace,
+            QuorumOptions::Typed(_) => None,
+        }
     }
 
     /// The options checked against the cluster's replica count `n`; `count_name` is `W` or `R`
     /// (`None`: only TIMEOUT is allowed).
     pub fn check(&self, count_name: Option<&str>, n: u8) -> Result<Options, CodedError> {
         match self {
-            QuorumOptions::Raw { args, len } => parse_options(&args[..*len], count_name, n),
+            QuorumOptions::Raw { args, len, .. } => parse_options(&args[..*len], count_name, n),
             QuorumOptions::Typed(o) => Ok(*o),
         }
     }
 
     pub(crate) fn each_arg(&self, count_name: &str, f: &mut dyn FnMut(&[u8])) {
         match self {
-            QuorumOptions::Raw { args, len } => args[..*len].iter().for_each(|a| f(a)),
+            QuorumOptions::Raw { args, len, trace } => {
+                args[..*len].iter().for_each(|a| f(a));
+                if let Some(t) = trace {
+                    t.each_arg(f);
+                }
+            }
             QuorumOptions::Typed(o) => {
                 if let Some(c) = o.count {
                     f(count_name.as_bytes());
@@ -106,7 +141,7 @@ impl<'a> Set<'a> {
         Ok(Set {
             key: &args[1],
             value: &args[2],
-            options: QuorumOptions::raw(&args[3..]),
+            options: QuorumOptions::traced(&args[3..])?,
         })
     }
 }
@@ -138,7 +173,7 @@ impl<'a> Get<'a> {
         check_key(&args[1], limits)?;
         Ok(Get {
             key: &args[1],
-            options: QuorumOptions::raw(&args[2..]),
+            options: QuorumOptions::traced(&args[2..])?,
         })
     }
 }
@@ -169,7 +204,7 @@ impl<'a> Del<'a> {
         check_key(&args[1], limits)?;
         Ok(Del {
             key: &args[1],
-            options: QuorumOptions::raw(&args[2..]),
+            options: QuorumOptions::traced(&args[2..])?,
         })
     }
 }
@@ -288,6 +323,15 @@ mod tests {
             built.options.check(Some("W"), 3)
         );
         assert_eq!(parsed.encode(), wire);
+        assert_eq!(parsed.options.trace(), None);
+        let wire = args(&[b"RC.SET", b"k", b"v", b"TRACE", b"t-1", b"W", b"2"]);
+        let traced = Set::parse(&wire, &LIMITS).unwrap();
+        assert_eq!(traced.options.trace().and_then(|t| t.id), Some("t-1"));
+        assert_eq!(traced.options.check(Some("W"), 3).unwrap().count, Some(2));
+        assert_eq!(
+            traced.encode(),
+            args(&[b"RC.SET", b"k", b"v", b"W", b"2", b"TRACE", b"t-1"])
+        );
         let wire = args(&[b"rc.set", b"k", b"v"]);
         let plain = Set::parse(&wire, &LIMITS).unwrap();
         assert_eq!(
@@ -300,7 +344,7 @@ mod tests {
     fn set_errors_are_the_validation_errors_in_order() {
         assert_eq!(
             error(Set::parse(&args(&[b"RC.SET", b"k"]), &LIMITS)),
-            "ERR wrong number of arguments for 'RC.SET' command; usage: RC.SET <key> <value> [W <n>] [TIMEOUT <ms>]"
+            "ERR wrong number of arguments for 'RC.SET' command; usage: RC.SET <key> <value> [W <n>] [TIMEOUT <ms>] [TRACE [<id>]]"
         );
         assert_eq!(
             error(Set::parse(&args(&[b"RC.SET", b"", b"v"]), &LIMITS)),

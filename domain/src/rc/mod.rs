@@ -12,6 +12,7 @@ pub mod hint;
 pub mod kv;
 pub mod replica;
 pub mod reply;
+pub mod trace;
 
 use crate::codes::{Code, CodedError};
 
@@ -42,6 +43,7 @@ pub enum Command {
     ChunkFetch,
     Meta,
     Debug,
+    Trace,
 }
 
 /// One row of the command table.
@@ -83,31 +85,31 @@ macro_rules! spec {
 /// Every command: name, synopsis, arity (name included), Redis flags, internal user access.
 /// Our commands derive their Redis keys from their arguments (`kv:<key>`, `chunk:<id>:<n>`), so
 /// none declares key positions.
-pub const COMMANDS: [Spec; 24] = [
+pub const COMMANDS: [Spec; 25] = [
     spec!(
         Set,
         "RC.SET",
-        "<key> <value> [W <n>] [TIMEOUT <ms>]",
+        "<key> <value> [W <n>] [TIMEOUT <ms>] [TRACE [<id>]]",
         3,
-        7,
+        9,
         "write deny-oom",
         false
     ),
     spec!(
         Get,
         "RC.GET",
-        "<key> [R <n>] [TIMEOUT <ms>]",
+        "<key> [R <n>] [TIMEOUT <ms>] [TRACE [<id>]]",
         2,
-        6,
+        8,
         "readonly",
         false
     ),
     spec!(
         Del,
         "RC.DEL",
-        "<key> [W <n>] [TIMEOUT <ms>]",
+        "<key> [W <n>] [TIMEOUT <ms>] [TRACE [<id>]]",
         2,
-        6,
+        8,
         "write deny-oom",
         false
     ),
@@ -268,6 +270,15 @@ pub const COMMANDS: [Spec; 24] = [
         false
     ),
     spec!(Debug, "RC.DEBUG", "PANIC", 2, 2, "", false),
+    spec!(
+        Trace,
+        "RC.TRACE",
+        "GET <id> | LIST [<n>]",
+        2,
+        3,
+        "readonly fast",
+        false
+    ),
 ];
 
 /// How many commands the module has.
@@ -496,12 +507,13 @@ mod tests {
     #[test]
     fn arity_errors_name_the_command_and_its_usage() {
         assert!(Command::Set.check_arity(3).is_ok());
-        assert!(Command::Set.check_arity(7).is_ok());
+        assert!(Command::Set.check_arity(9).is_ok());
+        assert!(Command::Set.check_arity(10).is_err());
         let e = Command::Set.check_arity(2).unwrap_err();
         assert_eq!(e.code, Code::Arity);
         assert_eq!(
             e.to_string(),
-            "ERR wrong number of arguments for 'RC.SET' command; usage: RC.SET <key> <value> [W <n>] [TIMEOUT <ms>]"
+            "ERR wrong number of arguments for 'RC.SET' command; usage: RC.SET <key> <value> [W <n>] [TIMEOUT <ms>] [TRACE [<id>]]"
         );
         assert_eq!(
             Command::ClusterGet.check_arity(2).unwrap_err().message,

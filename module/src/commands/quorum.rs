@@ -31,6 +31,8 @@ use crate::guard::{Outcome, Reply};
 use crate::settings;
 use crate::stats::{Cmd, End, Op};
 use crate::store::Retained;
+use crate::trace::Tracer;
+use rcluster_domain::trace::What;
 /// Redis's own timeout for a blocked client is the request timeout plus this margin: it only
 /// answers if the coordinator itself failed to.
 const SAFETY_MARGIN_MS: u64 = 1_000;
@@ -178,10 +180,13 @@ fn write(
         substitutes,
         ..
     } = place;
+    let trace = Tracer::start(opts.trace(), cmd, key.as_slice(), &me_id);
+    trace_preference(&trace, &me_id, is_replica, &replicas);
     let started = Instant::now();
     let version = Version::new(clock::tick(), me_id.clone());
     if is_replica {
         kv::apply(ctx, key, value, version.clone())?;
+        trace.mine(|| What::Ack { hint_for: None });
     }
     let job = WriteJob {
         op: if value.is_some() { Op::Set } else { Op::Del },
@@ -199,8 +204,11 @@ fn write(
         calls_within_ms: None,
         started,
         reply: None,
+        trace,
     };
     if job.round.reached() {
+        job.trace
+            .decided(job.round.got(), job.round.needed(), &Answer::Ok);
         crate::stats::quorum_op(job.op, End::Ok, started.elapsed());
         coord::spawn(job.run(None));
         return Ok(RedisValue::SimpleStringStatic("OK"));
@@ -209,6 +217,7 @@ fn write(
         Blocked::new(ctx, timeout_ms + SAFETY_MARGIN_MS).ok_or_else(|| cannot_block(cmd))?;
     if let Err(declined) = coord::fast::try_start(ctx, job, blocked) {
         let (job, blocked) = *declined;
+        job.trace.path("runtime");
         coord::spawn(job.run(Some(blocked)));
     }
     Ok(RedisValue::NoReply)
@@ -226,6 +235,7 @@ pub fn del(ctx: &Context, args: Vec<RedisString>) -> Outcome {
 
 pub fn get(ctx: &Context, args: Vec<RedisString>) -> Outcome {
     let opts = Get::parse(&args, &settings::limits())?.options;
+    let opts_trace = opts.trace();
     let view = cluster::ready()?;
     let opts = options(&opts, "R", &view)?;
     let r = usize::from(opts.count.unwrap_or(view.topology.quorum.r));
@@ -238,6 +248,8 @@ pub fn get(ctx: &Context, args: Vec<RedisString>) -> Outcome {
         replicas,
         ..
     } = place;
+    let trace = Tracer::start(opts_trace, Cmd::Get, args[1].as_slice(), &me_id);
+    trace_preference(&trace, &me_id, is_replica, &replicas);
     let started = Instant::now();
     // This node's own answer; a damaged local record counts as one replica not answering.
     let local = match (is_replica, view.topology.member(&me_id)) {
@@ -246,6 +258,9 @@ pub fn get(ctx: &Context, args: Vec<RedisString>) -> Outcome {
             .map(|held| (peers::peer(m), held)),
         _ => None,
     };
+    if let Some((_, held)) = &local {
+        trace.mine(|| crate::trace::answer(held));
+    }
     let asked = replicas.iter().map(|p| p.id.as_str());
     let round = ReadRound::new(r, local.into_iter().collect(), asked);
     if !round.reached() && !can_block(ctx) {
@@ -259,8 +274,14 @@ pub fn get(ctx: &Context, args: Vec<RedisString>) -> Outcome {
         timeout_ms,
         calls_within_ms: None,
         started,
+        trace,
     };
     if let Some(value) = immediate {
+        if job.trace.on() {
+            let answer = Answer::Value(value.clone());
+            job.trace
+                .decided(job.round.got(), job.round.needed(), &answer);
+        }
         crate::stats::quorum_op(Op::Get, End::Ok, started.elapsed());
         coord::spawn(job.run(None)); // Read repair still runs.
         return Ok(value.map_or(RedisValue::Null, RedisValue::StringBuffer));
@@ -269,6 +290,7 @@ pub fn get(ctx: &Context, args: Vec<RedisString>) -> Outcome {
         Blocked::new(ctx, timeout_ms + SAFETY_MARGIN_MS).ok_or_else(|| cannot_block(Cmd::Get))?;
     if let Err(declined) = coord::fast::try_start_read(ctx, job, blocked) {
         let (job, blocked) = *declined;
+        job.trace.path("runtime");
         coord::spawn(job.run(Some(blocked)));
     }
     Ok(RedisValue::NoReply)
@@ -288,19 +310,7 @@ pub fn locate(_ctx: &Context, args: Vec<RedisString>) -> Outcome {
                 .topology
                 .member(id)
                 .map_or_else(String::new, |m| format!("{}:{}", m.host, m.redis_port));
-            let state = if id == me_id {
-                "self"
-            } else if let Some(pushed) = peers::pushed_liveness(id) {
-                pushed.as_str()
-            } else {
-                // Before any verdict, this node's connection says what it can: in the words of
-                // the failure detector (`LOCATE_STATES`, as `/api/nodes` shows them).
-                match peers::state_of(id) {
-                    peers::State::Up => "alive",
-                    peers::State::Down => "down",
-                    peers::State::Unknown => "unknown",
-                }
-            };
+            let state = node_state(id, &me_id);
             LocateRow {
                 node: id.to_string(),
                 address: addr,
@@ -309,6 +319,36 @@ pub fn locate(_ctx: &Context, args: Vec<RedisString>) -> Outcome {
         })
         .collect();
     Ok(LocateRow::encode::<Reply>(rows))
+}
+
+/// A preference node's state as this node sees it: `self`, a pushed verdict or the connection's
+/// state (what `RC.LOCATE` shows and a trace records).
+fn node_state(id: &str, me: &str) -> &'static str {
+    if id == me {
+        "self"
+    } else if let Some(pushed) = peers::pushed_liveness(id) {
+        pushed.as_str()
+    } else {
+        // Before any verdict, this node's connection says what it can: in the words of the
+        // failure detector (`LOCATE_STATES`, as `/api/nodes` shows them).
+        match peers::state_of(id) {
+            peers::State::Up => "alive",
+            peers::State::Down => "down",
+            peers::State::Unknown => "unknown",
+        }
+    }
+}
+
+/// Records the key's preference nodes and their states in a traced request.
+fn trace_preference(trace: &Tracer, me: &str, is_replica: bool, others: &[Arc<Peer>]) {
+    if !trace.on() {
+        return;
+    }
+    let mine = is_replica.then_some(me);
+    for id in mine.into_iter().chain(others.iter().map(|p| p.id.as_str())) {
+        let state = node_state(id, me).to_string();
+        trace.note(id, || What::Preference { state });
+    }
 }
 
 /// Where a chunk lives on the ring: by file id and index.
@@ -362,6 +402,7 @@ impl ChunkPlan {
             calls_within_ms: None,
             started,
             reply,
+            trace: Tracer::OFF,
         }
     }
 }

@@ -39,6 +39,8 @@ use crate::coord::wire::{held_reply, V};
 use crate::coord::write::WriteJob;
 use crate::settings;
 use crate::stats;
+use crate::trace::Tracer;
+use rcluster_domain::trace::What;
 
 /// Off with `CONFIG SET rcluster.fast-path no` (or `loadmodule ... fast-path no`): every
 /// request then takes the runtime's path.
@@ -106,6 +108,14 @@ impl Kind {
         }
     }
 
+    /// The request's trace.
+    fn trace(&self) -> &Tracer {
+        match self {
+            Kind::Write { job } => &job.trace,
+            Kind::Read { job } => &job.trace,
+        }
+    }
+
     /// When the request's time is up.
     fn deadline(&self) -> Instant {
         let (started, ms) = match self {
@@ -165,6 +175,7 @@ fn enqueue(ctx: &Context, st: &mut State, packed: &[u8], kind: Kind, blocked: Bl
     st.next_id += 1;
     let waiting: Vec<String> = kind.replicas().iter().map(|p| p.id.clone()).collect();
     for peer in &waiting {
+        kind.trace().note(peer, || What::Asked { hint_for: None });
         if let Some(c) = st.conns.get_mut(peer) {
             if c.out.is_empty() {
                 st.dirty.push(peer.clone());
@@ -488,6 +499,7 @@ fn settle(st: &mut State, id: u64, peer: &str, reply: Reply) {
     p.waiting.retain(|w| w != peer);
     let settled = match (&mut p.kind, reply) {
         (Kind::Write { job }, Reply::Value(v)) if ack_of(V(&v), job.version()) == Ack::Yes => {
+            job.trace.note(peer, || What::Ack { hint_for: None });
             let decision = job.round.feed(Asked::replica(peer), WriteAnswer::Ack);
             // Only acknowledgements are fed here, so this is never a re-issue (which follows a
             // newer version, a reply the runtime's path takes): should it be one, it goes there.
@@ -507,6 +519,7 @@ fn settle(st: &mut State, id: u64, peer: &str, reply: Reply) {
         (Kind::Read { job }, Reply::Value(v)) => match held_reply(&v) {
             Ok(held) => {
                 if let Some(from) = job.replicas.iter().find(|r| r.id == peer) {
+                    job.trace.note(peer, || crate::trace::answer(&held));
                     let decision = job.round.feed(ReadAnswer::Held(from.clone(), held));
                     job.answer(decision, &mut p.blocked);
                 }
@@ -537,7 +550,7 @@ fn settle(st: &mut State, id: u64, peer: &str, reply: Reply) {
         // Every replica answered: the stale or missing ones are repaired on the runtime.
         if job.round.repairs().is_some() {
             crate::coord::spawn(async move {
-                repair(&job.key, &job.round, job.timeout_ms).await;
+                repair(&job.key, &job.round, job.timeout_ms, &job.trace).await;
             });
         }
     }
@@ -552,6 +565,10 @@ fn hand_over(st: &mut State, id: u64, failed: Option<&str>) {
     };
     if let Some(f) = failed {
         p.waiting.push(f.to_string());
+    }
+    p.kind.trace().mine(|| What::Handover);
+    if p.blocked.is_some() {
+        p.kind.trace().path("runtime");
     }
     let left = p.deadline.saturating_duration_since(Instant::now());
     let left = Some(u64::try_from(left.as_millis()).unwrap_or(u64::MAX));
@@ -617,6 +634,7 @@ fn tick(ctx: &Context, _: ()) {
             for id in late {
                 if let Some(p) = st.jobs.get(&id) {
                     stalled.extend(p.waiting.iter().cloned());
+                    (p.waiting.iter()).for_each(|w| p.kind.trace().note(w, || What::Timeout));
                 }
                 hand_over(st, id, None);
             }

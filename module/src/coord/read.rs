@@ -17,6 +17,8 @@ use crate::coord::deadline_in;
 use crate::coord::peers::{count_failure, Peer};
 use crate::coord::wire::{self, held_reply, V};
 use crate::stats::{self, End, Op};
+use crate::trace::{self, Tracer};
+use rcluster_domain::trace::{show_version, What};
 
 pub struct ReadJob {
     pub key: Vec<u8>,
@@ -31,6 +33,8 @@ pub struct ReadJob {
     /// from the fast path had left of its time).
     pub calls_within_ms: Option<u64>,
     pub started: Instant,
+    /// The request's trace, when traced (kept in the ring when the job ends).
+    pub trace: Tracer,
 }
 
 impl ReadJob {
@@ -47,6 +51,8 @@ impl ReadJob {
         if let Some(b) = blocked.take() {
             // Counted before the reply, so a client that saw it also sees it in INFO.
             stats::quorum_op(Op::Get, end, self.started.elapsed());
+            let (got, needed) = (self.round.got(), self.round.needed());
+            self.trace.decided(got, needed, &answer);
             b.finish(answer);
         }
     }
@@ -57,6 +63,7 @@ impl ReadJob {
         let mut tasks = FuturesUnordered::new();
         let cmd = Arc::new(wire::cmd(&ReplicaGet { key: &self.key }));
         for peer in &self.replicas {
+            self.trace.note(&peer.id, || What::Asked { hint_for: None });
             let (peer, cmd) = (peer.clone(), cmd.clone());
             tasks.push(async move {
                 let result = peer.call(&cmd, deadline).await.and_then(|v| held_reply(&v));
@@ -67,9 +74,13 @@ impl ReadJob {
         self.answer(decision, &mut blocked);
         while let Some((peer, result)) = tasks.next().await {
             let answer = match result {
-                Ok(held) => ReadAnswer::Held(peer, held),
+                Ok(held) => {
+                    self.trace.note(&peer.id, || trace::answer(&held));
+                    ReadAnswer::Held(peer, held)
+                }
                 Err(f) => {
                     count_failure(&f);
+                    self.trace.note(&peer.id, || trace::failure(&f));
                     ReadAnswer::Failed {
                         node: peer.id.clone(),
                         why: f.to_string(),
@@ -82,12 +93,12 @@ impl ReadJob {
         // Every call ended: the round has decided (this only guards against a miscount).
         let decision = self.round.finish();
         self.answer(decision, &mut blocked);
-        repair(&self.key, &self.round, self.timeout_ms).await;
+        repair(&self.key, &self.round, self.timeout_ms, &self.trace).await;
     }
 }
 
 /// Writes the newest answer to every replica that answered with something older or nothing.
-pub async fn repair(key: &[u8], round: &ReadRound<Arc<Peer>>, timeout_ms: u64) {
+pub async fn repair(key: &[u8], round: &ReadRound<Arc<Peer>>, timeout_ms: u64, trace: &Tracer) {
     let Some((best, stale)) = round.repairs() else {
         return;
     };
@@ -98,7 +109,12 @@ pub async fn repair(key: &[u8], round: &ReadRound<Arc<Peer>>, timeout_ms: u64) {
     });
     let deadline = deadline_in(timeout_ms);
     for peer in stale {
-        match peer.call(&cmd, deadline).await {
+        trace.note(&peer.id, || What::Repair {
+            version: show_version(&best.version),
+        });
+        let done = peer.call(&cmd, deadline).await;
+        trace.note(&peer.id, || trace::repair_answer(&done));
+        match done {
             Ok(reply) if is_ack(V(&reply)) => stats::read_repaired(),
             Ok(_) => {}
             Err(f) => count_failure(&f),

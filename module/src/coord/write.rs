@@ -26,6 +26,8 @@ use crate::coord::deadline_in;
 use crate::coord::peers::{count_failure, Failure, Peer};
 use crate::coord::wire::{self, V};
 use crate::stats::{self, End, Op};
+use crate::trace::{self, Tracer};
+use rcluster_domain::trace::{show_version, What};
 
 /// What is written: a versioned register (hinted when a replica fails) or a file chunk
 /// (immutable and checksummed: not hinted, repaired when read).
@@ -121,6 +123,8 @@ pub struct WriteJob {
     pub started: Instant,
     /// What a success answers instead of `OK` (the digest `RC.CHUNK.SET ... *` computed).
     pub reply: Option<Vec<u8>>,
+    /// The request's trace, when traced (kept in the ring when the job ends).
+    pub trace: Tracer,
 }
 
 struct Outcome {
@@ -155,6 +159,8 @@ impl WriteJob {
         if let Some(b) = blocked.take() {
             // Counted before the reply, so a client that saw it also sees it in INFO.
             stats::quorum_op(self.op, end, self.started.elapsed());
+            let (got, needed) = (self.round.got(), self.round.needed());
+            self.trace.decided(got, needed, &answer);
             b.finish(answer);
         }
         None
@@ -168,6 +174,7 @@ impl WriteJob {
         let mut tasks = FuturesUnordered::new();
         let replica = self.payload.replica_cmd();
         for peer in &self.replicas {
+            self.trace.note(&peer.id, || What::Asked { hint_for: None });
             let (peer, cmd) = (peer.clone(), replica.clone());
             tasks.push(
                 async move {
@@ -188,6 +195,10 @@ impl WriteJob {
                 Ok(reply) => ack_of(V(reply), self.version()),
                 Err(_) => Ack::No,
             };
+            let hint_for = out.via.as_ref().map(|_| out.intended.id.as_str());
+            let node = out.via.as_ref().unwrap_or(&out.intended).id.as_str();
+            self.trace
+                .note(node, || trace::write_answer(&out.result, &ack, hint_for));
             let answer = match (ack, out.result) {
                 (Ack::Yes, _) => WriteAnswer::Ack,
                 (Ack::Newer(held), _) => WriteAnswer::Newer(held),
@@ -206,6 +217,8 @@ impl WriteJob {
                     let handed_on = match (hint, sub) {
                         (Some(cmd), Some(sub)) => {
                             let intended = out.intended.clone();
+                            let hint_for = Some(intended.id.clone());
+                            self.trace.note(&sub.id, || What::Asked { hint_for });
                             tasks.push(
                                 async move {
                                     let result = sub.call(&cmd, deadline).await;
@@ -253,6 +266,9 @@ impl WriteJob {
         crate::commands::clock::observe(held.ts);
         stats::write_reissued();
         let version = Version::new(crate::commands::clock::tick(), crate::settings::node_id());
+        self.trace.mine(|| What::Reissue {
+            version: show_version(&version),
+        });
         let job = WriteJob {
             payload: Payload::Kv {
                 key,
@@ -276,7 +292,10 @@ impl WriteJob {
             let Some(cmd) = self.payload.hint_cmd(&node) else {
                 return;
             };
-            match me.call(&cmd, deadline_in(self.timeout_ms)).await {
+            let stored = me.call(&cmd, deadline_in(self.timeout_ms)).await;
+            self.trace
+                .note(&me.id, || trace::local_hint(&node, &stored));
+            match stored {
                 // Refused at the cap on hint bytes per node: counted there (`hints_refused`).
                 Err(Failure::Replied(e))
                     if e.starts_with(rcluster_domain::codes::Code::TooLarge.as_str()) => {}

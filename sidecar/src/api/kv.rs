@@ -11,6 +11,9 @@ pub struct WriteQuorum {
     /// Write quorum for this request (1..=quorum.n; default quorum.w).
     #[param(minimum = 1, maximum = 255)]
     pub w: Option<u8>,
+    /// 1: trace this request; the answer names the trace in header `X-RC-Trace`.
+    #[param(minimum = 0, maximum = 1)]
+    pub trace: Option<u8>,
 }
 
 /// `?r=`: the read quorum of one request.
@@ -21,6 +24,9 @@ pub struct ReadQuorum {
     /// Read quorum for this request (1..=quorum.n; default quorum.r).
     #[param(minimum = 1, maximum = 255)]
     pub r: Option<u8>,
+    /// 1: trace this request; the answer names the trace in header `X-RC-Trace`.
+    #[param(minimum = 0, maximum = 1)]
+    pub trace: Option<u8>,
 }
 
 /// A key was written.

@@ -8,6 +8,7 @@ pub mod files;
 pub mod health;
 pub mod kv;
 pub mod nodes;
+pub mod traces;
 
 pub use cluster::{
     Cluster, Quorum, QuorumChanged, RaftStatus, Settings, SettingsChanged, TimeStatus,

@@ -12,6 +12,7 @@ pub mod kv;
 pub mod members;
 pub mod status;
 mod text;
+pub mod trace;
 pub mod up;
 
 pub use error::CliError;

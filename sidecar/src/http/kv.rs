@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::header;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rcluster_domain::quorum::Options;
 use rcluster_domain::rc::kv::{Del, Get, QuorumOptions, Set};
@@ -18,7 +18,7 @@ use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::http::input::QueryIn;
 use crate::http::openapi::{AdminKey, Binary, Key, NotFound, ReadKey, Storage};
-use crate::node::local::rc;
+use crate::http::traces;
 use crate::node::view::Shared;
 
 /// The per-request quorum (`W` or `R`) of a command.
@@ -72,19 +72,20 @@ pub async fn kv_put(
     Path(key): Path<String>,
     QueryIn(q): QueryIn<WriteQuorum>,
     body: Bytes,
-) -> Result<Json<KvWritten>, ApiError> {
+) -> Result<Response, ApiError> {
     caller.require_admin()?;
     check_key(&key)?;
-    let cmd = rc(&Set {
+    let trace = traces::requested(&s, q.trace);
+    let set = Set {
         key: key.as_bytes(),
         value: body.as_ref(),
         options: quorum(q.w),
-    });
-    s.local.query::<()>(&cmd, timeout(&s)).await?;
-    Ok(Json(KvWritten {
-        key,
-        bytes: body.len() as u64,
-    }))
+    };
+    s.local
+        .query::<()>(&traces::command(&set, trace.as_deref()), timeout(&s))
+        .await?;
+    let bytes = body.len() as u64;
+    Ok(traces::answer(trace, Json(KvWritten { key, bytes })))
 }
 
 /// Read a key with quorum
@@ -110,13 +111,18 @@ pub async fn kv_get(
     QueryIn(q): QueryIn<ReadQuorum>,
 ) -> Result<impl IntoResponse, ApiError> {
     check_key(&key)?;
-    let cmd = rc(&Get {
+    let trace = traces::requested(&s, q.trace);
+    let get = Get {
         key: key.as_bytes(),
         options: quorum(q.r),
-    });
+    };
+    let cmd = traces::command(&get, trace.as_deref());
     let value: Option<Vec<u8>> = s.local.query(&cmd, timeout(&s)).await?;
     match value {
-        Some(v) => Ok(([(header::CONTENT_TYPE, "application/octet-stream")], v)),
+        Some(v) => Ok(traces::answer(
+            trace,
+            ([(header::CONTENT_TYPE, "application/octet-stream")], v),
+        )),
         None => Err(ApiError::new(
             ErrorCode::NotFound,
             format!("no key '{key}'"),
@@ -144,13 +150,19 @@ pub async fn kv_delete(
     caller: Caller,
     Path(key): Path<String>,
     QueryIn(q): QueryIn<WriteQuorum>,
-) -> Result<Json<KvDeleted>, ApiError> {
+) -> Result<Response, ApiError> {
     caller.require_admin()?;
     check_key(&key)?;
-    let cmd = rc(&Del {
+    let trace = traces::requested(&s, q.trace);
+    let del = Del {
         key: key.as_bytes(),
         options: quorum(q.w),
-    });
-    s.local.query::<()>(&cmd, timeout(&s)).await?;
-    Ok(Json(KvDeleted { key, deleted: true }))
+    };
+    s.local
+        .query::<()>(&traces::command(&del, trace.as_deref()), timeout(&s))
+        .await?;
+    Ok(traces::answer(
+        trace,
+        Json(KvDeleted { key, deleted: true }),
+    ))
 }

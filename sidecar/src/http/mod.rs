@@ -23,6 +23,7 @@ pub mod openapi;
 pub mod page;
 #[cfg(test)]
 mod tests;
+pub mod traces;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,7 +91,9 @@ fn routes(limits: Limits) -> OpenApiRouter<Arc<Shared>> {
         .routes(routes!(nodes::start))
         .routes(routes!(nodes::restart))
         .routes(routes!(metrics::metrics))
-        .routes(routes!(openapi::document));
+        .routes(routes!(openapi::document))
+        .routes(routes!(traces::list_traces))
+        .routes(routes!(traces::get_trace));
     let control = body_limit(control, limits.body_bytes, "api.body_limit_bytes").layer(
         TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, limits.request),
     );

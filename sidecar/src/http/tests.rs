@@ -263,7 +263,7 @@ async fn the_document_lists_every_route_of_the_router() {
             }
         }
     }
-    assert_eq!(operations, 21);
+    assert_eq!(operations, 23);
     // No route is registered without its documentation (`routes!` registers both).
     for (file, source) in [
         ("mod.rs", include_str!("mod.rs")),
@@ -276,6 +276,7 @@ async fn the_document_lists_every_route_of_the_router() {
         ("nodes.rs", include_str!("nodes.rs")),
         ("openapi.rs", include_str!("openapi.rs")),
         ("page.rs", include_str!("page.rs")),
+        ("traces.rs", include_str!("traces.rs")),
     ] {
         let plain = [".route(", ".route_service(", ".nest("];
         assert!(

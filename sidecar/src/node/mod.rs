@@ -221,6 +221,8 @@ pub async fn run(args: NodeArgs, app: fn(Arc<Shared>) -> axum::Router) -> Result
         Some(configured) => configured.clone(),
         None => auth.internal_password(),
     };
+    let insight_password =
+        redis::insight_password(&loaded).map_err(io("read insight.password_file".to_string()))?;
 
     // Take both ports first, so a clash is reported before anything starts.
     let http = tokio::net::TcpListener::bind((node.host.as_str(), node.http_port))
@@ -244,6 +246,7 @@ pub async fn run(args: NodeArgs, app: fn(Arc<Shared>) -> axum::Router) -> Result
         module,
         dir: dir.clone(),
         internal_password,
+        insight_password,
     };
     let (redis, redis_task) = redis::spawn(spec, shutdown_rx.clone()).await?;
     tracing::info!(

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rcluster_domain::config::{ClusterConfig, NodeConfig, CHUNK_SIZE_RANGE};
+use rcluster_domain::node_config::insight_user_rules;
 use rcluster_domain::rc::cluster::ClusterSet;
 use rcluster_domain::topology::{internal_user_directive, Topology};
 use tokio::process::Child;
@@ -248,6 +249,37 @@ pub struct Spec {
     pub dir: PathBuf,
     /// The internal user's password (configured, or derived from the cluster secret).
     pub internal_password: String,
+    /// The Redis Insight user's password; `None`: no such user ([`insight_password`]).
+    pub insight_password: Option<String>,
+}
+
+/// The Redis Insight user's password: `insight.password`, or the first line of
+/// `insight.password_file` (relative to the config file's folder), checked like the other
+/// passwords; `None` when neither is set (there is no default password).
+pub fn insight_password(loaded: &crate::paths::Loaded) -> std::io::Result<Option<String>> {
+    let insight = &loaded.config.insight;
+    let Some(file) = &insight.password_file else {
+        return Ok(insight.password.clone());
+    };
+    let path = loaded
+        .config_path
+        .parent()
+        .unwrap_or(std::path::Path::new("/"))
+        .join(file);
+    let text = std::fs::read_to_string(&path)?;
+    let pw = text.trim().to_string();
+    rcluster_domain::config::check_password(
+        "insight.password_file",
+        "insight.password_file length",
+        &pw,
+    )
+    .map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{}: {e}", path.display()),
+        )
+    })?;
+    Ok(Some(pw))
 }
 
 /// The Unix socket this node's Redis also listens on (in its data folder), when the path fits
@@ -293,8 +325,19 @@ impl Spec {
                 &cfg.intervals.anti_entropy_ms.to_string(),
             ])
             .args(["internal-password", &self.internal_password])
+            .args([
+                "trace-sample-per-million",
+                &cfg.trace.sample_per_million.to_string(),
+            ])
+            .args(["trace-max-count", &cfg.trace.max_traces.to_string()])
+            .args(["trace-max-bytes", &cfg.trace.max_bytes.to_string()])
             .arg("--user")
             .args(internal_user_directive(&self.internal_password));
+        if let Some(pw) = &self.insight_password {
+            cmd.arg("--user")
+                .arg(&cfg.insight.user)
+                .args(insight_user_rules(pw));
+        }
         // The node process reaches its own Redis over this socket: chunks cross it at about
         // twice the speed of loopback TCP, which pays the whole TCP stack twice per transfer.
         if let Some(sock) = unix_socket(&self.dir) {
