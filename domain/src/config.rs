@@ -92,6 +92,9 @@ pub struct ClusterConfig {
     /// Messages between node processes: the cluster secret's source and limits.
     #[serde(default)]
     pub peers: crate::node_config::PeersConfig,
+    /// What `/metrics` shows.
+    #[serde(default)]
+    pub metrics: crate::node_config::MetricsConfig,
     pub nodes: Vec<NodeConfig>,
 }
 
@@ -483,6 +486,8 @@ impl ClusterConfig {
             .min(*ANTI_ENTROPY_MS_RANGE.end());
         // No virtual nodes: the smallest ring (at the price of an uneven spread beyond N nodes).
         config.vnodes = 1;
+        // No series per peer in /metrics (their count grows with the square of the nodes).
+        config.metrics.per_peer = false;
         config
     }
 }
@@ -918,6 +923,8 @@ nodes:
         back.intervals = config.intervals;
         back.vnodes = config.vnodes;
         back.time = config.time.clone();
+        assert!(!low.metrics.per_peer && config.metrics.per_peer);
+        back.metrics = config.metrics;
         assert_eq!(back, config);
         assert_eq!(config.redis_maxmemory_mb, 256);
         assert_eq!(low.validate(), Ok(()));
@@ -1079,6 +1086,7 @@ nodes:
                     time: Default::default(),
                     files: Default::default(),
                     peers: Default::default(),
+                    metrics: Default::default(),
                     nodes,
                 }
             })

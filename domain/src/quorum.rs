@@ -107,9 +107,83 @@ pub fn shortfall(needed: usize, got: usize, failures: &[(String, String)]) -> St
     }
 }
 
+/// Why a request answered `NOQUORUM`, for the metric of those answers by reason: a closed list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoQuorumReason {
+    /// A replica did not answer in time.
+    Timeout = 0,
+    /// Replicas could not be reached (refused, lost, marked down by the failure detector).
+    Unreachable = 1,
+    /// A replica answered with an error.
+    ErrorReply = 2,
+    /// Too few replicas could be asked at all (no failure to name).
+    TooFewReplicas = 3,
+    /// A chunk had no intact replica.
+    Damaged = 4,
+    /// The request's time ran out before it was decided (Redis's block timeout, a slow check).
+    Deadline = 5,
+}
+
+impl NoQuorumReason {
+    pub const ALL: [NoQuorumReason; 6] = [
+        NoQuorumReason::Timeout,
+        NoQuorumReason::Unreachable,
+        NoQuorumReason::ErrorReply,
+        NoQuorumReason::TooFewReplicas,
+        NoQuorumReason::Damaged,
+        NoQuorumReason::Deadline,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoQuorumReason::Timeout => "timeout",
+            NoQuorumReason::Unreachable => "unreachable",
+            NoQuorumReason::ErrorReply => "error_reply",
+            NoQuorumReason::TooFewReplicas => "too_few_replicas",
+            NoQuorumReason::Damaged => "damaged",
+            NoQuorumReason::Deadline => "deadline",
+        }
+    }
+
+    /// The reason of a [`shortfall`] message: a timeout first, then an error reply, then any
+    /// other named failure (unreachable); none named: too few replicas.
+    pub fn of_shortfall(message: &str) -> NoQuorumReason {
+        if message.contains(": timeout") {
+            NoQuorumReason::Timeout
+        } else if message.contains(": replied ") || message.contains(": unexpected reply") {
+            NoQuorumReason::ErrorReply
+        } else if message.contains(" (") {
+            NoQuorumReason::Unreachable
+        } else {
+            NoQuorumReason::TooFewReplicas
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn noquorum_reasons_follow_the_shortfall() {
+        let f = |failures: &[(&str, &str)]| {
+            let v: Vec<(String, String)> = failures
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect();
+            NoQuorumReason::of_shortfall(&shortfall(2, 0, &v)).as_str()
+        };
+        assert_eq!(
+            f(&[("n2", "connection refused"), ("n3", "timeout")]),
+            "timeout"
+        );
+        assert_eq!(
+            f(&[("n2", "replied ERR x"), ("n3", "connection lost")]),
+            "error_reply"
+        );
+        assert_eq!(f(&[("n2", "down (failure detector)")]), "unreachable");
+        assert_eq!(f(&[]), "too_few_replicas");
+    }
 
     #[test]
     fn options() {
