@@ -41,7 +41,7 @@ impl ReadJob {
                 Answer::Value(self.round.value().map(<[u8]>::to_vec)),
                 End::Ok,
             ),
-            Decision::OutOfReach(e) => (Answer::Error(e.to_string()), End::NoQuorum),
+            Decision::OutOfReach(e) => (Answer::Error(e.to_string()), End::out_of_reach(&e)),
             Decision::Pending | Decision::Reissue(_) => return,
         };
         if let Some(b) = blocked.take() {
@@ -98,6 +98,7 @@ pub async fn repair(key: &[u8], round: &ReadRound<Arc<Peer>>, timeout_ms: u64) {
     });
     let deadline = deadline_in(timeout_ms);
     for peer in stale {
+        stats::stale_replica_found();
         match peer.call(&cmd, deadline).await {
             Ok(reply) if is_ack(V(&reply)) => stats::read_repaired(),
             Ok(_) => {}
