@@ -19,6 +19,7 @@ pub mod openapi;
 pub mod page;
 #[cfg(test)]
 mod tests;
+pub mod timing;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,6 +115,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
     router
         .fallback(not_found)
         .layer(axum::middleware::map_response(json_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            timing::record,
+        ))
         .with_state(shared)
 }
 
