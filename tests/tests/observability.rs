@@ -312,6 +312,16 @@ fn every_dashboard_query_returns_series_from_a_real_prometheus() {
         undocumented.is_empty(),
         "not in docs/metrics.md: {undocumented:?}"
     );
+    // And the exposition after the load (every histogram filled) passes promtool's lint.
+    let mut lint = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    std::io::Write::write_all(&mut lint.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    assert_ok("promtool check metrics", &lint.wait_with_output().unwrap());
 
     // Every node scraped, and the rules loaded and evaluated without error.
     wait_for("every target up in Prometheus", WAIT, || {
