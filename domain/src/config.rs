@@ -98,6 +98,9 @@ pub struct ClusterConfig {
     /// The read-only Redis user for Redis Insight.
     #[serde(default)]
     pub insight: crate::node_config::InsightConfig,
+    /// What `/metrics` shows.
+    #[serde(default)]
+    pub metrics: crate::node_config::MetricsConfig,
     pub nodes: Vec<NodeConfig>,
 }
 
@@ -501,6 +504,8 @@ impl ClusterConfig {
             .min(*ANTI_ENTROPY_MS_RANGE.end());
         // No virtual nodes: the smallest ring (at the price of an uneven spread beyond N nodes).
         config.vnodes = 1;
+        // No series per peer in /metrics (their count grows with the square of the nodes).
+        config.metrics.per_peer = false;
         config
     }
 }
@@ -936,6 +941,8 @@ nodes:
         back.intervals = config.intervals;
         back.vnodes = config.vnodes;
         back.time = config.time.clone();
+        assert!(!low.metrics.per_peer && config.metrics.per_peer);
+        back.metrics = config.metrics;
         assert_eq!(back, config);
         assert_eq!(config.redis_maxmemory_mb, 256);
         assert_eq!(low.validate(), Ok(()));
@@ -1099,6 +1106,7 @@ nodes:
                     peers: Default::default(),
                     trace: Default::default(),
                     insight: Default::default(),
+                    metrics: Default::default(),
                     nodes,
                 }
             })

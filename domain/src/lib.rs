@@ -7,6 +7,7 @@ pub mod checksum;
 pub mod codes;
 pub mod config;
 pub mod hint;
+pub mod histogram;
 pub mod hlc;
 pub mod keys;
 pub mod meta;

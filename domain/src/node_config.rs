@@ -604,6 +604,21 @@ impl TimeConfig {
     }
 }
 
+/// What a node's `/metrics` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Series per peer (heartbeat round trips, suspicion levels, heartbeats, replica round
+    /// trips): their number grows with the square of the node count. Off in `--low-resource`.
+    pub per_peer: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { per_peer: true }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -94,9 +94,93 @@ pub fn needs_repair(held: &Option<Held>, newest: &Held) -> bool {
     }
 }
 
+/// Why a request answered `NOQUORUM`, for the metric of those answers by reason: a closed list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoQuorumReason {
+    /// A replica did not answer in time.
+    Timeout = 0,
+    /// Replicas could not be reached (refused, lost, marked down by the failure detector).
+    Unreachable = 1,
+    /// A replica answered with an error.
+    ErrorReply = 2,
+    /// Too few replicas could be asked at all (no failure to name).
+    TooFewReplicas = 3,
+    /// A chunk had no intact replica.
+    Damaged = 4,
+    /// The request's time ran out before it was decided (Redis's block timeout, a slow check).
+    Deadline = 5,
+}
+
+impl NoQuorumReason {
+    pub const ALL: [NoQuorumReason; 6] = [
+        NoQuorumReason::Timeout,
+        NoQuorumReason::Unreachable,
+        NoQuorumReason::ErrorReply,
+        NoQuorumReason::TooFewReplicas,
+        NoQuorumReason::Damaged,
+        NoQuorumReason::Deadline,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoQuorumReason::Timeout => "timeout",
+            NoQuorumReason::Unreachable => "unreachable",
+            NoQuorumReason::ErrorReply => "error_reply",
+            NoQuorumReason::TooFewReplicas => "too_few_replicas",
+            NoQuorumReason::Damaged => "damaged",
+            NoQuorumReason::Deadline => "deadline",
+        }
+    }
+
+    /// The reason of a `NOQUORUM` message (`crate::round`'s wording, `needed 3 got 1 (ok: n1;
+    /// failed: n2 timeout, n3 connection refused; no answer yet: n4)`): a timeout first, then an
+    /// error reply, then any other failure named (unreachable); none failed but some still to
+    /// answer: a timeout; nobody named: too few replicas.
+    pub fn of_shortfall(message: &str) -> NoQuorumReason {
+        let part = |label: &str| {
+            message
+                .split_once(label)
+                .map(|(_, rest)| rest.split([';', ')']).next().unwrap_or_default())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let failed = part("failed: ");
+        if failed.contains(" timeout") {
+            NoQuorumReason::Timeout
+        } else if failed.contains(" replied ") || failed.contains(" unexpected reply") {
+            NoQuorumReason::ErrorReply
+        } else if !failed.is_empty() {
+            NoQuorumReason::Unreachable
+        } else if !part("no answer yet: ").is_empty() {
+            NoQuorumReason::Timeout
+        } else {
+            NoQuorumReason::TooFewReplicas
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn noquorum_reasons_follow_the_shortfall() {
+        let f = |m: &str| NoQuorumReason::of_shortfall(m).as_str();
+        assert_eq!(
+            f("needed 2 got 0 (failed: n2 connection refused, n3 timeout)"),
+            "timeout"
+        );
+        assert_eq!(
+            f("needed 2 got 0 (failed: n2 replied ERR x, n3 connection lost)"),
+            "error_reply"
+        );
+        assert_eq!(
+            f("needed 2 got 1 (ok: n1; failed: n2 down (failure detector))"),
+            "unreachable"
+        );
+        assert_eq!(f("needed 2 got 1 (ok: n1; no answer yet: n3)"), "timeout");
+        assert_eq!(f("needed 2 got 0"), "too_few_replicas");
+    }
 
     #[test]
     fn options() {

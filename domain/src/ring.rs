@@ -105,12 +105,26 @@ impl Ring {
     /// at or after `hash64(key)`, wrapping past the end. The first is the key's primary owner.
     pub fn preference_list(&self, key: &[u8], n: usize) -> Vec<&str> {
         let want = n.min(self.nodes.len());
+        let h = hash64(key);
+        let start = self.tokens.partition_point(|&(token, _)| token < h);
+        self.walk_from(start, want)
+    }
+
+    /// The preference list of every key range (the keys hashing up to each token, after the
+    /// one before it), one per token: what "a key range lost its quorum" is counted over.
+    pub fn range_owners(&self, n: usize) -> Vec<Vec<&str>> {
+        let want = n.min(self.nodes.len());
+        (0..self.tokens.len())
+            .map(|start| self.walk_from(start, want))
+            .collect()
+    }
+
+    /// The first `want` distinct nodes from token `start` on, wrapping past the end.
+    fn walk_from(&self, start: usize, want: usize) -> Vec<&str> {
         let mut out = Vec::with_capacity(want);
         if want == 0 {
             return out;
         }
-        let h = hash64(key);
-        let start = self.tokens.partition_point(|&(token, _)| token < h);
         let mut seen = vec![false; self.nodes.len()];
         let (after, before) = self.tokens.split_at(start);
         for &(_, index) in before.iter().chain(after) {
@@ -146,6 +160,21 @@ impl Ring {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_key_range_has_the_preference_list_of_its_keys() {
+        let ids: Vec<String> = ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect();
+        let ring = Ring::new(&ids, 8).unwrap();
+        let ranges = ring.range_owners(3);
+        assert_eq!(ranges.len(), 32);
+        for i in 0..200u32 {
+            let key = format!("k{i}");
+            let h = hash64(key.as_bytes());
+            let start = ring.tokens.partition_point(|&(t, _)| t < h) % ring.tokens.len();
+            assert_eq!(ranges[start], ring.preference_list(key.as_bytes(), 3));
+        }
+        assert!(ranges.iter().all(|r| r.len() == 3));
+    }
     use proptest::prelude::*;
 
     fn ids(n: usize) -> Vec<String> {

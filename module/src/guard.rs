@@ -14,6 +14,7 @@ pub type Handler = fn(&Context, Vec<RedisString>) -> Outcome;
 
 /// Runs `handler` for `cmd`, catching any panic and counting the call.
 pub fn run(cmd: Cmd, ctx: &Context, args: Vec<RedisString>, handler: Handler) -> RedisResult {
+    let started = std::time::Instant::now();
     let outcome = match catch_unwind(AssertUnwindSafe(|| handler(ctx, args))) {
         Ok(outcome) => outcome,
         Err(payload) => {
@@ -31,6 +32,16 @@ pub fn run(cmd: Cmd, ctx: &Context, args: Vec<RedisString>, handler: Handler) ->
         }
     };
     stats::record(cmd, outcome.is_ok());
+    let outcome_kind = match &outcome {
+        Err(e) if e.code == Code::NoQuorum => Some(stats::Outcome::NoQuorum),
+        Err(_) => Some(stats::Outcome::Error),
+        // A quorum command's duration is recorded when it answers (`stats::quorum_op`).
+        Ok(_) if stats::Op::is_quorum_command(cmd) => None,
+        Ok(_) => Some(stats::Outcome::Ok),
+    };
+    if let Some(kind) = outcome_kind {
+        stats::command_done(cmd, kind, started.elapsed());
+    }
     outcome.map_err(|e| RedisError::String(e.to_string()))
 }
 

@@ -136,8 +136,8 @@ fn info(ctx: &InfoContext, _for_crash_report: bool) {
     for (op, name) in stats::Op::ALL {
         let value = format!(
             "ok={},noquorum={}",
-            stats::quorum_ops(op, stats::End::Ok),
-            stats::quorum_ops(op, stats::End::NoQuorum)
+            stats::quorum_ops(op, true),
+            stats::quorum_ops(op, false)
         );
         ctx.add_info_field_str(&format!("quorum_{name}"), &value);
     }
@@ -149,6 +149,10 @@ fn info(ctx: &InfoContext, _for_crash_report: bool) {
     );
     ctx.add_info_field_str("replica_failures", &failures);
     ctx.add_info_field_long_long("read_repairs", to_i64(stats::read_repairs()));
+    ctx.add_info_field_long_long(
+        "stale_replicas_found",
+        to_i64(stats::stale_replicas_found()),
+    );
     ctx.add_info_field_long_long("hints_stored", to_i64(stats::hints_stored()));
     ctx.add_info_field_long_long("hints_replayed", to_i64(stats::hints_replayed()));
     ctx.add_info_field_long_long("hints_refused", to_i64(stats::hints_refused()));
@@ -167,21 +171,28 @@ fn info(ctx: &InfoContext, _for_crash_report: bool) {
     {
         ctx.add_info_field_long_long(name, to_i64(value));
     }
-    let cumulative = stats::latency_cumulative();
-    let mut buckets: Vec<String> = stats::LATENCY_BOUNDS_MS
+    let reasons: Vec<String> = stats::NoQuorumReason::ALL
         .iter()
-        .zip(&cumulative)
-        .map(|(bound, count)| format!("le_{bound}={count}"))
+        .map(|r| format!("{}={}", r.as_str(), stats::noquorums(*r)))
         .collect();
-    buckets.push(format!(
-        "le_inf={}",
-        cumulative.last().copied().unwrap_or(0)
-    ));
-    ctx.add_info_field_str("quorum_latency_ms", &buckets.join(","));
+    ctx.add_info_field_str("noquorum_reasons", &reasons.join(","));
     for cmd in Cmd::ALL {
-        let name = format!("cmd_{}", cmd.name().to_ascii_lowercase().replace('.', "_"));
+        let name = cmd.name().to_ascii_lowercase().replace('.', "_");
         let value = format!("calls={},errors={}", stats::calls(cmd), stats::errors(cmd));
-        ctx.add_info_field_str(&name, &value);
+        ctx.add_info_field_str(&format!("cmd_{name}"), &value);
+        // duration_rc_set_ok:count=..,sum_us=..,b<i>=.. (histograms with no observation left out)
+        for outcome in stats::Outcome::ALL {
+            let h = stats::durations(cmd, outcome);
+            if h.count() > 0 {
+                ctx.add_info_field_str(
+                    &format!("duration_{name}_{}", outcome.as_str()),
+                    &h.encode(),
+                );
+            }
+        }
+    }
+    for (peer, h) in stats::replica_rtts() {
+        ctx.add_info_field_str(&format!("rtt_{peer}"), &h.encode());
     }
 }
 

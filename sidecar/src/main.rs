@@ -48,6 +48,9 @@ enum Command {
     /// RUST_LOG win), and refuses to start beyond loopback with development keys or without
     /// redis_password.
     Node(NodeArgs),
+    /// Print a Prometheus configuration that scrapes every node of the config and loads the
+    /// rules of config/prometheus/rules (see docs/metrics.md).
+    PrometheusConfig(cli::prometheus::PrometheusArgs),
 }
 
 #[derive(clap::Args)]
@@ -105,6 +108,7 @@ fn main() -> ExitCode {
             Command::Del(args) => cli::kv::del(args).await,
             Command::Trace(args) => cli::trace::run(args).await,
             Command::File(args) => cli::file::file(args).await,
+            Command::PrometheusConfig(args) => cli::prometheus::run(args).await,
             Command::Node(args) => match (args.action, args.id) {
                 (Some(action), _) => cli::members::run(action).await,
                 (None, None) => Err(CliError::input(

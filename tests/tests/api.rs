@@ -381,7 +381,7 @@ fn metrics_are_valid_prometheus_text() {
     assert_eq!(sample(&body, "rcluster_redis_up"), Some(1.0), "{body}");
     let quorum_ok = sample(
         &body,
-        "rcluster_module_events_total{counter=\"quorum_set\",kind=\"ok\"",
+        "rcluster_rc_request_duration_seconds_count{command=\"RC.SET\",outcome=\"ok\"",
     );
     assert!(
         quorum_ok.is_some_and(|v| v >= 5.0),

@@ -305,12 +305,13 @@ fn a_corrupt_replica_is_read_around_repaired_and_counted() {
         || {
             let metrics = http(cluster.http_ports[1], "GET", "/metrics", None).body;
             let counted = |name: &str| {
-                metrics.lines().any(|l| {
-                    l.starts_with(&format!("rcluster_module_events_total{{counter=\"{name}\""))
-                        && !l.ends_with(" 0")
-                })
+                metrics
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{name}{{")) && !l.ends_with(" 0"))
             };
-            (counted("chunk_repairs") && counted("checksum_failures")).then_some(())
+            (counted("rcluster_chunk_repairs_total")
+                && counted("rcluster_module_checksum_failures_total"))
+            .then_some(())
         },
     );
 }

@@ -385,10 +385,10 @@ fn a_node_joins_and_a_node_leaves_under_load_without_a_failed_request_or_a_lost_
             let metrics = http(cluster.http_ports[*i], "GET", "/metrics", Some(READ_KEY)).body;
             metrics
                 .lines()
-                .find_map(|l| l.strip_prefix("rcluster_rebalance_keys_moved{"))
+                .find_map(|l| l.strip_prefix("rcluster_rebalance_keys_moved_total{"))
                 .and_then(|l| l.split_once('}'))
                 .and_then(|(_, v)| v.trim().parse::<f64>().ok())
-                .expect("rcluster_rebalance_keys_moved in /metrics")
+                .expect("rcluster_rebalance_keys_moved_total in /metrics")
         })
         .sum();
     assert!(moved > 0.0, "no copies moved");

@@ -152,6 +152,7 @@ unsafe extern "C" fn timeout_cb(
     _argc: c_int,
 ) -> c_int {
     let _ = catch_unwind(AssertUnwindSafe(|| {
+        crate::stats::noquorum(crate::stats::NoQuorumReason::Deadline);
         Context::new(ctx).reply(Err(RedisError::String(format!(
             "{} the request timed out before the replicas answered",
             Code::NoQuorum.as_str()

@@ -116,12 +116,17 @@ impl Kind {
         }
     }
 
-    /// When the request's time is up.
-    fn deadline(&self) -> Instant {
-        let (started, ms) = match self {
+    /// When the request began and how long it may take.
+    fn started(&self) -> (Instant, u64) {
+        match self {
             Kind::Write { job } => (job.started, job.timeout_ms),
             Kind::Read { job } => (job.started, job.timeout_ms),
-        };
+        }
+    }
+
+    /// When the request's time is up.
+    fn deadline(&self) -> Instant {
+        let (started, ms) = self.started();
         started + Duration::from_millis(ms)
     }
 }
@@ -497,6 +502,7 @@ fn settle(st: &mut State, id: u64, peer: &str, reply: Reply) {
         return; // Already handed over.
     };
     p.waiting.retain(|w| w != peer);
+    stats::replica_rtt(peer, p.kind.started().0.elapsed());
     let settled = match (&mut p.kind, reply) {
         (Kind::Write { job }, Reply::Value(v)) if ack_of(V(&v), job.version()) == Ack::Yes => {
             job.trace.note(peer, || What::Ack { hint_for: None });

@@ -121,7 +121,11 @@ impl FetchJob {
             };
             stats::quorum_op(
                 Op::ChunkGet,
-                if damaged { End::NoQuorum } else { End::Ok },
+                if damaged {
+                    End::NoQuorum(stats::NoQuorumReason::Damaged)
+                } else {
+                    End::Ok
+                },
                 self.started.elapsed(),
             );
             b.finish(answer);

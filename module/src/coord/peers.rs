@@ -246,11 +246,13 @@ impl Peer {
         cmd: &redis::Cmd,
         deadline: Instant,
     ) -> Result<redis::Value, Failure> {
+        let started = std::time::Instant::now();
         let mut result = self.attempt(cmd, deadline).await;
         if let (Err(Failure::Unreachable(_)), true) = &result {
             result = self.attempt(cmd, deadline).await;
         }
         let result = result.0;
+        crate::stats::replica_rtt(&self.id, started.elapsed());
         self.mark(match &result {
             Ok(_) | Err(Failure::Replied(_)) => State::Up,
             Err(_) => State::Down,

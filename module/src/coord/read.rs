@@ -45,7 +45,7 @@ impl ReadJob {
                 Answer::Value(self.round.value().map(<[u8]>::to_vec)),
                 End::Ok,
             ),
-            Decision::OutOfReach(e) => (Answer::Error(e.to_string()), End::NoQuorum),
+            Decision::OutOfReach(e) => (Answer::Error(e.to_string()), End::out_of_reach(&e)),
             Decision::Pending | Decision::Reissue(_) => return,
         };
         if let Some(b) = blocked.take() {
@@ -109,6 +109,7 @@ pub async fn repair(key: &[u8], round: &ReadRound<Arc<Peer>>, timeout_ms: u64, t
     });
     let deadline = deadline_in(timeout_ms);
     for peer in stale {
+        stats::stale_replica_found();
         trace.note(&peer.id, || What::Repair {
             version: show_version(&best.version),
         });

@@ -154,7 +154,7 @@ impl WriteJob {
                 Some(v) => (Answer::Value(Some(v.clone())), End::Ok),
                 None => (Answer::Ok, End::Ok),
             },
-            Decision::OutOfReach(e) => (Answer::Error(e.to_string()), End::NoQuorum),
+            Decision::OutOfReach(e) => (Answer::Error(e.to_string()), End::out_of_reach(&e)),
         };
         if let Some(b) = blocked.take() {
             // Counted before the reply, so a client that saw it also sees it in INFO.

@@ -10,6 +10,7 @@ pub mod file;
 pub mod http_client;
 pub mod kv;
 pub mod members;
+pub mod prometheus;
 pub mod status;
 mod text;
 pub mod trace;

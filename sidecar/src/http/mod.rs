@@ -23,6 +23,7 @@ pub mod openapi;
 pub mod page;
 #[cfg(test)]
 mod tests;
+pub mod timing;
 pub mod traces;
 
 use std::sync::Arc;
@@ -135,6 +136,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),
             forward::storage_failover,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            timing::record,
         ))
         .with_state(shared)
 }

@@ -44,7 +44,13 @@ fn app_config(redis_port: u16, api: &str, top: &str) -> Router {
     let config = rcluster_domain::config::parse(&yaml).expect("test config");
     let me = config.nodes[0].clone();
     let dir = std::env::temp_dir().join(format!("rcluster-inproc-{}", std::process::id()));
-    let shared = Shared::new(config, me, dir, RedisHandle::detached(), Metrics::new("n1"));
+    let shared = Shared::new(
+        config,
+        me,
+        dir,
+        RedisHandle::detached(),
+        Metrics::new("n1", true),
+    );
     super::router(Arc::new(shared))
 }
 

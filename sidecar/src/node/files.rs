@@ -103,6 +103,7 @@ pub struct Upload<'a> {
     chunks: usize,
     in_flight: VecDeque<JoinHandle<Result<String, RedisError>>>,
     _transfer: crate::node::memory::Transfer,
+    started: std::time::Instant,
 }
 
 impl<'a> Upload<'a> {
@@ -131,6 +132,7 @@ impl<'a> Upload<'a> {
             chunks: 0,
             in_flight: VecDeque::new(),
             _transfer: crate::node::memory::Transfer::begin(),
+            started: std::time::Instant::now(),
         })
     }
 
@@ -260,6 +262,7 @@ impl<'a> Upload<'a> {
             .bytes
             .with_label_values(&["uploaded"])
             .inc_by(meta.size);
+        (self.shared.metrics).transfer_done("upload", meta.size, self.started.elapsed());
         Ok(meta)
     }
 
@@ -476,7 +479,7 @@ pub fn stream(
     let empty = meta.size == 0;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
     let transfer = crate::node::memory::Transfer::begin();
-    let meta = std::sync::Arc::new(meta);
+    let (meta, started) = (std::sync::Arc::new(meta), std::time::Instant::now());
     tokio::spawn(async move {
         let _transfer = transfer;
         let Download {
@@ -527,6 +530,7 @@ pub fn stream(
                 return;
             };
             let Some((index, fetched)) = next else {
+                (shared.metrics).transfer_done("download", end + 1 - start, started.elapsed());
                 return;
             };
             let data = match fetched {

@@ -1,18 +1,33 @@
 //! Prometheus metrics of a node, all named `rcluster_*` and labelled with the node id:
-//! heartbeats, round trips, peer states, refused peer messages, Raft driver restarts, time drift,
-//! Redis up, its supervision (state, crashes, restarts), API authentication failures, downloads
-//! (running, cut), process memory and CPU, and the module's counters, hint backlog per target
-//! and data redistribution progress read from `INFO rcluster` at
-//! every scrape.
+//! heartbeats, round trips, peer states, refused peer messages, Raft (term, indexes, leader,
+//! leader changes, log length), key ranges out of quorum, time drift, Redis up, its supervision
+//! (state, crashes, restarts), API authentication failures and request durations, downloads
+//! (running, cut), file transfer throughput, process memory and CPU, and the families read from
+//! its Redis at every scrape (`module_metrics`). Series per peer can be left out
+//! (`metrics.per_peer`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
+use prometheus::proto::MetricFamily;
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use rcluster_domain::peer_auth::Refusal;
+
+use crate::api::RaftStatus;
+use crate::node::module_metrics::{self, Families};
+
+/// Families with a series per peer, left out when `metrics.per_peer` is off (the module's
+/// `replica_rtt_seconds` is left out where it is read).
+const PER_PEER: [&str; 4] = [
+    "rcluster_heartbeat_rtt_seconds",
+    "rcluster_peer_phi",
+    "rcluster_heartbeats_sent_total",
+    "rcluster_heartbeats_received_total",
+];
 
 pub struct Metrics {
     registry: Registry,
@@ -24,6 +39,8 @@ pub struct Metrics {
     pub peer_phi: GaugeVec,
     /// Offset from NTP time in seconds (base unit: promtool rejects `_ms` names).
     pub time_drift: Gauge,
+    /// The config's `time.max_drift_ms` in seconds, for the drift alert.
+    pub time_max_drift: Gauge,
     pub ntp_available: IntGauge,
     pub redis_up: IntGauge,
     pub redis_restarts: IntCounter,
@@ -41,18 +58,26 @@ pub struct Metrics {
     pub download_cuts: IntCounterVec,
     pub raft_term: IntGauge,
     pub raft_commit_index: IntGauge,
+    raft_applied_index: IntGauge,
+    raft_log_entries: IntGauge,
     pub raft_is_leader: IntGauge,
-    module_gauges: IntGaugeVec,
-    module_state: IntGaugeVec,
-    /// Hints this node holds for each target node (`hints_for_<node>` in INFO rcluster): count,
-    /// bytes, and the age of the oldest in seconds. Reset at every scrape, so a target whose
-    /// hints were all delivered or dropped leaves no series.
-    hint_backlog: GaugeVec,
-    module_counters: IntCounterVec,
-    /// The module's `rebalance_*` fields, by field name (without the `rebalance_` prefix).
-    rebalance: Vec<(&'static str, IntGauge)>,
-    /// Last value seen per module counter, to turn INFO totals into increments.
-    seen: Mutex<HashMap<Vec<String>, u64>>,
+    raft_has_leader: IntGauge,
+    raft_leader_changes: IntCounter,
+    /// The leader last seen, to count changes.
+    last_leader: Mutex<Option<String>>,
+    /// Key ranges of the ring (one per token) and those whose live preference nodes are fewer
+    /// than W (`op="write"`) or R (`op="read"`), as this node's failure detector sees them.
+    key_ranges: IntGauge,
+    ranges_without_quorum: IntGaugeVec,
+    /// HTTP requests by route template, method and status.
+    http_duration: HistogramVec,
+    /// Completed uploads and downloads: bytes per second, by direction.
+    transfer_throughput: HistogramVec,
+    /// What the last scrape read from this node's Redis (`module_metrics`); empty when it could
+    /// not be read, so its series go stale rather than repeat old values.
+    from_redis: Mutex<Vec<MetricFamily>>,
+    node_id: String,
+    per_peer: bool,
     pub scrape_up: Gauge,
     /// File bytes by direction (uploaded, downloaded).
     pub bytes: IntCounterVec,
@@ -86,7 +111,8 @@ fn must<T>(r: prometheus::Result<T>) -> T {
 }
 
 impl Metrics {
-    pub fn new(node_id: &str) -> Metrics {
+    /// The metrics of node `node_id`; `per_peer: false` leaves out the series per peer.
+    pub fn new(node_id: &str, per_peer: bool) -> Metrics {
         let labels = HashMap::from([("node".to_string(), node_id.to_string())]);
         let registry = must(Registry::new_custom(Some("rcluster".into()), Some(labels)));
         let counter_vec = |name: &str, help: &str, l: &[&str]| {
@@ -120,30 +146,6 @@ impl Metrics {
             &["peer"],
         ));
         must(registry.register(Box::new(peer_phi.clone())));
-        let module_gauges = must(IntGaugeVec::new(
-            Opts::new(
-                "module_held",
-                "What this node's Redis holds (INFO rcluster): kv_keys, chunks, chunk_bytes",
-            ),
-            &["what"],
-        ));
-        must(registry.register(Box::new(module_gauges.clone())));
-        let module_state = must(IntGaugeVec::new(
-            Opts::new(
-                "module_state",
-                "This node's module (INFO rcluster): topology_epoch installed, transition_open (1 while the previous placement still counts)",
-            ),
-            &["what"],
-        ));
-        must(registry.register(Box::new(module_state.clone())));
-        let hint_backlog = must(GaugeVec::new(
-            Opts::new(
-                "hint_backlog",
-                "Hints this node holds for each target node (INFO rcluster hints_for_<node>): count, bytes, oldest_seconds (age of the oldest)",
-            ),
-            &["target", "what"],
-        ));
-        must(registry.register(Box::new(hint_backlog.clone())));
         let scrape_up = must(Gauge::new(
             "module_info_up",
             "1 when INFO rcluster could be read for this scrape",
@@ -153,8 +155,16 @@ impl Metrics {
             prometheus::process_collector::ProcessCollector::for_self(),
         )));
         Metrics {
-            heartbeats_sent: counter_vec("heartbeats_sent_total", "Heartbeats sent to each peer", &["peer"]),
-            heartbeats_received: counter_vec("heartbeats_received_total", "Heartbeats received from each peer", &["peer"]),
+            heartbeats_sent: counter_vec(
+                "heartbeats_sent_total",
+                "Heartbeats sent to each peer",
+                &["peer"],
+            ),
+            heartbeats_received: counter_vec(
+                "heartbeats_received_total",
+                "Heartbeats received from each peer",
+                &["peer"],
+            ),
             heartbeat_rtt,
             peer_state,
             peer_phi,
@@ -166,13 +176,78 @@ impl Metrics {
                 must(registry.register(Box::new(g.clone())));
                 g
             },
-            ntp_available: gauge("ntp_available", "1 when an NTP server answered the last query"),
+            time_max_drift: {
+                let g = must(Gauge::new(
+                    "time_max_drift_seconds",
+                    "The drift this node warns above (time.max_drift_ms), in seconds",
+                ));
+                must(registry.register(Box::new(g.clone())));
+                g
+            },
+            ntp_available: gauge(
+                "ntp_available",
+                "1 when an NTP server answered the last query",
+            ),
             redis_up: gauge("redis_up", "1 when this node's Redis answers"),
             raft_term: gauge("raft_term", "This node's current Raft term"),
-            raft_commit_index: gauge("raft_commit_index", "Highest Raft log index this node knows committed"),
+            raft_commit_index: gauge(
+                "raft_commit_index",
+                "Highest Raft log index this node knows committed",
+            ),
+            raft_applied_index: gauge(
+                "raft_applied_index",
+                "Highest Raft log index applied to this node's metadata",
+            ),
+            raft_log_entries: gauge(
+                "raft_log_entries",
+                "Entries in this node's Raft log since its last snapshot",
+            ),
             raft_is_leader: gauge("raft_is_leader", "1 while this node is the Raft leader"),
+            raft_has_leader: gauge("raft_has_leader", "1 while this node knows a Raft leader"),
+            raft_leader_changes: {
+                let c = must(IntCounter::new("raft_leader_changes_total", "Leaders this node saw take over (a leader known after none or after another one)"));
+                must(registry.register(Box::new(c.clone())));
+                c
+            },
+            last_leader: Mutex::new(None),
+            key_ranges: gauge(
+                "key_ranges",
+                "Key ranges of the ring (one per virtual node)",
+            ),
+            ranges_without_quorum: {
+                let g = must(IntGaugeVec::new(
+                    Opts::new("key_ranges_without_quorum", "Key ranges whose live preference nodes (as this node's failure detector sees them) are fewer than W (op=write) or R (op=read)"),
+                    &["op"],
+                ));
+                must(registry.register(Box::new(g.clone())));
+                g
+            },
+            http_duration: {
+                let h = must(HistogramVec::new(
+                    HistogramOpts::new("http_request_duration_seconds", "HTTP API requests until the response head, by route template, method and status")
+                        .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+                    &["route", "method", "status"],
+                ));
+                must(registry.register(Box::new(h.clone())));
+                h
+            },
+            transfer_throughput: {
+                let h = must(HistogramVec::new(
+                    HistogramOpts::new("file_transfer_throughput_bytes_per_second", "Completed file uploads and downloads through this node: bytes per second of each, by direction")
+                        .buckets(prometheus::exponential_buckets(65_536.0, 4.0, 10).unwrap_or_default()),
+                    &["direction"],
+                ));
+                must(registry.register(Box::new(h.clone())));
+                h
+            },
+            from_redis: Mutex::new(Vec::new()),
+            node_id: node_id.to_string(),
+            per_peer,
             redis_restarts: {
-                let c = must(IntCounter::new("redis_restarts_total", "Restarts of this node's Redis after a crash"));
+                let c = must(IntCounter::new(
+                    "redis_restarts_total",
+                    "Restarts of this node's Redis after a crash",
+                ));
                 must(registry.register(Box::new(c.clone())));
                 c
             },
@@ -219,28 +294,17 @@ impl Metrics {
                 }
                 c
             },
-            module_gauges,
-            module_state,
-            hint_backlog,
-            rebalance: [
-                ("keys_moved", "Copies of registers and chunks that this node's module gave new owners (since its Redis started)"),
-                ("bytes_moved", "Bytes of those copies (since this node's Redis started)"),
-                ("keys_dropped", "Registers and chunks this node dropped once their new owners had them (since its Redis started)"),
-                ("percent", "Share of the running redistribution pass done, 0 to 100 (100 when none runs)"),
-                ("in_progress", "1 while a redistribution pass runs on this node"),
-            ]
-            .into_iter()
-            .map(|(field, help)| (field, gauge(&format!("rebalance_{field}"), help)))
-            .collect(),
-            module_counters: counter_vec(
-                "module_events_total",
-                "The module's counters from INFO rcluster (calls, errors, quorum outcomes, repairs, hints)",
-                &["counter", "kind"],
-            ),
-            seen: Mutex::new(HashMap::new()),
             scrape_up,
-            bytes: counter_vec("file_bytes_total", "File bytes uploaded and downloaded through this node", &["direction"]),
-            chunk_ops: counter_vec("chunk_operations_total", "Chunk writes and reads made by this node's file API", &["op"]),
+            bytes: counter_vec(
+                "file_bytes_total",
+                "File bytes uploaded and downloaded through this node",
+                &["direction"],
+            ),
+            chunk_ops: counter_vec(
+                "chunk_operations_total",
+                "Chunk writes and reads made by this node's file API",
+                &["op"],
+            ),
             checksum_failures: {
                 let c = must(IntCounter::new(
                     "download_checksum_failures_total",
@@ -290,111 +354,122 @@ impl Metrics {
             .inc();
     }
 
-    /// Updates the module metrics from an `INFO rcluster` text (or marks it unreadable).
-    pub fn observe_module_info(&self, info: Option<&str>) {
-        let Some(info) = info else {
-            self.scrape_up.set(0.0);
-            return;
-        };
-        self.scrape_up.set(1.0);
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        self.hint_backlog.reset();
-        for line in info.lines() {
-            let Some((name, value)) = line
-                .strip_prefix("rcluster_")
-                .and_then(|l| l.split_once(':'))
-            else {
-                continue;
-            };
-            let value = value.trim();
-            match name {
-                "kv_keys" | "chunks" | "chunk_bytes" => {
-                    if let Ok(v) = value.parse::<i64>() {
-                        self.module_gauges.with_label_values(&[name]).set(v);
-                    }
-                }
-                "topology_epoch" | "transition_open" | "recount_in_progress" => {
-                    if let Ok(v) = value.parse::<i64>() {
-                        self.module_state.with_label_values(&[name]).set(v);
-                    }
-                }
-                // hints_for_n2:count=3,bytes=120,oldest_ms=4000
-                n if n.starts_with("hints_for_") => {
-                    let target = n.strip_prefix("hints_for_").unwrap_or(n);
-                    for pair in value.split(',') {
-                        let Some((what, v)) = pair.split_once('=') else {
-                            continue;
-                        };
-                        let Ok(v) = v.parse::<f64>() else { continue };
-                        let (what, v) = match what {
-                            "oldest_ms" => ("oldest_seconds", v / 1000.0),
-                            "count" | "bytes" => (what, v),
-                            _ => continue,
-                        };
-                        self.hint_backlog.with_label_values(&[target, what]).set(v);
-                    }
-                }
-                n if n.starts_with("rebalance_") => {
-                    let field = n.strip_prefix("rebalance_").unwrap_or(n);
-                    let gauge = self.rebalance.iter().find(|(f, _)| *f == field);
-                    if let (Some((_, g)), Ok(v)) = (gauge, value.parse::<i64>()) {
-                        g.set(v);
-                    }
-                }
-                "checksum_failures"
-                | "panics_caught"
-                | "read_repairs"
-                | "hints_stored"
-                | "hints_replayed"
-                | "hints_refused"
-                | "hints_dropped"
-                | "recount_steps"
-                | "tombstones_purged"
-                | "chunk_repairs"
-                | "writes_reissued"
-                | "anti_entropy_passes"
-                | "anti_entropy_repairs" => {
-                    if let Ok(v) = value.parse::<u64>() {
-                        self.add(&mut seen, name, "total", v);
-                    }
-                }
-                // key=value lists: quorum_set:ok=1,noquorum=0; replica_failures:timeout=..;
-                // cmd_rc_set:calls=..,errors=..
-                n if (n.starts_with("quorum_") && n != "quorum_latency_ms")
-                    || n == "replica_failures"
-                    || n.starts_with("cmd_") =>
-                {
-                    for pair in value.split(',') {
-                        if let Some((kind, v)) = pair.split_once('=') {
-                            if let Ok(v) = v.parse::<u64>() {
-                                self.add(&mut seen, n, kind, v);
-                            }
-                        }
-                    }
-                }
-                _ => {}
+    /// Keeps the families of an `INFO` answer of this node's Redis (or none: unreadable).
+    pub fn observe_redis_info(&self, info: Option<&str>) {
+        self.scrape_up.set(f64::from(u8::from(info.is_some())));
+        let families = info.map_or_else(Families::default, |i| {
+            module_metrics::from_info(i, self.per_peer)
+        });
+        *self.from_redis.lock().unwrap_or_else(|p| p.into_inner()) = families.finish(&self.node_id);
+    }
+
+    /// Shows the Raft driver's status and the length of its log; counts leader changes.
+    pub fn observe_raft(&self, st: &RaftStatus, log_entries: u64) {
+        let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.raft_term.set(int(st.term));
+        self.raft_commit_index.set(int(st.commit_index));
+        self.raft_applied_index.set(int(st.applied));
+        self.raft_log_entries.set(int(log_entries));
+        self.raft_is_leader.set(i64::from(st.role == "leader"));
+        self.raft_has_leader.set(i64::from(st.leader.is_some()));
+        let mut last = self.last_leader.lock().unwrap_or_else(|p| p.into_inner());
+        if *last != st.leader {
+            if st.leader.is_some() {
+                self.raft_leader_changes.inc();
             }
+            last.clone_from(&st.leader);
         }
     }
 
-    fn add(&self, seen: &mut HashMap<Vec<String>, u64>, counter: &str, kind: &str, total: u64) {
-        let key = vec![counter.to_string(), kind.to_string()];
-        let last = seen.insert(key, total).unwrap_or(0);
-        // A smaller total means Redis restarted: its counters began again from zero.
-        let delta = if total >= last { total - last } else { total };
-        self.module_counters
-            .with_label_values(&[counter, kind])
-            .inc_by(delta);
+    /// Shows how many key ranges there are and how many lack a write or read quorum.
+    pub fn observe_ranges(&self, total: usize, without_write: usize, without_read: usize) {
+        let int = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.key_ranges.set(int(total));
+        self.ranges_without_quorum
+            .with_label_values(&["write"])
+            .set(int(without_write));
+        self.ranges_without_quorum
+            .with_label_values(&["read"])
+            .set(int(without_read));
+    }
+
+    /// One HTTP request answered: its route template (never the raw path), method, status.
+    pub fn http_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+        self.http_duration
+            .with_label_values(&[route, method, &status.to_string()])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// One upload or download completed: `bytes` in `elapsed`.
+    pub fn transfer_done(&self, direction: &str, bytes: u64, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64().max(1e-6);
+        self.transfer_throughput
+            .with_label_values(&[direction])
+            .observe(bytes as f64 / secs);
     }
 
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
+        let mut families: Vec<MetricFamily> = self
+            .registry
+            .gather()
+            .into_iter()
+            .filter(|f| self.per_peer || !PER_PEER.contains(&f.name()))
+            .map(|f| match f.name() {
+                "rcluster_process_cpu_seconds_total" => process_cpu(f),
+                _ => f,
+            })
+            .collect();
+        families.extend(
+            self.from_redis
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .cloned(),
+        );
+        families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut out = Vec::new();
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+        if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
             return format!("# encoding metrics failed: {e}\n");
         }
         String::from_utf8(out).unwrap_or_default()
     }
+}
+
+/// The process's CPU time in seconds with its fraction: the process collector's counter holds
+/// whole seconds only (so `rate()` over a minute read 0 on an idle node).
+fn process_cpu(mut family: MetricFamily) -> MetricFamily {
+    let Some(seconds) = cpu_seconds() else {
+        return family;
+    };
+    for m in family.mut_metric() {
+        let mut c = prometheus::proto::Counter::default();
+        c.set_value(seconds);
+        m.set_counter(c);
+    }
+    family
+}
+
+/// User and system CPU time of this process from `/proc/self/stat`.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_seconds_of(&stat, clock_ticks()?)
+}
+
+/// Fields 14 and 15 (utime, stime) of a `/proc/<pid>/stat` line, in seconds.
+fn cpu_seconds_of(stat: &str, ticks_per_second: f64) -> Option<f64> {
+    // The command name (field 2) may hold spaces: count from the closing parenthesis.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / ticks_per_second)
+}
+
+fn clock_ticks() -> Option<f64> {
+    // SAFETY: sysconf only reads a system constant.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (ticks > 0).then_some(ticks as f64)
 }
 
 #[cfg(test)]
@@ -402,39 +477,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn module_counters_become_increments() {
-        let m = Metrics::new("n1");
-        m.observe_module_info(Some("rcluster_kv_keys:5\r\nrcluster_quorum_set:ok=3,noquorum=1\r\nrcluster_read_repairs:2\r\n"));
-        m.observe_module_info(Some("rcluster_kv_keys:7\r\nrcluster_quorum_set:ok=5,noquorum=1\r\nrcluster_read_repairs:2\r\nrcluster_anti_entropy_repairs:9\r\nrcluster_topology_epoch:4\r\nrcluster_transition_open:1\r\n"));
-        let text = m.render();
-        assert!(
-            text.contains(r#"rcluster_module_held{what="kv_keys",node="n1"} 7"#),
-            "{text}"
-        );
-        for line in [
-            r#"rcluster_module_state{what="topology_epoch",node="n1"} 4"#,
-            r#"rcluster_module_state{what="transition_open",node="n1"} 1"#,
-            r#"rcluster_module_events_total{counter="anti_entropy_repairs",kind="total",node="n1"} 9"#,
-        ] {
-            assert!(text.contains(line), "{line} in {text}");
-        }
-        assert!(
-            text.contains(
-                r#"rcluster_module_events_total{counter="quorum_set",kind="ok",node="n1"} 5"#
-            ),
-            "{text}"
-        );
-        assert!(
-            text.contains(
-                r#"rcluster_module_events_total{counter="read_repairs",kind="total",node="n1"} 2"#
-            ),
-            "{text}"
-        );
-    }
-
-    #[test]
     fn refused_peer_messages_are_counted_by_reason_only() {
-        let m = Metrics::new("n1");
+        let m = Metrics::new("n1", true);
         let text = m.render();
         // Every reason is there from the start, at zero.
         for reason in Refusal::ALL {
@@ -459,7 +503,7 @@ mod tests {
 
     #[test]
     fn the_redis_state_is_one_gauge_per_state() {
-        let m = Metrics::new("n1");
+        let m = Metrics::new("n1", true);
         m.observe_redis_state("crash_looping", 3);
         m.redis_crashes.inc();
         let text = m.render();
@@ -480,46 +524,139 @@ mod tests {
     }
 
     #[test]
-    fn rebalance_fields_become_gauges() {
-        let m = Metrics::new("n1");
-        m.observe_module_info(Some("rcluster_rebalance_in_progress:1\r\nrcluster_rebalance_passes:2\r\nrcluster_rebalance_keys_moved:30\r\nrcluster_rebalance_bytes_moved:3000\r\nrcluster_rebalance_keys_dropped:4\r\nrcluster_rebalance_pass_items:10\r\nrcluster_rebalance_pass_done:5\r\nrcluster_rebalance_percent:50\r\n"));
+    fn redis_info_families_are_rendered_and_go_when_unreadable() {
+        let m = Metrics::new("n1", true);
+        m.observe_redis_info(Some("rcluster_kv_keys:7\r\nrcluster_cmd_rc_set:calls=5,errors=0\r\nrcluster_rebalance_keys_moved:30\r\nrcluster_hints_for_n2:count=3,bytes=120,oldest_ms=4000\r\n"));
         let text = m.render();
         for line in [
-            r#"rcluster_rebalance_keys_moved{node="n1"} 30"#,
-            r#"rcluster_rebalance_bytes_moved{node="n1"} 3000"#,
-            r#"rcluster_rebalance_keys_dropped{node="n1"} 4"#,
-            r#"rcluster_rebalance_percent{node="n1"} 50"#,
-            r#"rcluster_rebalance_in_progress{node="n1"} 1"#,
+            r#"rcluster_module_held{what="kv_keys",node="n1"} 7"#,
+            r#"rcluster_rc_commands_total{command="RC.SET",outcome="ok",node="n1"} 5"#,
+            r#"rcluster_rebalance_keys_moved_total{node="n1"} 30"#,
+            r#"rcluster_hint_backlog_oldest_seconds{target="n2",node="n1"} 4"#,
+            r#"rcluster_module_info_up{node="n1"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        // Families are sorted by name, the registry's among the module's.
+        let names: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted);
+        // n2's hints delivered: its series goes away.
+        m.observe_redis_info(Some("rcluster_kv_keys:7\r\n"));
+        assert!(!m.render().contains(r#"target="n2""#));
+        m.observe_redis_info(None);
+        let text = m.render();
+        assert!(!text.contains("rcluster_module_held"), "{text}");
+        assert!(
+            text.contains(r#"rcluster_module_info_up{node="n1"} 0"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn per_peer_series_can_be_left_out() {
+        for per_peer in [true, false] {
+            let m = Metrics::new("n1", per_peer);
+            m.heartbeat_rtt.with_label_values(&["n2"]).observe(0.001);
+            m.peer_phi.with_label_values(&["n2"]).set(0.5);
+            m.peer_state.with_label_values(&["n2"]).set(0);
+            m.observe_redis_info(Some("rcluster_rtt_n2:count=1,sum_us=50,b0=1\r\n"));
+            let text = m.render();
+            assert_eq!(
+                text.contains("rcluster_heartbeat_rtt_seconds_bucket"),
+                per_peer,
+                "{text}"
+            );
+            assert_eq!(text.contains("rcluster_peer_phi"), per_peer, "{text}");
+            assert_eq!(
+                text.contains("rcluster_replica_rtt_seconds_bucket"),
+                per_peer,
+                "{text}"
+            );
+            // The failure detector's verdict per peer stays: alerts need it.
+            assert!(
+                text.contains(r#"rcluster_peer_state{peer="n2",node="n1"} 0"#),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn raft_status_and_leader_changes() {
+        let m = Metrics::new("n1", true);
+        let mut st = RaftStatus {
+            role: "follower".into(),
+            term: 3,
+            leader: Some("n2".into()),
+            commit_index: 9,
+            applied: 8,
+            voters: vec![],
+        };
+        m.observe_raft(&st, 4);
+        m.observe_raft(&st, 4);
+        st.leader = None;
+        m.observe_raft(&st, 4);
+        st.leader = Some("n1".into());
+        st.role = "leader".into();
+        m.observe_raft(&st, 5);
+        let text = m.render();
+        for line in [
+            r#"rcluster_raft_term{node="n1"} 3"#,
+            r#"rcluster_raft_commit_index{node="n1"} 9"#,
+            r#"rcluster_raft_applied_index{node="n1"} 8"#,
+            r#"rcluster_raft_log_entries{node="n1"} 5"#,
+            r#"rcluster_raft_is_leader{node="n1"} 1"#,
+            r#"rcluster_raft_has_leader{node="n1"} 1"#,
+            r#"rcluster_raft_leader_changes_total{node="n1"} 2"#,
         ] {
             assert!(text.contains(line), "{line} in {text}");
         }
     }
 
     #[test]
-    fn hint_backlog_per_target_follows_info() {
-        let m = Metrics::new("n1");
-        m.observe_module_info(Some("rcluster_hints_refused:2\r\nrcluster_hints_for_n2:count=3,bytes=120,oldest_ms=4000\r\nrcluster_hints_for_n3:count=1,bytes=10,oldest_ms=0\r\n"));
+    fn process_cpu_keeps_its_fraction() {
+        let stat = "4242 (rcluster node) S 1 2 3 4 5 6 7 8 9 10 123 45 0 0 20 0 9 0 100 1000 200";
+        assert_eq!(cpu_seconds_of(stat, 100.0), Some(1.68));
+        assert_eq!(cpu_seconds_of("garbage", 100.0), None);
+        // Work until this process's CPU time is past a whole second by a clear fraction, which a
+        // counter of whole seconds would lose.
+        let mut x = 0u64;
+        let before = loop {
+            let t = cpu_seconds().unwrap();
+            if (0.05..0.9).contains(&t.fract()) {
+                break t;
+            }
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        };
+        let text = Metrics::new("n1", true).render();
+        let after = cpu_seconds().unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("rcluster_process_cpu_seconds_total"))
+            .expect("the process CPU counter");
+        let v: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(before <= v && v <= after, "{before} <= {line} <= {after}");
+    }
+
+    #[test]
+    fn http_durations_and_throughput_are_histograms() {
+        let m = Metrics::new("n1", true);
+        m.http_request("/api/kv/{key}", "GET", 200, Duration::from_millis(3));
+        m.transfer_done("download", 8 << 20, Duration::from_secs(2));
+        m.observe_ranges(768, 0, 2);
         let text = m.render();
         for line in [
-            r#"rcluster_hint_backlog{target="n2",what="count",node="n1"} 3"#,
-            r#"rcluster_hint_backlog{target="n2",what="bytes",node="n1"} 120"#,
-            r#"rcluster_hint_backlog{target="n2",what="oldest_seconds",node="n1"} 4"#,
-            r#"rcluster_hint_backlog{target="n3",what="count",node="n1"} 1"#,
-            r#"rcluster_module_events_total{counter="hints_refused",kind="total",node="n1"} 2"#,
+            r#"rcluster_http_request_duration_seconds_bucket{method="GET",route="/api/kv/{key}",status="200",node="n1",le="0.005"} 1"#,
+            r#"rcluster_file_transfer_throughput_bytes_per_second_bucket{direction="download",node="n1",le="4194304"} 1"#,
+            r#"rcluster_file_transfer_throughput_bytes_per_second_bucket{direction="download",node="n1",le="1048576"} 0"#,
+            r#"rcluster_key_ranges{node="n1"} 768"#,
+            r#"rcluster_key_ranges_without_quorum{op="read",node="n1"} 2"#,
         ] {
             assert!(text.contains(line), "{line} in {text}");
         }
-        // n2's hints delivered: its series goes away.
-        m.observe_module_info(Some(
-            "rcluster_hints_for_n3:count=1,bytes=10,oldest_ms=1000\r\n",
-        ));
-        let text = m.render();
-        assert!(!text.contains(r#"target="n2""#), "{text}");
-        assert!(
-            text.contains(
-                r#"rcluster_hint_backlog{target="n3",what="oldest_seconds",node="n1"} 1"#
-            ),
-            "{text}"
-        );
     }
 }

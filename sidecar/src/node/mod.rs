@@ -11,6 +11,7 @@ pub mod local;
 pub mod logging;
 pub mod memory;
 pub mod metrics;
+pub mod module_metrics;
 pub mod ntp;
 pub mod peer_auth;
 pub mod raft;
@@ -261,7 +262,7 @@ pub async fn run(args: NodeArgs, app: fn(Arc<Shared>) -> axum::Router) -> Result
         node.clone(),
         dir,
         redis,
-        Metrics::new(&node.id),
+        Metrics::new(&node.id, loaded.config.metrics.per_peer),
     ));
     let raft = raft::spawn(shared.clone(), auth.clone(), shutdown_rx.clone()).await?;
     let _ = shared.raft.set(raft);

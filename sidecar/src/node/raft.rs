@@ -846,6 +846,10 @@ async fn drive(
             applied: meta.applied,
             voters: node.membership().voters.iter().cloned().collect(),
         };
+        shared.metrics.observe_raft(
+            &status,
+            (node.last_index() + 1).saturating_sub(node.first_index()),
+        );
         *ctx.out.status.lock().unwrap_or_else(|p| p.into_inner()) = status;
     }
 }
