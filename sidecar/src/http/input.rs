@@ -355,7 +355,10 @@ mod tests {
             r#""w" must be an integer from 1 to 255, not "256""#
         );
         let e = parse_query::<WriteQuorum>("x=1").unwrap_err();
-        assert_eq!(e.message(), r#"unknown field "x"; the fields are "w""#);
+        assert_eq!(
+            e.message(),
+            r#"unknown field "x"; the fields are "w", "trace""#
+        );
         assert_eq!(parse_query::<WriteQuorum>("w=2").unwrap().w, Some(2));
         assert_eq!(parse_query::<WriteQuorum>("").unwrap().w, None);
     }
