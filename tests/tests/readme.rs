@@ -26,6 +26,16 @@ const NOT_RUN: &[(&str, &str)] = &[
         "./rc.sh test",
         "runs the whole test suite, this test included",
     ),
+    (
+        "rcluster prometheus-config --config config/cluster.yaml >",
+        "rewrites the repository's config/prometheus/prometheus.yml; tests/tests/observability.rs \
+         checks that the committed file is this command's output",
+    ),
+    (
+        "prometheus --config.file",
+        "a Prometheus server that runs until stopped; tests/tests/observability.rs runs Debian's \
+         prometheus against a cluster and every dashboard query through it",
+    ),
 ];
 
 /// One example: the command and the output the README shows (empty: none shown).
