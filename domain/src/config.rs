@@ -101,6 +101,9 @@ pub struct ClusterConfig {
     /// What `/metrics` shows.
     #[serde(default)]
     pub metrics: crate::node_config::MetricsConfig,
+    /// Injected faults: the longest and the default time to live.
+    #[serde(default)]
+    pub faults: crate::fault::FaultsConfig,
     pub nodes: Vec<NodeConfig>,
 }
 
@@ -1107,6 +1110,7 @@ nodes:
                     trace: Default::default(),
                     insight: Default::default(),
                     metrics: Default::default(),
+                    faults: Default::default(),
                     nodes,
                 }
             })

@@ -6,6 +6,7 @@ pub mod alloc;
 pub mod cluster;
 pub mod commands;
 pub mod coord;
+pub mod faults;
 pub mod guard;
 pub mod recount;
 pub mod settings;
@@ -22,7 +23,7 @@ use redis_module::server_events::{FlushSubevent, LoadingSubevent};
 use redis_module::{raw, redis_module, Context, InfoContext, RedisResult, RedisString};
 use redis_module_macros::{cron_event_handler, flush_event_handler, loading_event_handler};
 
-use commands::{chunk, clock, debug, hint, kv, quorum};
+use commands::{chunk, clock, debug, fault, hint, kv, quorum};
 use stats::Cmd;
 
 /// The module version as Redis shows it (`MODULE LIST`): major * 10000 + minor * 100 + patch.
@@ -56,6 +57,7 @@ fn handler(cmd: Cmd) -> guard::Handler {
         Cmd::Meta => cluster::meta,
         Cmd::Debug => debug::debug,
         Cmd::Trace => trace::command,
+        Cmd::Fault => fault::fault,
     }
 }
 
@@ -85,7 +87,7 @@ macro_rules! entry_points {
 /// One entry point per row of the table (its length is the table's: a row added there without
 /// one here does not compile).
 const ENTRY_POINTS: [EntryPoint; rc::COUNT] =
-    entry_points!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24);
+    entry_points!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25);
 
 /// Registers every command of the contract's table with its name and flags. Our commands derive
 /// the Redis key from their arguments (kv:<key>, chunk:<id>:<n>), so none declares key positions.

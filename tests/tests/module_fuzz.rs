@@ -56,14 +56,16 @@ const MAX_CHUNK_INDEX: u64 = 1 << 20;
 const MIB: usize = 1 << 20;
 
 /// The commands of the table this test does not call, and why: dropping a copy, marking a member
-/// down, writing metadata or moving whole chunks through the quorum would change the cluster the
-/// rest of the run relies on (module_chunks, quorum_chunks and rebalance cover them).
-const NOT_FUZZED: [Cmd; 5] = [
+/// down, writing metadata, injecting faults or moving whole chunks through the quorum would
+/// change the cluster the rest of the run relies on (module_chunks, quorum_chunks and rebalance
+/// cover them; tests/faults.rs covers RC.FAULT).
+const NOT_FUZZED: [Cmd; 6] = [
     Cmd::ReplicaDrop,
     Cmd::ClusterNodeState,
     Cmd::ChunkSet,
     Cmd::ChunkFetch,
     Cmd::Meta,
+    Cmd::Fault,
 ];
 
 /// The commands this test calls: every row of the table but [`NOT_FUZZED`].
@@ -841,7 +843,8 @@ impl Gen {
             | Cmd::ClusterNodeState
             | Cmd::ChunkSet
             | Cmd::ChunkFetch
-            | Cmd::Meta => Vec::new(),
+            | Cmd::Meta
+            | Cmd::Fault => Vec::new(),
         }
     }
 

@@ -8,6 +8,7 @@ pub mod chunk;
 pub mod clock;
 pub mod cluster;
 pub mod debug;
+pub mod fault;
 pub mod hint;
 pub mod kv;
 pub mod replica;
@@ -44,6 +45,7 @@ pub enum Command {
     Meta,
     Debug,
     Trace,
+    Fault,
 }
 
 /// One row of the command table.
@@ -85,7 +87,7 @@ macro_rules! spec {
 /// Every command: name, synopsis, arity (name included), Redis flags, internal user access.
 /// Our commands derive their Redis keys from their arguments (`kv:<key>`, `chunk:<id>:<n>`), so
 /// none declares key positions.
-pub const COMMANDS: [Spec; 25] = [
+pub const COMMANDS: [Spec; 26] = [
     spec!(
         Set,
         "RC.SET",
@@ -279,6 +281,7 @@ pub const COMMANDS: [Spec; 25] = [
         "readonly fast",
         false
     ),
+    spec!(Fault, "RC.FAULT", "SET <json> | GET", 2, 3, "", false),
 ];
 
 /// How many commands the module has.

@@ -15,12 +15,13 @@ use crate::settings;
 
 static CLOCK: Mutex<Hlc> = Mutex::new(Hlc::ZERO);
 
-/// Wall time in ms, corrected by the offset the node process measured against NTP.
+/// Wall time in ms, corrected by the offset the node process measured against NTP and shifted
+/// by an injected skew fault (`crate::faults`).
 pub fn wall_ms() -> u64 {
     let raw = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    raw.saturating_add_signed(settings::clock_offset_ms())
+    raw.saturating_add_signed(settings::clock_offset_ms().saturating_add(crate::faults::skew_ms()))
 }
 
 fn with_clock<T>(f: impl FnOnce(&mut Hlc) -> T) -> T {

@@ -43,7 +43,8 @@ use crate::trace::Tracer;
 use rcluster_domain::trace::What;
 
 /// Off with `CONFIG SET rcluster.fast-path no` (or `loadmodule ... fast-path no`): every
-/// request then takes the runtime's path.
+/// request then takes the runtime's path (as every request does while an injected link fault
+/// is held: `crate::faults`).
 pub static ENABLED: AtomicBool = AtomicBool::new(true);
 /// How often pending writes are checked against their deadlines.
 const TICK: Duration = Duration::from_millis(5);
@@ -210,7 +211,7 @@ fn enqueue(ctx: &Context, st: &mut State, packed: &[u8], kind: Kind, blocked: Bl
 
 /// Starts a write on the fast path, or gives it back (with its client) for the runtime's path.
 pub fn try_start(ctx: &Context, job: WriteJob, blocked: Blocked) -> Result<(), Declined> {
-    if !ENABLED.load(Ordering::Relaxed) {
+    if !ENABLED.load(Ordering::Relaxed) || crate::faults::on_links() {
         return Err(Box::new((job, blocked)));
     }
     with_state(|st| {
@@ -233,7 +234,7 @@ pub fn try_start(ctx: &Context, job: WriteJob, blocked: Blocked) -> Result<(), D
 
 /// Starts a read on the fast path, or gives it back (with its client) for the runtime's path.
 pub fn try_start_read(ctx: &Context, job: ReadJob, blocked: Blocked) -> Result<(), DeclinedRead> {
-    if !ENABLED.load(Ordering::Relaxed) {
+    if !ENABLED.load(Ordering::Relaxed) || crate::faults::on_links() {
         return Err(Box::new((job, blocked)));
     }
     with_state(|st| {

@@ -2,12 +2,14 @@
 //! user: one multiplexed connection per member (concurrent requests pipeline on it), opened on
 //! first use, reopened after it broke. Every call is bounded by a deadline and ends in a value
 //! or a [`Failure`] that says what happened; each member's last outcome is its state for
-//! `RC.LOCATE`.
+//! `RC.LOCATE`. Injected faults (`crate::faults`) act here on every call to another member:
+//! a lost call fails at once as unreachable, a delayed one waits first (within its deadline).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
+use rcluster_domain::fault::Link;
 use rcluster_domain::topology::{Member, INTERNAL_USER};
 use redis::aio::MultiplexedConnection;
 use tokio::time::{timeout_at, Instant};
@@ -247,6 +249,22 @@ impl Peer {
         deadline: Instant,
     ) -> Result<redis::Value, Failure> {
         let started = std::time::Instant::now();
+        // An injected fault's delay counts in the measured round trip.
+        match crate::faults::call(&self.id) {
+            Link::Drop => {
+                self.mark(State::Down);
+                return Err(Failure::Unreachable("cut by an injected fault".into()));
+            }
+            Link::Pass { delay_ms: 0 } => {}
+            Link::Pass { delay_ms } => {
+                let until = Instant::now() + std::time::Duration::from_millis(delay_ms);
+                if until > deadline {
+                    tokio::time::sleep_until(deadline).await;
+                    return Err(Failure::Timeout);
+                }
+                tokio::time::sleep_until(until).await;
+            }
+        }
         let mut result = self.attempt(cmd, deadline).await;
         if let (Err(Failure::Unreachable(_)), true) = &result {
             result = self.attempt(cmd, deadline).await;
