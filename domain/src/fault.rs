@@ -230,9 +230,7 @@ pub fn check(input: &Input, members: &[String], config: &FaultsConfig) -> Result
             None | Some("redis") => Ok(Process::Redis),
             Some("node") => Ok(Process::Node),
             Some("both") => Ok(Process::Both),
-            Some(other) => Err(format!(
-                "process '{other}' is not one of redis, node, both"
-            )),
+            Some(other) => Err(format!("process '{other}' is not one of redis, node, both")),
         }
     };
     let non_negative = |name: &str, v: Option<i64>| -> Result<u64, String> {
@@ -293,7 +291,9 @@ pub fn check(input: &Input, members: &[String], config: &FaultsConfig) -> Result
         "loss" => {
             let percent = input.percent.ok_or("a loss fault needs 'percent'")?;
             if !(percent > 0.0 && percent <= 100.0) {
-                return Err(format!("'percent' must be over 0 and at most 100 (got {percent})"));
+                return Err(format!(
+                    "'percent' must be over 0 and at most 100 (got {percent})"
+                ));
             }
             Spec::Loss {
                 targets: list("targets", &input.targets)?,
@@ -456,7 +456,12 @@ impl Table {
 
     /// Active faults per kind, in [`KINDS`] order.
     pub fn count_by_kind(&self, now: u64) -> [(&'static str, usize); 7] {
-        KINDS.map(|k| (k, self.live(now).filter(|a| a.fault.spec.kind() == k).count()))
+        KINDS.map(|k| {
+            (
+                k,
+                self.live(now).filter(|a| a.fault.spec.kind() == k).count(),
+            )
+        })
     }
 
     /// What happens to one message `from` -> `to`. `random` gives uniform u64s (loss, jitter).
@@ -568,7 +573,10 @@ mod tests {
         let mut loss = input("loss");
         loss.targets = ids(&["n2"]);
         loss.percent = Some(101.0);
-        assert_eq!(err(&loss), "'percent' must be over 0 and at most 100 (got 101)");
+        assert_eq!(
+            err(&loss),
+            "'percent' must be over 0 and at most 100 (got 101)"
+        );
         let mut ttl = l.clone();
         ttl.ms = Some(10);
         ttl.ttl_ms = Some(cfg.max_ttl_ms + 1);
@@ -645,7 +653,10 @@ mod tests {
         // The members not named form one group.
         assert_eq!(t.link("n3", "n5", 10, &mut r), Link::Pass { delay_ms: 0 });
         // Ended at its deadline.
-        assert_eq!(t.link("n1", "n3", 1_000, &mut r), Link::Pass { delay_ms: 0 });
+        assert_eq!(
+            t.link("n1", "n3", 1_000, &mut r),
+            Link::Pass { delay_ms: 0 }
+        );
         assert_eq!(t.expire(1_000).len(), 1);
         assert_eq!(t.next_deadline(), None);
     }
@@ -758,9 +769,29 @@ mod tests {
     #[test]
     fn an_insert_never_outlives_the_ttl_and_replaces_by_id() {
         let mut t = Table::default();
-        assert!(t.insert(fault("a", Spec::Skew { targets: vec![], ms: 1 }), 99_999, 0));
+        assert!(t.insert(
+            fault(
+                "a",
+                Spec::Skew {
+                    targets: vec![],
+                    ms: 1
+                }
+            ),
+            99_999,
+            0
+        ));
         assert_eq!(t.get("a").unwrap().deadline_ms, 1_000);
-        assert!(!t.insert(fault("a", Spec::Skew { targets: vec![], ms: 1 }), 10, 5));
+        assert!(!t.insert(
+            fault(
+                "a",
+                Spec::Skew {
+                    targets: vec![],
+                    ms: 1
+                }
+            ),
+            10,
+            5
+        ));
         assert_eq!(t.get("a").unwrap().remaining_ms(5), 10);
         assert_eq!(t.clear().len(), 1);
     }

@@ -114,6 +114,12 @@ pub fn left_file(data_dir: &Path, id: &str) -> PathBuf {
     data_dir.join(id).join("left")
 }
 
+/// The marker a node process writes in its data folder before an injected crash kills it: the
+/// Unix ms at which `rcluster up` starts it again.
+pub fn crash_marker(node_dir: &Path) -> PathBuf {
+    node_dir.join("crashed-until")
+}
+
 /// Where `rcluster node add` records the pid of a node it started.
 pub fn pid_file(data_dir: &Path, id: &str) -> PathBuf {
     data_dir.join(id).join("node.pid")

@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod error;
+pub mod faults;
 pub mod files;
 pub mod health;
 pub mod kv;

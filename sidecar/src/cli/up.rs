@@ -1,6 +1,7 @@
 //! `rcluster up`: the local launcher. Checks that no cluster already runs here, starts one
 //! `rcluster node` per configured node, waits until every Redis and HTTP endpoint answers,
-//! prints where they are, and stops them all on Ctrl-C or SIGTERM.
+//! prints where they are, starts a node again when the time of an injected crash of its process
+//! is over (`paths::crash_marker`), and stops them all on Ctrl-C or SIGTERM.
 
 use std::future::Future;
 use std::os::fd::AsRawFd;
@@ -138,24 +139,20 @@ pub async fn run(args: UpArgs) -> Result<(), CliError> {
         all.len()
     );
     let mut nodes = Vec::new();
+    let launch = Launch {
+        exe: exe.clone(),
+        config: loaded.config_path.clone(),
+        module,
+        low_resource: args.low_resource,
+    };
     for n in &all {
         let dir = loaded.data_dir.join(&n.id);
         std::fs::create_dir_all(&dir)
             .map_err(|e| CliError::failed(format!("cannot create {}: {e}", dir.display())))?;
         let log = dir.join("node.log");
-        let mut cmd = supervise::command(&exe, &log)?;
-        cmd.arg("node")
-            .arg("--config")
-            .arg(&loaded.config_path)
-            .args(["--id", &n.id])
-            .arg("--module")
-            .arg(&module);
-        if args.low_resource {
-            cmd.arg("--low-resource");
-        }
-        let child = cmd
-            .spawn()
-            .map_err(|e| CliError::failed(format!("cannot start node {}: {e}", n.id)))?;
+        // A marker left by a crash before this launcher ran is stale.
+        let _ = std::fs::remove_file(paths::crash_marker(&dir));
+        let child = launch.spawn(&n.id, &log)?;
         nodes.push(Started {
             id: n.id.clone(),
             host: n.host.clone(),
@@ -186,16 +183,43 @@ pub async fn run(args: UpArgs) -> Result<(), CliError> {
     // no node is left.
     let config_path = loaded.config_path.display().to_string();
     let mut running: Vec<usize> = (0..nodes.len()).collect();
+    // Nodes killed by an injected crash, and when to start each again.
+    let mut crashed: Vec<(usize, tokio::time::Instant)> = Vec::new();
     let stopped_by_signal = loop {
-        if running.is_empty() {
+        if running.is_empty() && crashed.is_empty() {
             break false;
         }
+        let next_restart = crashed.iter().map(|(_, at)| *at).min();
         tokio::select! {
             _ = term.recv() => break true,
             _ = int.recv() => break true,
+            _ = sleep_until_some(next_restart) => {
+                let now = tokio::time::Instant::now();
+                let (due, later): (Vec<_>, Vec<_>) = crashed.iter().partition(|(_, at)| *at <= now);
+                crashed = later;
+                for (i, _) in due {
+                    let n = &mut nodes[i];
+                    match launch.spawn(&n.id, &n.log) {
+                        Ok(child) => {
+                            println!("node {} started again after its injected crash", n.id);
+                            n.child = child;
+                            running.push(i);
+                        }
+                        Err(e) => eprintln!("node {} could not be started again: {e}", n.id),
+                    }
+                }
+            }
             (i, status) = first_exit(&mut nodes, &running) => {
                 running.retain(|r| *r != i);
                 let n = &nodes[i];
+                let marker = paths::crash_marker(&loaded.data_dir.join(&n.id));
+                if let Some(until) = crash_until(&marker) {
+                    let _ = std::fs::remove_file(&marker);
+                    let wait = Duration::from_millis(until.saturating_sub(crate::node::view::unix_ms()));
+                    println!("node {} was crashed by an injected fault ({status}); starting it again in {} ms", n.id, wait.as_millis());
+                    crashed.push((i, tokio::time::Instant::now() + wait));
+                    continue;
+                }
                 eprintln!(
                     "node {} exited ({status}); the other nodes keep running. Restart it with\n  {} node --config {config_path} --id {}\nLast lines of {}:\n{}",
                     n.id,
@@ -215,6 +239,44 @@ pub async fn run(args: UpArgs) -> Result<(), CliError> {
         Ok(())
     } else {
         Err(CliError::failed("every node exited"))
+    }
+}
+
+/// How `rcluster up` runs a node process.
+struct Launch {
+    exe: PathBuf,
+    config: PathBuf,
+    module: PathBuf,
+    low_resource: bool,
+}
+
+impl Launch {
+    fn spawn(&self, id: &str, log: &std::path::Path) -> Result<Child, CliError> {
+        let mut cmd = supervise::command(&self.exe, log)?;
+        cmd.arg("node")
+            .arg("--config")
+            .arg(&self.config)
+            .args(["--id", id])
+            .arg("--module")
+            .arg(&self.module);
+        if self.low_resource {
+            cmd.arg("--low-resource");
+        }
+        cmd.spawn()
+            .map_err(|e| CliError::failed(format!("cannot start node {id}: {e}")))
+    }
+}
+
+/// When a node killed by an injected crash is due to start again (Unix ms), from its marker.
+fn crash_until(marker: &std::path::Path) -> Option<u64> {
+    std::fs::read_to_string(marker).ok()?.trim().parse().ok()
+}
+
+/// Sleeps until `at`; never resolves for `None`.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

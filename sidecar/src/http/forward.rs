@@ -60,6 +60,17 @@ pub async fn forward<T: DeserializeOwned>(
     body: Option<&[u8]>,
     timeout: Duration,
 ) -> Result<T, ApiError> {
+    // An injected fault between the two nodes loses or delays the request.
+    let unreachable = |why: String| {
+        ApiError::new(
+            ErrorCode::NodeUnreachable,
+            format!("node {}: {why}", node.id),
+        )
+    };
+    match crate::node::faults::round_trip(&node.id) {
+        None => return Err(unreachable("cut by an injected fault".into())),
+        Some(delay) => tokio::time::sleep(delay).await,
+    }
     let answer = client::request(
         method,
         &node.host,
@@ -70,7 +81,7 @@ pub async fn forward<T: DeserializeOwned>(
         timeout,
     )
     .await
-    .map_err(|e| ApiError::new(ErrorCode::NodeUnreachable, format!("node {}: {e}", node.id)))?;
+    .map_err(unreachable)?;
     if answer.status == 200 {
         return serde_json::from_slice(&answer.body).map_err(|e| {
             ApiError::new(

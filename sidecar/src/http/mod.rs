@@ -1,5 +1,5 @@
 //! The node's HTTP API (axum): [`router`] builds it from one file per resource (`health`,
-//! `cluster`, `nodes`, `members`, `kv`, `files`, `metrics`, `openapi`, `page`), each handler
+//! `cluster`, `nodes`, `members`, `kv`, `files`, `faults`, `metrics`, `openapi`, `page`), each handler
 //! registered with its OpenAPI documentation. Keys are checked in `auth`, requests another node
 //! must answer go through `forward`, and every error is an `error::ApiError`, answered as JSON
 //! `{"error":{"code","message"}}` (also for the layers' and extractors' refusals; `input` reads
@@ -11,6 +11,7 @@ pub mod auth;
 pub mod body;
 pub mod cluster;
 pub mod error;
+pub mod faults;
 pub mod files;
 pub mod forward;
 pub mod health;
@@ -92,6 +93,8 @@ fn routes(limits: Limits) -> OpenApiRouter<Arc<Shared>> {
         .routes(routes!(nodes::start))
         .routes(routes!(nodes::restart))
         .routes(routes!(metrics::metrics))
+        .routes(routes!(faults::inject, faults::list, faults::clear_all))
+        .routes(routes!(faults::hold, faults::clear_one))
         .routes(routes!(openapi::document))
         .routes(routes!(traces::list_traces))
         .routes(routes!(traces::get_trace));

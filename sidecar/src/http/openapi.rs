@@ -35,6 +35,7 @@ use crate::http::error::status_of;
         (name = "control", description = "The cluster, its nodes and its metadata."),
         (name = "kv", description = "Keys, replicated with quorum."),
         (name = "files", description = "Files, cut into chunks replicated with quorum."),
+        (name = "faults", description = "Injected faults: crashes, pauses, partitions, latency, loss, clock skew."),
         (name = "meta", description = "Health, metrics, this document and the status page."),
     ),
     components(schemas(ErrorBody)),

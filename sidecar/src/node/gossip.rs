@@ -9,7 +9,8 @@
 //! Every datagram is sealed with the cluster secret for its one recipient
 //! (`rcluster_domain::peer_auth`); one that is forged, replayed, stale, for another node or from a
 //! non-member is counted (`rcluster_peer_messages_refused_total{reason}`) and dropped before it
-//! can touch a detector, a summary or a per-peer metric.
+//! can touch a detector, a summary or a per-peer metric. Injected faults (`node::faults`) lose or
+//! delay the pings and pongs this node sends.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
+use crate::node::faults;
 use crate::node::local::rc;
 use crate::node::peer_auth::PeerAuth;
 use crate::node::view::{judge, own_verdict, unix_ms, Shared, Summary};
@@ -197,11 +199,20 @@ pub async fn run(
         let bytes = serde_json::to_vec(&beat).unwrap_or_default();
         for peer in shared.members().iter().filter(|n| n.id != me) {
             let sealed = auth.seal(Channel::Heartbeat, &peer.id, &bytes);
-            if socket
-                .send_to(&sealed, (peer.host.as_str(), peer.peer_port))
-                .await
-                .is_ok()
-            {
+            // An injected fault may lose or delay it.
+            let Some(delay) = faults::outgoing(&peer.id) else {
+                continue;
+            };
+            let addr = (peer.host.clone(), peer.peer_port);
+            if !delay.is_zero() {
+                let socket = socket.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = socket.send_to(&sealed, addr).await;
+                });
+                continue;
+            }
+            if socket.send_to(&sealed, addr).await.is_ok() {
                 shared
                     .metrics
                     .heartbeats_sent
@@ -361,9 +372,20 @@ async fn receive(shared: Arc<Shared>, auth: Arc<PeerAuth>, socket: Arc<UdpSocket
                     sent_us: beat.sent_us,
                     summary: None,
                 };
+                let Some(delay) = faults::outgoing(&beat.from) else {
+                    continue;
+                };
                 if let Ok(bytes) = serde_json::to_vec(&pong) {
                     let sealed = auth.seal(Channel::Heartbeat, &beat.from, &bytes);
-                    let _ = socket.send_to(&sealed, from_addr).await;
+                    if delay.is_zero() {
+                        let _ = socket.send_to(&sealed, from_addr).await;
+                    } else {
+                        let socket = socket.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            let _ = socket.send_to(&sealed, from_addr).await;
+                        });
+                    }
                 }
             }
             Kind::Pong => {

@@ -2,9 +2,9 @@
 //! heartbeats, round trips, peer states, refused peer messages, Raft (term, indexes, leader,
 //! leader changes, log length), key ranges out of quorum, time drift, Redis up, its supervision
 //! (state, crashes, restarts), API authentication failures and request durations, downloads
-//! (running, cut), file transfer throughput, process memory and CPU, and the families read from
-//! its Redis at every scrape (`module_metrics`). Series per peer can be left out
-//! (`metrics.per_peer`).
+//! (running, cut), file transfer throughput, injected faults held, process memory and CPU, and
+//! the families read from its Redis at every scrape (`module_metrics`). Series per peer can be
+//! left out (`metrics.per_peer`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -57,6 +57,8 @@ pub struct Metrics {
     /// Downloads cut by the server, by reason (stalled, timeout).
     pub download_cuts: IntCounterVec,
     pub raft_term: IntGauge,
+    /// Injected faults this node holds, by kind.
+    pub faults_active: IntGaugeVec,
     pub raft_commit_index: IntGauge,
     raft_applied_index: IntGauge,
     raft_log_entries: IntGauge,
@@ -202,6 +204,17 @@ impl Metrics {
                 "raft_log_entries",
                 "Entries in this node's Raft log since its last snapshot",
             ),
+            faults_active: {
+                let g = must(IntGaugeVec::new(
+                    Opts::new("faults_active", "Injected faults this node holds, by kind"),
+                    &["kind"],
+                ));
+                must(registry.register(Box::new(g.clone())));
+                for kind in rcluster_domain::fault::KINDS {
+                    g.with_label_values(&[kind]);
+                }
+                g
+            },
             raft_is_leader: gauge("raft_is_leader", "1 while this node is the Raft leader"),
             raft_has_leader: gauge("raft_has_leader", "1 while this node knows a Raft leader"),
             raft_leader_changes: {

@@ -5,6 +5,7 @@
 
 pub mod bulk;
 pub mod conn;
+pub mod faults;
 pub mod files;
 pub mod gossip;
 pub mod local;
@@ -257,6 +258,7 @@ pub async fn run(args: NodeArgs, app: fn(Arc<Shared>) -> axum::Router) -> Result
         node.host,
         node.redis_port
     );
+    faults::init(&node.id, &dir);
     let shared = Arc::new(Shared::new(
         loaded.config.clone(),
         node.clone(),
@@ -277,6 +279,7 @@ pub async fn run(args: NodeArgs, app: fn(Arc<Shared>) -> axum::Router) -> Result
         )),
         tokio::spawn(report::run(shared.clone(), events_rx, shutdown_rx.clone())),
         tokio::spawn(ntp::run(shared.clone(), shutdown_rx.clone())),
+        tokio::spawn(faults::run(shared.clone(), shutdown_rx.clone())),
         tokio::spawn(watch_redis(shared.clone(), events_tx, shutdown_rx.clone())),
     ];
 

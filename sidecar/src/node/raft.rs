@@ -782,7 +782,21 @@ async fn drive(
                 message: m,
             };
             if let (Some(tx), Ok(bytes)) = (peers.get(&to), serde_json::to_vec(&envelope)) {
-                let _ = tx.try_send(ctx.auth.seal(Channel::Raft, &to, &bytes));
+                let sealed = ctx.auth.seal(Channel::Raft, &to, &bytes);
+                // An injected fault may lose or delay it.
+                match crate::node::faults::outgoing(&to) {
+                    None => {}
+                    Some(delay) if delay.is_zero() => {
+                        let _ = tx.try_send(sealed);
+                    }
+                    Some(delay) => {
+                        let tx = tx.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            let _ = tx.try_send(sealed);
+                        });
+                    }
+                }
             }
         }
         // 3. Apply.

@@ -5,7 +5,7 @@
 //! takes. It stays down only when an operator stopped it or when it can never start as
 //! configured (a port held by another process, a configuration Redis refuses: read from its
 //! log). Stop, start and restart requests are served at any time, also while it starts or
-//! waits. The state, with the reason and the next attempt, is published on a watch channel.
+//! waits; so is an injected crash (SIGKILL, started again when the fault ends). The state, with the reason and the next attempt, is published on a watch channel.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -208,7 +208,14 @@ impl RedisState {
 /// What the API may ask of the supervisor (`POST /api/nodes/{id}/stop|start|restart`).
 pub use crate::api::NodeAction as Control;
 
-type Request = (Control, oneshot::Sender<Result<String, ControlError>>);
+/// What other tasks may ask of the supervisor: an API action, or an injected crash (SIGKILL now,
+/// started again after the given time, or earlier on a start request).
+enum Ask {
+    Control(Control),
+    Crash(Duration),
+}
+
+type Request = (Ask, oneshot::Sender<Result<String, ControlError>>);
 
 /// The handle other tasks use: the current state and a way to ask for changes.
 #[derive(Clone)]
@@ -231,9 +238,18 @@ impl RedisHandle {
 
     /// Asks the supervisor to stop, start or restart Redis; returns what happened.
     pub async fn control(&self, c: Control) -> Result<String, ControlError> {
+        self.ask(Ask::Control(c)).await
+    }
+
+    /// Kills Redis at once (SIGKILL, an injected crash) and starts it again after `down_for`.
+    pub async fn crash(&self, down_for: Duration) -> Result<String, ControlError> {
+        self.ask(Ask::Crash(down_for)).await
+    }
+
+    async fn ask(&self, ask: Ask) -> Result<String, ControlError> {
         let (reply_tx, reply_rx) = oneshot::channel();
         self.tx
-            .send((c, reply_tx))
+            .send((ask, reply_tx))
             .await
             .map_err(|_| ControlError::ShuttingDown)?;
         reply_rx.await.map_err(|_| ControlError::ShuttingDown)?
@@ -666,6 +682,34 @@ impl Supervisor {
         stopped
     }
 
+    /// An injected crash: SIGKILL now, and a restart once `down_for` has passed.
+    async fn crash(&mut self, down_for: Duration, reply: Reply) {
+        let Phase::Running { child, .. } = &mut self.phase else {
+            let _ = reply.send(Ok(format!(
+                "redis-server is {}; nothing to crash",
+                self.state.borrow().name()
+            )));
+            return;
+        };
+        let status = match child.kill().await {
+            Ok(()) => "killed (SIGKILL)".to_string(),
+            Err(e) => format!("could not be killed: {e}"),
+        };
+        let delay_ms = u64::try_from(down_for.as_millis()).unwrap_or(u64::MAX);
+        self.phase = Phase::Waiting {
+            until: tokio::time::Instant::now() + down_for,
+        };
+        self.set(RedisState::Restarting(Retry {
+            restarts: 1,
+            delay_ms,
+            next_attempt_unix_ms: unix_ms().saturating_add(delay_ms),
+            reason: "crashed by an injected fault".into(),
+        }));
+        let _ = reply.send(Ok(format!(
+            "redis-server {status}; started again in {delay_ms} ms"
+        )));
+    }
+
     async fn on_control(&mut self, control: Control, reply: Reply) {
         match control {
             Control::Stop => {
@@ -731,7 +775,12 @@ pub async fn spawn(
             match event {
                 Event::Shutdown | Event::Control(None) => break,
                 Event::Phase(e) => sup.on_phase_event(e),
-                Event::Control(Some((control, reply))) => sup.on_control(control, reply).await,
+                Event::Control(Some((Ask::Control(control), reply))) => {
+                    sup.on_control(control, reply).await
+                }
+                Event::Control(Some((Ask::Crash(down_for), reply))) => {
+                    sup.crash(down_for, reply).await
+                }
             }
         }
         sup.halt("the node is shutting down").await;

@@ -22,7 +22,8 @@ pub const EVENTS_CHANNEL: &str = "cluster:events";
 /// How often the module's rebalance progress is read (and at most how often it is told).
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
-async fn publish(shared: &Shared, json: String, timeout: Duration) {
+/// Publishes one event (JSON) on [`EVENTS_CHANNEL`] through this node's Redis.
+pub async fn publish(shared: &Shared, json: String, timeout: Duration) {
     let mut publish = redis::cmd("PUBLISH");
     publish.arg(EVENTS_CHANNEL).arg(json);
     if let Err(e) = shared.local.query::<i64>(&publish, timeout).await {
