@@ -11,8 +11,11 @@ use std::time::{Duration, Instant};
 use rcluster_tests::nodes::{alive, rcluster, NodeCluster, ADMIN_KEY, READ_KEY};
 use rcluster_tests::{call, error_of, wait_for};
 
-/// Fast heartbeats (detection and Raft's timers follow them).
-const FAST: &str = "intervals: {heartbeat_ms: 100}\nfaults: {max_ttl_ms: 120000}";
+/// Quick failure detection (Raft's timers follow the heartbeats too), not so quick that a
+/// loaded machine makes healthy nodes look down.
+const FAST: &str = "intervals: {heartbeat_ms: 250}\nfaults: {max_ttl_ms: 120000}";
+/// Where nothing waits for the failure detector.
+const PLAIN: &str = "faults: {max_ttl_ms: 120000}";
 
 /// `curl` against node `i`'s API: (status, body).
 fn curl(
@@ -96,6 +99,17 @@ fn rc_get(c: &NodeCluster, i: usize, key: &str) -> Option<String> {
         Ok(redis::Value::BulkString(b)) => Some(String::from_utf8_lossy(&b).into_owned()),
         _ => None,
     }
+}
+
+/// The heartbeats node `i` received from `peer` (its metric).
+fn heartbeats_received(c: &NodeCluster, i: usize, peer: &str) -> u64 {
+    let text = c.http(i, "GET", "/metrics", None).body;
+    text.lines()
+        .filter(|l| l.starts_with("rcluster_heartbeats_received_total{"))
+        .find(|l| l.contains(&format!("peer=\"{peer}\"")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The `rcluster_faults_active{kind}` value node `i` reports.
@@ -203,7 +217,9 @@ fn bad_input_is_refused_and_a_partition_isolates_the_minority_until_its_ttl() {
     // The minority cannot reach a write quorum; the majority serves and has a leader.
     let (code, detail) = error_of(rc_set(&c, 2, "pk", "minority", &["TIMEOUT", "1000"]));
     assert_eq!(code, "NOQUORUM", "{detail}");
-    rc_set(&c, 0, "pk", "majority", &[]).expect("the majority writes");
+    wait_for("the majority to write", Duration::from_secs(10), || {
+        rc_set(&c, 0, "pk", "majority", &[]).ok()
+    });
     assert_eq!(rc_get(&c, 1, "pk").as_deref(), Some("majority"));
     let leader = c.await_leader(&[0, 1], Duration::from_secs(10));
     assert!(leader == "n1" || leader == "n2", "{leader}");
@@ -235,7 +251,7 @@ fn bad_input_is_refused_and_a_partition_isolates_the_minority_until_its_ttl() {
 
 #[test]
 fn reset_clears_all_and_faults_outlive_a_killed_injector_until_their_ttl() {
-    let mut c = NodeCluster::start("faults-reset", 3, FAST);
+    let mut c = NodeCluster::start("faults-reset", 3, PLAIN);
     let events = c.subscribe_events(1);
     let a = inject(
         &c,
@@ -265,9 +281,17 @@ fn reset_clears_all_and_faults_outlive_a_killed_injector_until_their_ttl() {
     let mut want = vec![a["id"].as_str().unwrap(), b["id"].as_str().unwrap()];
     want.sort_unstable();
     assert_eq!(ids, want);
-    for id in &want {
-        await_fault_event(&events, "cleared", id, Duration::from_secs(5));
+    let mut told: Vec<String> = Vec::new();
+    while told.len() < 2 {
+        let e = events
+            .recv_timeout(Duration::from_secs(5))
+            .expect("a cleared event for each fault");
+        if e["type"] == "fault" && e["action"] == "cleared" {
+            told.push(e["id"].as_str().unwrap().to_string());
+        }
     }
+    told.sort_unstable();
+    assert_eq!(told, want);
     for i in 0..3 {
         assert!(held(&c, i).is_empty());
     }
@@ -282,17 +306,17 @@ fn reset_clears_all_and_faults_outlive_a_killed_injector_until_their_ttl() {
     assert_eq!(status, 404);
 
     // Injected through n1, which then dies: n2 and n3 still end it at its TTL.
+    let started = Instant::now();
     let f = inject(
         &c,
         0,
         r#"{"kind":"latency","targets":["n2"],"ms":50,"ttl_ms":6000}"#,
     );
     let id = f["id"].as_str().unwrap().to_string();
-    let started = Instant::now();
     c.kill_node(0);
     let e = await_fault_event(&events, "expired", &id, Duration::from_secs(15));
     assert_eq!(e["node"], "n2");
-    assert!(started.elapsed() >= Duration::from_millis(5_500));
+    assert!(started.elapsed() >= Duration::from_millis(5_900));
     assert!(held(&c, 2).is_empty());
     // The module's copy ends with it.
     let mut n2 = c.redis(1);
@@ -317,8 +341,13 @@ fn a_one_way_cut_latency_and_loss_act_on_the_links_they_name() {
     );
     assert_eq!(code, Some(0), "{out}{err}");
     c.await_state(2, 0, "down", Duration::from_secs(10));
-    assert_eq!(c.state_seen(0, 2).as_deref(), Some("alive"));
-    assert_eq!(c.state_seen(1, 0).as_deref(), Some("alive"));
+    // n1 keeps hearing n3 while n3 hears nothing more from n1.
+    let n1_from_n3 = heartbeats_received(&c, 0, "n3");
+    let n3_from_n1 = heartbeats_received(&c, 2, "n1");
+    wait_for("n1 to hear n3", Duration::from_secs(10), || {
+        (heartbeats_received(&c, 0, "n3") >= n1_from_n3 + 3).then_some(())
+    });
+    assert_eq!(heartbeats_received(&c, 2, "n1"), n3_from_n1);
     let (code, _, err) = rcluster(&["fault", "clear", "--config", &config], c.dir.path());
     assert_eq!(code, Some(0), "{err}");
     c.await_state(2, 0, "alive", Duration::from_secs(10));
@@ -327,16 +356,18 @@ fn a_one_way_cut_latency_and_loss_act_on_the_links_they_name() {
     // round trip to n1 and to n3, each at least 600 ms.
     let timed = |extra: &[&str]| {
         let t = Instant::now();
-        rc_set(&c, 1, "lk", "v", extra).expect("the write succeeds");
-        t.elapsed()
+        rc_set(&c, 1, "lk", "v", extra).ok().map(|_| t.elapsed())
     };
-    let base = timed(&["W", "3"]);
+    // (Right after the cut, the failure detector's verdict on n1 may still be down.)
+    let base = wait_for("a write to every replica", Duration::from_secs(10), || {
+        timed(&["W", "3"])
+    });
     inject(
         &c,
         0,
         r#"{"kind":"latency","targets":["n2"],"ms":300,"ttl_ms":60000}"#,
     );
-    let slow = timed(&["W", "3", "TIMEOUT", "5000"]);
+    let slow = timed(&["W", "3", "TIMEOUT", "5000"]).expect("the slow write succeeds");
     assert!(
         slow >= Duration::from_millis(600),
         "{slow:?} (without: {base:?})"
@@ -346,7 +377,7 @@ fn a_one_way_cut_latency_and_loss_act_on_the_links_they_name() {
     rc_set(&c, 0, "lk2", "v", &["W", "2"]).expect("n1 writes");
     let other = t.elapsed();
     curl(&c, 0, "DELETE", "/api/faults", ADMIN_KEY, None);
-    let after = timed(&["W", "3"]);
+    let after = timed(&["W", "3"]).expect("the write succeeds");
     assert!(after < Duration::from_millis(600), "{after:?}");
     assert!(other < Duration::from_millis(600), "{other:?}");
 
@@ -404,7 +435,10 @@ fn split_writes(c: &NodeCluster, key: &str) -> String {
         r#"{"kind":"partition","groups":[["n3"]],"ttl_ms":60000}"#,
     );
     rc_set(c, 2, key, "earlier-from-n3", &["W", "1"]).expect("n3 writes its own copy");
-    rc_set(c, 0, key, "later-from-n1", &["W", "2"]).expect("the majority writes");
+    // (A loaded machine may make the majority's detectors doubt each other for a moment.)
+    wait_for("the majority to write", Duration::from_secs(10), || {
+        rc_set(c, 0, key, "later-from-n1", &["W", "2"]).ok()
+    });
     let (status, body) = curl(
         c,
         0,
@@ -426,7 +460,7 @@ fn split_writes(c: &NodeCluster, key: &str) -> String {
 
 #[test]
 fn skew_shifts_the_clock_and_decides_which_write_wins() {
-    let c = NodeCluster::start("faults-skew", 3, FAST);
+    let c = NodeCluster::start("faults-skew", 3, PLAIN);
     // Without skew the later write wins.
     assert_eq!(split_writes(&c, "plain"), "later-from-n1");
 
@@ -450,7 +484,7 @@ fn skew_shifts_the_clock_and_decides_which_write_wins() {
 
 #[test]
 fn crash_and_pause_end_by_themselves_at_their_ttl() {
-    let c = NodeCluster::start("faults-crash", 3, FAST);
+    let c = NodeCluster::start("faults-crash", 3, PLAIN);
     let events = c.subscribe_events(1);
     // n2's Redis killed, started again only when the TTL ends.
     let old = c.redis_pid(1);

@@ -174,6 +174,8 @@ pub async fn apply(shared: &Arc<Shared>, held: Held) -> bool {
         save(&st);
         new
     };
+    // The module enforces it before the request that injected it is answered.
+    push(shared).await;
     if new {
         tell(shared, "injected", &fault).await;
         begin(shared, &fault, Duration::from_millis(held.expires_in_ms)).await;
@@ -193,6 +195,7 @@ pub async fn clear(shared: &Arc<Shared>, id: Option<&str>) -> Vec<Fault> {
         save(&st);
         gone
     };
+    push(shared).await;
     for f in &gone {
         tell(shared, "cleared", f).await;
         end(shared, f).await;
