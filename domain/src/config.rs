@@ -15,6 +15,8 @@ pub const MIB: u64 = 1024 * 1024;
 pub const CHUNK_SIZE_RANGE: RangeInclusive<u64> = MIB..=5 * MIB;
 /// Allowed `intervals.heartbeat_ms`.
 pub const HEARTBEAT_MS_RANGE: RangeInclusive<u64> = 100..=30_000;
+/// Allowed `intervals.raft_tick_ms` (0: follow the heartbeat interval).
+pub const RAFT_TICK_MS_RANGE: RangeInclusive<u64> = 0..=1_000;
 /// Allowed `intervals.request_timeout_ms`.
 pub const REQUEST_TIMEOUT_MS_RANGE: RangeInclusive<u64> = 10..=60_000;
 /// Allowed `limits.max_key_bytes`.
@@ -158,6 +160,10 @@ pub struct Intervals {
     /// How often each node checks that the next owner of every key it owns holds it (anti-entropy;
     /// 0 = never).
     pub anti_entropy_ms: u64,
+    /// One Raft tick: elections wait 15 to 30 ticks, the leader's heartbeat goes every 5. 0: 10 ms
+    /// per started second of `heartbeat_ms` (10 to 100). Links slower than about a third of the
+    /// shortest election need more (docs/faults.md).
+    pub raft_tick_ms: u64,
 }
 
 impl Default for Intervals {
@@ -168,6 +174,7 @@ impl Default for Intervals {
             hint_replay_ms: 1000,
             tombstone_grace_ms: 86_400_000,
             anti_entropy_ms: 600_000,
+            raft_tick_ms: 0,
         }
     }
 }
@@ -352,6 +359,11 @@ impl ClusterConfig {
             HEARTBEAT_MS_RANGE,
         )?;
         check_range(
+            "intervals.raft_tick_ms",
+            self.intervals.raft_tick_ms,
+            RAFT_TICK_MS_RANGE,
+        )?;
+        check_range(
             "intervals.request_timeout_ms",
             self.intervals.request_timeout_ms,
             REQUEST_TIMEOUT_MS_RANGE,
@@ -434,6 +446,15 @@ impl ClusterConfig {
     /// it follows the heartbeat setting, so `--low-resource` (10x heartbeats) also slows Raft.
     pub fn raft_tick_scale(&self) -> u64 {
         (self.intervals.heartbeat_ms / 1000).clamp(1, 10)
+    }
+
+    /// The length of one Raft tick in ms: `intervals.raft_tick_ms`, else 10 ms times
+    /// [`ClusterConfig::raft_tick_scale`].
+    pub fn raft_tick_ms(&self) -> u64 {
+        match self.intervals.raft_tick_ms {
+            0 => 10 * self.raft_tick_scale(),
+            ms => ms,
+        }
     }
 
     /// Why `node` may not start as configured: each of its ports that listens beyond loopback
@@ -635,6 +656,7 @@ nodes:
                 hint_replay_ms: 1000,
                 tombstone_grace_ms: 86_400_000,
                 anti_entropy_ms: 600_000,
+                raft_tick_ms: 0,
             }
         );
         assert_eq!(config.vnodes, crate::ring::DEFAULT_VNODES);

@@ -567,3 +567,71 @@ fn crash_and_pause_end_by_themselves_at_their_ttl() {
     });
     assert_eq!(c.http(2, "GET", "/api/health", None).status, 200);
 }
+
+/// The Raft leader and term node `i` reports.
+fn raft_of(c: &NodeCluster, i: usize) -> (Option<String>, Option<u64>) {
+    let view = c.cluster_view(i).expect("the node answers");
+    (
+        view["raft"]["leader"].as_str().map(str::to_string),
+        view["raft"]["term"].as_u64(),
+    )
+}
+
+#[test]
+fn high_latency_links_keep_quorums_files_heartbeats_and_raft_working() {
+    // The settings docs/faults.md gives for slow links.
+    let c = NodeCluster::start(
+        "faults-slow",
+        3,
+        "intervals: {heartbeat_ms: 2000, request_timeout_ms: 5000, raft_tick_ms: 100}",
+    );
+    let leader = c.await_leader(&[0, 1, 2], Duration::from_secs(30));
+    let term = raft_of(&c, 0).1;
+    for i in 1..3 {
+        c.await_state(0, i, "alive", Duration::from_secs(30));
+    }
+    let events: Vec<_> = (0..3).map(|i| c.subscribe_events(i)).collect();
+    inject(
+        &c,
+        0,
+        r#"{"kind":"latency","targets":["n1","n2","n3"],"ms":300,"jitter_ms":100,"ttl_ms":300000}"#,
+    );
+
+    // A write takes a round trip to another replica: 400 to 800 ms.
+    let t = Instant::now();
+    rc_set(&c, 0, "slow", "v", &[]).expect("a quorum write");
+    assert!(
+        t.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        t.elapsed()
+    );
+
+    // A file goes up through n1 and comes back whole through n2.
+    let body = rcluster_tests::pseudo_random(2_500_000, 15);
+    let meta = rcluster_tests::nodes::upload(&c, 0, "slow.bin", &body);
+    let (status, _, back) =
+        rcluster_tests::nodes::download(&c, 1, meta["id"].as_str().unwrap(), None);
+    assert_eq!(status, 200);
+    assert!(back == body, "the file came back different");
+
+    // Quorum writes and reads through every node for ten heartbeats more.
+    let beats = heartbeats_received(&c, 0, "n2");
+    let mut n = 0;
+    while heartbeats_received(&c, 0, "n2") < beats + 10 {
+        let key = format!("slow{n}");
+        let value = format!("v{n}");
+        rc_set(&c, n % 3, &key, &value, &[]).expect("a quorum write");
+        assert_eq!(rc_get(&c, (n + 1) % 3, &key), Some(value), "{key}");
+        n += 1;
+    }
+    // No node was judged suspect or down, and no election happened.
+    for (i, rx) in events.iter().enumerate() {
+        while let Ok(e) = rx.try_recv() {
+            assert_ne!(e["type"], "node_state", "node {i} saw a change: {e}");
+        }
+    }
+    for i in 0..3 {
+        assert_eq!(raft_of(&c, i), (Some(leader.clone()), term), "node {i}");
+    }
+    curl(&c, 0, "DELETE", "/api/faults", ADMIN_KEY, None);
+}

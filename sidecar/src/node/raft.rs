@@ -1,6 +1,7 @@
-//! The Raft driver of a node process: ticks the pure `rcluster-raft` state machine every 10 ms,
-//! carries its messages over TCP on the peer port (length-prefixed frames, each a JSON envelope
-//! sealed with the cluster secret: `rcluster_domain::peer_auth`), persists its state in
+//! The Raft driver of a node process: ticks the pure `rcluster-raft` state machine every 10 ms
+//! (`intervals.raft_tick_ms`), carries its messages over TCP on the peer port (length-prefixed
+//! frames, each a JSON envelope sealed with the cluster secret: `rcluster_domain::peer_auth`),
+//! persists its state in
 //! the local Redis before any message goes out (`node:<id>:raft` with the whole state, plus
 //! `cluster:term`, `cluster:vote`, `cluster:commit_index` and the list `node:<id>:log` for
 //! people), feeds committed entries to the metadata state machine, and answers proposals from
@@ -50,8 +51,6 @@ use crate::node::peer_auth::PeerAuth;
 use crate::node::redis_error::RedisError;
 use crate::node::view::Shared;
 
-/// Length of one Raft tick (times `raft_tick_scale` in low-resource mode).
-pub const TICK: Duration = Duration::from_millis(10);
 /// Entries kept in the log before a snapshot replaces them.
 const SNAPSHOT_EVERY: u64 = 200;
 /// Connections that have not delivered a valid frame yet (strangers among them), at once.
@@ -610,7 +609,7 @@ pub async fn spawn(
     // The first start reports a bad stored state to the caller; restarts log it and retry.
     let first = start_node(&shared).await?;
     // Low-resource mode makes ticks longer (fewer wake-ups), not more of them.
-    let tick = TICK * u32::try_from(shared.config.raft_tick_scale()).unwrap_or(1);
+    let tick = Duration::from_millis(shared.config.raft_tick_ms());
     let (inbox_tx, inbox) = mpsc::channel::<Envelope>(4096);
     let (proposals_tx, proposals) = mpsc::channel::<Proposal>(64);
     let handle = RaftHandle {
