@@ -279,11 +279,21 @@ async fn begin(shared: &Arc<Shared>, fault: &Fault, left: Duration) {
             left.as_secs_f64(),
             pids.join(" ")
         );
-        match std::process::Command::new("sh")
-            .args(["-c", &script])
-            .spawn()
-        {
-            Ok(_) => {
+        let mut helper = tokio::process::Command::new("sh");
+        helper.args(["-c", &script]);
+        // SAFETY: only prctl, async-signal-safe, runs in the child: the helper dies with this
+        // process (not when this process is merely stopped).
+        unsafe {
+            helper.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        match helper.spawn() {
+            Ok(mut child) => {
+                tokio::spawn(async move {
+                    let _ = child.wait().await;
+                });
                 tracing::warn!(node = %shared.me.id, "fault {}: pausing this node process", fault.id);
                 tokio::spawn(async move {
                     tokio::time::sleep(GRACE).await;
@@ -373,5 +383,48 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
             _ = CHANGED.notified() => {}
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crashes_and_pauses_are_aimed_at_their_targets_only() {
+        let crash = Spec::Crash {
+            targets: vec!["n2".into()],
+            process: Process::Both,
+        };
+        assert_eq!(aimed_here(&crash, "n2"), Some((true, Process::Both)));
+        assert_eq!(aimed_here(&crash, "n1"), None);
+        let pause = Spec::Pause {
+            targets: vec!["n1".into(), "n3".into()],
+            process: Process::Redis,
+        };
+        assert_eq!(aimed_here(&pause, "n3"), Some((false, Process::Redis)));
+        let skew = Spec::Skew {
+            targets: vec!["n1".into()],
+            ms: 5,
+        };
+        assert_eq!(aimed_here(&skew, "n1"), None);
+    }
+
+    #[test]
+    fn a_saved_fault_keeps_its_kind_and_deadline() {
+        let saved = Saved {
+            fault: Fault {
+                id: "f-1".into(),
+                spec: Spec::Cut {
+                    from: vec!["n1".into()],
+                    to: vec!["n2".into()],
+                },
+                ttl_ms: 10,
+            },
+            deadline_unix_ms: 42,
+        };
+        let back: Saved = serde_json::from_slice(&serde_json::to_vec(&saved).unwrap()).unwrap();
+        assert_eq!(back.fault, saved.fault);
+        assert_eq!(back.deadline_unix_ms, 42);
     }
 }
