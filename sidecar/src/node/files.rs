@@ -276,11 +276,12 @@ impl<'a> Upload<'a> {
 }
 
 /// A connection to a member's Redis (with this cluster's Redis password), or `None` when it
-/// cannot be had.
+/// cannot be had (also across an injected fault that cuts the two nodes apart).
 async fn member_conn(
     shared: &Shared,
     n: &rcluster_domain::config::NodeConfig,
 ) -> Option<redis::aio::MultiplexedConnection> {
+    tokio::time::sleep(crate::node::faults::round_trip(&n.id)?).await;
     let client = crate::probe::redis_client(
         &n.host,
         n.redis_port,
