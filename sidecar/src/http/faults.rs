@@ -22,7 +22,8 @@ use crate::http::openapi::{AdminKey, BadRequest, ControlLayers, JsonBody, NotFou
 use crate::node::faults;
 use crate::node::view::Shared;
 
-/// How long one member may take to take or clear a fault.
+/// How long one member may take to take or clear a fault (at most a third of the request's own
+/// time limit, so a member that hangs is reported, not the whole request timed out).
 const PASS_ON_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// `{id}` of a fault.
@@ -61,6 +62,7 @@ async fn pass_on(
         .into_iter()
         .filter(|m| m.id != s.me.id)
         .collect();
+    let timeout = PASS_ON_TIMEOUT.min(Duration::from_millis(s.config.api.request_timeout_ms / 3));
     let calls = others.iter().map(|m| async move {
         let answer = client::request(
             method,
@@ -69,7 +71,7 @@ async fn pass_on(
             path,
             Some(&caller.key),
             body,
-            PASS_ON_TIMEOUT,
+            timeout,
         )
         .await;
         (m.id.clone(), answer)
