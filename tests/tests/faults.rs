@@ -322,6 +322,18 @@ fn reset_clears_all_and_faults_outlive_a_killed_injector_until_their_ttl() {
     let mut n2 = c.redis(1);
     let module: String = redis::cmd("RC.FAULT").arg("GET").query(&mut n2).unwrap();
     assert_eq!(module, "[]");
+
+    // A member that cannot be reached is named in the answer, and does not hold the fault.
+    let f = inject(
+        &c,
+        1,
+        r#"{"kind":"skew","targets":["n3"],"ms":1000,"ttl_ms":5000}"#,
+    );
+    assert_eq!(f["nodes"], serde_json::json!(["n2", "n3"]));
+    assert_eq!(f["unreachable"], serde_json::json!(["n1"]));
+    let (status, body) = curl(&c, 2, "DELETE", "/api/faults", ADMIN_KEY, None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["unreachable"], serde_json::json!(["n1"]));
 }
 
 #[test]
