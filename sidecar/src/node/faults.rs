@@ -197,8 +197,9 @@ pub async fn clear(shared: &Arc<Shared>, id: Option<&str>) -> Vec<Fault> {
     };
     push(shared).await;
     for f in &gone {
-        tell(shared, "cleared", f).await;
+        // Ended first: the event then goes out through a Redis the fault crashed or paused.
         end(shared, f).await;
+        tell(shared, "cleared", f).await;
     }
     CHANGED.notify_one();
     gone
@@ -360,8 +361,8 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
             gone
         };
         for f in &expired {
-            tell(&shared, "expired", f).await;
             end(&shared, f).await;
+            tell(&shared, "expired", f).await;
         }
         push(&shared).await;
         let (counts, next) = {
