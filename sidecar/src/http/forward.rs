@@ -244,6 +244,11 @@ async fn proxy(
 ) -> Result<Response, Proxy> {
     let step = Duration::from_millis(s.config.api.request_timeout_ms.max(1));
     let deadline = Instant::now() + Duration::from_millis(s.config.files.transfer_timeout_ms);
+    // An injected fault between the two nodes loses or delays the request.
+    let Some(delay) = crate::node::faults::round_trip(&peer.id) else {
+        return Err(Proxy::NotConnected("cut by an injected fault".into()));
+    };
+    tokio::time::sleep(delay).await;
     let addr = (peer.host.as_str(), peer.http_port);
     let stream = match tokio::time::timeout(PEER_CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
         Ok(Ok(stream)) => stream,
