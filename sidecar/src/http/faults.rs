@@ -18,6 +18,7 @@ use crate::api::ErrorCode;
 use crate::client;
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
+use crate::http::input::JsonIn;
 use crate::http::openapi::{AdminKey, BadRequest, ControlLayers, JsonBody, NotFound};
 use crate::node::faults;
 use crate::node::view::Shared;
@@ -122,9 +123,14 @@ fn new_id() -> String {
 pub async fn inject(
     State(s): State<Arc<Shared>>,
     caller: Caller,
-    Json(input): Json<Input>,
+    JsonIn(req): JsonIn<FaultRequest>,
 ) -> Result<(StatusCode, Json<FaultView>), ApiError> {
     caller.require_admin()?;
+    // The documented request and the checked input are the same fields (a test in
+    // `api::faults` keeps them so).
+    let input: Input = serde_json::to_value(&req)
+        .and_then(serde_json::from_value)
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
     let members = member_ids(&s);
     let spec = check(&input, &members, &s.config.faults)
         .map_err(|e| ApiError::new(ErrorCode::BadRequest, e))?;
