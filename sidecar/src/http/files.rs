@@ -539,3 +539,37 @@ pub async fn download(
         .body(body)
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stalled_body_is_a_timeout_and_a_broken_one_an_abort() {
+        let stalled = axum::Error::new(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "no byte of the body within api.body_idle_timeout_ms",
+        ));
+        let e = body_failed(&stalled);
+        assert_eq!(
+            (e.code(), e.status()),
+            (ErrorCode::RequestTimeout, StatusCode::REQUEST_TIMEOUT)
+        );
+        let elapsed = tokio::time::timeout(Duration::ZERO, std::future::pending::<()>())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            body_failed(&axum::Error::new(elapsed)).code(),
+            ErrorCode::RequestTimeout
+        );
+        let gone = axum::Error::new(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection reset by peer",
+        ));
+        let e = body_failed(&gone);
+        assert_eq!(
+            (e.code(), e.status()),
+            (ErrorCode::UploadAborted, StatusCode::BAD_REQUEST)
+        );
+    }
+}
