@@ -388,6 +388,75 @@ fn uploads_that_break_off_or_run_out_of_time_and_readers_that_stop_free_their_sl
 }
 
 #[test]
+fn four_stalled_uploads_give_way_to_a_fifth_and_leave_no_chunks() {
+    let cluster = NodeCluster::start(
+        "edges-idle",
+        1,
+        "redis_maxmemory_mb: 256\napi: {body_idle_timeout_ms: 1500}\nfiles: {max_concurrent_uploads: 4}",
+    );
+    let work = cluster.dir.path().join("curl");
+    std::fs::create_dir_all(&work).unwrap();
+    // Four uploads that send a chunk and a half, then nothing (their clients stay connected).
+    let mut stalled: Vec<(Child, std::process::ChildStdin)> = (0..4)
+        .map(|i| {
+            let dir = work.join(format!("s{i}"));
+            let mut child = streaming_upload(&cluster, &dir, &format!("stalled-{i}.bin"));
+            let mut input = child.stdin.take().unwrap();
+            input.write_all(&data(CHUNK + CHUNK / 2, i)).unwrap();
+            input.flush().unwrap();
+            (child, input)
+        })
+        .collect();
+    wait_for(
+        "a chunk of each stalled upload",
+        Duration::from_secs(20),
+        || (chunk_keys(&cluster, 0)? >= 4).then_some(()),
+    );
+    // Within api.body_idle_timeout_ms of their last byte they are refused, their chunks go and
+    // their slots are free: a fifth upload goes through.
+    wait_for(
+        "the stalled uploads' chunks removed",
+        Duration::from_secs(20),
+        || (chunk_keys(&cluster, 0)? == 0).then_some(()),
+    );
+    let fifth = work.join("fifth.bin");
+    std::fs::write(&fifth, data(CHUNK + 1, 9)).unwrap();
+    let r = curl(
+        &work,
+        ADMIN_KEY,
+        &[
+            "--data-binary",
+            &format!("@{}", fifth.display()),
+            &url(&cluster, 0, "/api/files?name=fifth.bin"),
+        ],
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    for (i, (mut child, input)) in stalled.drain(..).enumerate() {
+        drop(input);
+        let status = wait_for("a stalled client to end", Duration::from_secs(30), || {
+            child.try_wait().unwrap()
+        });
+        let answer = curl_answer(&work.join(format!("s{i}")));
+        assert_eq!(
+            answer.status,
+            408,
+            "stalled upload {i} ({status}): {}",
+            answer.text()
+        );
+        assert!(
+            answer.text().contains("REQUEST_TIMEOUT"),
+            "{}",
+            answer.text()
+        );
+    }
+    assert_eq!(
+        chunk_keys(&cluster, 0),
+        Some(2),
+        "only the fifth file's chunks"
+    );
+}
+
+#[test]
 fn a_download_goes_on_from_other_replicas_when_the_serving_nodes_redis_dies() {
     // A killed Redis stays down until started through the API.
     let cluster = NodeCluster::start(

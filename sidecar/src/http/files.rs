@@ -19,6 +19,7 @@ use rcluster_domain::rc::kv::{Del, QuorumOptions};
 
 use crate::api::{ErrorCode, FileDeleted, FileList, FileMeta, ListQuery, UploadQuery};
 use crate::http::auth::Caller;
+use crate::http::body::BodyError;
 use crate::http::error::ApiError;
 use crate::http::kv::timeout;
 use crate::http::openapi::{
@@ -56,40 +57,21 @@ where
     Ok(up.finish(expected_len).await?)
 }
 
-/// The answer to an upload whose body broke off: 408 when it stalled (the API's body idle
-/// timeout), else UPLOAD_ABORTED.
+/// The answer to an upload whose body failed: 408 when it stalled for api.body_idle_timeout_ms,
+/// 413 when it ran over the route's limit (both found by `http::body`, whose guard answers the
+/// same), else UPLOAD_ABORTED (the client went away).
 fn body_failed(e: &(dyn std::error::Error + 'static)) -> ApiError {
-    if stalled(e) {
-        ApiError::new(
-            ErrorCode::RequestTimeout,
-            format!("the upload's body stalled: {e}"),
-        )
-    } else {
-        ApiError::new(
-            ErrorCode::UploadAborted,
-            format!("the upload was interrupted: {e}"),
-        )
-    }
-}
-
-/// Whether a body error (or one of its sources) is a timeout.
-fn stalled(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(e);
-    while let Some(e) = next {
-        let io_timeout = e
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
-        let text = e.to_string().to_ascii_lowercase();
-        if io_timeout
-            || e.is::<tokio::time::error::Elapsed>()
-            || text.contains("timed out")
-            || text.contains("timeout")
-        {
-            return true;
+    let code = match BodyError::find(e) {
+        Some(BodyError::Idle(_)) => ErrorCode::RequestTimeout,
+        Some(BodyError::TooLarge { .. }) => ErrorCode::TooLarge,
+        None => {
+            return ApiError::new(
+                ErrorCode::UploadAborted,
+                format!("the upload was interrupted: {e}"),
+            )
         }
-        next = e.source();
-    }
-    false
+    };
+    ApiError::new(code, format!("the upload's body failed: {e}"))
 }
 
 /// Refuses a `?w=` outside 1..=N before anything is written (the module's own rule and
@@ -544,24 +526,24 @@ pub async fn download(
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_stalled_body_is_a_timeout_and_a_broken_one_an_abort() {
-        let stalled = axum::Error::new(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "no byte of the body within api.body_idle_timeout_ms",
-        ));
+    #[test]
+    fn a_stalled_body_is_a_timeout_and_a_broken_one_an_abort() {
+        let stalled = axum::Error::new(BodyError::Idle(Duration::from_secs(5)));
         let e = body_failed(&stalled);
         assert_eq!(
             (e.code(), e.status()),
             (ErrorCode::RequestTimeout, StatusCode::REQUEST_TIMEOUT)
         );
-        let elapsed = tokio::time::timeout(Duration::ZERO, std::future::pending::<()>())
-            .await
-            .unwrap_err();
-        assert_eq!(
-            body_failed(&axum::Error::new(elapsed)).code(),
-            ErrorCode::RequestTimeout
+        assert!(
+            e.message().contains("api.body_idle_timeout_ms"),
+            "{}",
+            e.message()
         );
+        let over = axum::Error::new(BodyError::TooLarge {
+            limit: 10,
+            setting: "files.max_file_bytes",
+        });
+        assert_eq!(body_failed(&over).code(), ErrorCode::TooLarge);
         let gone = axum::Error::new(std::io::Error::new(
             std::io::ErrorKind::ConnectionReset,
             "connection reset by peer",
