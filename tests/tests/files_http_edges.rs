@@ -7,7 +7,7 @@
 
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
 
 use rcluster_domain::checksum::sha256_hex;
@@ -108,6 +108,13 @@ fn chunk_keys(cluster: &NodeCluster, node: usize) -> Option<usize> {
         .query::<Vec<String>>(&mut c)
         .ok()
         .map(|k| k.len())
+}
+
+/// Waits (at most 30 s) until the chunk keys on node 0 satisfy `ok`.
+fn await_chunks(cluster: &NodeCluster, what: &str, ok: impl Fn(usize) -> bool) {
+    wait_for(what, Duration::from_secs(30), || {
+        chunk_keys(cluster, 0).filter(|n| ok(*n))
+    });
 }
 
 #[test]
@@ -266,17 +273,26 @@ fn ranges_validators_ids_types_and_queries_as_rfc_9110_and_the_docs_say() {
     assert_eq!(r.status, 404);
 }
 
-/// Starts curl streaming its stdin as an upload of `name` to node 0 (chunked; nothing is sent
-/// until written to its stdin).
-fn streaming_upload(cluster: &NodeCluster, dir: &Path, name: &str) -> Child {
+/// Starts curl streaming its stdin as an upload of `name` to node 0 (chunked), sends `first`
+/// and then nothing more: the client stays connected while its stdin is held open.
+fn streaming_upload(
+    cluster: &NodeCluster,
+    dir: &Path,
+    name: &str,
+    first: &[u8],
+) -> (Child, ChildStdin) {
     std::fs::create_dir_all(dir).unwrap();
-    curl_command(dir, ADMIN_KEY, &["-X", "POST", "-T", "-"])
+    let mut child = curl_command(dir, ADMIN_KEY, &["-X", "POST", "-T", "-"])
         .arg(url(cluster, 0, &format!("/api/files?name={name}")))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("start curl")
+        .expect("start curl");
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(first).unwrap();
+    input.flush().unwrap();
+    (child, input)
 }
 
 #[test]
@@ -291,20 +307,16 @@ fn uploads_that_break_off_or_run_out_of_time_and_readers_that_stop_free_their_sl
     std::fs::create_dir_all(&work).unwrap();
 
     // An upload that stalls after three chunks runs out of time: 408, and its chunks go.
-    let mut stalled = streaming_upload(&cluster, &work.join("a"), "stalled.bin");
-    let mut input = stalled.stdin.take().unwrap();
-    input.write_all(&data(3 * CHUNK + 10, 1)).unwrap();
-    input.flush().unwrap();
-    wait_for(
-        "chunks of the stalled upload",
-        Duration::from_secs(20),
-        || (chunk_keys(&cluster, 0)? >= 3).then_some(()),
+    let (mut stalled, input) = streaming_upload(
+        &cluster,
+        &work.join("a"),
+        "stalled.bin",
+        &data(3 * CHUNK + 10, 1),
     );
-    wait_for(
-        "the timed-out upload's chunks removed",
-        Duration::from_secs(30),
-        || (chunk_keys(&cluster, 0)? == 0).then_some(()),
-    );
+    await_chunks(&cluster, "chunks of the stalled upload", |n| n >= 3);
+    await_chunks(&cluster, "the timed-out upload's chunks removed", |n| {
+        n == 0
+    });
     // The client still holds its body open; once it ends it, it reads the answer it got.
     drop(input);
     let status = wait_for("the stalled upload to end", Duration::from_secs(30), || {
@@ -321,13 +333,13 @@ fn uploads_that_break_off_or_run_out_of_time_and_readers_that_stop_free_their_sl
 
     // A client that goes away half way: its slot is free for the next upload at once, and its
     // chunks go.
-    let mut gone = streaming_upload(&cluster, &work.join("b"), "gone.bin");
-    let mut input = gone.stdin.take().unwrap();
-    input.write_all(&data(2 * CHUNK + 10, 2)).unwrap();
-    input.flush().unwrap();
-    wait_for("chunks of the upload", Duration::from_secs(20), || {
-        (chunk_keys(&cluster, 0)? >= 2).then_some(())
-    });
+    let (mut gone, input) = streaming_upload(
+        &cluster,
+        &work.join("b"),
+        "gone.bin",
+        &data(2 * CHUNK + 10, 2),
+    );
+    await_chunks(&cluster, "chunks of the upload", |n| n >= 2);
     gone.kill().unwrap();
     gone.wait().unwrap();
     drop(input);
@@ -340,11 +352,9 @@ fn uploads_that_break_off_or_run_out_of_time_and_readers_that_stop_free_their_sl
         (r.status == 201).then(|| r.json())
     });
     let chunks_of_next = meta["chunk_count"].as_u64().unwrap() as usize;
-    wait_for(
-        "the broken-off upload's chunks removed",
-        Duration::from_secs(10),
-        || (chunk_keys(&cluster, 0)? == chunks_of_next).then_some(()),
-    );
+    await_chunks(&cluster, "the broken-off upload's chunks removed", |n| {
+        n == chunks_of_next
+    });
 
     // A reader that stops reading is cut after files.download_stall_timeout_ms, and its slot
     // freed.
@@ -397,28 +407,17 @@ fn four_stalled_uploads_give_way_to_a_fifth_and_leave_no_chunks() {
     let work = cluster.dir.path().join("curl");
     std::fs::create_dir_all(&work).unwrap();
     // Four uploads that send a chunk and a half, then nothing (their clients stay connected).
-    let mut stalled: Vec<(Child, std::process::ChildStdin)> = (0..4)
+    let mut stalled: Vec<(Child, ChildStdin)> = (0..4)
         .map(|i| {
             let dir = work.join(format!("s{i}"));
-            let mut child = streaming_upload(&cluster, &dir, &format!("stalled-{i}.bin"));
-            let mut input = child.stdin.take().unwrap();
-            input.write_all(&data(CHUNK + CHUNK / 2, i)).unwrap();
-            input.flush().unwrap();
-            (child, input)
+            let name = format!("stalled-{i}.bin");
+            streaming_upload(&cluster, &dir, &name, &data(CHUNK + CHUNK / 2, i))
         })
         .collect();
-    wait_for(
-        "a chunk of each stalled upload",
-        Duration::from_secs(20),
-        || (chunk_keys(&cluster, 0)? >= 4).then_some(()),
-    );
+    await_chunks(&cluster, "a chunk of each stalled upload", |n| n >= 4);
     // Within api.body_idle_timeout_ms of their last byte they are refused, their chunks go and
     // their slots are free: a fifth upload goes through.
-    wait_for(
-        "the stalled uploads' chunks removed",
-        Duration::from_secs(20),
-        || (chunk_keys(&cluster, 0)? == 0).then_some(()),
-    );
+    await_chunks(&cluster, "the stalled uploads' chunks removed", |n| n == 0);
     let fifth = work.join("fifth.bin");
     std::fs::write(&fifth, data(CHUNK + 1, 9)).unwrap();
     let r = curl(
