@@ -267,3 +267,67 @@ fn a_read_moves_past_a_node_whose_redis_is_down() {
     let (code, out, err) = cli(&c, &dir, &["get", "other", "--node", "n3"]);
     assert_eq!((code, out.as_str()), (Some(0), "v"), "{err}");
 }
+
+#[test]
+fn file_get_resumes_a_download_cut_by_its_node_dying_on_the_next_node() {
+    let mut c = NodeCluster::start("cli-resume", 3, "redis_maxmemory_mb: 512");
+    await_all_alive(&c);
+    let body = data(48 << 20, 41);
+    let sha = sha256_hex(&body);
+    let id = rcluster_tests::nodes::upload(&c, 1, "big.bin", &body)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let down = c.dir.path().join("down");
+    std::fs::create_dir_all(&down).unwrap();
+    let dest = down.join("big.bin");
+    let config = c.config_path().display().to_string();
+    // Starts on n1, the config's first node.
+    let get = std::process::Command::new(rcluster_tests::rcluster_bin())
+        .args([
+            "file",
+            "get",
+            &id,
+            "-o",
+            dest.to_str().unwrap(),
+            "--config",
+            &config,
+        ])
+        .current_dir(&down)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start rcluster file get");
+    // Once bytes arrive, stop the CLI: n1 sends on until the socket buffers are full.
+    let part = rcluster_tests::wait_for(
+        "the download to start writing",
+        Duration::from_secs(30),
+        || {
+            std::fs::read_dir(&down).ok()?.flatten().find_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let len = e.metadata().ok()?.len();
+                (name.ends_with(".part") && len > 0).then(|| e.path())
+            })
+        },
+    );
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(get.id() as i32, libc::SIGSTOP) };
+    let held = std::fs::metadata(&part).unwrap().len();
+    assert!(held < body.len() as u64, "stopped before the end: {held}");
+    // n1 dies with the download half way; the CLI goes on reading what reached it.
+    c.kill_node(0);
+    // SAFETY: as above.
+    unsafe { libc::kill(get.id() as i32, libc::SIGCONT) };
+    let out = get.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stderr.contains("resuming"), "{stderr}");
+    assert!(stdout.contains("checksum verified"), "{stdout}");
+    assert_eq!(field(&stdout, "sha256"), sha);
+    let got = std::fs::read(&dest).unwrap();
+    assert_eq!(got.len(), body.len());
+    assert_eq!(sha256_hex(&got), sha);
+}

@@ -55,7 +55,8 @@ pub struct ListQuery {
     /// Files per page (default 100).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
-    /// Only ids after this one (next_after of the previous page).
+    /// Only ids after this one (next_after of the previous page; a file id, either case).
+    #[param(pattern = "^[0-9a-fA-F]{32}$")]
     pub after: Option<String>,
 }
 
@@ -68,7 +69,8 @@ pub struct UploadQuery {
     /// precedence over X-File-Name and the multipart file name.
     #[param(min_length = 1, max_length = 255)]
     pub name: Option<String>,
-    /// Write quorum of every chunk and of the metadata (1..=quorum.n; default quorum.w).
+    /// Write quorum of every chunk and of the metadata (1..=N, the cluster's quorum.n; default
+    /// quorum.w). Checked before anything is written.
     #[param(minimum = 1, maximum = 255)]
     pub w: Option<u8>,
 }

@@ -37,7 +37,8 @@ pub enum FileCommand {
     #[command(after_help = EXIT_CODES)]
     Put(FilePutArgs),
     /// Download a file by id (streamed to a temporary file beside the destination, checked
-    /// against the stored SHA-256, then renamed into place; nothing is left on failure).
+    /// against the stored SHA-256, then renamed into place; nothing is left on failure). A
+    /// download cut short goes on from the next node with a Range request.
     #[command(after_help = EXIT_CODES)]
     Get(FileGetArgs),
     /// List the stored files: id, name, size, chunks, creation time (UTC), SHA-256 prefix.
@@ -359,33 +360,113 @@ async fn file_get(args: FileGetArgs) -> Result<(), CliError> {
     let mut hasher = Sha256::new();
     let bar = progress_bar(size, args.quiet, "download");
     let started = Instant::now();
-    // Start on the node that gave the metadata. A node that cannot serve the content leaves
-    // it to the next; a broken download has written into the temporary file: no retry.
-    let got = conn
-        .failover(&conn.nodes_from(&node), Retry::Refused, async |n| {
-            let target = conn.target(n, conn.file_timeout());
-            http_client::request_streaming_download(
-                &target,
-                "GET",
-                &format!("/api/files/{id}/content"),
-                &mut writer,
-                tally(&mut hasher, &bar),
-            )
-            .await
-            .map_err(|e| {
-                e.when_broken(|e| format!("download failed: {e}; removed the partial file"))
+    let path = format!("/api/files/{id}/content");
+    // What arrived so far (in the temporary file and the hash): a cut download goes on from
+    // there on the next node with a Range request, while the file is the same (If-Range).
+    let received = std::cell::Cell::new(0u64);
+    let etag = format!("\"{want_sha}\"");
+    let mut from_node = node.clone();
+    let mut fruitless = 0;
+    let (node, d) = loop {
+        let mut progress = |piece: &[u8]| {
+            tally(&mut hasher, &bar)(piece);
+            received.set(received.get() + piece.len() as u64);
+        };
+        // A node that cannot serve the content leaves it to the next. A broken exchange has
+        // written into the temporary file: it is not repeated, it is resumed below.
+        let got = conn
+            .failover(&conn.nodes_from(&from_node), Retry::Refused, async |n| {
+                let target = conn.target(n, conn.file_timeout());
+                let from = received.get();
+                let range = format!("bytes={from}-");
+                let headers: &[(&str, &str)] = if from == 0 {
+                    &[]
+                } else {
+                    &[("Range", &range), ("If-Range", &etag)]
+                };
+                let resumes = |r: &http_client::Response| {
+                    if from == 0 {
+                        (200..300).contains(&r.status)
+                    } else {
+                        r.status == 206
+                            && r.header("content-range")
+                                .is_some_and(|v| v.starts_with(&format!("bytes {from}-")))
+                    }
+                };
+                http_client::request_streaming_download_with(
+                    &target,
+                    "GET",
+                    &path,
+                    headers,
+                    resumes,
+                    &mut writer,
+                    &mut progress,
+                )
+                .await
+                .map_err(|e| {
+                    e.when_broken(|e| format!("download failed: {e}; removed the partial file"))
+                })
             })
-        })
-        .await;
-    let (node, d) = finish(&bar, got)?;
+            .await;
+        let (served_by, d) = match got {
+            Ok(answer) => answer,
+            Err(e) if received.get() == 0 => return finish(&bar, Err(e)),
+            Err(e) => {
+                // Broken after some bytes: resumed like a cut body.
+                fruitless += 1;
+                if fruitless >= conn.nodes().len() {
+                    return finish(&bar, Err(e));
+                }
+                if !args.quiet {
+                    eprintln!("{e}; resuming at byte {} on the next node", received.get());
+                }
+                from_node = next_node(&conn, &from_node);
+                continue;
+            }
+        };
+        let before = received.get() - d.bytes_written;
+        if d.complete || !(200..300).contains(&d.response.status) {
+            break (served_by, d);
+        }
+        if before > 0 && d.response.status != 206 {
+            return finish(
+                &bar,
+                Err(CliError::failed(format!(
+                    "node {served_by} answered {} instead of resuming at byte {before}; \
+                     removed the partial file",
+                    d.response.status
+                ))),
+            );
+        }
+        fruitless = if d.bytes_written == 0 {
+            fruitless + 1
+        } else {
+            0
+        };
+        if fruitless >= conn.nodes().len() {
+            break (served_by, d);
+        }
+        if !args.quiet {
+            eprintln!(
+                "the download from node {served_by} was cut at byte {} of {size}; resuming on \
+                 the next node",
+                received.get()
+            );
+        }
+        from_node = next_node(&conn, &served_by);
+    };
+    let (node, d) = finish(&bar, Ok((node, d)))?;
     let header_sha = d.response.header("x-file-sha256").unwrap_or("").to_string();
-    let (written, expected, complete) = (d.bytes_written, d.expected_len, d.complete);
+    let written = received.get();
+    let (expected, complete) = (
+        d.expected_len.map(|n| n + written - d.bytes_written),
+        d.complete,
+    );
     check(&node, d.response)?;
     if !complete || expected.is_some_and(|e| e != written) {
         return Err(CliError::failed(format!(
-            "the download from node {node} was cut short: got {written} of {} bytes; removed \
-             the partial file",
-            expected.unwrap_or(size)
+            "the download was cut short: got {written} of {size} bytes (last from node \
+             {node}); removed the partial file"
         )));
     }
     let got = hex::encode(hasher.finalize());
@@ -417,6 +498,15 @@ async fn file_get(args: FileGetArgs) -> Result<(), CliError> {
     println!("sha256: {got}");
     println!("checksum verified");
     Ok(())
+}
+
+/// The node after `id` in the connection's order (where a cut download goes on).
+fn next_node(conn: &Conn, id: &str) -> String {
+    let nodes = conn.nodes_from(id);
+    nodes
+        .get(1)
+        .or(nodes.first())
+        .map_or_else(|| id.to_string(), |n| n.id.clone())
 }
 
 /// `2024-05-06 07:08:09` (UTC) for milliseconds since the epoch.

@@ -1,7 +1,7 @@
 //! The CLI's HTTP transport: one streamed request per connection to a node's API, with a bound
 //! on connecting and on the whole exchange. Uploads stream a body from a reader (with
 //! `Content-Length`) while watching for an early refusal; downloads stream a 2xx body into a
-//! writer. Connection failures and broken exchanges are told apart, so the caller knows when
+//! writer (or only the one the caller accepts, e.g. the 206 that resumes a cut download). Connection failures and broken exchanges are told apart, so the caller knows when
 //! nothing was sent and another node may be tried.
 
 use std::time::Duration;
@@ -251,6 +251,25 @@ pub async fn request_streaming_download<W>(
     t: &StreamTarget<'_>,
     method: &str,
     path: &str,
+    writer: W,
+    on_progress: impl FnMut(&[u8]),
+) -> Result<Download, StreamError>
+where
+    W: AsyncWrite + Unpin,
+{
+    let any_success = |r: &Response| (200..300).contains(&r.status);
+    request_streaming_download_with(t, method, path, &[], any_success, writer, on_progress).await
+}
+
+/// Like [`request_streaming_download`], sending the `headers` too; only a 2xx answer that
+/// `accept` takes has its body streamed into `writer`. A 2xx answer it refuses is returned at
+/// once, its body unread (`complete` false, nothing written).
+pub async fn request_streaming_download_with<W>(
+    t: &StreamTarget<'_>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    accept: impl FnOnce(&Response) -> bool,
     mut writer: W,
     mut on_progress: impl FnMut(&[u8]),
 ) -> Result<Download, StreamError>
@@ -264,6 +283,9 @@ where
         let mut head = request_head(t, method, path);
         if method != "GET" && method != "HEAD" {
             head.push_str("Content-Length: 0\r\n");
+        }
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
         }
         head.push_str("\r\n");
         stream
@@ -301,6 +323,15 @@ where
         let chunked = response
             .header("transfer-encoding")
             .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+        let success = (200..300).contains(&response.status);
+        if success && !accept(&response) {
+            return Ok(Download {
+                response,
+                bytes_written: 0,
+                expected_len,
+                complete: false,
+            });
+        }
         let leftover = raw[split + 4..].to_vec();
         let mut body = tokio::io::BufReader::with_capacity(
             STREAM_BUF,
@@ -308,7 +339,7 @@ where
         );
         let mut out = BodyOut {
             writer: &mut writer,
-            success: (200..300).contains(&response.status),
+            success,
             error_body: Vec::new(),
             written: 0,
         };

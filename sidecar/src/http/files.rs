@@ -1,7 +1,8 @@
 //! Files: `POST /api/files` (raw body or multipart form, streamed into chunks), `GET
-//! /api/files` (paged by id), `GET|DELETE /api/files/{id}`, and `GET /api/files/{id}/content`
-//! (whole or one byte range). Reads need a read key, writes an admin key. The transfers
-//! themselves are `node::files`.
+//! /api/files` (paged by id), `GET|DELETE /api/files/{id}`, and `GET|HEAD
+//! /api/files/{id}/content` (whole or one byte range, with an `ETag`, `If-Range` and
+//! `If-None-Match`). Reads need a read key, writes an admin key. Ids are taken in either case.
+//! The transfers themselves are `node::files`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequest, Multipart, Path, Query, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use axum::Json;
 use futures_util::StreamExt;
@@ -18,13 +19,14 @@ use rcluster_domain::rc::kv::{Del, QuorumOptions};
 
 use crate::api::{ErrorCode, FileDeleted, FileList, FileMeta, ListQuery, UploadQuery};
 use crate::http::auth::Caller;
+use crate::http::body::BodyError;
 use crate::http::error::ApiError;
 use crate::http::kv::timeout;
 use crate::http::openapi::{
     AdminKey, BadRequest, Binary, FileId, InternalError, NotFound, RangeNotSatisfiable, ReadKey,
     RequestTimeout, Storage,
 };
-use crate::node::files::{self, TransferError, Upload};
+use crate::node::files::{self, RangeAsk, TransferError, Upload};
 use crate::node::local::rc;
 use crate::node::view::Shared;
 
@@ -37,36 +39,53 @@ pub struct UploadForm {
     file: Vec<u8>,
 }
 
-/// Runs an upload to its end; on any failure removes what was written.
+/// Runs an upload to its end. On any failure the upload is dropped, which removes what it wrote
+/// in the background (the caller's upload slot is free at once).
 async fn drive<S, E>(
-    mut up: Upload<'_>,
+    mut up: Upload,
     mut body: S,
     expected_len: Option<u64>,
 ) -> Result<FileMeta, ApiError>
 where
     S: futures_util::Stream<Item = Result<axum::body::Bytes, E>> + Unpin,
-    E: std::fmt::Display,
+    E: std::error::Error + 'static,
 {
     while let Some(piece) = body.next().await {
-        let result = match piece {
-            Ok(bytes) => up.feed(&bytes).await.map_err(ApiError::from),
-            Err(e) => Err(ApiError::new(
+        let bytes = piece.map_err(|e| body_failed(&e))?;
+        up.feed(&bytes).await?;
+    }
+    Ok(up.finish(expected_len).await?)
+}
+
+/// The answer to an upload whose body failed: 408 when it stalled for api.body_idle_timeout_ms,
+/// 413 when it ran over the route's limit (both found by `http::body`, whose guard answers the
+/// same), else UPLOAD_ABORTED (the client went away).
+fn body_failed(e: &(dyn std::error::Error + 'static)) -> ApiError {
+    let code = match BodyError::find(e) {
+        Some(BodyError::Idle(_)) => ErrorCode::RequestTimeout,
+        Some(BodyError::TooLarge { .. }) => ErrorCode::TooLarge,
+        None => {
+            return ApiError::new(
                 ErrorCode::UploadAborted,
                 format!("the upload was interrupted: {e}"),
-            )),
-        };
-        if let Err(e) = result {
-            up.abort().await;
-            return Err(e);
+            )
         }
-    }
-    match up.finish(expected_len).await {
-        Ok(meta) => Ok(meta),
-        Err((e, up)) => {
-            up.abort().await;
-            Err(e.into())
-        }
-    }
+    };
+    ApiError::new(code, format!("the upload's body failed: {e}"))
+}
+
+/// Refuses a `?w=` outside 1..=N before anything is written (the module's own rule and
+/// wording, `domain::quorum`).
+fn check_w(s: &Shared, w: Option<u8>) -> Result<(), ApiError> {
+    let Some(w) = w else { return Ok(()) };
+    let n = s
+        .raft
+        .get()
+        .map_or(s.config.quorum.n, |r| r.meta().quorum.n);
+    let value = w.to_string();
+    rcluster_domain::quorum::parse_options(&[b"W", value.as_bytes()], Some("W"), n)
+        .map(|_| ())
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("?w=: {}", e.message)))
 }
 
 fn bad_name(e: impl Into<String>) -> ApiError {
@@ -83,7 +102,11 @@ fn bad_form(e: impl Into<String>) -> ApiError {
     path = "/api/files",
     operation_id = "uploadFile",
     tag = "files",
-    description = "Admin key. Streams the body into chunks stored with quorum, then the metadata.",
+    description = "Admin key. Streams the body into chunks stored with quorum, then the metadata. \
+        ?w= outside 1..=N is refused (400) before anything is written. A body that breaks off \
+        or stalls (api.body_idle_timeout_ms) ends the upload (408 when it stalled), removes \
+        its chunks and frees its slot at once; at most files.max_concurrent_uploads run at \
+        once (429 TOO_MANY_UPLOADS), each for at most files.transfer_timeout_ms (408 TIMEOUT).",
     params(
         UploadQuery,
         ("X-File-Name" = Option<String>, Header, description = "File name of a raw upload, \
@@ -92,9 +115,11 @@ fn bad_form(e: impl Into<String>) -> ApiError {
             pattern = "^[!-~]([ -~]*[!-~])?$"),
     ),
     request_body(
-        description = "Raw bytes (the Content-Type is stored as the file's type; a name is \
-            needed from ?name= or X-File-Name), or a multipart form whose part `file` (or first \
-            part with a file name) is the file. At most files.max_file_bytes.",
+        description = "Raw bytes (the Content-Type is stored as the file's type; none, or \
+            application/x-www-form-urlencoded as `curl --data-binary` sends by default, is \
+            stored as the type of the name's extension, else application/octet-stream; a name \
+            is needed from ?name= or X-File-Name), or a multipart form whose part `file` (or \
+            first part with a file name) is the file. At most files.max_file_bytes.",
         content(
             (Binary = "application/octet-stream"),
             (UploadForm = "multipart/form-data"),
@@ -124,6 +149,7 @@ pub async fn upload(
     request: Request,
 ) -> Result<(StatusCode, Json<FileMeta>), ApiError> {
     caller.require_admin()?;
+    check_w(&s, q.w)?;
     let Ok(_permit) = s.uploads.try_acquire() else {
         return Err(ApiError::new(
             ErrorCode::TooManyUploads,
@@ -145,8 +171,7 @@ pub async fn upload(
     if declared.is_some_and(|n| n > max) {
         return Err(TransferError::TooLarge { max }.into());
     }
-    let content_type =
-        header_text("content-type").unwrap_or_else(|| "application/octet-stream".into());
+    let content_type = header_text("content-type").unwrap_or_default();
     let deadline = Duration::from_millis(s.config.files.transfer_timeout_ms);
     let work = async {
         if content_type.starts_with("multipart/form-data") {
@@ -167,11 +192,8 @@ pub async fn upload(
                 .or_else(|| field.file_name().map(str::to_string))
                 .unwrap_or_default();
             check_file_name(&name).map_err(bad_name)?;
-            let ctype = field
-                .content_type()
-                .unwrap_or("application/octet-stream")
-                .to_string();
-            let up = Upload::new(&s, name, ctype, q.w)?;
+            let ctype = files::stored_content_type(field.content_type(), &name);
+            let up = Upload::new(s.clone(), name, ctype, q.w)?;
             drive(up, field, None).await
         } else {
             let name = q
@@ -180,10 +202,12 @@ pub async fn upload(
                 .or_else(|| header_text("x-file-name"))
                 .ok_or_else(|| bad_name("name the file with ?name= or an X-File-Name header"))?;
             check_file_name(&name).map_err(bad_name)?;
-            let up = Upload::new(&s, name, content_type.clone(), q.w)?;
+            let ctype = files::stored_content_type(Some(&content_type), &name);
+            let up = Upload::new(s.clone(), name, ctype, q.w)?;
             drive(up, request.into_body().into_data_stream(), declared).await
         }
     };
+    // Running out of time drops the upload, which removes what it wrote.
     let meta = tokio::time::timeout(deadline, work).await.map_err(|_| {
         ApiError::new(
             ErrorCode::Timeout,
@@ -227,12 +251,23 @@ pub async fn list_files(
             "limit must be 1..=1000",
         ));
     }
+    let after = q
+        .after
+        .as_deref()
+        .map(files::file_id)
+        .transpose()
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::BadRequest,
+                "after must be a file id (32 hex digits), as next_after gives it",
+            )
+        })?;
     let ids = files::list_ids(&s).await;
     let mut out = Vec::new();
     let mut next = None;
     for id in ids
         .into_iter()
-        .filter(|id| q.after.as_ref().is_none_or(|a| id.as_str() > a.as_str()))
+        .filter(|id| after.as_ref().is_none_or(|a| id.as_str() > a.as_str()))
     {
         if out.len() == limit {
             next = out.last().map(|m: &FileMeta| m.id.clone());
@@ -273,6 +308,7 @@ pub async fn file_meta(
     _caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<FileMeta>, ApiError> {
+    let id = files::file_id(&id)?;
     files::read_meta(&s, &id)
         .await?
         .map(Json)
@@ -303,6 +339,7 @@ pub async fn delete_file(
     Path(id): Path<String>,
 ) -> Result<Json<FileDeleted>, ApiError> {
     caller.require_admin()?;
+    let id = files::file_id(&id)?;
     if files::read_meta(&s, &id).await?.is_none() {
         return Err(no_file(&id));
     }
@@ -326,15 +363,26 @@ pub async fn delete_file(
     path = "/api/files/{id}/content",
     operation_id = "downloadFile",
     tag = "files",
-    description = "Each chunk is checked against the SHA-256 recorded at upload; a failure \
-        mid-stream cuts the connection. At most files.max_concurrent_downloads run at once \
-        (429 TOO_MANY_DOWNLOADS with Retry-After beyond); a download is cut after \
-        files.transfer_timeout_ms, or when its client accepts no byte for \
-        files.download_stall_timeout_ms.",
+    description = "Each chunk is checked against the SHA-256 recorded at upload; when this \
+        node's Redis fails mid-download the rest comes from the other members' Redis, checked \
+        the same way; a failure no member can make up for cuts the connection. Ranges follow \
+        RFC 9110: one byte range is answered 206; another unit or several ranges get the whole \
+        file (200, no multipart); a byte range that is malformed or starts past the end gets \
+        416 with `Content-Range: bytes */size`. The ETag is the file's SHA-256 (strong); \
+        If-Range with another tag (or a date) gets the whole file; If-None-Match naming it \
+        gets 304. HEAD answers the same headers without a body. At most \
+        files.max_concurrent_downloads run at once (429 TOO_MANY_DOWNLOADS with Retry-After \
+        beyond); a download is cut after files.transfer_timeout_ms, or when its client accepts \
+        no byte for files.download_stall_timeout_ms, and its slot is freed.",
     params(
         FileId,
-        ("Range" = Option<String>, Header, description = "One byte range: bytes=a-b, bytes=a- \
-            or bytes=-n.", pattern = "^[!-~]([ -~]*[!-~])?$", example = "bytes=0-1"),
+        ("Range" = Option<String>, Header, description = "bytes=a-b, bytes=a- or bytes=-n \
+            (one range; others get the whole file).", pattern = "^[!-~]([ -~]*[!-~])?$",
+            example = "bytes=0-1"),
+        ("If-Range" = Option<String>, Header, description = "The file's ETag: the range is \
+            served only while it matches.", pattern = "^[!-~]([ -~]*[!-~])?$"),
+        ("If-None-Match" = Option<String>, Header, description = "ETags (or *): 304 when one \
+            names the file.", pattern = "^[!-~]([ -~]*[!-~])?$"),
     ),
     security(("bearerAuth" = []), ("apiKeyHeader" = [])),
     responses(
@@ -342,6 +390,7 @@ pub async fn delete_file(
             headers(
                 ("Content-Length" = u64),
                 ("Accept-Ranges" = String, description = "bytes"),
+                ("ETag" = String, description = "\"<SHA-256 of the file>\" (strong)."),
                 ("X-File-SHA256" = String, description = "SHA-256 of the whole file."),
                 ("Content-Disposition" = String),
             )),
@@ -350,9 +399,12 @@ pub async fn delete_file(
                 ("Content-Range" = String, description = "bytes a-b/size"),
                 ("Content-Length" = u64),
                 ("Accept-Ranges" = String, description = "bytes"),
+                ("ETag" = String, description = "\"<SHA-256 of the file>\" (strong)."),
                 ("X-File-SHA256" = String, description = "SHA-256 of the whole file."),
                 ("Content-Disposition" = String),
             )),
+        (status = 304, description = "Not modified: If-None-Match names the file.",
+            headers(("ETag" = String, description = "\"<SHA-256 of the file>\"."))),
         NotFound,
         RangeNotSatisfiable,
         InternalError,
@@ -364,36 +416,44 @@ pub async fn download(
     State(s): State<Arc<Shared>>,
     _caller: Caller,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
+    method: Method,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let Ok(permit) = s.downloads.clone().try_acquire_owned() else {
-        return Err(ApiError::new(
-            ErrorCode::TooManyDownloads,
-            format!(
-                "{} downloads are already running on this node",
-                s.config.files.max_concurrent_downloads
-            ),
-        )
-        .with_retry_after(1));
-    };
-    let deadline =
-        tokio::time::Instant::now() + Duration::from_millis(s.config.files.transfer_timeout_ms);
+    let id = files::file_id(&id)?;
+    let started = tokio::time::Instant::now();
     let meta = files::read_meta(&s, &id)
         .await?
         .ok_or_else(|| no_file(&id))?;
-    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    let range = files::parse_range(range_header, meta.size).map_err(|files::BadRange| {
-        ApiError::new(
-            ErrorCode::BadRange,
-            format!(
-                "range {:?} does not fit a file of {} bytes (one range, bytes=a-b)",
-                range_header.unwrap_or(""),
-                meta.size
-            ),
-        )
-        .with_content_range(meta.size)
-    })?;
+    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let tag = files::etag(&meta);
+    if files::none_match(text(header::IF_NONE_MATCH), &tag) {
+        return Response::builder()
+            .status(StatusCode::NOT_MODIFIED)
+            .header(header::ETAG, tag.as_str())
+            .header(header::ACCEPT_RANGES, "bytes")
+            .body(Body::empty())
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()));
+    }
+    // A range is served only while If-Range (if any) names this file.
+    let range_header =
+        text(header::RANGE).filter(|_| files::if_range_holds(text(header::IF_RANGE), &tag));
+    let range = match files::parse_range(range_header, meta.size) {
+        RangeAsk::Whole => None,
+        RangeAsk::Part(a, b) => Some((a, b)),
+        RangeAsk::Unsatisfiable => {
+            return Err(ApiError::new(
+                ErrorCode::BadRange,
+                format!(
+                    "range {:?} does not fit a file of {} bytes (one range: bytes=a-b, \
+                     bytes=a- or bytes=-n)",
+                    range_header.unwrap_or(""),
+                    meta.size
+                ),
+            )
+            .with_content_range(meta.size))
+        }
+    };
     let (status, len) = match range {
         Some((a, b)) => (StatusCode::PARTIAL_CONTENT, b - a + 1),
         None => (StatusCode::OK, meta.size),
@@ -403,6 +463,7 @@ pub async fn download(
         .header(header::CONTENT_TYPE, meta.content_type.as_str())
         .header(header::CONTENT_LENGTH, len)
         .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::ETAG, tag.as_str())
         .header("x-file-sha256", meta.sha256.as_str())
         .header(
             header::CONTENT_DISPOSITION,
@@ -417,6 +478,22 @@ pub async fn download(
             format!("bytes {a}-{b}/{}", meta.size),
         );
     }
+    if method == Method::HEAD {
+        return response
+            .body(Body::empty())
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()));
+    }
+    let Ok(permit) = s.downloads.clone().try_acquire_owned() else {
+        return Err(ApiError::new(
+            ErrorCode::TooManyDownloads,
+            format!(
+                "{} downloads are already running on this node",
+                s.config.files.max_concurrent_downloads
+            ),
+        )
+        .with_retry_after(1));
+    };
+    let deadline = started + Duration::from_millis(s.config.files.transfer_timeout_ms);
     // A client that stops reading is noticed by its socket: hyper then stops asking for bytes.
     let conn = s.conns.get(&client);
     if let Some(conn) = &conn {
@@ -443,4 +520,38 @@ pub async fn download(
     response
         .body(body)
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stalled_body_is_a_timeout_and_a_broken_one_an_abort() {
+        let stalled = axum::Error::new(BodyError::Idle(Duration::from_secs(5)));
+        let e = body_failed(&stalled);
+        assert_eq!(
+            (e.code(), e.status()),
+            (ErrorCode::RequestTimeout, StatusCode::REQUEST_TIMEOUT)
+        );
+        assert!(
+            e.message().contains("api.body_idle_timeout_ms"),
+            "{}",
+            e.message()
+        );
+        let over = axum::Error::new(BodyError::TooLarge {
+            limit: 10,
+            setting: "files.max_file_bytes",
+        });
+        assert_eq!(body_failed(&over).code(), ErrorCode::TooLarge);
+        let gone = axum::Error::new(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection reset by peer",
+        ));
+        let e = body_failed(&gone);
+        assert_eq!(
+            (e.code(), e.status()),
+            (ErrorCode::UploadAborted, StatusCode::BAD_REQUEST)
+        );
+    }
 }
