@@ -151,6 +151,13 @@ impl Ring {
         &self.nodes
     }
 
+    /// Every token in ring order with the node that owns it (for drawing the ring).
+    pub fn tokens(&self) -> impl Iterator<Item = (u64, &str)> + '_ {
+        self.tokens
+            .iter()
+            .map(|&(token, index)| (token, self.nodes[usize::from(index)].as_str()))
+    }
+
     /// Tokens per node.
     pub fn vnodes(&self) -> u32 {
         u32::try_from(self.tokens.len() / self.nodes.len()).expect("vnodes <= MAX_VNODES")
@@ -183,6 +190,20 @@ mod tests {
 
     fn key(i: usize) -> Vec<u8> {
         format!("key-{i}").into_bytes()
+    }
+
+    #[test]
+    fn tokens_are_in_ring_order_with_their_owners() {
+        let ids = vec!["b".to_string(), "a".to_string()];
+        let ring = Ring::new(&ids, 8).unwrap();
+        let tokens: Vec<(u64, &str)> = ring.tokens().collect();
+        assert_eq!(tokens.len(), 16);
+        assert!(tokens.windows(2).all(|w| w[0].0 <= w[1].0));
+        assert_eq!(tokens.iter().filter(|t| t.1 == "a").count(), 8);
+        // The key's primary owner is the owner of the first token at or after its hash.
+        let h = hash64(b"some-key");
+        let first = tokens.iter().find(|t| t.0 >= h).unwrap_or(&tokens[0]);
+        assert_eq!(ring.preference_list(b"some-key", 1), vec![first.1]);
     }
 
     #[test]

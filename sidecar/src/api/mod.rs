@@ -8,6 +8,8 @@ pub mod files;
 pub mod health;
 pub mod kv;
 pub mod nodes;
+pub mod ring;
+pub mod session;
 pub mod traces;
 
 pub use cluster::{
@@ -21,3 +23,5 @@ pub use nodes::{
     ActionResult, NewNode, NodeAction, NodeAdded, NodeRemoved, NodeRow, NodeState, Nodes, PassKind,
     Redistribution,
 };
+pub use ring::{HeldCopy, Located, ReplicaCopy, RingToken, RingView};
+pub use session::Whoami;

@@ -277,7 +277,7 @@ impl<'a> Upload<'a> {
 
 /// A connection to a member's Redis (with this cluster's Redis password), or `None` when it
 /// cannot be had.
-async fn member_conn(
+pub async fn member_conn(
     shared: &Shared,
     n: &rcluster_domain::config::NodeConfig,
 ) -> Option<redis::aio::MultiplexedConnection> {

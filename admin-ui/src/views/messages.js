@@ -1,0 +1,193 @@
+// Messages: what travels between the nodes, animated RaftScope-style on a circle of nodes from
+// the real cluster's events (a state change travels from the node to the node that saw it) and
+// traces (GET /api/traces: the coordinator's fan-out and the replicas' answers), with pause,
+// step, speed and replay of the last minute. Also the lane drawing of one trace (Data view).
+
+import { select } from 'd3-selection';
+import { optional } from '../api.js';
+import { fill, fmtTime, h, nodeChip, nodeColour } from '../ui.js';
+
+const SIZE = 420;
+const RADIUS = 150;
+const MIN_FLIGHT_MS = 400;
+const REPLAY_MS = 60000;
+
+let el;
+let svg;
+let info;
+let raf = 0;
+let mode = 'live';
+let cursor = 0;
+let speed = 1;
+let lastFrame = 0;
+let traces = [];
+let tracesAvailable = null;
+let timer;
+let lastStore = { events: [], nodes: [] };
+
+/** A trace's event time in ms since the epoch. */
+function traceMs(trace, ev) {
+  const us = Number(ev.at_us || 0);
+  return us > 1e14 ? us / 1000 : (trace.started_ms || trace.at_ms || Date.now()) + us / 1000;
+}
+
+/** Messages (from, to, sent, recv, kind, label) drawn from the events and traces. */
+export function messagesOf(events, traceList) {
+  const out = [];
+  for (const e of events) {
+    if (!e.node || e.type === 'page') continue;
+    const to = e.observer && e.observer !== e.node ? e.observer : e.node;
+    out.push({ from: e.node, to, sent: e.at_ms - MIN_FLIGHT_MS, recv: e.at_ms, kind: e.type, label: `${e.type} ${e.from ?? ''}→${e.to ?? e.action ?? ''}` });
+  }
+  for (const t of traceList) {
+    const coord = t.coordinator;
+    const evs = (t.events || []).slice().sort((a, b) => a.at_us - b.at_us);
+    const first = evs.length ? traceMs(t, evs[0]) : 0;
+    for (const ev of evs) {
+      if (!ev.node || ev.node === coord) continue;
+      const at = traceMs(t, ev);
+      const reply = /ack|repl|answer|got|recv/i.test(ev.what || '');
+      out.push({ from: reply ? ev.node : coord, to: reply ? coord : ev.node, sent: Math.min(at - MIN_FLIGHT_MS, first), recv: at, kind: 'trace', label: `${t.command} ${t.key}: ${ev.what}` });
+    }
+  }
+  return out.sort((a, b) => a.recv - b.recv);
+}
+
+function positions(ids) {
+  const p = new Map();
+  ids.forEach((id, i) => {
+    const a = (i / ids.length) * Math.PI * 2;
+    p.set(id, [SIZE / 2 + Math.sin(a) * RADIUS, SIZE / 2 - Math.cos(a) * RADIUS]);
+  });
+  return p;
+}
+
+const KIND_COLOUR = { node_state: '#dc2626', redis_state: '#f97316', rebalance: '#10b981', fault: '#7c3aed', trace: '#2563eb' };
+
+function frame(now) {
+  raf = requestAnimationFrame(frame);
+  const dt = lastFrame ? now - lastFrame : 0;
+  lastFrame = now;
+  if (mode === 'live') cursor = Date.now() - 500;
+  else if (mode === 'play') {
+    cursor += dt * speed;
+    if (cursor >= Date.now() - 500) mode = 'live';
+  }
+  draw();
+}
+
+function draw() {
+  const s = lastStore;
+  const ids = (s.nodes || []).map((n) => n.id);
+  const pos = positions(ids);
+  const all = messagesOf(s.events, traces);
+  const flying = all.filter((m) => m.sent <= cursor && cursor <= m.recv + 150 && pos.has(m.from) && pos.has(m.to));
+  const root = select(svg);
+  root.selectAll('line.link').data(ids.flatMap((a, i) => ids.slice(i + 1).map((b) => [a, b]))).join('line').attr('class', 'link')
+    .attr('x1', (d) => pos.get(d[0])[0]).attr('y1', (d) => pos.get(d[0])[1]).attr('x2', (d) => pos.get(d[1])[0]).attr('y2', (d) => pos.get(d[1])[1]);
+  const nodeG = root.selectAll('g.srv').data(s.nodes || [], (d) => d.id).join((enter) => {
+    const g = enter.append('g').attr('class', 'srv');
+    g.append('circle').attr('r', 28);
+    g.append('text').attr('class', 'sid').attr('text-anchor', 'middle').attr('y', 4);
+    g.append('text').attr('class', 'sterm').attr('text-anchor', 'middle').attr('y', 44);
+    return g;
+  });
+  nodeG.attr('transform', (d) => `translate(${pos.get(d.id)})`).attr('data-node', (d) => d.id);
+  nodeG.select('circle').attr('fill', (d) => (d.state === 'down' ? '#e2e8f0' : nodeColour(d.id))).attr('stroke', (d) => (d.raft_role === 'leader' ? '#0f172a' : 'none')).attr('stroke-width', 4);
+  nodeG.select('text.sid').text((d) => d.id);
+  nodeG.select('text.sterm').text((d) => `${d.raft_role || ''} t${d.raft_term ?? ''}`);
+  root.selectAll('circle.msg').data(flying).join('circle').attr('class', 'msg')
+    .attr('r', 7)
+    .attr('fill', (m) => KIND_COLOUR[m.kind] || '#475569')
+    .attr('cx', (m) => { const f = Math.min(1, (cursor - m.sent) / (m.recv - m.sent || 1)); return pos.get(m.from)[0] + (pos.get(m.to)[0] - pos.get(m.from)[0]) * f; })
+    .attr('cy', (m) => { const f = Math.min(1, (cursor - m.sent) / (m.recv - m.sent || 1)); return pos.get(m.from)[1] + (pos.get(m.to)[1] - pos.get(m.from)[1]) * f; })
+    .selectAll('title').data((m) => [m]).join('title').text((m) => m.label);
+  const behind = Date.now() - cursor;
+  fill(info,
+    h('span#msg-mode', { 'data-mode': mode }, mode === 'live' ? 'live' : mode === 'paused' ? 'paused' : `replaying at ${speed}×`),
+    ` · ${fmtTime(Math.round(cursor))}`,
+    behind > 1500 ? [` · ${(behind / 1000).toFixed(1)} s behind live `, h('button.link', { on: { click: () => { mode = 'live'; } } }, 'Jump to live')] : '',
+    ` · ${flying.length} in flight, ${all.length} in the buffer`,
+    h('ul.events.short', flying.slice(-4).map((m) => h('li', nodeChip(m.from), ' → ', nodeChip(m.to), ` ${m.label}`))));
+}
+
+async function loadTraces() {
+  const list = await optional('/api/traces').catch(() => null);
+  tracesAvailable = list !== null;
+  if (!list) return;
+  const recent = (list.traces || []).slice(-20);
+  traces = (await Promise.all(recent.map((t) => (t.events ? t : optional(`/api/traces/${encodeURIComponent(t.id)}`).catch(() => null))))).filter(Boolean);
+}
+
+/** One trace as lanes: a lane per node, the coordinator's fan-out and the answers over time. */
+export function traceLanes(trace) {
+  const evs = (trace.events || []).slice().sort((a, b) => a.at_us - b.at_us);
+  const nodes = [...new Set([trace.coordinator, ...evs.map((e) => e.node)])].filter(Boolean);
+  const W = 520;
+  const rowH = 22;
+  const H = 40 + evs.length * rowH;
+  const lane = (id) => 60 + (nodes.indexOf(id) * (W - 100)) / Math.max(1, nodes.length - 1);
+  const t0 = evs[0]?.at_us || 0;
+  const s = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+  s.setAttribute('viewBox', `0 0 ${W} ${H}`);
+  s.setAttribute('class', 'lanes');
+  const g = select(s);
+  nodes.forEach((id) => {
+    g.append('line').attr('x1', lane(id)).attr('x2', lane(id)).attr('y1', 24).attr('y2', H).attr('stroke', nodeColour(id)).attr('stroke-width', 2);
+    g.append('text').attr('x', lane(id)).attr('y', 14).attr('text-anchor', 'middle').text(id === trace.coordinator ? `${id} (coordinator)` : id);
+  });
+  evs.forEach((e, i) => {
+    const y = 34 + i * rowH;
+    if (e.node !== trace.coordinator) g.append('line').attr('x1', lane(trace.coordinator)).attr('x2', lane(e.node)).attr('y1', y - 8).attr('y2', y).attr('stroke', '#94a3b8').attr('stroke-dasharray', /hint/i.test(e.what) ? '4 3' : null);
+    g.append('circle').attr('cx', lane(e.node)).attr('cy', y).attr('r', 5).attr('fill', /fail|drop|lost|timeout/i.test(e.what) ? '#dc2626' : nodeColour(e.node));
+    g.append('text').attr('x', W - 4).attr('y', y + 4).attr('text-anchor', 'end').attr('class', 'small').text(`+${((e.at_us - t0) / 1000).toFixed(2)} ms ${e.what}`);
+  });
+  return h('div.trace', h('p', `Trace ${trace.id}: ${trace.command} ${trace.key} via ${trace.coordinator} (${trace.path}), ${trace.outcome}`), s);
+}
+
+export default {
+  id: 'messages',
+  title: 'Messages',
+  mount(root, s) {
+    el = root;
+    lastStore = s;
+    svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+    svg.setAttribute('viewBox', `0 0 ${SIZE} ${SIZE}`);
+    svg.setAttribute('class', 'messages');
+    svg.id = 'messages-svg';
+    info = h('div#msg-info');
+    const speedSel = h('select#msg-speed', { on: { change: () => { speed = Number(speedSel.value); } } }, [1, 0.5, 0.1, 0.01].map((v) => h('option', { value: v, selected: v === speed }, `${v}×`)));
+    const pause = h('button#msg-pause', { on: { click: () => { mode = mode === 'paused' ? 'play' : 'paused'; } } }, 'Pause / play');
+    const step = h('button#msg-step', {
+      title: 'Advance to the next message',
+      on: {
+        click: () => {
+          const next = messagesOf(lastStore.events, traces).find((m) => m.recv > cursor + 1);
+          mode = 'paused';
+          if (next) cursor = next.recv;
+          draw();
+        },
+      },
+    }, 'Step');
+    const replay = h('button#msg-replay', { on: { click: () => { cursor = Date.now() - REPLAY_MS; mode = 'play'; } } }, 'Replay the last minute');
+    const traceNote = h('p.note#trace-note');
+    fill(el, h('div.split', svg, h('div', h('div.toolbar', pause, step, speedSel, replay), info,
+      h('p.note', 'Dots are messages: red a node\'s state change travelling to the node that saw it, orange a Redis state change, green a redistribution pass, purple a fault, blue a quorum request\'s fan-out and answers (from traces). Space pauses. Each dot is drawn at least 0.4 s long so it can be seen.'),
+      traceNote)));
+    cursor = Date.now();
+    mode = 'live';
+    lastFrame = 0;
+    raf = requestAnimationFrame(frame);
+    const keys = (e) => { if (e.code === 'Space' && e.target === document.body) { e.preventDefault(); mode = mode === 'paused' ? 'play' : 'paused'; } };
+    document.addEventListener('keydown', keys);
+    this.keys = keys;
+    const refresh = async () => {
+      await loadTraces();
+      fill(traceNote, tracesAvailable ? `${traces.length} recent traces animated.` : 'Quorum traces: not available on this node yet (GET /api/traces); only cluster events are animated.');
+    };
+    refresh();
+    timer = setInterval(refresh, 5000);
+  },
+  unmount() { cancelAnimationFrame(raf); clearInterval(timer); document.removeEventListener('keydown', this.keys); },
+  update(s) { lastStore = s; },
+};
