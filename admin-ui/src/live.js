@@ -59,7 +59,7 @@ function addSnapshot(s) {
   store.snapshots.push({
     at: s.at_ms,
     observer: s.observer,
-    rows: store.nodes.map((n) => ({ id: n.id, state: n.state, role: n.raft_role, term: n.raft_term, commit: n.raft_commit_index, drift: n.drift_ms, phi: n.phi, redis_up: n.redis_up, redistribution: n.redistribution })),
+    rows: store.nodes.map((n) => ({ id: n.id, self: n.is_self, hb: n.last_heartbeat_age_ms, state: n.state, role: n.raft_role, term: n.raft_term, commit: n.raft_commit_index, drift: n.drift_ms, phi: n.phi, redis_up: n.redis_up, redistribution: n.redistribution })),
   });
   if (store.snapshots.length > MAX_SNAPSHOTS) store.snapshots.splice(0, store.snapshots.length - MAX_SNAPSHOTS);
 }

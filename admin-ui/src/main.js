@@ -3,7 +3,8 @@
 
 import { ApiError, get, getKey, setKey } from './api.js';
 import { connect, refreshCluster, store, subscribe, watchFrom } from './live.js';
-import { badge, fill, h, nodeChip } from './ui.js';
+import { installNodeMenu } from './menu.js';
+import { fill, h, nodeChip } from './ui.js';
 import overview from './views/overview.js';
 import ring from './views/ring.js';
 import data from './views/data.js';
@@ -71,12 +72,38 @@ function frame() {
       h('span.spacer'),
       liveBox,
       role,
+      h('button.link', { title: 'Keyboard shortcuts (?)', on: { click: help } }, '?'),
       h('button.link', { on: { click: () => { setKey(''); location.reload(); } } }, 'Sign out')),
     main);
   document.body.classList.toggle('read-only', w.role !== 'admin');
+  document.body.classList.toggle('presenter', localStorage.getItem('rc-presenter') === '1');
+  installNodeMenu();
+  document.addEventListener('keydown', shortcut);
   subscribe(update);
   window.addEventListener('hashchange', route);
   route();
+}
+
+/** Keyboard: 1-9 and 0 open the views, p presenter mode (large type), ? this list. */
+function shortcut(e) {
+  if (e.target.closest('input, select, textarea') || e.ctrlKey || e.metaKey || e.altKey) return;
+  const i = '1234567890'.indexOf(e.key);
+  if (i >= 0 && VIEWS[i]) location.hash = `#/${VIEWS[i].id}`;
+  else if (e.key === 'p') {
+    const on = document.body.classList.toggle('presenter');
+    localStorage.setItem('rc-presenter', on ? '1' : '0');
+  } else if (e.key === '?') help();
+}
+
+function help() {
+  const old = document.querySelector('.help');
+  if (old) return old.remove();
+  const sheet = h('div.help#help', { on: { click: () => sheet.remove() } },
+    h('h3', 'Keyboard'),
+    h('p', VIEWS.map((v, i) => [h('kbd', '1234567890'[i]), ` ${v.title}  `])),
+    h('p', h('kbd', 'p'), ' presenter mode (large type) · ', h('kbd', 'Space'), ' pause or play the Messages view · ', h('kbd', 'Esc'), ' close a menu · ', h('kbd', '?'), ' this sheet'),
+    h('p.note', 'Click any node (its name, its arc on the ring, its circle) for its actions. Status words explain themselves on hover.'));
+  document.body.append(sheet);
 }
 
 function route() {

@@ -83,8 +83,9 @@ export function badge(word, extra = '') {
   return h(`span.badge.${cls}`, { title: `${means}${todo ? ` What to do: ${todo}` : ''}${extra ? ` ${extra}` : ''}`, 'data-status': w }, w);
 }
 
+/** A node's name in its colour; clicking it opens the node's menu (acting on the object). */
 export function nodeChip(id) {
-  return h('span.node-chip', { style: { '--c': nodeColour(id) }, 'data-node': id }, id);
+  return h('span.node-chip', { style: { '--c': nodeColour(id) }, 'data-node': id, 'data-node-menu': id, title: `${id}: click for its actions` }, id);
 }
 
 export function fmtBytes(n) {

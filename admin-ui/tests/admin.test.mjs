@@ -2,11 +2,10 @@
 // every view live without console errors (screenshots into docs/screenshots/), stopping and
 // starting a node, a 20 MB upload and byte-identical download, the ring's key lookup against
 // RC.LOCATE, faults, a read key that changes nothing, the WebSocket's reconnection, first-load
-// bytes and responsiveness under 100 events/s.
+// bytes (responsiveness with 10 nodes: scale.test.mjs).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
@@ -71,6 +70,21 @@ test('a key on the ring has the same preference list as RC.LOCATE', async () => 
   await page.screenshot({ path: join(SHOTS, 'ring.png') });
 });
 
+test('the ring previews what a change would move, and a drawn node opens its actions', LONG, async () => {
+  await view('ring');
+  await page.selectOption('#preview-remove', 'n3');
+  await page.click('#preview-form button');
+  const share = await page.textContent('#preview-share');
+  const api = (await cluster.api(0, 'GET', '/api/ring?without=n3')).json;
+  assert.match(share, new RegExp(`^${(api.change.moving_share * 100).toFixed(1)}%`));
+  assert.ok(await page.$$eval('#ring-svg path.moving', (p) => p.length) > 0);
+  // Acting on the drawn object: an arc of n2 opens n2's menu.
+  await page.dispatchEvent('#ring-svg path.own[data-node-menu=n2]', 'click');
+  await page.waitForSelector('#node-menu[data-node=n2] button[data-action=stop]');
+  await page.keyboard.press('Escape');
+  assert.equal(await page.$('#node-menu'), null);
+});
+
 test('uploads 20 MB with the progress bar at 100% and downloads it byte-identical', LONG, async () => {
   const bytes = randomBytes(20 << 20);
   const file = join(tmpdir(), `rc-ui-upload-${process.pid}.bin`);
@@ -90,6 +104,14 @@ test('uploads 20 MB with the progress bar at 100% and downloads it byte-identica
   const sha = (buf) => createHash('sha256').update(buf).digest('hex');
   assert.equal(sha(readFileSync(saved)), sha(bytes));
   await page.screenshot({ path: join(SHOTS, 'data.png') });
+  // Its 20 chunks on the ring, each held on all three preference nodes.
+  await view('ring');
+  await page.waitForSelector(`#placement-file option:has-text("${name}")`, { state: 'attached', ...LONG });
+  const id = await page.$eval('#placement-file', (sel, n) => [...sel.options].find((o) => o.textContent.startsWith(n)).value, name);
+  await page.selectOption('#placement-file', id);
+  await page.waitForSelector('#chunk-strip .chunk', LONG);
+  assert.equal(await page.$$eval('#chunk-strip .chunk', (c) => c.length), 20);
+  assert.equal(await page.$$eval('#chunk-strip .chunk.short', (c) => c.length), 0);
 });
 
 test('stopping a node from the page marks it down within three heartbeats, then starts it', LONG, async () => {
@@ -171,8 +193,8 @@ test('the WebSocket reconnects by itself when its node goes away and comes back'
   page.errors = [];
 });
 
-test('first load is small, and the page stays responsive at 100 events/s', LONG, async () => {
-  // First load: every byte the browser received for a fresh page (compressed as sent).
+test('first load is small', LONG, async () => {
+  // Every byte the browser received for a fresh page (compressed as sent).
   const fresh = await b.newContext();
   const p = await fresh.newPage();
   const cdp = await fresh.newCDPSession(p);
@@ -183,40 +205,5 @@ test('first load is small, and the page stays responsive at 100 events/s', LONG,
   await p.waitForSelector('#key');
   await fresh.close();
   console.log(`first load: ${bytes} bytes`);
-  assert.ok(bytes < 150000, `first load ${bytes} bytes`);
-
-  // 100 events a second for 6 s, naming ten nodes, published on cluster:events of the node the page follows.
-  await view('events');
-  const live = await page.getAttribute('#live-state', 'data-node');
-  const i = cluster.nodes.findIndex((n) => n.id === live);
-  const cli = spawn('redis-cli', ['-p', String(cluster.nodes[i].redis)], { stdio: ['pipe', 'ignore', 'ignore'] });
-  const started = Date.now();
-  let sent = 0;
-  const feed = setInterval(() => {
-    for (let k = 0; k < 10; k++, sent++) {
-      const ev = { type: 'load_test', observer: live, node: `n${(sent % 10) + 1}`, from: 'a', to: 'b', reason: `event ${sent}`, at_ms: Date.now() };
-      cli.stdin.write(`PUBLISH cluster:events '${JSON.stringify(ev)}'\n`);
-    }
-  }, 100);
-  // Meanwhile the page answers clicks quickly.
-  const delays = [];
-  for (let k = 0; k < 5; k++) {
-    await new Promise((r) => setTimeout(r, 800));
-    // Measured in the page: from the click to the next frame after the view is mounted.
-    const id = k % 2 ? 'events' : 'overview';
-    delays.push(await page.evaluate((v) => new Promise((resolve) => {
-      const t0 = performance.now();
-      document.querySelector(`nav.tabs a[data-view=${v}]`).click();
-      const wait = () => (document.querySelector(`main[data-view=${v}]`) ? requestAnimationFrame(() => resolve(Math.round(performance.now() - t0))) : setTimeout(wait, 5));
-      wait();
-    }), id));
-  }
-  clearInterval(feed);
-  cli.stdin.end();
-  await view('events');
-  await page.waitForFunction((n) => document.querySelectorAll('#event-list li[data-type=load_test]').length >= Math.min(300, n), sent, LONG);
-  const rate = sent / ((Date.now() - started) / 1000);
-  console.log(`published ${sent} events (${rate.toFixed(0)}/s); view switches took ${delays.join(', ')} ms`);
-  assert.ok(Math.max(...delays) < 500, `view switches took ${delays} ms`);
-  assert.deepEqual(page.errors, []);
+  assert.ok(bytes < 100000, `first load ${bytes} bytes`);
 });

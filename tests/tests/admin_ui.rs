@@ -199,6 +199,23 @@ fn whoami_ring_and_locate_agree_with_the_module() {
     let at: Vec<f64> = tokens.iter().map(|t| t["at"].as_f64().unwrap()).collect();
     assert!(at.windows(2).all(|w| w[0] <= w[1]) && at[0] >= 0.0 && at[at.len() - 1] < 1.0);
 
+    assert!(ring["change"].is_null());
+
+    // A previewed change: the share of the hash space whose replicas would differ.
+    let (status, body) = curl(port, "/api/ring?without=n3", Some(READ));
+    assert_eq!(status, 200, "{body}");
+    let preview = json(&body);
+    assert_eq!(preview["nodes"], serde_json::json!(["n1", "n2"]));
+    let share = preview["change"]["moving_share"].as_f64().unwrap();
+    // With N=3 on three nodes every key is on n3: every replica set changes.
+    assert!((share - 1.0).abs() < 1e-9, "{share}");
+    let (_, body) = curl(port, "/api/ring?with=n4&vnodes=16", Some(READ));
+    let grown = json(&body);
+    assert_eq!(grown["vnodes"], 16);
+    let share = grown["change"]["moving_share"].as_f64().unwrap();
+    assert!(share > 0.0 && share <= 1.0, "{share}");
+    assert_eq!(curl(port, "/api/ring?vnodes=0", Some(READ)).0, 400);
+
     // A written key: the preference list is RC.LOCATE's, each replica holds the same version.
     let mut c = cluster.redis(0);
     let _: () = redis::cmd("RC.SET")
@@ -237,6 +254,68 @@ fn whoami_ring_and_locate_agree_with_the_module() {
             .iter()
             .all(|r| r["held"].is_null() && r["error"].is_null()),
         "{body}"
+    );
+}
+
+#[test]
+fn a_files_chunks_are_placed_on_their_preference_nodes() {
+    let cluster = NodeCluster::start("ui-chunks", 3, &keys());
+    let port = cluster.http_ports[0];
+    let dir = rcluster_tests::TempDir::new("ui-chunks-file");
+    let path = dir.path().join("three-chunks.bin");
+    std::fs::write(&path, rcluster_tests::pseudo_random(2_500_000, 7)).unwrap();
+    let out = Command::new("curl")
+        .args(["-s", "-m", "60", "-H", &format!("X-API-Key: {ADMIN}")])
+        .args([
+            "-H",
+            "Content-Type: application/octet-stream",
+            "--data-binary",
+        ])
+        .arg(format!("@{}", path.display()))
+        .arg(format!(
+            "http://127.0.0.1:{port}/api/files?name=three-chunks.bin"
+        ))
+        .output()
+        .expect("curl upload");
+    let meta = json(&String::from_utf8_lossy(&out.stdout));
+    let id = meta["id"].as_str().expect("uploaded").to_string();
+    let (status, body) = curl(port, &format!("/api/ring/files/{id}"), Some(READ));
+    assert_eq!(status, 200, "{body}");
+    let placed = json(&body);
+    assert_eq!(placed["chunk_count"], 3);
+    let chunks = placed["chunks"].as_array().unwrap();
+    assert_eq!(chunks.len(), 3);
+    let mut c = cluster.redis(0);
+    for (i, chunk) in chunks.iter().enumerate() {
+        let locate: Vec<Vec<String>> = redis::cmd("RC.LOCATE")
+            .arg(format!("{id}:{i}"))
+            .query(&mut c)
+            .unwrap();
+        let expected: Vec<&str> = locate.iter().map(|row| row[0].as_str()).collect();
+        let preference: Vec<&str> = chunk["preference"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap())
+            .collect();
+        assert_eq!(preference, expected);
+        let mut held: Vec<&str> = chunk["held_on"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap())
+            .collect();
+        held.sort_unstable();
+        assert_eq!(held, ["n1", "n2", "n3"], "chunk {i}");
+    }
+    assert_eq!(
+        curl(
+            port,
+            "/api/ring/files/0123456789abcdef0123456789abcdef",
+            Some(READ)
+        )
+        .0,
+        404
     );
 }
 

@@ -5,7 +5,7 @@
 import { kinds } from '../live.js';
 import { fill, fmtTime, h, nodeChip } from '../ui.js';
 
-const SHOWN = 300;
+const SHOWN = 200;
 
 export function eventLine(e) {
   const detail = e.reason || e.what || e.action || '';
@@ -40,7 +40,9 @@ function matches(e) {
 function rebuild(s) {
   const out = [];
   for (let i = s.events.length - 1; i >= 0 && out.length < SHOWN; i--) if (matches(s.events[i])) out.push(s.events[i]);
-  fill(list, out.map(eventLine));
+  const frag = document.createDocumentFragment();
+  for (const e of out) frag.append(eventLine(e));
+  list.replaceChildren(frag);
   shownUpTo = s.seq;
 }
 

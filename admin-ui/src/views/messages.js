@@ -1,6 +1,7 @@
 // Messages: what travels between the nodes, animated RaftScope-style on a circle of nodes from
 // the real cluster's events (a state change travels from the node to the node that saw it) and
-// traces (GET /api/traces: the coordinator's fan-out and the replicas' answers), with pause,
+// traces (GET /api/traces: the coordinator's fan-out and the replicas' answers) and the
+// heartbeats the followed node received (from its snapshots' heartbeat ages), with pause,
 // step, speed and replay of the last minute. Also the lane drawing of one trace (Data view).
 
 import { select } from 'd3-selection';
@@ -31,9 +32,26 @@ function traceMs(trace, ev) {
   return us > 1e14 ? us / 1000 : (trace.started_ms || trace.at_ms || Date.now()) + us / 1000;
 }
 
-/** Messages (from, to, sent, recv, kind, label) drawn from the events and traces. */
-export function messagesOf(events, traceList) {
+/** Heartbeats the observing node received, from the snapshots' heartbeat ages. */
+function heartbeats(snapshots) {
   const out = [];
+  const seen = new Set();
+  for (const s of snapshots.slice(-90)) {
+    for (const r of s.rows) {
+      if (r.self || r.hb == null || r.id === s.observer) continue;
+      const recv = s.at - r.hb;
+      const id = `${r.id}>${s.observer}@${Math.round(recv / 50)}`;
+      if (seen.has(id)) continue;
+      seen.add(id);
+      out.push({ from: r.id, to: s.observer, sent: recv - MIN_FLIGHT_MS, recv, kind: 'heartbeat', label: `heartbeat ${r.id} → ${s.observer}` });
+    }
+  }
+  return out;
+}
+
+/** Messages (from, to, sent, recv, kind, label) drawn from the events, snapshots and traces. */
+export function messagesOf(events, traceList, snapshots = []) {
+  const out = heartbeats(snapshots);
   for (const e of events) {
     if (!e.node || e.type === 'page') continue;
     const to = e.observer && e.observer !== e.node ? e.observer : e.node;
@@ -53,6 +71,18 @@ export function messagesOf(events, traceList) {
   return out.sort((a, b) => a.recv - b.recv);
 }
 
+/** messagesOf for the store, computed again only when events, snapshots or traces changed. */
+let memoKey = '';
+let memoValue = [];
+function memo(s) {
+  const key = `${s.seq}|${s.snapshots.length}|${s.snapshots[s.snapshots.length - 1]?.at}|${traces.length}`;
+  if (key !== memoKey) {
+    memoKey = key;
+    memoValue = messagesOf(s.events, traces, s.snapshots);
+  }
+  return memoValue;
+}
+
 function positions(ids) {
   const p = new Map();
   ids.forEach((id, i) => {
@@ -62,7 +92,7 @@ function positions(ids) {
   return p;
 }
 
-const KIND_COLOUR = { node_state: '#dc2626', redis_state: '#f97316', rebalance: '#10b981', fault: '#7c3aed', trace: '#2563eb' };
+const KIND_COLOUR = { heartbeat: '#94a3b8', node_state: '#dc2626', redis_state: '#f97316', rebalance: '#10b981', fault: '#7c3aed', trace: '#2563eb' };
 
 function frame(now) {
   raf = requestAnimationFrame(frame);
@@ -80,7 +110,7 @@ function draw() {
   const s = lastStore;
   const ids = (s.nodes || []).map((n) => n.id);
   const pos = positions(ids);
-  const all = messagesOf(s.events, traces);
+  const all = memo(s);
   const flying = all.filter((m) => m.sent <= cursor && cursor <= m.recv + 150 && pos.has(m.from) && pos.has(m.to));
   const root = select(svg);
   root.selectAll('line.link').data(ids.flatMap((a, i) => ids.slice(i + 1).map((b) => [a, b]))).join('line').attr('class', 'link')
@@ -92,12 +122,12 @@ function draw() {
     g.append('text').attr('class', 'sterm').attr('text-anchor', 'middle').attr('y', 44);
     return g;
   });
-  nodeG.attr('transform', (d) => `translate(${pos.get(d.id)})`).attr('data-node', (d) => d.id);
+  nodeG.attr('transform', (d) => `translate(${pos.get(d.id)})`).attr('data-node', (d) => d.id).attr('data-node-menu', (d) => d.id);
   nodeG.select('circle').attr('fill', (d) => (d.state === 'down' ? '#e2e8f0' : nodeColour(d.id))).attr('stroke', (d) => (d.raft_role === 'leader' ? '#0f172a' : 'none')).attr('stroke-width', 4);
   nodeG.select('text.sid').text((d) => d.id);
   nodeG.select('text.sterm').text((d) => `${d.raft_role || ''} t${d.raft_term ?? ''}`);
   root.selectAll('circle.msg').data(flying).join('circle').attr('class', 'msg')
-    .attr('r', 7)
+    .attr('r', (m) => (m.kind === 'heartbeat' ? 4 : 7))
     .attr('fill', (m) => KIND_COLOUR[m.kind] || '#475569')
     .attr('cx', (m) => { const f = Math.min(1, (cursor - m.sent) / (m.recv - m.sent || 1)); return pos.get(m.from)[0] + (pos.get(m.to)[0] - pos.get(m.from)[0]) * f; })
     .attr('cy', (m) => { const f = Math.min(1, (cursor - m.sent) / (m.recv - m.sent || 1)); return pos.get(m.from)[1] + (pos.get(m.to)[1] - pos.get(m.from)[1]) * f; })
@@ -162,7 +192,7 @@ export default {
       title: 'Advance to the next message',
       on: {
         click: () => {
-          const next = messagesOf(lastStore.events, traces).find((m) => m.recv > cursor + 1);
+          const next = memo(lastStore).find((m) => m.recv > cursor + 1);
           mode = 'paused';
           if (next) cursor = next.recv;
           draw();
@@ -172,7 +202,7 @@ export default {
     const replay = h('button#msg-replay', { on: { click: () => { cursor = Date.now() - REPLAY_MS; mode = 'play'; } } }, 'Replay the last minute');
     const traceNote = h('p.note#trace-note');
     fill(el, h('div.split', svg, h('div', h('div.toolbar', pause, step, speedSel, replay), info,
-      h('p.note', 'Dots are messages: red a node\'s state change travelling to the node that saw it, orange a Redis state change, green a redistribution pass, purple a fault, blue a quorum request\'s fan-out and answers (from traces). Space pauses. Each dot is drawn at least 0.4 s long so it can be seen.'),
+      h('p.note', 'Dots are messages: small grey a heartbeat received by the node the page follows, red a node\'s state change travelling to the node that saw it, orange a Redis state change, green a redistribution pass, purple a fault, blue a quorum request\'s fan-out and answers (from traces). Space pauses. Each dot is drawn at least 0.4 s long so it can be seen.'),
       traceNote)));
     cursor = Date.now();
     mode = 'live';

@@ -1,7 +1,7 @@
 // Nodes: every node with its actions (stop, start, restart its Redis), adding a running node
 // and removing one, with each node's redistribution progress.
 
-import { api } from '../api.js';
+import { api, get } from '../api.js';
 import { badge, fill, fmtBytes, h, nodeChip, toast } from '../ui.js';
 
 let el;
@@ -21,8 +21,17 @@ async function act(id, action) {
   }
 }
 
+/** The share of keys a change would move, in words ('' when it cannot be previewed). */
+async function moves(query) {
+  try {
+    const r = await get(`/api/ring?${query}`);
+    return ` About ${(r.change.moving_share * 100).toFixed(0)}% of the keys change replicas.`;
+  } catch { return ''; }
+}
+
 async function remove(id) {
-  if (!confirm(`Remove node ${id} from the cluster? Its data moves to the other nodes first.`)) return;
+  const share = await moves(`without=${encodeURIComponent(id)}`);
+  if (!confirm(`Remove node ${id} from the cluster? Its data moves to the other nodes first.${share}`)) return;
   busy.add(id);
   toast(`removing ${id}: its data moves to the remaining nodes…`);
   try {
@@ -78,6 +87,8 @@ export default {
         submit: async (e) => {
           e.preventDefault();
           const body = { id: f.id.value, host: f.host.value, redis_port: +f.redis_port.value, http_port: +f.http_port.value, peer_port: +f.peer_port.value };
+          const share = await moves(`with=${encodeURIComponent(body.id)}`);
+          if (!confirm(`Admit ${body.id} (${body.host}, Redis ${body.redis_port})?${share} The Ring view shows which stretches move.`)) return;
           toast(`adding ${body.id}…`);
           try { await api('POST', '/api/nodes', body); toast(`${body.id} is a member; data is moving to it (see the progress bars)`); } catch (err) { toast(`add: ${err.message}`, 'error'); }
         },

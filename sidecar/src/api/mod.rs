@@ -23,5 +23,8 @@ pub use nodes::{
     ActionResult, NewNode, NodeAction, NodeAdded, NodeRemoved, NodeRow, NodeState, Nodes, PassKind,
     Redistribution,
 };
-pub use ring::{HeldCopy, Located, ReplicaCopy, RingToken, RingView};
+pub use ring::{
+    ChunkPlacement, FilePlacement, HeldCopy, Located, MovedRange, ReplicaCopy, RingChange,
+    RingQuery, RingToken, RingView,
+};
 pub use session::Whoami;

@@ -1,24 +1,34 @@
-//! `GET /api/ring`: the hash ring's tokens, for drawing it; `GET /api/locate/{key}`: a key's
+//! `GET /api/ring`: the hash ring's tokens, for drawing it, or a previewed ring (a member
+//! joining or leaving, other virtual nodes) with the stretches that would move;
+//! `GET /api/ring/files/{id}`: each chunk of a file with its preference list and the nodes that
+//! hold it; `GET /api/locate/{key}`: a key's
 //! preference list (`RC.LOCATE` on this node's module) and, for each preference node, what its
 //! Redis holds for the key (`RC.REPLICA.GET`: version, origin, tombstone, length). Read key.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::Json;
+use futures_util::future::join_all;
+use rcluster_domain::config::NodeConfig;
 use rcluster_domain::hlc::Timestamp;
+use rcluster_domain::keys::chunk_ring_key;
+use rcluster_domain::rc::chunk::{ChunkList, ListRow};
 use rcluster_domain::rc::kv::{Locate, LocateRow};
 use rcluster_domain::rc::replica::{HeldReply, ReplicaGet};
 use rcluster_domain::rc::reply::Value;
-use rcluster_domain::ring::{hash64, Ring};
+use rcluster_domain::ring::{hash64, moved_ranges, moved_share, Ring};
 
-use crate::api::{ErrorCode, HeldCopy, Located, ReplicaCopy, RingToken, RingView};
+use crate::api::{
+    ChunkPlacement, ErrorCode, FilePlacement, HeldCopy, Located, MovedRange, ReplicaCopy,
+    RingChange, RingQuery, RingToken, RingView,
+};
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::http::kv::{check_key, timeout};
-use crate::http::openapi::{ControlLayers, Key, ReadKey, Storage};
-use crate::node::files::member_conn;
+use crate::http::openapi::{BadRequest, ControlLayers, FileId, Key, NotFound, ReadKey, Storage};
+use crate::node::files::{member_conn, read_meta};
 use crate::node::local::rc;
 use crate::node::view::Shared;
 
@@ -43,24 +53,8 @@ fn contract_value(v: redis::Value) -> Value {
     }
 }
 
-/// The ring's tokens
-#[utoipa::path(
-    get,
-    path = "/api/ring",
-    operation_id = "ring",
-    tag = "control",
-    security(("bearerAuth" = []), ("apiKeyHeader" = [])),
-    responses(
-        (status = 200, description = "Every node's virtual nodes in ring order.", body = RingView),
-        crate::http::openapi::InternalError,
-        ReadKey,
-        ControlLayers,
-    )
-)]
-pub async fn ring(
-    State(s): State<Arc<Shared>>,
-    _caller: Caller,
-) -> Result<Json<RingView>, ApiError> {
+/// The members' ids and the virtual nodes and N in force on this node.
+fn current(s: &Shared) -> (Vec<String>, u32, u8) {
     let (vnodes, n) = s
         .raft
         .get()
@@ -68,12 +62,66 @@ pub async fn ring(
             let meta = r.meta();
             (meta.vnodes, meta.quorum.n)
         });
-    let ids: Vec<String> = s.members().into_iter().map(|m| m.id).collect();
-    let ring = Ring::new(&ids, vnodes)
-        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("no ring: {e}")))?;
+    let ids = s.members().into_iter().map(|m| m.id).collect();
+    (ids, vnodes, n)
+}
+
+fn bad_ring(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorCode::BadRequest, format!("no such ring: {e}"))
+}
+
+/// The ring's tokens, or a previewed ring and what would move
+#[utoipa::path(
+    get,
+    path = "/api/ring",
+    operation_id = "ring",
+    tag = "control",
+    description = "Read key. Every token of the ring this node places keys with. With `with`, \
+        `without` or `vnodes`, the ring after that change instead, and `change`: the share and \
+        the stretches of the hash space whose N replicas would differ (what redistribution \
+        moves).",
+    params(RingQuery),
+    security(("bearerAuth" = []), ("apiKeyHeader" = [])),
+    responses(
+        (status = 200, description = "Every node's virtual nodes in ring order.", body = RingView),
+        BadRequest,
+        ReadKey,
+        ControlLayers,
+    )
+)]
+pub async fn ring(
+    State(s): State<Arc<Shared>>,
+    _caller: Caller,
+    Query(q): Query<RingQuery>,
+) -> Result<Json<RingView>, ApiError> {
+    let (mut ids, vnodes, n) = current(&s);
+    let now = Ring::new(&ids, vnodes).map_err(bad_ring)?;
+    let preview = q.with.is_some() || q.without.is_some() || q.vnodes.is_some();
+    if let Some(id) = &q.with {
+        if !ids.contains(id) {
+            ids.push(id.clone());
+        }
+    }
+    if let Some(id) = &q.without {
+        ids.retain(|m| m != id);
+    }
+    let ring = Ring::new(&ids, q.vnodes.unwrap_or(vnodes)).map_err(bad_ring)?;
+    let change = preview.then(|| {
+        let ranges = moved_ranges(&now, &ring, usize::from(n));
+        RingChange {
+            moving_share: moved_share(&ranges),
+            moving: ranges
+                .iter()
+                .map(|&(after, up_to)| MovedRange {
+                    after: fraction(after),
+                    up_to: fraction(up_to),
+                })
+                .collect(),
+        }
+    });
     Ok(Json(RingView {
         observer: s.me.id.clone(),
-        vnodes,
+        vnodes: ring.vnodes(),
         n,
         nodes: ring.nodes().to_vec(),
         tokens: ring
@@ -83,6 +131,107 @@ pub async fn ring(
                 at: fraction(token),
             })
             .collect(),
+        change,
+    }))
+}
+
+/// At most this many chunks of a file are placed in one answer.
+const MAX_CHUNKS_SHOWN: u64 = 4096;
+
+/// `RC.LOCATE` of `key` on this node's module: the preference list's rows.
+async fn locate_rows(s: &Shared, key: &[u8]) -> Result<Vec<LocateRow>, ApiError> {
+    let reply: redis::Value = s.local.query(&rc(&Locate { key }), timeout(s)).await?;
+    let value = contract_value(reply);
+    LocateRow::decode(&value).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::StorageFailed,
+            format!("unexpected RC.LOCATE reply {value:?}"),
+        )
+    })
+}
+
+/// The chunk indexes of file `id` that member `n`'s Redis holds (`None`: it did not answer).
+async fn chunks_held(s: &Shared, n: &NodeConfig, id: &str) -> Option<Vec<u32>> {
+    let asked = async {
+        let mut conn = member_conn(s, n).await?;
+        let reply: redis::Value = rc(&ChunkList { file_id: id })
+            .query_async(&mut conn)
+            .await
+            .ok()?;
+        let rows = ListRow::decode(&contract_value(reply))?;
+        Some(rows.into_iter().map(|r| r.index).collect())
+    };
+    tokio::time::timeout(REPLICA_TIMEOUT, asked)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Where a file's chunks live
+#[utoipa::path(
+    get,
+    path = "/api/ring/files/{id}",
+    operation_id = "filePlacement",
+    tag = "files",
+    description = "Read key. Each chunk's place on the ring and preference list (RC.LOCATE of \
+        `<file-id>:<index>`), and which nodes hold it (RC.CHUNK.LIST on every member).",
+    params(FileId),
+    security(("bearerAuth" = []), ("apiKeyHeader" = [])),
+    responses(
+        (status = 200, description = "The file's chunks.", body = FilePlacement),
+        NotFound,
+        ReadKey,
+        Storage,
+    )
+)]
+pub async fn file_placement(
+    State(s): State<Arc<Shared>>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<FilePlacement>, ApiError> {
+    let meta = read_meta(&s, &id)
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::StorageFailed, e.to_string()))?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no file '{id}'")))?;
+    let shown = u32::try_from(meta.chunk_count.min(MAX_CHUNKS_SHOWN)).unwrap_or(0);
+    let members = s.members();
+    let held = join_all(members.iter().map(|n| chunks_held(&s, n, &id))).await;
+    let mut unreachable = Vec::new();
+    let mut holders: Vec<Vec<String>> = vec![Vec::new(); shown as usize];
+    for (n, held) in members.iter().zip(held) {
+        let Some(indexes) = held else {
+            unreachable.push(n.id.clone());
+            continue;
+        };
+        for index in indexes {
+            if let Some(h) = holders.get_mut(index as usize) {
+                h.push(n.id.clone());
+            }
+        }
+    }
+    let rows = join_all((0..shown).map(|i| {
+        let key = chunk_ring_key(&id, i);
+        let s = &s;
+        async move { locate_rows(s, &key).await }
+    }))
+    .await;
+    let mut chunks = Vec::with_capacity(rows.len());
+    for (i, (rows, held_on)) in rows.into_iter().zip(holders).enumerate() {
+        let index = u32::try_from(i).unwrap_or(u32::MAX);
+        chunks.push(ChunkPlacement {
+            index,
+            at: fraction(hash64(&chunk_ring_key(&id, index))),
+            preference: rows?.into_iter().map(|r| r.node).collect(),
+            held_on,
+        });
+    }
+    Ok(Json(FilePlacement {
+        id: meta.id,
+        name: meta.name,
+        size: meta.size,
+        chunk_count: meta.chunk_count,
+        chunks,
+        unreachable,
     }))
 }
 
@@ -150,24 +299,9 @@ pub async fn locate(
     Path(key): Path<String>,
 ) -> Result<Json<Located>, ApiError> {
     check_key(&key)?;
-    let reply: redis::Value = s
-        .local
-        .query(
-            &rc(&Locate {
-                key: key.as_bytes(),
-            }),
-            timeout(&s),
-        )
-        .await?;
-    let value = contract_value(reply);
-    let rows = LocateRow::decode(&value).ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::StorageFailed,
-            format!("unexpected RC.LOCATE reply {value:?}"),
-        )
-    })?;
+    let rows = locate_rows(&s, key.as_bytes()).await?;
     let copies = rows.into_iter().map(|row| copy_of(&s, &key, row));
-    let replicas = futures_util::future::join_all(copies).await;
+    let replicas = join_all(copies).await;
     Ok(Json(Located {
         at: fraction(hash64(key.as_bytes())),
         key,

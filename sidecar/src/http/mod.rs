@@ -112,7 +112,8 @@ fn routes(limits: Limits) -> OpenApiRouter<Arc<Shared>> {
     let members = body_limit(members, limits.body_bytes, "api.body_limit_bytes");
     let kv = OpenApiRouter::new()
         .routes(routes!(kv::kv_put, kv::kv_get, kv::kv_delete))
-        .routes(routes!(locate::locate));
+        .routes(routes!(locate::locate))
+        .routes(routes!(locate::file_placement));
     let kv = body_limit(kv, limits.value_bytes, "limits.max_value_bytes");
     let files = OpenApiRouter::new()
         .routes(routes!(files::list_files, files::upload))
