@@ -2,7 +2,7 @@
 // speed (XHR upload progress), download them with progress, list and delete them. Each result
 // shows the request's trace as lanes when the node records traces (X-RC-Trace).
 
-import { api, ApiError, getKey, optional, transfer } from '../api.js';
+import { api, ApiError, getKey, hasRoute, optional, transfer } from '../api.js';
 import { fill, fmtBytes, fmtTime, h, toast } from '../ui.js';
 import { traceLanes } from './messages.js';
 
@@ -26,7 +26,8 @@ async function showTrace(res, box) {
 }
 
 async function kv(method, key, value, w, r) {
-  const q = new URLSearchParams({ trace: '1' });
+  // Ask for a trace only where the node records them (older nodes refuse unknown queries).
+  const q = new URLSearchParams((await hasRoute('/api/traces')) ? { trace: '1' } : {});
   if (method === 'GET' && r) q.set('r', r);
   if (method !== 'GET' && w) q.set('w', w);
   const started = performance.now();

@@ -56,7 +56,7 @@ function renderChecks(list) {
   fill(checks, items.length ? h('table.grid', h('thead', h('tr', ['id', 'state', 'progress', 'report'].map((c) => h('th', c)))),
     h('tbody', items.map((c) => h('tr', { 'data-check': c.id, 'data-state': c.state },
       h('td', c.id), h('td', h(`span.badge.${c.state === 'passed' ? 'ok' : c.state === 'running' ? 'warn' : 'bad'}`, c.state)),
-      h('td.small', JSON.stringify(c.progress || {})), h('td.small', c.report ? h('details', h('summary', 'report'), h('pre', JSON.stringify(c.report, null, 2))) : '—'))))) : h('p.zero', 'No check has run yet.'));
+      h('td.small', c.progress ? `${c.progress.phase || ''} ${c.progress.elapsed_s ?? '?'}/${c.seconds ?? c.progress.seconds ?? '?'} s · ${c.progress.acknowledged ?? 0}/${c.progress.attempted ?? 0} acknowledged · ${c.progress.faults_injected ?? 0} faults` : '—', c.error ? h('div.bad', c.error) : ''), h('td.small', c.report ? h('details', h('summary', 'report'), h('pre', JSON.stringify(c.report, null, 2))) : '—'))))) : h('p.zero', 'No check has run yet.'));
 }
 
 export default {

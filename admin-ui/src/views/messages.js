@@ -26,10 +26,39 @@ let tracesAvailable = null;
 let timer;
 let lastStore = { events: [], nodes: [] };
 
-/** A trace's event time in ms since the epoch. */
+/**
+ * A trace's event on the page's timeline: the request's start plus its microseconds drawn as
+ * milliseconds (traces play 1000× slower than they ran, so a fan-out and its answers show).
+ */
 function traceMs(trace, ev) {
-  const us = Number(ev.at_us || 0);
-  return us > 1e14 ? us / 1000 : (trace.started_ms || trace.at_ms || Date.now()) + us / 1000;
+  return (trace.started_unix_ms || 0) + Number(ev.at_us || 0);
+}
+
+/** What a replica sends back to the coordinator, and what is lost on the way. */
+const REPLIES = new Set(['ack', 'newer', 'answer', 'stale', 'error', 'repair_ack', 'repair_error']);
+const REQUESTS = new Set(['asked', 'repair', 'reissue']);
+
+/** The messages of one trace: each request out to a replica, each answer back (a timeout is a
+ * request whose answer never came). */
+export function traceMessages(t) {
+  const out = [];
+  const coord = t.coordinator;
+  const evs = (t.events || []).slice().sort((a, b) => a.at_us - b.at_us);
+  const label = (ev) => `${t.command} ${t.key}: ${ev.what}${ev.version ? ` ${ev.version}` : ''}${ev.why ? ` (${ev.why})` : ''}`;
+  evs.forEach((ev, i) => {
+    if (!ev.node || ev.node === coord) return;
+    const at = traceMs(t, ev);
+    if (REQUESTS.has(ev.what)) {
+      const answer = evs.slice(i + 1).find((e) => e.node === ev.node && (REPLIES.has(e.what) || e.what === 'timeout'));
+      const until = answer ? traceMs(t, answer) : at + MIN_FLIGHT_MS;
+      out.push({ from: coord, to: ev.node, sent: at, recv: Math.max(at + MIN_FLIGHT_MS / 2, (at + until) / 2), kind: ev.what === 'asked' && ev.hint_for ? 'hint' : 'trace', label: label(ev) });
+    } else if (REPLIES.has(ev.what)) {
+      out.push({ from: ev.node, to: coord, sent: at - MIN_FLIGHT_MS / 2, recv: at, kind: /error/.test(ev.what) ? 'lost' : 'trace', label: label(ev) });
+    } else if (ev.what === 'timeout') {
+      out.push({ from: ev.node, to: coord, sent: at - MIN_FLIGHT_MS / 2, recv: at, kind: 'lost', label: label(ev) });
+    }
+  });
+  return out;
 }
 
 /** Heartbeats the observing node received, from the snapshots' heartbeat ages. */
@@ -57,17 +86,7 @@ export function messagesOf(events, traceList, snapshots = []) {
     const to = e.observer && e.observer !== e.node ? e.observer : e.node;
     out.push({ from: e.node, to, sent: e.at_ms - MIN_FLIGHT_MS, recv: e.at_ms, kind: e.type, label: `${e.type} ${e.from ?? ''}→${e.to ?? e.action ?? ''}` });
   }
-  for (const t of traceList) {
-    const coord = t.coordinator;
-    const evs = (t.events || []).slice().sort((a, b) => a.at_us - b.at_us);
-    const first = evs.length ? traceMs(t, evs[0]) : 0;
-    for (const ev of evs) {
-      if (!ev.node || ev.node === coord) continue;
-      const at = traceMs(t, ev);
-      const reply = /ack|repl|answer|got|recv/i.test(ev.what || '');
-      out.push({ from: reply ? ev.node : coord, to: reply ? coord : ev.node, sent: Math.min(at - MIN_FLIGHT_MS, first), recv: at, kind: 'trace', label: `${t.command} ${t.key}: ${ev.what}` });
-    }
-  }
+  for (const t of traceList) out.push(...traceMessages(t));
   return out.sort((a, b) => a.recv - b.recv);
 }
 
@@ -92,7 +111,7 @@ function positions(ids) {
   return p;
 }
 
-const KIND_COLOUR = { heartbeat: '#94a3b8', node_state: '#dc2626', redis_state: '#f97316', rebalance: '#10b981', fault: '#7c3aed', trace: '#2563eb' };
+const KIND_COLOUR = { heartbeat: '#94a3b8', hint: '#60a5fa', lost: '#dc2626', node_state: '#dc2626', redis_state: '#f97316', rebalance: '#10b981', fault: '#7c3aed', trace: '#2563eb' };
 
 function frame(now) {
   raf = requestAnimationFrame(frame);
@@ -145,8 +164,9 @@ async function loadTraces() {
   const list = await optional('/api/traces').catch(() => null);
   tracesAvailable = list !== null;
   if (!list) return;
-  const recent = (list.traces || []).slice(-20);
-  traces = (await Promise.all(recent.map((t) => (t.events ? t : optional(`/api/traces/${encodeURIComponent(t.id)}`).catch(() => null))))).filter(Boolean);
+  const recent = (list.traces || []).slice(0, 20);
+  const have = new Map(traces.map((t) => [t.id, t]));
+  traces = (await Promise.all(recent.map((t) => have.get(t.id) || optional(`/api/traces/${encodeURIComponent(t.id)}`).catch(() => null)))).filter(Boolean);
 }
 
 /** One trace as lanes: a lane per node, the coordinator's fan-out and the answers over time. */
@@ -164,15 +184,18 @@ export function traceLanes(trace) {
   const g = select(s);
   nodes.forEach((id) => {
     g.append('line').attr('x1', lane(id)).attr('x2', lane(id)).attr('y1', 24).attr('y2', H).attr('stroke', nodeColour(id)).attr('stroke-width', 2);
+    g.append('rect').attr('x', lane(id) - 30).attr('y', 0).attr('width', 60).attr('height', 20).attr('fill', 'transparent').attr('data-node-menu', id);
     g.append('text').attr('x', lane(id)).attr('y', 14).attr('text-anchor', 'middle').text(id === trace.coordinator ? `${id} (coordinator)` : id);
   });
   evs.forEach((e, i) => {
     const y = 34 + i * rowH;
     if (e.node !== trace.coordinator) g.append('line').attr('x1', lane(trace.coordinator)).attr('x2', lane(e.node)).attr('y1', y - 8).attr('y2', y).attr('stroke', '#94a3b8').attr('stroke-dasharray', /hint/i.test(e.what) ? '4 3' : null);
-    g.append('circle').attr('cx', lane(e.node)).attr('cy', y).attr('r', 5).attr('fill', /fail|drop|lost|timeout/i.test(e.what) ? '#dc2626' : nodeColour(e.node));
-    g.append('text').attr('x', W - 4).attr('y', y + 4).attr('text-anchor', 'end').attr('class', 'small').text(`+${((e.at_us - t0) / 1000).toFixed(2)} ms ${e.what}`);
+    const bad = /fail|error|timeout|noquorum/i.test(e.what);
+    g.append('circle').attr('cx', lane(e.node)).attr('cy', y).attr('r', 5).attr('fill', bad ? '#dc2626' : nodeColour(e.node));
+    if (bad) g.append('text').attr('x', lane(e.node) + 8).attr('y', y + 4).attr('class', 'lost').text('✕');
+    g.append('text').attr('x', W - 4).attr('y', y + 4).attr('text-anchor', 'end').attr('class', 'small').text(`+${((e.at_us - t0) / 1000).toFixed(2)} ms ${e.what}${e.hint_for ? ` (hint for ${e.hint_for})` : ''}${e.state ? ` (${e.state})` : ''}${e.got != null ? ` ${e.got}/${e.needed}` : ''}`);
   });
-  return h('div.trace', h('p', `Trace ${trace.id}: ${trace.command} ${trace.key} via ${trace.coordinator} (${trace.path}), ${trace.outcome}`), s);
+  return h('div.trace#trace-lanes', h('p', `Trace ${trace.id}: ${trace.command} ${trace.key} via ${trace.coordinator} (${trace.path} path), ${trace.outcome}, ${((trace.duration_us || 0) / 1000).toFixed(2)} ms`), s);
 }
 
 export default {
@@ -202,7 +225,7 @@ export default {
     const replay = h('button#msg-replay', { on: { click: () => { cursor = Date.now() - REPLAY_MS; mode = 'play'; } } }, 'Replay the last minute');
     const traceNote = h('p.note#trace-note');
     fill(el, h('div.split', svg, h('div', h('div.toolbar', pause, step, speedSel, replay), info,
-      h('p.note', 'Dots are messages: small grey a heartbeat received by the node the page follows, red a node\'s state change travelling to the node that saw it, orange a Redis state change, green a redistribution pass, purple a fault, blue a quorum request\'s fan-out and answers (from traces). Space pauses. Each dot is drawn at least 0.4 s long so it can be seen.'),
+      h('p.note', 'Dots are messages: small grey a heartbeat received by the node the page follows, red a node\'s state change travelling to the node that saw it, orange a Redis state change, green a redistribution pass, purple a fault, blue a quorum request\'s fan-out and answers (from traces, drawn 1000× slower than they ran; light blue a write kept as a hint, red an error or a timeout). Space pauses. Each dot is drawn at least 0.4 s long so it can be seen.'),
       traceNote)));
     cursor = Date.now();
     mode = 'live';
