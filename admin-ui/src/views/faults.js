@@ -24,8 +24,15 @@ const KINDS = {
   cut: 'One-way: what the chosen nodes send to the others is lost.',
 };
 
+let forbidden = false;
+
 async function refresh() {
-  const f = await optional('/api/faults').catch((e) => { toast(`faults: ${e.message}`, 'error'); return { faults: lastFaults }; });
+  forbidden = false;
+  const f = await optional('/api/faults').catch((e) => {
+    if (e.status === 403) forbidden = true;
+    else toast(`faults: ${e.message}`, 'error');
+    return { faults: lastFaults };
+  });
   faultsAvailable = f !== null;
   lastFaults = f?.faults || [];
   fetchedAt = Date.now();
@@ -33,6 +40,17 @@ async function refresh() {
   checksAvailable = c !== null;
   renderActive();
   renderChecks(c);
+  for (const b of document.querySelectorAll('#fault-inject')) b.disabled = !faultsAvailable;
+  for (const b of document.querySelectorAll('#check-run')) b.disabled = !checksAvailable;
+}
+
+/** A fault's reach in words and node chips: a partition as its groups split apart. */
+function describe(f) {
+  const chips = (ids) => (ids || []).map(nodeChip);
+  if (f.groups) return f.groups.map((g, i) => [i ? h('b.cutmark', ' ⟂ ') : '', chips(g)]);
+  if (f.from) return [chips(f.from), ' → ', chips(f.to), ' lost'];
+  const extra = f.kind === 'latency' ? ` +${f.ms} ms ±${f.jitter_ms || 0}` : f.kind === 'loss' ? ` ${f.percent}% lost` : f.kind === 'skew' ? ` clock ${f.ms > 0 ? '+' : ''}${f.ms} ms` : f.process ? ` (${f.process})` : '';
+  return [chips(f.targets || f.nodes), extra];
 }
 
 function remaining(f) {
@@ -42,10 +60,11 @@ function remaining(f) {
 
 function renderActive() {
   if (!faultsAvailable) return fill(active, notAvailable('Fault injection (/api/faults)'));
+  if (forbidden) return fill(active, h('p.note#faults-forbidden', 'The faults in force are shown to admin keys only (this key is read-only).'));
   fill(active,
     h('h3', 'Active faults ', h('button.danger.admin-only#faults-reset', { disabled: !lastFaults.length, on: { click: async () => { await api('DELETE', '/api/faults').catch((e) => toast(e.message, 'error')); refresh(); } } }, 'Clear all')),
     lastFaults.length ? h('div.chips#faults-active', lastFaults.map((f) => h('span.chip.fault', { 'data-kind': f.kind, 'data-id': f.id },
-      h('b', f.kind), ' ', (f.nodes || f.targets || []).map(nodeChip), f.groups ? ` groups ${JSON.stringify(f.groups)}` : '',
+      h('b', f.kind), ' ', describe(f),
       h('span.countdown', ` ${remaining(f)} s left`),
       h('button.link.admin-only', { title: 'Heal now', on: { click: async () => { await api('DELETE', `/api/faults/${encodeURIComponent(f.id)}`).catch((e) => toast(e.message, 'error')); refresh(); } } }, 'Heal')))) : h('p.zero#faults-none', 'No fault is active.'));
 }
@@ -68,7 +87,13 @@ export default {
     checks = h('div#checks');
     const kind = h('select#fault-kind', Object.keys(KINDS).map((k) => h('option', { value: k }, k)));
     const help = h('p.note', KINDS.partition);
-    kind.addEventListener('change', () => { help.textContent = KINDS[kind.value]; });
+    const amountLabel = h('label', 'amount ');
+    const showAmount = () => {
+      help.textContent = KINDS[kind.value];
+      amountLabel.style.display = ['latency', 'loss', 'skew'].includes(kind.value) ? '' : 'none';
+      amountLabel.firstChild.textContent = kind.value === 'loss' ? 'percent ' : 'ms ';
+    };
+    kind.addEventListener('change', showAmount);
     const targets = h('span.targets', (s.nodes || []).map((n) => h('label', h('input', { type: 'checkbox', value: n.id, name: 'fault-target' }), nodeChip(n.id))));
     const ttl = h('input#fault-ttl', { type: 'number', min: 1, value: 30, title: 'seconds' });
     const amount = h('input#fault-amount', { type: 'number', value: 100, title: 'ms for latency and skew, percent for loss' });
@@ -90,7 +115,9 @@ export default {
           refresh();
         },
       },
-    }, kind, targets, h('label', 'for ', ttl, ' s'), h('label', 'amount ', amount), h('button.admin-only#fault-inject', { type: 'submit' }, 'Inject'));
+    }, kind, targets, h('label', 'for ', ttl, ' s'), amountLabel, h('button.admin-only#fault-inject', { type: 'submit' }, 'Inject'));
+    amountLabel.append(amount);
+    showAmount();
     const schedule = h('select#check-schedule', ['mixed', 'partition-halves', 'kill-leader', 'pause-one', 'skew', 'random'].map((v) => h('option', v)));
     const seconds = h('input#check-seconds', { type: 'number', min: 5, value: 30 });
     const run = h('form.toolbar', {
@@ -101,7 +128,7 @@ export default {
           refresh();
         },
       },
-    }, schedule, h('label', 'for ', seconds, ' s'), h('button.admin-only', { type: 'submit' }, 'Run the checker'));
+    }, schedule, h('label', 'for ', seconds, ' s'), h('button.admin-only#check-run', { type: 'submit' }, 'Run the checker'));
     fill(el,
       h('section.card', h('h3', 'Inject a fault'), form, help),
       h('section.card', active),

@@ -132,7 +132,12 @@ function draw() {
   const all = memo(s);
   const flying = all.filter((m) => m.sent <= cursor && cursor <= m.recv + 150 && pos.has(m.from) && pos.has(m.to));
   const root = select(svg);
-  root.selectAll('line.link').data(ids.flatMap((a, i) => ids.slice(i + 1).map((b) => [a, b]))).join('line').attr('class', 'link')
+  const cut = (a, b) => partitions.some((g) => {
+    const side = (id) => { const i = g.findIndex((grp) => grp.includes(id)); return i < 0 ? g.length : i; };
+    return side(a) !== side(b);
+  });
+  root.selectAll('line.link').data(ids.flatMap((a, i) => ids.slice(i + 1).map((b) => [a, b]))).join('line')
+    .attr('class', (d) => (cut(d[0], d[1]) ? 'link cut' : 'link'))
     .attr('x1', (d) => pos.get(d[0])[0]).attr('y1', (d) => pos.get(d[0])[1]).attr('x2', (d) => pos.get(d[1])[0]).attr('y2', (d) => pos.get(d[1])[1]);
   const nodeG = root.selectAll('g.srv').data(s.nodes || [], (d) => d.id).join((enter) => {
     const g = enter.append('g').attr('class', 'srv');
@@ -158,6 +163,13 @@ function draw() {
     behind > 1500 ? [` · ${(behind / 1000).toFixed(1)} s behind live `, h('button.link', { on: { click: () => { mode = 'live'; } } }, 'Jump to live')] : '',
     ` · ${flying.length} in flight, ${all.length} in the buffer`,
     h('ul.events.short', flying.slice(-4).map((m) => h('li', nodeChip(m.from), ' → ', nodeChip(m.to), ` ${m.label}`))));
+}
+
+/** The groups of the active partitions (GET /api/faults, admin keys), to draw the links cut. */
+let partitions = [];
+async function loadFaults() {
+  const f = await optional('/api/faults').catch(() => null);
+  partitions = (f?.faults || []).filter((x) => x.groups).map((x) => x.groups);
 }
 
 async function loadTraces() {
@@ -235,11 +247,11 @@ export default {
     document.addEventListener('keydown', keys);
     this.keys = keys;
     const refresh = async () => {
-      await loadTraces();
+      await Promise.all([loadTraces(), loadFaults()]);
       fill(traceNote, tracesAvailable ? `${traces.length} recent traces animated.` : 'Quorum traces: not available on this node yet (GET /api/traces); only cluster events are animated.');
     };
     refresh();
-    timer = setInterval(refresh, 5000);
+    timer = setInterval(refresh, 2000);
   },
   unmount() { cancelAnimationFrame(raf); clearInterval(timer); document.removeEventListener('keydown', this.keys); },
   update(s) { lastStore = s; },
