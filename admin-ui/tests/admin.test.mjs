@@ -85,6 +85,25 @@ test('the ring previews what a change would move, and a drawn node opens its act
   assert.equal(await page.$('#node-menu'), null);
 });
 
+test('keys are written and read from the page, with the request drawn as lanes where traces exist', LONG, async () => {
+  await view('data');
+  await page.fill('#kv-key', 'page-key');
+  await page.fill('#kv-value', 'hello');
+  await page.selectOption('#kv-w', '3');
+  await page.click('#kv-set');
+  await page.waitForSelector('#kv-result[data-outcome=ok]', LONG);
+  const traced = (await cluster.api(0, 'GET', '/api/traces')).status === 200;
+  if (traced) {
+    await page.waitForSelector('#trace-lanes svg circle', LONG);
+    // W=3: the coordinator's fan-out reaches both other replicas, and their acks come back.
+    const text = await page.textContent('#trace-lanes');
+    for (const n of ['n1', 'n2', 'n3']) assert.ok(text.includes(n), text);
+  }
+  await page.click('#kv-get');
+  await page.waitForFunction(() => /“hello”/.test(document.querySelector('#kv-result')?.textContent || ''), null, LONG);
+  assert.equal((await cluster.api(1, 'GET', '/api/kv/page-key')).text, 'hello');
+});
+
 test('uploads 20 MB with the progress bar at 100% and downloads it byte-identical', LONG, async () => {
   const bytes = randomBytes(20 << 20);
   const file = join(tmpdir(), `rc-ui-upload-${process.pid}.bin`);

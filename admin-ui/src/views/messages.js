@@ -185,29 +185,43 @@ async function loadTraces() {
 export function traceLanes(trace) {
   const evs = (trace.events || []).slice().sort((a, b) => a.at_us - b.at_us);
   const nodes = [...new Set([trace.coordinator, ...evs.map((e) => e.node)])].filter(Boolean);
-  const W = 520;
+  const W = 720;
+  const LANES = 380;
   const rowH = 22;
-  const H = 40 + evs.length * rowH;
-  const lane = (id) => 60 + (nodes.indexOf(id) * (W - 100)) / Math.max(1, nodes.length - 1);
+  const H = 44 + evs.length * rowH;
+  const lane = (id) => 50 + (nodes.indexOf(id) * (LANES - 80)) / Math.max(1, nodes.length - 1);
   const t0 = evs[0]?.at_us || 0;
+  const coord = trace.coordinator;
   const s = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
   s.setAttribute('viewBox', `0 0 ${W} ${H}`);
   s.setAttribute('class', 'lanes');
   const g = select(s);
+  g.append('defs').append('marker').attr('id', 'arrow').attr('viewBox', '0 0 10 10').attr('refX', 9).attr('refY', 5)
+    .attr('markerWidth', 6).attr('markerHeight', 6).attr('orient', 'auto-start-reverse')
+    .append('path').attr('d', 'M0,0L10,5L0,10z').attr('fill', '#64748b');
   nodes.forEach((id) => {
     g.append('line').attr('x1', lane(id)).attr('x2', lane(id)).attr('y1', 24).attr('y2', H).attr('stroke', nodeColour(id)).attr('stroke-width', 2);
-    g.append('rect').attr('x', lane(id) - 30).attr('y', 0).attr('width', 60).attr('height', 20).attr('fill', 'transparent').attr('data-node-menu', id);
-    g.append('text').attr('x', lane(id)).attr('y', 14).attr('text-anchor', 'middle').text(id === trace.coordinator ? `${id} (coordinator)` : id);
+    g.append('text').attr('x', lane(id)).attr('y', 14).attr('text-anchor', 'middle').attr('data-node-menu', id).text(id === coord ? `${id} (coordinator)` : id);
   });
   evs.forEach((e, i) => {
-    const y = 34 + i * rowH;
-    if (e.node !== trace.coordinator) g.append('line').attr('x1', lane(trace.coordinator)).attr('x2', lane(e.node)).attr('y1', y - 8).attr('y2', y).attr('stroke', '#94a3b8').attr('stroke-dasharray', /hint/i.test(e.what) ? '4 3' : null);
+    const y = 36 + i * rowH;
     const bad = /fail|error|timeout|noquorum/i.test(e.what);
-    g.append('circle').attr('cx', lane(e.node)).attr('cy', y).attr('r', 5).attr('fill', bad ? '#dc2626' : nodeColour(e.node));
-    if (bad) g.append('text').attr('x', lane(e.node) + 8).attr('y', y + 4).attr('class', 'lost').text('✕');
-    g.append('text').attr('x', W - 4).attr('y', y + 4).attr('text-anchor', 'end').attr('class', 'small').text(`+${((e.at_us - t0) / 1000).toFixed(2)} ms ${e.what}${e.hint_for ? ` (hint for ${e.hint_for})` : ''}${e.state ? ` (${e.state})` : ''}${e.got != null ? ` ${e.got}/${e.needed}` : ''}`);
+    const request = REQUESTS.has(e.what);
+    const reply = REPLIES.has(e.what);
+    if (e.node !== coord && (request || reply)) {
+      const [x1, y1, x2, y2] = request ? [lane(coord), y - 10, lane(e.node), y] : [lane(e.node), y - 10, lane(coord), y];
+      g.append('line').attr('x1', x1).attr('y1', y1).attr('x2', x2).attr('y2', y2)
+        .attr('stroke', bad ? '#dc2626' : '#64748b').attr('marker-end', 'url(#arrow)')
+        .attr('stroke-dasharray', e.hint_for ? '5 4' : null);
+    }
+    g.append('circle').attr('cx', lane(e.node)).attr('cy', y).attr('r', 4.5).attr('fill', bad ? '#dc2626' : nodeColour(e.node));
+    if (bad) g.append('text').attr('x', lane(e.node) + 7).attr('y', y + 4).attr('class', 'lost').text('✕');
+    g.append('text').attr('x', LANES + 10).attr('y', y + 4).attr('class', 'small')
+      .text(`+${((e.at_us - t0) / 1000).toFixed(2)} ms ${e.node} ${e.what}${e.hint_for ? ` (hint for ${e.hint_for})` : ''}${e.state ? ` (${e.state})` : ''}${e.got != null ? ` ${e.got}/${e.needed}` : ''}${e.version ? ` ${e.version}` : ''}${e.why ? `: ${e.why}` : ''}${e.outcome ? ` ${e.outcome}` : ''}`);
   });
-  return h('div.trace#trace-lanes', h('p', `Trace ${trace.id}: ${trace.command} ${trace.key} via ${trace.coordinator} (${trace.path} path), ${trace.outcome}, ${((trace.duration_us || 0) / 1000).toFixed(2)} ms`), s);
+  return h('div.trace#trace-lanes',
+    h('p', `Trace ${trace.id}: ${trace.command} ${trace.key} via ${trace.coordinator} (${trace.path} path), ${trace.outcome}, ${((trace.duration_us || 0) / 1000).toFixed(2)} ms. Arrows are requests and answers (dashed: kept as a hint; red ✕: an error or no answer in time).`),
+    s);
 }
 
 export default {
