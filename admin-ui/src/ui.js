@@ -30,6 +30,15 @@ function append(el, children) {
   }
 }
 
+/** An empty SVG drawing of `width` × `height` user units (scaled by CSS). */
+export function svgRoot(width, height, cls, id) {
+  const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+  svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
+  svg.setAttribute('class', cls);
+  if (id) svg.id = id;
+  return svg;
+}
+
 /** Replaces the children of `el`. */
 export function fill(el, ...children) {
   el.replaceChildren();

@@ -40,7 +40,6 @@ test('signs in and says which role the key has', async () => {
 });
 
 test('every view renders with live data and no console errors', async () => {
-  mkdirSync(SHOTS, { recursive: true });
   // Live data: the snapshot rows of all three nodes, alive.
   await page.waitForFunction(() => document.querySelectorAll('#nodes-table tr[data-state=alive]').length === 3, null, LONG);
   for (const id of VIEWS) {
@@ -53,7 +52,6 @@ test('every view renders with live data and no console errors', async () => {
     if (id === 'faults') await page.waitForSelector('#faults > *', LONG);
     const text = await page.textContent('main');
     assert.ok(text.trim().length > 40, `${id} is empty`);
-    await page.screenshot({ path: join(SHOTS, `${id}.png`) });
   }
   assert.deepEqual(page.errors, []);
 });
@@ -67,7 +65,6 @@ test('a key on the ring has the same preference list as RC.LOCATE', async () => 
   const shown = await page.$$eval('#locate-table tbody tr', (rows) => rows.map((r) => r.dataset.node));
   assert.deepEqual(shown, cluster.locate(0, 'user:42'));
   assert.equal(shown.length, 3);
-  await page.screenshot({ path: join(SHOTS, 'ring.png') });
 });
 
 test('the ring previews what a change would move, and a drawn node opens its actions', LONG, async () => {
@@ -122,7 +119,6 @@ test('uploads 20 MB with the progress bar at 100% and downloads it byte-identica
   const saved = await download.path();
   const sha = (buf) => createHash('sha256').update(buf).digest('hex');
   assert.equal(sha(readFileSync(saved)), sha(bytes));
-  await page.screenshot({ path: join(SHOTS, 'data.png') });
   // Its 20 chunks on the ring, each held on all three preference nodes.
   await view('ring');
   await page.waitForSelector(`#placement-file option:has-text("${name}")`, { state: 'attached', ...LONG });
@@ -139,7 +135,6 @@ test('stopping a node from the page marks it down within three heartbeats, then 
   await page.click('#nodes-actions tr[data-node=n2] button[data-action=stop]');
   // Three heartbeats of 1 s; the wait itself is generous (a loaded CI machine), the DOM change is what counts.
   await page.waitForSelector('#nodes-actions tr[data-node=n2][data-state=down]', { timeout: 30000 });
-  await page.screenshot({ path: join(SHOTS, 'nodes.png') });
   await page.click('#nodes-actions tr[data-node=n2] button[data-action=start]');
   await page.waitForSelector('#nodes-actions tr[data-node=n2][data-state=alive]', { timeout: 45000 });
 });
@@ -157,7 +152,6 @@ test('faults: a partition is injected and cleared (or the view says the API is n
   await page.fill('#fault-ttl', '60');
   await page.click('#fault-inject');
   await page.waitForSelector('#faults-active .chip[data-kind=partition]', LONG);
-  await page.screenshot({ path: join(SHOTS, 'faults.png') });
   await page.click('#faults-reset');
   await page.waitForSelector('#faults-none', LONG);
   const after = await cluster.api(0, 'GET', '/api/faults');
@@ -210,6 +204,23 @@ test('the WebSocket reconnects by itself when its node goes away and comes back'
   const refused = /WebSocket connection to .* failed/;
   assert.deepEqual(page.errors.filter((e) => !refused.test(e)), []);
   page.errors = [];
+});
+
+test('a screenshot of each view, after all of the above, into docs/screenshots/', LONG, async () => {
+  mkdirSync(SHOTS, { recursive: true });
+  // Seen from the page's own node again, once every node is back alive there.
+  await page.selectOption('#watch-from', 'n1');
+  await page.waitForSelector('#live-state[data-state=open][data-node=n1]', LONG);
+  await view('overview');
+  await page.waitForFunction(() => document.querySelectorAll('#nodes-table tr[data-state=alive]').length === 3, null, LONG);
+  await page.evaluate(() => document.getElementById('toasts')?.remove());
+  for (const id of VIEWS) {
+    await view(id);
+    if (id === 'ring') await page.waitForSelector('#ring-svg path.own', LONG);
+    if (id === 'messages') await page.waitForTimeout(1500);
+    else await page.waitForTimeout(300);
+    await page.screenshot({ path: join(SHOTS, `${id}.png`) });
+  }
 });
 
 test('first load is small', LONG, async () => {

@@ -8,7 +8,7 @@ import { fill, fmtTime, h, nodeChip } from '../ui.js';
 const SHOWN = 200;
 
 export function eventLine(e) {
-  const detail = e.reason || e.what || e.action || '';
+  const detail = e.reason || e.what || e.action || e.state || '';
   return h('li', { 'data-type': e.type, 'data-node': e.node || '' },
     h('time', fmtTime(e.at_ms || e._rx)),
     h(`span.etype.t-${String(e.type).replace(/[^a-z_]/g, '')}`, e.type),

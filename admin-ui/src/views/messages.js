@@ -6,7 +6,7 @@
 
 import { select } from 'd3-selection';
 import { optional } from '../api.js';
-import { fill, fmtTime, h, nodeChip, nodeColour } from '../ui.js';
+import { fill, fmtTime, h, nodeChip, nodeColour, svgRoot } from '../ui.js';
 
 const SIZE = 420;
 const RADIUS = 150;
@@ -192,9 +192,7 @@ export function traceLanes(trace) {
   const lane = (id) => 50 + (nodes.indexOf(id) * (LANES - 80)) / Math.max(1, nodes.length - 1);
   const t0 = evs[0]?.at_us || 0;
   const coord = trace.coordinator;
-  const s = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
-  s.setAttribute('viewBox', `0 0 ${W} ${H}`);
-  s.setAttribute('class', 'lanes');
+  const s = svgRoot(W, H, 'lanes');
   const g = select(s);
   g.append('defs').append('marker').attr('id', 'arrow').attr('viewBox', '0 0 10 10').attr('refX', 9).attr('refY', 5)
     .attr('markerWidth', 6).attr('markerHeight', 6).attr('orient', 'auto-start-reverse')
@@ -230,10 +228,7 @@ export default {
   mount(root, s) {
     el = root;
     lastStore = s;
-    svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
-    svg.setAttribute('viewBox', `0 0 ${SIZE} ${SIZE}`);
-    svg.setAttribute('class', 'messages');
-    svg.id = 'messages-svg';
+    svg = svgRoot(SIZE, SIZE, 'messages', 'messages-svg');
     info = h('div#msg-info');
     const speedSel = h('select#msg-speed', { on: { change: () => { speed = Number(speedSel.value); } } }, [1, 0.5, 0.1, 0.01].map((v) => h('option', { value: v, selected: v === speed }, `${v}×`)));
     const pause = h('button#msg-pause', { on: { click: () => { mode = mode === 'paused' ? 'play' : 'paused'; } } }, 'Pause / play');

@@ -3,7 +3,7 @@
 
 import { select } from 'd3-selection';
 import { line } from 'd3-shape';
-import { badge, fill, fmtTime, h, nodeChip, nodeColour, termColour } from '../ui.js';
+import { badge, fill, fmtTime, h, nodeChip, nodeColour, svgRoot, termColour } from '../ui.js';
 
 let el;
 
@@ -24,9 +24,7 @@ export function elections(snapshots) {
 function chart(snapshots, pick, label) {
   const W = 560;
   const H = 140;
-  const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
-  svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
-  svg.setAttribute('class', 'chart');
+  const svg = svgRoot(W, H, 'chart');
   if (snapshots.length < 2) return svg;
   const t0 = snapshots[0].at;
   const t1 = snapshots[snapshots.length - 1].at;

@@ -26,13 +26,24 @@ async function loadMetrics(s) {
   try {
     const res = await fetch('/metrics');
     const all = parseMetrics(await res.text());
-    const hints = all.filter((m) => m.name === 'rcluster_hint_backlog' && m.labels.what === 'count');
-    const module = all.filter((m) => m.name === 'rcluster_module_events_total' && /repair|hint|anti/.test(`${m.labels.counter}${m.labels.kind}`));
+    const hints = all.filter((m) => m.name === 'rcluster_hint_backlog_hints');
+    const oldest = new Map(all.filter((m) => m.name === 'rcluster_hint_backlog_oldest_seconds').map((m) => [m.labels.target, m.value]));
+    const COUNTERS = [
+      ['rcluster_hints_stored_total', 'hints stored here (writes for a node that missed them)'],
+      ['rcluster_hints_replayed_total', 'hints delivered once their node answered'],
+      ['rcluster_hints_refused_total', 'hints refused (max_hint_bytes_per_node reached)'],
+      ['rcluster_stale_replicas_found_total', 'stale replicas found by reads'],
+      ['rcluster_read_repairs_total', 'read repairs acknowledged'],
+      ['rcluster_anti_entropy_passes_total', 'anti-entropy passes'],
+      ['rcluster_anti_entropy_repairs_total', 'copies anti-entropy gave owners that lacked them'],
+      ['rcluster_chunk_repairs_total', 'chunk replicas rewritten from an intact copy'],
+    ];
+    const module = COUNTERS.map(([name, what]) => [what, all.filter((m) => m.name === name).reduce((a, m) => a + m.value, 0), all.some((m) => m.name === name)]).filter((c) => c[2]);
     fill(metricsBox,
       h('h3', 'Hints held by ', nodeChip(s.whoami?.observer || '?'), h('small', ' (writes waiting for a node that was down; replayed when it answers)')),
-      hints.length ? h('table.grid#hints', h('tbody', hints.map((m) => h('tr', h('td', 'for ', nodeChip(m.labels.target)), h('td', count(m.value)))))) : h('p.zero#hints', 'No hints waiting.'),
-      h('h3', 'Repairs and hints counted by this node\'s module'),
-      module.length ? h('table.grid', h('tbody', module.map((m) => h('tr', h('td', `${m.labels.counter} ${m.labels.kind || ''}`), h('td', count(m.value, 'ok')))))) : h('p.zero', 'Nothing counted yet.'),
+      hints.length ? h('table.grid#hints', h('tbody', hints.map((m) => h('tr', h('td', 'for ', nodeChip(m.labels.target)), h('td', count(m.value), ' hints'), h('td.small', oldest.has(m.labels.target) ? `oldest ${Math.round(oldest.get(m.labels.target))} s` : ''))))) : h('p.zero#hints', 'No hints waiting.'),
+      h('h3', 'Hints and repairs counted by this node since its start'),
+      module.length ? h('table.grid#repair-counters', h('tbody', module.map(([what, v]) => h('tr', h('td', what), h('td', count(v, 'ok')))))) : h('p.zero', 'This node\'s /metrics has no repair counters.'),
       h('p.note', 'Each node reports its own; open another node\'s page to see what it holds.'));
   } catch (e) {
     fill(metricsBox, h('p.bad', `metrics: ${e.message}`));
@@ -45,7 +56,11 @@ export function failures(events) {
   const open = new Map();
   for (const e of events) {
     if (e.type === 'redis_state' && /stopped|crashed|exited|backoff|down/.test(`${e.to}`)) {
-      if (!open.has(e.node)) open.set(e.node, { node: e.node, failedAt: e.at_ms, cause: `${e.to}: ${e.reason || ''}` });
+      // The Redis state may be told before or after the node is seen down: the earliest counts.
+      const f = open.get(e.node) || { node: e.node, failedAt: null };
+      f.failedAt = Math.min(f.failedAt ?? Infinity, e.at_ms);
+      f.cause = `${e.to}: ${e.reason || ''}`;
+      open.set(e.node, f);
     }
     if (e.type === 'node_state' && e.to === 'down') {
       const f = open.get(e.node) || { node: e.node, failedAt: null, cause: e.reason };
@@ -73,7 +88,7 @@ function render(s) {
     h('section.card', h('h3', 'Failures: detection and repair'),
       f.length ? h('table.grid#failures', h('thead', h('tr', ['node', 'failed', 'seen down after', 'back after', 'repaired (pass finished) after', 'cause'].map((c) => h('th', c)))),
         h('tbody', f.map((x) => h('tr', h('td', nodeChip(x.node)), h('td', fmtTime(x.failedAt || x.detectedAt)),
-          h('td', x.failedAt && x.detectedAt ? fmtAge(x.detectedAt - x.failedAt) : '—'),
+          h('td', x.failedAt && x.detectedAt ? fmtAge(Math.max(0, x.detectedAt - x.failedAt)) : '—'),
           h('td', x.backAt ? fmtAge(x.backAt - (x.failedAt || x.detectedAt)) : 'still down'),
           h('td', x.repairedAt ? fmtAge(x.repairedAt - (x.failedAt || x.detectedAt)) : '—'),
           h('td.small', x.cause || ''))))) : h('p.zero', 'No failure seen since the page opened.')),

@@ -8,7 +8,7 @@
 import { select } from 'd3-selection';
 import { arc } from 'd3-shape';
 import { api, get } from '../api.js';
-import { badge, fill, fmtBytes, fmtTime, h, nodeChip, nodeColour, toast } from '../ui.js';
+import { badge, fill, fmtBytes, fmtTime, h, nodeChip, nodeColour, svgRoot, toast } from '../ui.js';
 
 const SIZE = 440;
 const R = 170;
@@ -209,10 +209,7 @@ export default {
   mount(root, s) {
     lastStore = s;
     preview = null;
-    svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
-    svg.setAttribute('viewBox', `0 0 ${SIZE} ${SIZE}`);
-    svg.setAttribute('class', 'ring');
-    svg.id = 'ring-svg';
+    svg = svgRoot(SIZE, SIZE, 'ring', 'ring-svg');
     const input = h('input#locate-key', { placeholder: 'a key, e.g. user:42', required: true });
     const form = h('form.toolbar#locate-form', {
       on: {

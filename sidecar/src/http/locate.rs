@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::Json;
 use futures_util::future::join_all;
 use rcluster_domain::config::NodeConfig;
@@ -26,6 +26,7 @@ use crate::api::{
 };
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
+use crate::http::input::QueryIn;
 use crate::http::kv::{check_key, timeout};
 use crate::http::openapi::{BadRequest, ControlLayers, FileId, Key, NotFound, ReadKey, Storage};
 use crate::node::files::{member_conn, read_meta};
@@ -92,7 +93,7 @@ fn bad_ring(e: impl std::fmt::Display) -> ApiError {
 pub async fn ring(
     State(s): State<Arc<Shared>>,
     _caller: Caller,
-    Query(q): Query<RingQuery>,
+    QueryIn(q): QueryIn<RingQuery>,
 ) -> Result<Json<RingView>, ApiError> {
     let (mut ids, vnodes, n) = current(&s);
     let now = Ring::new(&ids, vnodes).map_err(bad_ring)?;
