@@ -7,8 +7,8 @@ cd "$(dirname "$0")"
 usage() {
   cat <<'TXT'
 usage: ./rc.sh <command> [args]
-  up [--low-resource] ...   build (release) and start the local 3-node cluster of config/cluster.yaml
-  test                      build and run the whole test suite (cargo tests, then schemathesis)
+  up [--low-resource] ...   build (release) and the admin page, start the local 3-node cluster of config/cluster.yaml
+  test                      build and run the whole test suite (cargo tests, schemathesis, then the browser tests)
   check                     cargo fmt --check and cargo clippy -D warnings
   bench                     run the benchmarks (prints ours vs plain Redis and the ratio)
   deps                      only install the system packages the project needs
@@ -29,10 +29,18 @@ ensure_deps() {
     # libclang-dev: bindgen (redis-module's build); redis-server, redis-tools: the nodes and the
     # benchmarks; curl, procps (pgrep), python3-venv (schemathesis), prometheus (promtool):
     # the tests.
-    for p in libclang-dev redis-server redis-tools gcc curl procps python3-venv prometheus; do
+    for p in libclang-dev redis-server redis-tools gcc curl procps python3-venv prometheus chromium; do
       installed "$p" || missing+=("$p")
     done
+    # The admin page's build (admin-ui/) and its browser tests: Node.js and npm (by command:
+    # a Node.js from another source may bring npm inside its own package), and Debian's
+    # chromium (above).
+    command -v node >/dev/null 2>&1 || missing+=(nodejs)
+    command -v npm >/dev/null 2>&1 || missing+=(npm)
   else
+    command -v node >/dev/null 2>&1 || missing+=(nodejs)
+    command -v npm >/dev/null 2>&1 || missing+=(npm)
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
     command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
     command -v redis-benchmark >/dev/null 2>&1 || missing+=(redis-tools)
     command -v cc >/dev/null 2>&1 || missing+=(gcc)
@@ -57,6 +65,17 @@ check_redis_version() {
     echo "error: redis-server $v is too old: the rcluster module needs Redis 7.0 or later (Debian 12 ships 7.0.15)" >&2
     exit 1
   fi
+}
+
+# Installs the admin page's packages (npm ci: exactly package-lock.json) when they changed,
+# and builds it into admin-ui/dist/, which every node serves at /.
+build_ui() {
+  local stamp=admin-ui/node_modules/.rc-lock
+  if [ ! -f "$stamp" ] || ! cmp -s admin-ui/package-lock.json "$stamp"; then
+    (cd admin-ui && npm ci --no-audit --no-fund) || { echo "error: npm ci in admin-ui/ failed" >&2; exit 1; }
+    cp admin-ui/package-lock.json "$stamp"
+  fi
+  (cd admin-ui && npm run build --silent) || { echo "error: building the admin page (admin-ui/) failed" >&2; exit 1; }
 }
 
 install_packages() {
@@ -96,6 +115,7 @@ case "$cmd" in
   up)
     ensure_deps
     cargo build --release --workspace
+    build_ui
     exec target/release/rcluster up --config config/cluster.yaml "$@"
     ;;
   test)
@@ -104,6 +124,9 @@ case "$cmd" in
     cargo test --workspace "$@"
     # The API against its OpenAPI document (schemathesis from PyPI, in target/).
     bash tests/schemathesis/run.sh
+    # The admin page in Debian's chromium against a real cluster (Playwright, admin-ui/tests/).
+    build_ui
+    (cd admin-ui && RCLUSTER_TARGET="$PWD/../target/debug" npm test)
     ;;
   check)
     cargo fmt --all -- --check

@@ -33,6 +33,12 @@ pub fn chunk_key(file_id: &str, index: u32) -> String {
     format!("chunk:{file_id}:{index}")
 }
 
+/// `<file-id>:<index>`: where chunk `index` of a file sits on the ring (the key its preference
+/// list is computed from, as `RC.LOCATE` takes it).
+pub fn chunk_ring_key(file_id: &str, index: u32) -> Vec<u8> {
+    format!("{file_id}:{index}").into_bytes()
+}
+
 /// `file:<file-id>:chunks`: the set of chunk indexes of a file held on this node.
 pub fn file_chunks_key(file_id: &str) -> String {
     format!("file:{file_id}:chunks")

@@ -104,8 +104,12 @@ impl Ring {
     /// The first `min(n, node count)` distinct nodes met walking clockwise from the first token
     /// at or after `hash64(key)`, wrapping past the end. The first is the key's primary owner.
     pub fn preference_list(&self, key: &[u8], n: usize) -> Vec<&str> {
+        self.preference_at(hash64(key), n)
+    }
+
+    /// The preference list of the place `h` on the ring (what a key hashing to `h` gets).
+    pub fn preference_at(&self, h: u64, n: usize) -> Vec<&str> {
         let want = n.min(self.nodes.len());
-        let h = hash64(key);
         let start = self.tokens.partition_point(|&(token, _)| token < h);
         self.walk_from(start, want)
     }
@@ -151,10 +155,67 @@ impl Ring {
         &self.nodes
     }
 
+    /// Every token in ring order with the node that owns it (for drawing the ring).
+    pub fn tokens(&self) -> impl Iterator<Item = (u64, &str)> + '_ {
+        self.tokens
+            .iter()
+            .map(|&(token, index)| (token, self.nodes[usize::from(index)].as_str()))
+    }
+
     /// Tokens per node.
     pub fn vnodes(&self) -> u32 {
         u32::try_from(self.tokens.len() / self.nodes.len()).expect("vnodes <= MAX_VNODES")
     }
+}
+
+/// The stretches of the hash space whose set of `n` replicas differs between two rings (after
+/// a member joins or leaves, or the virtual nodes change): `(after, up_to)` ranges of places
+/// `after < h <= up_to`, in ring order, neighbours merged; a range with `after > up_to` wraps
+/// past the end of the hash space, and one with `after == up_to` is the whole of it. Within the stretch between two neighbouring tokens of either
+/// ring, both rings give every place the same preference list, so one place per stretch decides.
+pub fn moved_ranges(a: &Ring, b: &Ring, n: usize) -> Vec<(u64, u64)> {
+    let mut bounds: Vec<u64> = a.tokens().chain(b.tokens()).map(|(t, _)| t).collect();
+    bounds.sort_unstable();
+    bounds.dedup();
+    let replicas = |ring: &Ring, h: u64| {
+        let mut set = ring.preference_at(h, n);
+        set.sort_unstable();
+        set.into_iter().map(str::to_string).collect::<Vec<_>>()
+    };
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for (i, &end) in bounds.iter().enumerate() {
+        // The first stretch wraps: from the last bound past the end, to the first.
+        let after = if i == 0 {
+            bounds[bounds.len() - 1]
+        } else {
+            bounds[i - 1]
+        };
+        if replicas(a, end) == replicas(b, end) {
+            continue;
+        }
+        match out.last_mut() {
+            Some(last) if last.1 == after => last.1 = end,
+            _ => out.push((after, end)),
+        }
+    }
+    // The wrapping first range and the last one meet at the last bound: one range.
+    if out.len() > 1 && out[out.len() - 1].1 == out[0].0 {
+        let (after, _) = out.pop().expect("two ranges");
+        out[0].0 = after;
+    }
+    out
+}
+
+/// The share of the hash space (0 to 1) that [`moved_ranges`] covers.
+pub fn moved_share(ranges: &[(u64, u64)]) -> f64 {
+    let total: u128 = ranges
+        .iter()
+        .map(|&(after, up_to)| match up_to.wrapping_sub(after) {
+            0 => 1u128 << 64,
+            length => u128::from(length),
+        })
+        .sum();
+    total as f64 / 18_446_744_073_709_551_616.0
 }
 
 #[cfg(test)]
@@ -183,6 +244,58 @@ mod tests {
 
     fn key(i: usize) -> Vec<u8> {
         format!("key-{i}").into_bytes()
+    }
+
+    #[test]
+    fn moved_ranges_cover_exactly_the_places_whose_replicas_change() {
+        let three: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let four: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+        let before = Ring::new(&three, 16).unwrap();
+        let after = Ring::new(&four, 16).unwrap();
+        assert!(moved_ranges(&before, &before, 2).is_empty());
+        let ranges = moved_ranges(&before, &after, 2);
+        let share = moved_share(&ranges);
+        // d takes about a quarter of the primaries and of the second copies: half the space moves.
+        assert!(share > 0.2 && share < 0.8, "{share}");
+        // Sample keys: a key changes replicas exactly when it falls in a range.
+        let inside = |h: u64| {
+            ranges.iter().any(|&(a, b)| {
+                if a < b {
+                    a < h && h <= b
+                } else if a == b {
+                    true
+                } else {
+                    h > a || h <= b
+                }
+            })
+        };
+        for i in 0..2000u32 {
+            let key = format!("k{i}");
+            let h = hash64(key.as_bytes());
+            let mut x = before.preference_list(key.as_bytes(), 2);
+            let mut y = after.preference_list(key.as_bytes(), 2);
+            x.sort_unstable();
+            y.sort_unstable();
+            assert_eq!(x != y, inside(h), "{key}");
+        }
+        // With n = 4 every place gains d: the whole space, one range.
+        let all = moved_ranges(&before, &after, 4);
+        assert_eq!(all.len(), 1);
+        assert_eq!(moved_share(&all), 1.0);
+    }
+
+    #[test]
+    fn tokens_are_in_ring_order_with_their_owners() {
+        let ids = vec!["b".to_string(), "a".to_string()];
+        let ring = Ring::new(&ids, 8).unwrap();
+        let tokens: Vec<(u64, &str)> = ring.tokens().collect();
+        assert_eq!(tokens.len(), 16);
+        assert!(tokens.windows(2).all(|w| w[0].0 <= w[1].0));
+        assert_eq!(tokens.iter().filter(|t| t.1 == "a").count(), 8);
+        // The key's primary owner is the owner of the first token at or after its hash.
+        let h = hash64(b"some-key");
+        let first = tokens.iter().find(|t| t.0 >= h).unwrap_or(&tokens[0]);
+        assert_eq!(ring.preference_list(b"some-key", 1), vec![first.1]);
     }
 
     #[test]

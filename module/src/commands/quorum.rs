@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rcluster_domain::codes::{Code, CodedError};
-use rcluster_domain::keys::chunk_key;
+use rcluster_domain::keys::{chunk_key, chunk_ring_key};
 use rcluster_domain::quorum::Options;
 use rcluster_domain::rc::chunk::{ChunkFetch, ChunkSet};
 use rcluster_domain::rc::kv::{Del, Get, Locate, LocateRow, QuorumOptions, Set};
@@ -349,11 +349,6 @@ fn trace_preference(trace: &Tracer, me: &str, is_replica: bool, others: &[Arc<Pe
         let state = node_state(id, me).to_string();
         trace.note(id, || What::Preference { state });
     }
-}
-
-/// Where a chunk lives on the ring: by file id and index.
-fn chunk_ring_key(file_id: &str, index: u32) -> Vec<u8> {
-    format!("{file_id}:{index}").into_bytes()
 }
 
 /// The largest chunk `RC.CHUNK.SET` checks (SHA-256 and CRC-32C) on the main thread: about

@@ -9,6 +9,8 @@ pub mod files;
 pub mod health;
 pub mod kv;
 pub mod nodes;
+pub mod ring;
+pub mod session;
 pub mod traces;
 
 pub use cluster::{
@@ -22,3 +24,8 @@ pub use nodes::{
     ActionResult, NewNode, NodeAction, NodeAdded, NodeRemoved, NodeRow, NodeState, Nodes, PassKind,
     Redistribution,
 };
+pub use ring::{
+    ChunkPlacement, FilePlacement, HeldCopy, Located, MovedRange, ReplicaCopy, RingChange,
+    RingQuery, RingToken, RingView,
+};
+pub use session::Whoami;

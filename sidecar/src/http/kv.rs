@@ -34,7 +34,7 @@ pub fn timeout(s: &Shared) -> Duration {
     Duration::from_millis(s.config.intervals.request_timeout_ms + 2_000)
 }
 
-fn check_key(key: &str) -> Result<(), ApiError> {
+pub fn check_key(key: &str) -> Result<(), ApiError> {
     if key.is_empty() {
         return Err(ApiError::new(
             ErrorCode::BadRequest,

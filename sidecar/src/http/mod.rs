@@ -1,6 +1,7 @@
 //! The node's HTTP API (axum): [`router`] builds it from one file per resource (`health`,
-//! `cluster`, `nodes`, `members`, `kv`, `files`, `faults`, `metrics`, `openapi`, `page`), each handler
-//! registered with its OpenAPI documentation. Keys are checked in `auth`, requests another node
+//! `cluster`, `nodes`, `members`, `kv`, `files`, `faults`, `metrics`, `openapi`, `page`,
+//! `events`, `locate`, `traces`), each handler registered with its OpenAPI documentation. Keys
+//! are checked in `auth`, requests another node
 //! must answer go through `forward`, and every error is an `error::ApiError`, answered as JSON
 //! `{"error":{"code","message"}}` (also for the layers' and extractors' refusals; `input` reads
 //! JSON bodies and queries with messages that name the field). Writes need an admin key before
@@ -11,12 +12,14 @@ pub mod auth;
 pub mod body;
 pub mod cluster;
 pub mod error;
+pub mod events;
 pub mod faults;
 pub mod files;
 pub mod forward;
 pub mod health;
 pub mod input;
 pub mod kv;
+pub mod locate;
 pub mod members;
 pub mod metrics;
 pub mod nodes;
@@ -97,7 +100,11 @@ fn routes(limits: Limits) -> OpenApiRouter<Arc<Shared>> {
         .routes(routes!(faults::hold, faults::clear_one))
         .routes(routes!(openapi::document))
         .routes(routes!(traces::list_traces))
-        .routes(routes!(traces::get_trace));
+        .routes(routes!(traces::get_trace))
+        .routes(routes!(page::asset))
+        .routes(routes!(page::whoami))
+        .routes(routes!(locate::ring))
+        .routes(routes!(events::events));
     let control = body_limit(control, limits.body_bytes, "api.body_limit_bytes").layer(
         TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, limits.request),
     );
@@ -107,7 +114,10 @@ fn routes(limits: Limits) -> OpenApiRouter<Arc<Shared>> {
         .routes(routes!(nodes::nodes, members::add_node))
         .routes(routes!(members::remove_node));
     let members = body_limit(members, limits.body_bytes, "api.body_limit_bytes");
-    let kv = OpenApiRouter::new().routes(routes!(kv::kv_put, kv::kv_get, kv::kv_delete));
+    let kv = OpenApiRouter::new()
+        .routes(routes!(kv::kv_put, kv::kv_get, kv::kv_delete))
+        .routes(routes!(locate::locate))
+        .routes(routes!(locate::file_placement));
     let kv = body_limit(kv, limits.value_bytes, "limits.max_value_bytes");
     let files = OpenApiRouter::new()
         .routes(routes!(files::list_files, files::upload))

@@ -299,7 +299,7 @@ mod tests {
     const METHODS: &[&str] = &["get", "put", "post", "delete", "patch", "head", "options"];
 
     /// The operations that need no API key.
-    const OPEN: &[&str] = &["index", "health", "metrics", "openapi"];
+    const OPEN: &[&str] = &["index", "asset", "health", "metrics", "openapi"];
 
     fn doc() -> Value {
         serde_json::from_str(document_json()).expect("the document is not valid JSON")

@@ -245,7 +245,10 @@ async fn the_document_lists_every_route_of_the_router() {
     let doc: Value = serde_json::from_slice(&body).expect("document");
     let mut operations = 0;
     for (path, item) in doc["paths"].as_object().expect("paths") {
-        let concrete = path.replace("{key}", "some-key").replace("{id}", "n2");
+        let concrete = path
+            .replace("{key}", "some-key")
+            .replace("{id}", "n2")
+            .replace("{file}", "some.js");
         for method in ["get", "put", "post", "delete"] {
             if item.get(method).is_none() {
                 continue;
@@ -269,7 +272,7 @@ async fn the_document_lists_every_route_of_the_router() {
             }
         }
     }
-    assert_eq!(operations, 28);
+    assert_eq!(operations, 34);
     // No route is registered without its documentation (`routes!` registers both).
     for (file, source) in [
         ("mod.rs", include_str!("mod.rs")),
@@ -284,6 +287,8 @@ async fn the_document_lists_every_route_of_the_router() {
         ("openapi.rs", include_str!("openapi.rs")),
         ("page.rs", include_str!("page.rs")),
         ("traces.rs", include_str!("traces.rs")),
+        ("events.rs", include_str!("events.rs")),
+        ("locate.rs", include_str!("locate.rs")),
     ] {
         let plain = [".route(", ".route_service(", ".nest("];
         assert!(

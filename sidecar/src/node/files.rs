@@ -358,7 +358,7 @@ impl Upload {
 
 /// A connection to a member's Redis (with this cluster's Redis password), or `None` when it
 /// cannot be had (also across an injected fault that cuts the two nodes apart).
-async fn member_conn(
+pub async fn member_conn(
     shared: &Shared,
     n: &rcluster_domain::config::NodeConfig,
 ) -> Option<redis::aio::MultiplexedConnection> {

@@ -65,17 +65,31 @@ impl Local {
             .await
     }
 
+    fn client(&self) -> Result<redis::Client, RedisError> {
+        let info = redis::ConnectionInfo {
+            addr: self.addr(),
+            redis: redis::RedisConnectionInfo {
+                password: self.password.clone(),
+                ..Default::default()
+            },
+        };
+        Ok(redis::Client::open(info)?)
+    }
+
+    /// A Pub/Sub connection of its own (the events stream of `GET /api/events`), opened within
+    /// `timeout`.
+    pub async fn pubsub(&self, timeout: Duration) -> Result<redis::aio::PubSub, RedisError> {
+        let client = self.client()?;
+        tokio::time::timeout(timeout, client.get_async_pubsub())
+            .await
+            .map_err(|_| RedisError::Timeout(timeout))?
+            .map_err(|e| RedisError::Unreachable(e.to_string()))
+    }
+
     async fn connection(&self) -> Result<MultiplexedConnection, RedisError> {
         let mut slot = self.conn.lock().await;
         if slot.is_none() {
-            let info = redis::ConnectionInfo {
-                addr: self.addr(),
-                redis: redis::RedisConnectionInfo {
-                    password: self.password.clone(),
-                    ..Default::default()
-                },
-            };
-            let client = redis::Client::open(info)?;
+            let client = self.client()?;
             let conn = client
                 .get_multiplexed_async_connection()
                 .await
