@@ -9,6 +9,7 @@ pub mod config;
 pub mod hint;
 pub mod hlc;
 pub mod keys;
+pub mod memory_fit;
 pub mod meta;
 pub mod node_config;
 pub mod peer_auth;
