@@ -408,9 +408,9 @@ fn nodes_on_separate_hosts_replicate_elect_and_survive_a_real_partition() {
     });
 
     // Security beyond loopback: the development key is refused, a wrong Redis password too.
-    let dev = format!("Authorization: Bearer dev-admin-key-change-me");
+    let dev = "Authorization: Bearer dev-admin-key-change-me";
     let url = format!("http://{}:8080/api/cluster", addrs[0]);
-    assert_eq!(curl(&["-H", &dev, &url]).0, 401, "development keys refused");
+    assert_eq!(curl(&["-H", dev, &url]).0, 401, "development keys refused");
     assert!(redis::Client::open(format!("redis://{}:6379/", addrs[0]))
         .expect("url")
         .get_connection_with_timeout(Duration::from_secs(3))
