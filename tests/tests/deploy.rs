@@ -3,7 +3,7 @@
 //! loader and differ only in names; the StatefulSet's pod names, ports, environment and mounts
 //! give each pod the configuration the namespace test (tests/tests/netns.rs) runs; the
 //! entrypoint refuses placeholder secrets; and tests/deploy/validate.sh (docker-compose config,
-//! kubernetes-validate) passes.
+//! kubernetes-validate) passes; and a node in a memory-limited cgroup fits Redis into it.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -240,4 +240,117 @@ fn compose_and_kubernetes_files_validate_with_the_real_tools() {
     eprintln!("{text}");
     assert!(out.status.success(), "{text}");
     assert!(text.contains("kubernetes-validate: deploy/k8s/*.yaml are valid"));
+}
+
+/// This process's memory cgroup folder to make a child in (v2's unified hierarchy, else v1's
+/// memory controller), or why there is none.
+fn own_memory_cgroup() -> Result<(std::path::PathBuf, &'static str), String> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
+    for line in own.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next(), parts.next());
+        let (Some(controllers), Some(path)) = (controllers, path) else {
+            continue;
+        };
+        let candidate = if controllers.is_empty() {
+            (Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/')), "memory.max")
+        } else if controllers.split(',').any(|c| c == "memory") {
+            (
+                Path::new("/sys/fs/cgroup/memory").join(path.trim_start_matches('/')),
+                "memory.limit_in_bytes",
+            )
+        } else {
+            continue;
+        };
+        if candidate.0.join(candidate.1).exists() || candidate.0.join("cgroup.procs").exists() {
+            return Ok(candidate);
+        }
+    }
+    Err("no writable memory cgroup".into())
+}
+
+/// A child memory cgroup with a limit, removed on drop.
+struct Cgroup(std::path::PathBuf);
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// Starts a one-node cluster whose config asks `redis_maxmemory_mb` inside `cgroup` (the node
+/// enters it before it starts, as a container's process does); returns Redis's `maxmemory` and
+/// the node's log.
+fn maxmemory_in(cgroup: &Path, asked_mb: u64) -> (String, String) {
+    let cluster = rcluster_tests::nodes::NodeCluster::configure(
+        "cgroup",
+        1,
+        &format!("redis_maxmemory_mb: {asked_mb}\n"),
+    );
+    let log_path = cluster.dir.path().join("node.log");
+    let log = std::fs::File::create(&log_path).expect("log");
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo $$ > {}/cgroup.procs && exec \"$0\" node --config \"$1\" --id n1",
+            cgroup.display()
+        ))
+        .arg(rcluster_tests::rcluster_bin())
+        .arg(cluster.config_path())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("node");
+    let port = cluster.redis_ports[0];
+    let maxmemory = rcluster_tests::wait_for(
+        "the node's Redis",
+        std::time::Duration::from_secs(60),
+        || {
+            let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
+            let mut conn = client.get_connection().ok()?;
+            let pair: Vec<String> = redis::cmd("CONFIG")
+                .arg("GET")
+                .arg("maxmemory")
+                .query(&mut conn)
+                .ok()?;
+            pair.get(1).cloned()
+        },
+    );
+    for pid in rcluster_tests::nodes::descendants(child.id()) {
+        // SAFETY: kill sends a signal; no memory is touched.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
+    let _ = child.wait();
+    (maxmemory, std::fs::read_to_string(&log_path).unwrap_or_default())
+}
+
+#[test]
+fn a_node_in_a_memory_limited_cgroup_fits_redis_into_it() {
+    let (parent, limit_file) = match own_memory_cgroup() {
+        Ok(found) => found,
+        Err(why) => {
+            eprintln!("SKIPPED a_node_in_a_memory_limited_cgroup...: {why}");
+            return;
+        }
+    };
+    let dir = parent.join(format!("rcluster-test-{}", std::process::id()));
+    if let Err(e) = std::fs::create_dir(&dir) {
+        eprintln!(
+            "SKIPPED a_node_in_a_memory_limited_cgroup...: cannot make {}: {e}",
+            dir.display()
+        );
+        return;
+    }
+    let cgroup = Cgroup(dir);
+    // 200 MB (the kernel rounds to pages): 190 MiB, so Redis may take 95 MiB.
+    std::fs::write(cgroup.0.join(limit_file), "200000000").expect("set the limit");
+    let (maxmemory, log) = maxmemory_in(&cgroup.0, 512);
+    assert_eq!(maxmemory, (95u64 << 20).to_string(), "{log}");
+    assert!(
+        log.contains("memory limit 190 MiB: redis_maxmemory_mb 512 -> 95"),
+        "{log}"
+    );
+    // What already fits stays as configured.
+    let (maxmemory, log) = maxmemory_in(&cgroup.0, 64);
+    assert_eq!(maxmemory, (64u64 << 20).to_string(), "{log}");
 }
