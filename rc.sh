@@ -8,6 +8,8 @@ usage() {
   cat <<'TXT'
 usage: ./rc.sh <command> [args]
   up [--low-resource] ...   build (release) and the admin page, start the local 3-node cluster of config/cluster.yaml
+  build [--release]         install the build's packages, build the workspace and the admin page (the Dockerfile runs this)
+  compose-secrets           write .env and deploy/secrets/cluster.secret for docker-compose.yml
   test                      build and run the whole test suite (cargo tests, schemathesis, then the browser tests)
   check                     cargo fmt --check and cargo clippy -D warnings
   bench                     run the benchmarks (prints ours vs plain Redis and the ratio)
@@ -27,9 +29,12 @@ ensure_deps() {
   if command -v dpkg-query >/dev/null 2>&1; then
     local p
     # libclang-dev: bindgen (redis-module's build); redis-server, redis-tools: the nodes and the
-    # benchmarks; curl, procps (pgrep), python3-venv (schemathesis), prometheus (promtool):
-    # the tests.
-    for p in libclang-dev redis-server redis-tools gcc curl procps python3-venv prometheus chromium; do
+    # benchmarks; curl, procps (pgrep), python3-venv (schemathesis, kubernetes-validate),
+    # prometheus (promtool), iproute2 and nftables (nodes in network namespaces, real
+    # partitions), docker-compose (checks docker-compose.yml offline), chromium (the browser
+    # tests): the tests.
+    for p in libclang-dev redis-server redis-tools gcc curl procps python3-venv prometheus \
+      iproute2 nftables docker-compose chromium; do
       installed "$p" || missing+=("$p")
     done
     # The admin page's build (admin-ui/) and its browser tests: Node.js and npm (by command:
@@ -47,6 +52,9 @@ ensure_deps() {
     command -v curl >/dev/null 2>&1 || missing+=(curl)
     command -v pgrep >/dev/null 2>&1 || missing+=(procps)
     command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+    command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+    command -v nft >/dev/null 2>&1 || missing+=(nftables)
+    command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
     python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
   fi
   [ ${#missing[@]} -eq 0 ] || install_packages "${missing[@]}"
@@ -109,6 +117,37 @@ install_packages() {
   fi
 }
 
+# Only what building needs (the Dockerfile's build stage has no Redis and needs none): bindgen's
+# libclang, a C compiler, and Node.js with npm for the admin page.
+ensure_build_deps() {
+  local missing=() p
+  if command -v dpkg-query >/dev/null 2>&1; then
+    for p in libclang-dev gcc; do installed "$p" || missing+=("$p"); done
+  else
+    command -v cc >/dev/null 2>&1 || missing+=(gcc)
+  fi
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
+  [ ${#missing[@]} -eq 0 ] || install_packages "${missing[@]}"
+}
+
+# Random secrets for docker-compose.yml: .env (keys, Redis password) and the cluster secret file.
+# Never overwrites existing ones.
+compose_secrets() {
+  key() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+  if [ -e .env ]; then echo ".env exists: kept"; else
+    umask 077
+    printf 'RCLUSTER_ADMIN_KEY=%s\nRCLUSTER_READ_KEY=%s\nRCLUSTER_REDIS_PASSWORD=%s\n' \
+      "$(key)" "$(key)" "$(key)" > .env
+    echo "wrote .env (the admin key is RCLUSTER_ADMIN_KEY in it)"
+  fi
+  mkdir -p deploy/secrets
+  if [ -e deploy/secrets/cluster.secret ]; then echo "deploy/secrets/cluster.secret exists: kept"; else
+    (umask 077; printf '%s%s' "$(key)" "$(key)" > deploy/secrets/cluster.secret)
+    echo "wrote deploy/secrets/cluster.secret"
+  fi
+}
+
 cmd=${1:-}
 [ $# -gt 0 ] && shift
 case "$cmd" in
@@ -118,6 +157,12 @@ case "$cmd" in
     build_ui
     exec target/release/rcluster up --config config/cluster.yaml "$@"
     ;;
+  build)
+    ensure_build_deps
+    cargo build --workspace "$@"
+    build_ui
+    ;;
+  compose-secrets) compose_secrets ;;
   test)
     ensure_deps
     cargo build --workspace

@@ -200,13 +200,18 @@ impl Default for Limits {
     }
 }
 
-/// One node: its id and the three ports it listens on.
+/// One node: its id, the address peers and clients use, the address it binds, and its three ports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     pub id: String,
+    /// The address peers and clients use to reach the node (an IP address or a name they
+    /// resolve, such as a container's service name).
     #[serde(default = "default_host")]
     pub host: String,
+    /// The address the node binds its ports on (e.g. `0.0.0.0` in a container); unset: `host`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen_host: Option<String>,
     pub redis_port: u16,
     pub http_port: u16,
     pub peer_port: u16,
@@ -287,12 +292,68 @@ pub enum ConfigError {
     Invalid { field: String, message: String },
     #[error("{0} must be printable ASCII without spaces")]
     BadPassword(&'static str),
+    #[error(
+        "the config refers to ${{{0}}} but the environment variable {0} is not set (or not \
+         valid UTF-8)"
+    )]
+    MissingVar(String),
+    #[error("{0}")]
+    BadVarReference(String),
     #[error("{field} {value} is out of range {}..={}", range.start(), range.end())]
     OutOfRange {
         field: &'static str,
         value: u64,
         range: RangeInclusive<u64>,
     },
+}
+
+/// `text` with every `${NAME}` (NAME of `A-Z`, `0-9` and `_`) replaced by `lookup(NAME)`: how a
+/// container passes secrets and addresses into one shared config file. Comment lines are left
+/// as they are. An unset variable is an error naming it, never an empty string.
+pub fn expand_vars(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        if line.trim_start().starts_with('#') {
+            out.push_str(line);
+        } else {
+            expand_line(line, &lookup, &mut out)?;
+        }
+    }
+    Ok(out)
+}
+
+fn expand_line(
+    line: &str,
+    lookup: &impl Fn(&str) -> Option<String>,
+    out: &mut String,
+) -> Result<(), ConfigError> {
+    let mut rest = line;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            return Err(ConfigError::BadVarReference(
+                "\"${\" without a closing \"}\"".to_owned(),
+            ));
+        };
+        let name = &after[..end];
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+        if !valid {
+            return Err(ConfigError::BadVarReference(format!(
+                "${{{name}}}: a variable name is made of A-Z, 0-9 and _"
+            )));
+        }
+        out.push_str(&lookup(name).ok_or_else(|| ConfigError::MissingVar(name.to_owned()))?);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(())
 }
 
 /// Parses YAML text into a [`ClusterConfig`], fills in defaults, and validates it.
@@ -337,6 +398,21 @@ pub fn check_password(
 }
 
 impl NodeConfig {
+    /// The address the node binds: `listen_host`, else `host`.
+    pub fn listen(&self) -> &str {
+        self.listen_host.as_deref().unwrap_or(&self.host)
+    }
+
+    /// The address the node's own processes use to reach its ports: the bound address, or
+    /// loopback when it binds every address (`0.0.0.0`, `::`).
+    pub fn local_host(&self) -> &str {
+        match self.listen() {
+            "0.0.0.0" => "127.0.0.1",
+            "::" | "[::]" => "::1",
+            bound => bound,
+        }
+    }
+
     /// The node's ports, each with its field name.
     fn named_ports(&self) -> [(&'static str, u16); 3] {
         [
@@ -461,7 +537,7 @@ impl ClusterConfig {
     /// (a `host` that is not `localhost`, `127.0.0.0/8` or `::1`) makes every development
     /// default a refusal, named with what to change. Empty: it may start.
     pub fn exposure_problems(&self, node: &NodeConfig) -> Vec<String> {
-        if is_loopback_host(&node.host) {
+        if is_loopback_host(&node.host) && is_loopback_host(node.listen()) {
             return Vec::new();
         }
         let mut out = Vec::new();
@@ -603,6 +679,7 @@ nodes:
         NodeConfig {
             id: id.to_owned(),
             host: "127.0.0.1".to_owned(),
+            listen_host: None,
             redis_port,
             http_port,
             peer_port,
@@ -993,6 +1070,53 @@ nodes:
     }
 
     #[test]
+    fn variables_are_expanded_and_unset_ones_named() {
+        let env = |name: &str| (name == "KEY").then(|| "s3cret".to_owned());
+        assert_eq!(
+            expand_vars("key: ${KEY}, again ${KEY}$", env).expect("set"),
+            "key: s3cret, again s3cret$"
+        );
+        assert_eq!(expand_vars("no vars", env).expect("none"), "no vars");
+        assert_eq!(
+            expand_vars("  # a ${comment}\nk: ${KEY}\n", env).expect("comment kept"),
+            "  # a ${comment}\nk: s3cret\n"
+        );
+        assert_eq!(
+            expand_vars("a: ${MISSING}", env).unwrap_err().to_string(),
+            "the config refers to ${MISSING} but the environment variable MISSING is not set (or \
+             not valid UTF-8)"
+        );
+        assert!(expand_vars("a: ${lower}", env)
+            .unwrap_err()
+            .to_string()
+            .contains("A-Z, 0-9 and _"));
+        assert!(expand_vars("a: ${KEY", env)
+            .unwrap_err()
+            .to_string()
+            .contains("closing"));
+    }
+
+    #[test]
+    fn listen_host_binds_and_host_is_advertised() {
+        let mut n = node("n1", 1, 2, 3);
+        n.host = "n1.example".into();
+        assert_eq!((n.listen(), n.local_host()), ("n1.example", "n1.example"));
+        n.listen_host = Some("0.0.0.0".into());
+        assert_eq!((n.listen(), n.local_host()), ("0.0.0.0", "127.0.0.1"));
+        n.listen_host = Some("::".into());
+        assert_eq!(n.local_host(), "::1");
+        n.listen_host = Some("10.1.2.3".into());
+        assert_eq!(n.local_host(), "10.1.2.3");
+        // Loopback advertised but every address bound: exposed, so the development defaults are
+        // refused.
+        let config = parse(THREE_NODES).expect("valid");
+        let mut exposed = config.nodes[0].clone();
+        assert!(config.exposure_problems(&exposed).is_empty());
+        exposed.listen_host = Some("0.0.0.0".into());
+        assert!(!config.exposure_problems(&exposed).is_empty());
+    }
+
+    #[test]
     fn loopback_hosts() {
         for host in [
             "127.0.0.1",
@@ -1097,6 +1221,7 @@ nodes:
                     .map(|(id, p)| NodeConfig {
                         id,
                         host: host.to_owned(),
+                        listen_host: None,
                         redis_port: p[0],
                         http_port: p[1],
                         peer_port: p[2],

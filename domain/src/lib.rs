@@ -11,6 +11,7 @@ pub mod hint;
 pub mod histogram;
 pub mod hlc;
 pub mod keys;
+pub mod memory_fit;
 pub mod meta;
 pub mod node_config;
 pub mod peer_auth;

@@ -84,8 +84,15 @@ pub struct Meta {
     pub vnodes: u32,
     /// Chunk size of new uploads (a file keeps the size it was cut with).
     pub chunk_size_bytes: u64,
-    /// Index of the last applied entry: the topology epoch pushed into the module.
+    /// Index of the last applied entry.
     pub applied: u64,
+    /// Index of the last entry that changed the metadata: the topology epoch is `1 +` it, so
+    /// every node that applied the same changes pushes the same epoch, whatever entries without
+    /// a change (a new leader's empty entry, a membership entry of Raft's own) followed and
+    /// however the entries were batched. (0 in snapshots written before it existed: `restore`
+    /// then takes the snapshot's index.)
+    #[serde(default)]
+    pub changed_at: u64,
 }
 
 impl Meta {
@@ -103,6 +110,7 @@ impl Meta {
             vnodes: config.vnodes,
             chunk_size_bytes: config.chunk_size_bytes,
             applied: 0,
+            changed_at: 0,
         }
     }
 
@@ -131,19 +139,22 @@ impl Meta {
     pub fn restore(&mut self, index: u64, data: &[u8]) {
         if let Ok(meta) = serde_json::from_slice::<Meta>(data) {
             *self = meta;
+            if self.changed_at == 0 {
+                self.changed_at = index;
+            }
         }
         self.applied = index;
     }
 
     /// The topology this metadata puts into the module: its members, quorum and virtual nodes
-    /// with the config's other settings, as epoch `1 + applied` (epoch 1 is the config's own,
+    /// with the config's other settings, as epoch `1 + changed_at` (epoch 1 is the config's own,
     /// before any entry). `None` while there are no members (a joining node that has not caught
     /// up has nothing to push).
     pub fn topology(&self, config: &ClusterConfig) -> Option<Topology> {
         if self.members.is_empty() {
             return None;
         }
-        let mut topology = Topology::new(config, &self.members, 1 + self.applied);
+        let mut topology = Topology::new(config, &self.members, 1 + self.changed_at);
         topology.quorum = self.quorum;
         topology.vnodes = self.vnodes;
         Some(topology)
@@ -254,6 +265,7 @@ mod tests {
         NodeConfig {
             id: id.to_string(),
             host: "127.0.0.1".to_string(),
+            listen_host: None,
             redis_port: port,
             http_port: port + 1000,
             peer_port: port + 2000,
@@ -270,7 +282,8 @@ mod tests {
             members: three(),
             vnodes: 64,
             chunk_size_bytes: 1 << 20,
-            applied: 7,
+            applied: 9,
+            changed_at: 7,
         }
     }
 
@@ -396,7 +409,7 @@ mod tests {
         assert_eq!(m.members[0].host, "127.0.0.1");
     }
 
-    /// The exact bytes of a snapshot written by earlier versions.
+    /// The exact bytes of a snapshot written by earlier versions still restore.
     #[test]
     fn the_snapshot_format_is_unchanged_and_restores() {
         let wire = concat!(
@@ -406,16 +419,20 @@ mod tests {
             r#"{"id":"n3","host":"127.0.0.1","redis_port":6381,"http_port":7381,"peer_port":8381}],"#,
             r#""vnodes":64,"chunk_size_bytes":1048576,"applied":7}"#
         );
-        assert_eq!(String::from_utf8(meta().snapshot()).unwrap(), wire);
+        // Today's format adds `changed_at` at the end.
+        let today = wire.replace(r#""applied":7}"#, r#""applied":9,"changed_at":7}"#);
+        assert_eq!(String::from_utf8(meta().snapshot()).unwrap(), today);
         let mut m = Meta {
             members: Vec::new(),
             ..meta()
         };
         m.restore(250, wire.as_bytes());
+        // A snapshot written before `changed_at` existed: the epoch is the snapshot's index.
         assert_eq!(
             m,
             Meta {
                 applied: 250,
+                changed_at: 250,
                 ..meta()
             }
         );
@@ -459,7 +476,7 @@ mod tests {
     }
 
     #[test]
-    fn the_topology_carries_the_replicated_settings_as_epoch_applied_plus_one() {
+    fn the_topology_carries_the_replicated_settings_as_epoch_changed_at_plus_one() {
         let config = crate::config::parse(
             "cluster_name: t\nvnodes: 8\nnodes:\n  \
              - {id: n1, redis_port: 6379, http_port: 7379, peer_port: 8379}\n  \

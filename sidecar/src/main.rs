@@ -68,9 +68,13 @@ struct NodeArgs {
     /// give its ports the first time; they are saved in its data folder).
     #[arg(long)]
     id: Option<String>,
-    /// Address a new node listens on (not needed for nodes in the config).
+    /// Address peers and clients use to reach a new node (not needed for nodes in the config).
     #[arg(long)]
     host: Option<String>,
+    /// Address to bind the node's ports on, e.g. 0.0.0.0 in a container (any node; default: the
+    /// config's listen_host, else its host).
+    #[arg(long)]
+    listen_host: Option<String>,
     /// Redis port of a new node.
     #[arg(long)]
     redis_port: Option<u16>,
@@ -122,6 +126,7 @@ fn main() -> ExitCode {
                 (None, Some(id)) => {
                     let address = node::Address {
                         host: args.host,
+                        listen_host: args.listen_host,
                         redis_port: args.redis_port,
                         http_port: args.http_port,
                         peer_port: args.peer_port,

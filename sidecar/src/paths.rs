@@ -55,10 +55,12 @@ pub fn read_config(path: &Path) -> Result<ClusterConfig, PathsError> {
         path: path.to_path_buf(),
         source,
     })?;
-    config::parse(&text).map_err(|source| PathsError::Invalid {
+    let invalid = |source| PathsError::Invalid {
         path: path.to_path_buf(),
         source,
-    })
+    };
+    let text = config::expand_vars(&text, |name| std::env::var(name).ok()).map_err(invalid)?;
+    config::parse(&text).map_err(invalid)
 }
 
 pub fn load(path: &Path, low_resource: bool) -> Result<Loaded, PathsError> {

@@ -124,6 +124,7 @@ impl Cluster {
             .map(|n| NodeConfig {
                 id: n.id,
                 host: n.host,
+                listen_host: None,
                 redis_port: n.redis_port,
                 http_port: n.http_port,
                 peer_port: n.peer_port,
@@ -359,6 +360,7 @@ async fn add(args: AddArgs) -> Result<(), CliError> {
     let node = NodeConfig {
         id: args.id.clone(),
         host: args.host.clone(),
+        listen_host: None,
         redis_port: pick(args.redis_port, |m| m.redis_port)?,
         http_port: pick(args.http_port, |m| m.http_port)?,
         peer_port: pick(args.peer_port, |m| m.peer_port)?,

@@ -120,6 +120,7 @@ pub async fn add_node(
     let node = NodeConfig {
         id: body.id,
         host: body.host,
+        listen_host: None,
         redis_port: body.redis_port,
         http_port: body.http_port,
         peer_port: body.peer_port,

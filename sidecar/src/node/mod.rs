@@ -92,6 +92,8 @@ fn io(what: String) -> impl FnOnce(std::io::Error) -> NodeError {
 #[derive(Clone, Debug, Default)]
 pub struct Address {
     pub host: Option<String>,
+    /// The address to bind instead of the advertised one (any node, also one in the config).
+    pub listen_host: Option<String>,
     pub redis_port: Option<u16>,
     pub http_port: Option<u16>,
     pub peer_port: Option<u16>,
@@ -141,6 +143,7 @@ fn resolve(loaded: &paths::Loaded, id: &str, address: &Address) -> Result<NodeCo
             let node = NodeConfig {
                 id: id.to_string(),
                 host: address.host.clone().unwrap_or_else(|| "127.0.0.1".into()),
+                listen_host: None,
                 redis_port: port(address.redis_port, "redis-port")?,
                 http_port: port(address.http_port, "http-port")?,
                 peer_port: port(address.peer_port, "peer-port")?,
@@ -191,9 +194,20 @@ pub async fn run(args: NodeArgs, app: fn(Arc<Shared>) -> axum::Router) -> Result
         low_resource,
         module,
     } = args;
-    let loaded = paths::load(&config_path, low_resource)?;
+    let mut loaded = paths::load(&config_path, low_resource)?;
     logging::init(&loaded.config.log_level);
-    let node = resolve(&loaded, &id, &address)?;
+    // In a container (or any cgroup with a memory limit): Redis and the transfer buffers fit.
+    if let Some(limit) = memory::cgroup_limit() {
+        let (fitted, changes) = rcluster_domain::memory_fit::fit(&loaded.config, limit);
+        for change in &changes {
+            tracing::info!(node = %id, "memory limit {} MiB: {change}", limit >> 20);
+        }
+        loaded.config = fitted;
+    }
+    let mut node = resolve(&loaded, &id, &address)?;
+    if let Some(listen) = &address.listen_host {
+        node.listen_host = Some(listen.clone());
+    }
     // Before anything listens: beyond loopback, development defaults are refused.
     let problems = loaded.config.exposure_problems(&node);
     if !problems.is_empty() {
@@ -227,17 +241,18 @@ pub async fn run(args: NodeArgs, app: fn(Arc<Shared>) -> axum::Router) -> Result
         redis::insight_password(&loaded).map_err(io("read insight.password_file".to_string()))?;
 
     // Take both ports first, so a clash is reported before anything starts.
-    let http = tokio::net::TcpListener::bind((node.host.as_str(), node.http_port))
+    let listen = node.listen();
+    let http = tokio::net::TcpListener::bind((listen, node.http_port))
         .await
         .map_err(io(format!(
-            "listen on {}:{} (http_port of {})",
-            node.host, node.http_port, node.id
+            "listen on {listen}:{} (http_port of {})",
+            node.http_port, node.id
         )))?;
-    let peer_socket = tokio::net::UdpSocket::bind((node.host.as_str(), node.peer_port))
+    let peer_socket = tokio::net::UdpSocket::bind((listen, node.peer_port))
         .await
         .map_err(io(format!(
-            "listen on {}:{} (peer_port of {})",
-            node.host, node.peer_port, node.id
+            "listen on {listen}:{} (peer_port of {})",
+            node.peer_port, node.id
         )))?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -295,7 +310,14 @@ pub async fn run(args: NodeArgs, app: fn(Arc<Shared>) -> axum::Router) -> Result
             })
             .await
     });
-    tracing::info!(node = %node.id, "http on {}:{}", node.host, node.http_port);
+    tracing::info!(
+        node = %node.id,
+        "http on {}:{} (reached as {}:{})",
+        node.listen(),
+        node.http_port,
+        node.host,
+        node.http_port
+    );
 
     let mut term = signal(SignalKind::terminate()).map_err(io("watch SIGTERM".into()))?;
     tokio::select! {

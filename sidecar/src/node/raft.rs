@@ -598,10 +598,10 @@ pub async fn spawn(
     shutdown: watch::Receiver<bool>,
 ) -> Result<RaftHandle, RaftStartError> {
     let me = shared.me.clone();
-    let listener = TcpListener::bind((me.host.as_str(), me.peer_port))
+    let listener = TcpListener::bind((me.listen(), me.peer_port))
         .await
         .map_err(|source| RaftStartError::Listen {
-            host: me.host.clone(),
+            host: me.listen().to_owned(),
             port: me.peer_port,
             id: me.id.clone(),
             source,
@@ -806,8 +806,13 @@ async fn drive(
         }
         for e in &ready.committed {
             if let Command::App(data) = &e.command {
-                if let Err(why) = meta.apply(data) {
-                    tracing::warn!("raft: skipping an entry that is not a metadata change: {why}");
+                match meta.apply(data) {
+                    Ok(()) => meta.changed_at = e.index,
+                    Err(why) => {
+                        tracing::warn!(
+                            "raft: skipping an entry that is not a metadata change: {why}"
+                        )
+                    }
                 }
                 changed = true;
             }

@@ -321,7 +321,7 @@ impl Spec {
         let mut cmd = supervise::command("redis-server", &self.log())?;
         cmd.arg(&self.redis_conf)
             .args(["--port", &node.redis_port.to_string()])
-            .args(["--bind", &node.host])
+            .args(["--bind", node.listen()])
             .arg("--dir")
             .arg(&self.dir)
             .args(["--maxmemory", &format!("{}mb", cfg.redis_maxmemory_mb)]);
@@ -398,7 +398,7 @@ impl Spec {
             // Its own redis-server, not another process that holds the port (this one then exits
             // with "Address already in use", seen above on the next round), done loading.
             let answering = probe::redis_ready_pid(
-                &node.host,
+                node.local_host(),
                 node.redis_port,
                 password,
                 Duration::from_millis(500),
@@ -434,8 +434,8 @@ async fn push_topology(
         id: node.id.clone(),
         source,
     };
-    let client =
-        probe::redis_client(&node.host, node.redis_port, password).map_err(|e| fail(e.into()))?;
+    let client = probe::redis_client(node.local_host(), node.redis_port, password)
+        .map_err(|e| fail(e.into()))?;
     let push = async {
         let mut conn = client.get_multiplexed_async_connection().await?;
         rc(&ClusterSet {

@@ -167,7 +167,7 @@ impl Shared {
             .iter()
             .map(|n| (n.id.clone(), new_view(&config, &me.id, &n.id)))
             .collect();
-        let (me_host, me_port) = (me.host.clone(), me.redis_port);
+        let (me_host, me_port) = (me.local_host().to_owned(), me.redis_port);
         let socket = crate::node::redis::unix_socket(&dir);
         let uploads = usize::try_from(config.files.max_concurrent_uploads).unwrap_or(1);
         let downloads = usize::try_from(config.files.max_concurrent_downloads).unwrap_or(1);
