@@ -169,6 +169,43 @@ fn normalize(path: &Path) -> String {
 }
 
 #[test]
+fn compose_monitoring_files_are_the_generated_and_shipped_ones() {
+    // Prometheus inside Compose scrapes what `rcluster prometheus-config` makes of the image's
+    // config.
+    let out = Command::new(rcluster_tests::rcluster_bin())
+        .args(["prometheus-config", "--config"])
+        .arg(repo_root().join("config/docker/cluster.yaml"))
+        .env("RCLUSTER_ADMIN_KEY", "compose-admin-key-0123456789")
+        .env("RCLUSTER_READ_KEY", "compose-read-key-0123456789")
+        .env("RCLUSTER_REDIS_PASSWORD", "compose-redis-password")
+        .output()
+        .expect("prometheus-config");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let committed = std::fs::read(repo_root().join("config/docker/prometheus.yml")).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&committed),
+        "config/docker/prometheus.yml is stale: regenerate it with rcluster prometheus-config"
+    );
+    // Grafana inside Compose: the shipped data source but for the address of Prometheus.
+    let shipped = &yaml_docs("config/grafana/provisioning/datasources/rcluster.yml")[0];
+    let compose = &yaml_docs("config/docker/grafana-datasources/prometheus.yml")[0];
+    let mut expected = shipped.clone();
+    expected["datasources"][0]["url"] = Value::from("http://prometheus:9090");
+    assert_eq!(compose, &expected);
+    // The dashboards are mounted where the shipped provider looks for them.
+    let provider = &yaml_docs("config/grafana/provisioning/dashboards/rcluster.yml")[0];
+    let path = provider["providers"][0]["options"]["path"]
+        .as_str()
+        .expect("provider path");
+    let compose_text = std::fs::read_to_string(repo_root().join("docker-compose.yml")).unwrap();
+    assert!(
+        compose_text.contains(&format!("./config/grafana/dashboards:{path}:ro")),
+        "docker-compose.yml mounts the dashboards at {path}"
+    );
+}
+
+#[test]
 fn the_entrypoint_refuses_placeholder_and_missing_secrets() {
     let tmp = TempDir::new("entrypoint");
     let root = tmp.path().join("root");
@@ -316,7 +353,10 @@ fn maxmemory_in(cgroup: &Path, asked_mb: u64) -> (String, String) {
             pair.get(1).cloned()
         },
     );
-    for pid in rcluster_tests::nodes::descendants(child.id()) {
+    // The node (the shell exec'd into it) and its Redis.
+    let redis = rcluster_tests::nodes::descendants(child.id());
+    let _ = child.kill();
+    for pid in redis {
         // SAFETY: kill sends a signal; no memory is touched.
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     }

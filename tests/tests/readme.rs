@@ -32,6 +32,16 @@ const NOT_RUN: &[(&str, &str)] = &[
          checks that the committed file is this command's output",
     ),
     (
+        "./rc.sh compose-secrets",
+        "writes random keys into the checkout's .env and deploy/secrets/ (git-ignored)",
+    ),
+    (
+        "docker compose up",
+        "no container engine runs here: tests/deploy/validate.sh checks docker-compose.yml with \
+         docker-compose config, and tests/tests/netns.rs runs its containers' configuration in \
+         network namespaces",
+    ),
+    (
         "prometheus --config.file",
         "a Prometheus server that runs until stopped; tests/tests/observability.rs runs Debian's \
          prometheus against a cluster and every dashboard query through it",
