@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# Benchmark: idle footprint (RSS and CPU) of the node processes of a local 3-node cluster, normal and --low-resource (targets for --low-resource: node process RSS < 20 MB, CPU < 1%).
+# Benchmark: footprint (RSS and CPU) of the node processes of a local 3-node cluster, idle and
+# under a light load, normal and --low-resource (targets for --low-resource, idle: node process
+# RSS < 20 MB, CPU < 1%).
 #
-# Usage: bench/footprint.sh            (IDLE_S=60 by default; the run takes about 2 x IDLE_S)
+# Usage: bench/footprint.sh            (IDLE_S=60, LOAD_OPS_PER_S=60 by default; the run takes
+#                                       about 4 x IDLE_S)
 #        IDLE_S=30 bench/footprint.sh
+# The light load: after the idle window, one redis-cli per node sends RC.SET and RC.GET in turn,
+# LOAD_OPS_PER_S in all (a third on each node, W=2 and R=2 as configured), for another IDLE_S
+# seconds, measured the same way.
 # Builds release, then for each mode (normal, then --low-resource) starts a 3-node cluster with
 # `rcluster up` on free ports, waits for "cluster ready", lets it idle IDLE_S seconds (no client
 # traffic; only heartbeats and the nodes' own timers) and stops it. Over the idle window it samples
@@ -19,6 +25,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 IDLE_S=${IDLE_S:-60}
+LOAD_OPS_PER_S=${LOAD_OPS_PER_S:-60}
 SAMPLES=${SAMPLES:-7}
 TARGET_RSS_MB=20
 TARGET_CPU_PCT=1
@@ -26,6 +33,7 @@ READY_TIMEOUT_S=90
 
 require_tools cargo redis-server pgrep getconf
 require_positive_int IDLE_S
+require_positive_int LOAD_OPS_PER_S
 [[ $SAMPLES =~ ^[1-9][0-9]*$ ]] && ((SAMPLES >= 2)) || die "SAMPLES must be an integer >= 2, got '$SAMPLES'"
 [[ -r /proc/self/status && -r /proc/self/stat ]] || die "/proc is not readable"
 TICKS=$(getconf CLK_TCK)
@@ -107,7 +115,25 @@ run_mode() {
     done
 
     echo "$label: cluster ready (node pids ${node_pid[n1]} ${node_pid[n2]} ${node_pid[n3]}," \
-        "redis pids ${redis_pid[n1]} ${redis_pid[n2]} ${redis_pid[n3]}); idling ${IDLE_S} s, $SAMPLES RSS samples..." >&2
+        "redis pids ${redis_pid[n1]} ${redis_pid[n2]} ${redis_pid[n3]})" >&2
+    local phase load_pids=()
+    for phase in idle load; do
+    if [[ $phase == load ]]; then
+        # One client per node, each a third of the rate, alternating writes and reads.
+        local per_node interval i=0 port
+        per_node=$(( (LOAD_OPS_PER_S + 2) / 3 ))
+        interval=$(awk -v r="$per_node" 'BEGIN { printf "%.4f", 2 / r }')
+        for port in "${REDIS_PORTS[@]}"; do
+            i=$((i + 1))
+            (redis-cli -p "$port" -r $((IDLE_S * per_node / 2 + per_node)) -i "$interval" \
+                RC.SET "footprint:$i" "a-light-load-value" >/dev/null 2>&1 &
+             redis-cli -p "$port" -r $((IDLE_S * per_node / 2 + per_node)) -i "$interval" \
+                RC.GET "footprint:$i" >/dev/null 2>&1 &
+             wait) &
+            load_pids+=($!)
+        done
+    fi
+    echo "$label: $phase window ${IDLE_S} s, $SAMPLES RSS samples..." >&2
 
     local -A cpu0 cpu1 rss_max rss_min
     local t0 t1 s step_ms target_ns now
@@ -125,7 +151,7 @@ run_mode() {
             now=$(now_ns)
             ((target_ns > now)) && sleep "$(awk -v d=$((target_ns - now)) 'BEGIN { printf "%.3f", d / 1e9 }')"
         fi
-        kill -0 "$UP_PID" 2>/dev/null || { cat "$dir/up.out" >&2; die "rcluster up $label exited during the idle window"; }
+        kill -0 "$UP_PID" 2>/dev/null || { cat "$dir/up.out" >&2; die "rcluster up $label exited during the $phase window"; }
         local kb key
         for id in "${ids[@]}"; do
             kb=$(rss_kb "${node_pid[$id]}" "node $id")
@@ -153,7 +179,7 @@ run_mode() {
             printf "  %-3s node: RSS %6.1f MB (min %6.1f)  CPU %6.3f %% (%d ticks) | redis-server: RSS %6.1f MB (min %6.1f)  CPU %6.3f %%",
                 id, nmax / 1024, nmin / 1024, ncpu, nt, rmax / 1024, rmin / 1024, rcpu }')
         out+="$line"$'\n'
-        if [[ $mode == low ]]; then
+        if [[ $mode == low && $phase == idle ]]; then
             VERDICTS+=("$(awk -v id="$id" -v r="${rss_max[n.$id]}" -v c="$cpu_n" -v tr="$TARGET_RSS_MB" -v tc="$TARGET_CPU_PCT" 'BEGIN {
                 printf "  %s: node process RSS < %d MB: %s (%.1f MB) | CPU < %d%%: %s (%.3f %%)", id,
                     tr, (r / 1024 < tr ? "met" : "MISSED"), r / 1024, tc, (c < tc ? "met" : "MISSED"), c }')")
@@ -161,18 +187,24 @@ run_mode() {
     done
     local heartbeat
     heartbeat=$([[ $mode == low ]] && echo "10000" || echo "1000")
-    RESULT_LINES[$mode]="$label (heartbeat $heartbeat ms), idle window $(awk -v w=$((t1 - t0)) 'BEGIN { printf "%.1f", w / 1e9 }') s:"$'\n'"$out"
+    RESULT_LINES[$mode.$phase]="$label (heartbeat $heartbeat ms), $phase window $(awk -v w=$((t1 - t0)) 'BEGIN { printf "%.1f", w / 1e9 }') s:"$'\n'"$out"
 
+    if [[ $phase == load ]]; then
+        kill "${load_pids[@]}" 2>/dev/null || true
+        pkill -f "redis-cli -p .* -r " 2>/dev/null || true
+        wait "${load_pids[@]}" 2>/dev/null || true
+    fi
+    done
     stop_cluster || die "the $label cluster left processes behind"
 }
 
-echo "$(nproc) CPUs, CLK_TCK $TICKS, IDLE_S $IDLE_S, $SAMPLES RSS samples per process" >&2
+echo "$(nproc) CPUs, CLK_TCK $TICKS, IDLE_S $IDLE_S, LOAD_OPS_PER_S $LOAD_OPS_PER_S, $SAMPLES RSS samples per process" >&2
 run_mode normal
 run_mode low
 
 echo
-echo "idle footprint, 3-node cluster via rcluster up (RSS: max of $SAMPLES samples, MB = MiB; CPU: % of one core over the window)"
-printf '%s' "${RESULT_LINES[normal]}"
-printf '%s' "${RESULT_LINES[low]}"
-echo "targets (--low-resource node processes):"
+echo "footprint, 3-node cluster via rcluster up, idle then $LOAD_OPS_PER_S RC.SET/RC.GET per second (RSS: max of $SAMPLES samples, MB = MiB; CPU: % of one core over the window)"
+printf '%s' "${RESULT_LINES[normal.idle]}" "${RESULT_LINES[normal.load]}"
+printf '%s' "${RESULT_LINES[low.idle]}" "${RESULT_LINES[low.load]}"
+echo "targets (--low-resource node processes, idle):"
 printf '%s\n' "${VERDICTS[@]}"

@@ -89,11 +89,22 @@ fn events_stream_snapshots_and_every_published_message() {
     let refused = tungstenite::connect(format!("ws://127.0.0.1:{port}/api/events"));
     assert!(refused.is_err());
 
-    // A read key is enough. The first snapshot has the rows of GET /api/nodes.
+    // A read key is enough. The first snapshot has the rows of GET /api/nodes; the stream says
+    // when it subscribed (either may come first).
     let mut socket = connect(port, READ);
-    let snapshot = next_frame(&mut socket, Duration::from_secs(10), |v| {
-        v["type"] == "snapshot"
-    });
+    let mut snapshot = None;
+    let mut subscribed = false;
+    while snapshot.is_none() || !subscribed {
+        let v = next_frame(&mut socket, Duration::from_secs(30), |v| {
+            v["type"] == "snapshot" || (v["type"] == "stream" && v["state"] == "subscribed")
+        });
+        if v["type"] == "snapshot" {
+            snapshot.get_or_insert(v);
+        } else {
+            subscribed = true;
+        }
+    }
+    let snapshot = snapshot.expect("a snapshot");
     assert_eq!(snapshot["observer"], "n2");
     let ids: Vec<&str> = snapshot["nodes"]
         .as_array()
@@ -104,10 +115,7 @@ fn events_stream_snapshots_and_every_published_message() {
     assert_eq!(ids, ["n1", "n2", "n3"]);
     assert!(snapshot["heartbeat_ms"].as_u64().unwrap() > 0);
 
-    // Wait until the stream is subscribed, then every published message comes out as sent.
-    next_frame(&mut socket, Duration::from_secs(10), |v| {
-        v["type"] == "stream" && v["state"] == "subscribed"
-    });
+    // Subscribed: every published message comes out as sent.
     let mut redis = cluster.redis(1);
     for i in 0..20 {
         let event = format!("{{\"type\":\"probe\",\"node\":\"n1\",\"i\":{i}}}");

@@ -4,7 +4,8 @@
 //! Compose's service names), with the security rules of a real deployment (own keys, Redis
 //! password, cluster secret). Quorum reads and writes, a file transfer, a Raft election, a member
 //! change, then a real partition cut with `nft` drop rules: the minority answers NOQUORUM, the
-//! majority keeps serving, and after the cut is removed nothing acknowledged is lost. Every
+//! majority keeps serving, and after the cut is removed nothing acknowledged is lost; then the
+//! same partition injected through the failure-injection API, with the same outcome. Every
 //! namespace, link and process it made is removed, also when it fails. Needs root, `ip`, `nft`
 //! and `docker-compose` (./rc.sh test installs them); where namespaces cannot be created it says
 //! so loudly and passes.
@@ -592,9 +593,47 @@ fn nodes_on_separate_hosts_replicate_elect_and_survive_a_real_partition() {
             Ok(format!("v{i}").as_str())
         );
     }
+    // The same partition injected (the failure-injection API) instead of cut by nft: the same
+    // observable behaviour.
+    let (status, fault) = api(
+        &addrs[0],
+        "POST",
+        "/api/faults",
+        Some(r#"{"kind":"partition","groups":[["n1","n2"],["n3"]],"ttl_ms":120000}"#),
+    );
+    assert_eq!(status, 201, "inject: {fault}");
+    let injected_minority = wait_for("the injected minority answers NOQUORUM", LONG, || {
+        match rc(&addrs[2], &["RC.SET", "injected-minority", "x"]) {
+            Err(e) if e.contains("NOQUORUM") => Some(e),
+            _ => None,
+        }
+    });
+    let mut injected_acked = Vec::new();
+    for i in 0..20 {
+        let key = format!("during-injected-{i}");
+        match rc(&addrs[i % 2], &["RC.SET", &key, "majority"]) {
+            Ok(_) => injected_acked.push(key),
+            Err(e) => panic!("the majority keeps serving writes under the injected cut: {e}"),
+        }
+    }
+    wait_for("a leader on the majority side (injected)", LONG, || {
+        let l = leader_seen_by(&addrs[0])?;
+        (l != "n3" && leader_seen_by(&addrs[1]).as_deref() == Some(l.as_str())).then_some(())
+    });
+    let (status, cleared) = api(&addrs[0], "DELETE", "/api/faults", None);
+    assert_eq!(status, 200, "reset: {cleared}");
+    for key in &injected_acked {
+        for addr in &addrs[..3] {
+            wait_for("an acknowledged write read back after the injected cut", LONG, || {
+                (rc(addr, &["RC.GET", key]).ok()? == "majority").then_some(())
+            });
+        }
+    }
     eprintln!(
-        "separate hosts: leader {leader} -> {new_leader}; the cut minority said {minority:?}; {} \
-         writes acknowledged by the majority during the cut, all read back on every host",
-        acked.len()
+        "separate hosts: leader {leader} -> {new_leader}; the nft-cut minority said {minority:?}, \
+         the injected one {injected_minority:?}; {} and {} writes acknowledged by the majority \
+         during the two cuts, all read back on every host",
+        acked.len(),
+        injected_acked.len()
     );
 }
