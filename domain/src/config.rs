@@ -79,6 +79,10 @@ pub struct ClusterConfig {
     /// `RUST_LOG` in the environment win).
     #[serde(default = "default_log_level")]
     pub log_level: String,
+    /// Load every node's module with `enable-debug-command yes`, allowing `RC.DEBUG` (`PANIC`,
+    /// `DROP-WRITES`): for tests of the store and of the checker only, never in production.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub debug_commands: bool,
     /// HTTP API: keys, rate limits, body and time limits.
     #[serde(default)]
     pub api: crate::node_config::ApiConfig,
@@ -1248,6 +1252,7 @@ nodes:
                     vnodes: default_vnodes(),
                     internal_password: None,
                     redis_password: None,
+                    debug_commands: false,
                     log_level: default_log_level(),
                     api: Default::default(),
                     supervision: Default::default(),

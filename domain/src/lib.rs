@@ -3,6 +3,7 @@
 //! metadata state machine that Raft replicates. Nothing here does I/O or reads the OS clock, so
 //! both sides use one copy and every test is deterministic.
 
+pub mod check;
 pub mod checksum;
 pub mod codes;
 pub mod config;

@@ -6,6 +6,7 @@
 //! and `api`, `node` on `api`, the CLI on all three; the server never uses a CLI type.
 
 pub mod api;
+pub mod check;
 pub mod http;
 pub mod node;
 pub mod paths;

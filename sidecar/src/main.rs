@@ -45,6 +45,9 @@ enum Command {
     /// Inject a fault (partition, cut, latency, loss, skew, crash, pause) with a time to live,
     /// list the faults held, clear them: `rcluster fault partition n1,n2 / n3 --ttl 30s`.
     Fault(cli::fault::FaultArgs),
+    /// Run a consistency check: a workload through every node while a schedule of faults is
+    /// injected, then heal and judge (lost writes, stale reads, replicas not converged).
+    Check(cli::check::CheckArgs),
     /// Run one node (its redis-server with the module, heartbeats, Raft, HTTP API), or add or
     /// remove a node: `rcluster node --id n1`, `rcluster node add n4`, `rcluster node remove n4`.
     /// A node logs timestamped lines to stderr at the config's log_level (RCLUSTER_LOG or
@@ -117,6 +120,7 @@ fn main() -> ExitCode {
             Command::File(args) => cli::file::file(args).await,
             Command::PrometheusConfig(args) => cli::prometheus::run(args).await,
             Command::Fault(args) => cli::fault::run(args).await,
+            Command::Check(args) => cli::check::run(args).await,
             Command::Node(args) => match (args.action, args.id) {
                 (Some(action), _) => cli::members::run(action).await,
                 (None, None) => Err(CliError::input(

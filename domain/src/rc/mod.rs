@@ -271,7 +271,15 @@ pub const COMMANDS: [Spec; 26] = [
         "write",
         false
     ),
-    spec!(Debug, "RC.DEBUG", "PANIC", 2, 2, "", false),
+    spec!(
+        Debug,
+        "RC.DEBUG",
+        "PANIC | DROP-WRITES on|off",
+        2,
+        3,
+        "",
+        false
+    ),
     spec!(
         Trace,
         "RC.TRACE",

@@ -14,7 +14,7 @@ use rcluster_domain::version::{decide, PutOutcome, Version};
 use redis_module::raw::KeyType;
 use redis_module::{Context, RedisString, RedisValue};
 
-use crate::commands::clock;
+use crate::commands::{clock, debug};
 use crate::guard::{Outcome, Reply};
 use crate::settings;
 use crate::stats;
@@ -80,6 +80,9 @@ pub fn apply(
     let user_key = rc_kv::check_key(key_arg.as_slice(), &limits)?;
     if let Some(v) = value {
         rc_kv::check_value(v.as_slice(), &limits)?;
+    }
+    if debug::drops_writes() {
+        return Ok((PutOutcome::Applied, incoming));
     }
     let name = store::string(ctx, kv_key(key_arg.as_slice()));
     let (key, exists) = store::open_hash_writable(ctx, &name, || display(user_key))?;

@@ -2,6 +2,7 @@
 //! the handlers send and take them, the CLI reads them and the OpenAPI document describes them
 //! (`utoipa::ToSchema`). Types only: no axum, no I/O.
 
+pub mod checks;
 pub mod cluster;
 pub mod error;
 pub mod faults;
@@ -13,6 +14,7 @@ pub mod ring;
 pub mod session;
 pub mod traces;
 
+pub use checks::{Check, CheckList, CheckProgress, CheckStarted, NewCheck};
 pub use cluster::{
     Cluster, Quorum, QuorumChanged, RaftStatus, Settings, SettingsChanged, TimeStatus,
 };

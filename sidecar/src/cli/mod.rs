@@ -1,10 +1,11 @@
 //! The command-line tool: every `rcluster` command but running a node. `up` launches a local
 //! cluster (and starts a node again after an injected crash of its process); `status`,
-//! `put|get|del`, `file ...`, `fault ...` and `node add|remove` talk to a running one over its
-//! HTTP API, all through one connection ([`conn::Conn`]: the config's nodes in order,
+//! `put|get|del`, `file ...`, `fault ...`, `node add|remove` and `check` talk to a running one
+//! over its HTTP API, all through one connection ([`conn::Conn`]: the config's nodes in order,
 //! one API key by role, one rule for moving on to the next node). Errors are [`CliError`]s,
 //! whose exit code says bad input (2) or failure (1).
 
+pub mod check;
 pub mod conn;
 mod error;
 pub mod fault;

@@ -1,5 +1,5 @@
 //! The node's HTTP API (axum): [`router`] builds it from one file per resource (`health`,
-//! `cluster`, `nodes`, `members`, `kv`, `files`, `faults`, `metrics`, `openapi`, `page`,
+//! `cluster`, `nodes`, `members`, `kv`, `files`, `faults`, `checks`, `metrics`, `openapi`, `page`,
 //! `events`, `locate`, `traces`), each handler registered with its OpenAPI documentation. Keys
 //! are checked in `auth`, requests another node
 //! must answer go through `forward`, and every error is an `error::ApiError`, answered as JSON
@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod checks;
 pub mod cluster;
 pub mod error;
 pub mod events;
@@ -95,6 +96,8 @@ fn routes(limits: Limits) -> OpenApiRouter<Arc<Shared>> {
         .routes(routes!(nodes::stop))
         .routes(routes!(nodes::start))
         .routes(routes!(nodes::restart))
+        .routes(routes!(checks::start_check, checks::list_checks))
+        .routes(routes!(checks::get_check))
         .routes(routes!(metrics::metrics))
         .routes(routes!(faults::inject, faults::list, faults::clear_all))
         .routes(routes!(faults::hold, faults::clear_one))

@@ -347,6 +347,10 @@ impl Spec {
             ])
             .args(["trace-max-count", &cfg.trace.max_traces.to_string()])
             .args(["trace-max-bytes", &cfg.trace.max_bytes.to_string()])
+            .args([
+                "enable-debug-command",
+                if cfg.debug_commands { "yes" } else { "no" },
+            ])
             .arg("--user")
             .args(internal_user_directive(&self.internal_password));
         if let Some(pw) = &self.insight_password {
