@@ -317,6 +317,39 @@ impl NodeCluster {
         );
     }
 
+    /// Waits until every node sees every node alive (quorums of all nodes need all of them).
+    pub fn await_all_alive(&self, timeout: Duration) {
+        for observer in 0..self.ids.len() {
+            for node in 0..self.ids.len() {
+                self.await_state(observer, node, "alive", timeout);
+            }
+        }
+    }
+
+    /// `curl` (a real HTTP client, not ours) against node `i`'s API with `key`, sending `body`
+    /// as JSON: (status, body); status 0 when curl got no answer.
+    pub fn curl(
+        &self,
+        i: usize,
+        method: &str,
+        path: &str,
+        key: &str,
+        body: Option<&str>,
+    ) -> (u16, String) {
+        let url = format!("http://127.0.0.1:{}{path}", self.http_ports[i]);
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "-X", method, "-w", "\n%{http_code}", "-H"])
+            .arg(format!("Authorization: Bearer {key}"))
+            .args(["--max-time", "20"]);
+        if let Some(b) = body {
+            cmd.args(["-H", "Content-Type: application/json", "--data", b]);
+        }
+        let out = cmd.arg(url).output().expect("run curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (status.trim().parse().unwrap_or(0), body.to_string())
+    }
+
     /// Stops `rcluster up` with `signal` and checks that every process it started is gone.
     pub fn stop(&mut self, signal: i32) -> ExitStatus {
         let mut up = self.up.take().expect("running");
@@ -569,6 +602,11 @@ pub fn download(
         &headers,
         b"",
     )
+}
+
+/// `text` as JSON, failing the test (showing the text) when it is not.
+pub fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
 /// Runs the `rcluster` binary with `args` and returns (exit code, stdout, stderr).

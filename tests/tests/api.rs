@@ -90,14 +90,6 @@ fn replica_value(c: &mut redis::Connection, key: &str) -> Option<Vec<u8>> {
     }
 }
 
-fn await_all_alive(c: &NodeCluster) {
-    for observer in 0..c.ids.len() {
-        for node in 0..c.ids.len() {
-            c.await_state(observer, node, "alive", WAIT);
-        }
-    }
-}
-
 #[test]
 fn keys_and_roles_are_enforced() {
     let c = NodeCluster::start("api-auth", 3, FAST);
@@ -189,7 +181,7 @@ fn keys_and_roles_are_enforced() {
 #[test]
 fn admin_stops_starts_and_restarts_a_node_through_another() {
     let c = NodeCluster::start("api-ctl", 3, FAST);
-    await_all_alive(&c);
+    c.await_all_alive(WAIT);
     // Written on all three replicas through n1, so n2 holds it.
     let mut n1 = c.redis(0);
     wait_for("RC.SET W 3 through n1", WAIT, || {
@@ -345,7 +337,7 @@ fn sample(text: &str, prefix: &str) -> Option<f64> {
 #[test]
 fn metrics_are_valid_prometheus_text() {
     let c = NodeCluster::start("api-metrics", 3, FAST);
-    await_all_alive(&c);
+    c.await_all_alive(WAIT);
     let mut n1 = c.redis(0);
     for i in 0..5 {
         wait_for("RC.SET through n1", WAIT, || {
@@ -421,7 +413,7 @@ fn metrics_are_valid_prometheus_text() {
 #[test]
 fn status_command_prints_the_cluster() {
     let c = NodeCluster::start("api-status", 3, FAST);
-    await_all_alive(&c);
+    c.await_all_alive(WAIT);
     let config = c.config_path();
     let config = config.to_str().unwrap();
     let dir = c.dir.path();

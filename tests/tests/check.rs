@@ -5,13 +5,11 @@
 //! runs one at a time and reports by id (driven with curl); and a short fault schedule passes.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rcluster_domain::check::history::{self, Kind, Op};
-use rcluster_tests::nodes::{rcluster, NodeCluster, ADMIN_KEY, READ_KEY};
+use rcluster_tests::nodes::{json, rcluster, NodeCluster, ADMIN_KEY, READ_KEY};
 use rcluster_tests::{call, error_of};
-use serde_json::Value;
 
 /// Runs `rcluster check <args, split at spaces> --config <cluster config>`; returns (exit
 /// code, stdout, stderr).
@@ -23,15 +21,6 @@ fn check(c: &NodeCluster, args: &str) -> (Option<i32>, String, String) {
     rcluster(&all, c.dir.path())
 }
 
-/// Waits until every node sees every node alive (quorums of 3 need all of them).
-fn await_all_alive(c: &NodeCluster) {
-    for observer in 0..c.ids.len() {
-        for node in 0..c.ids.len() {
-            c.await_state(observer, node, "alive", Duration::from_secs(20));
-        }
-    }
-}
-
 /// The number on the report line starting with `name: `.
 fn count(out: &str, name: &str) -> u64 {
     out.lines()
@@ -41,42 +30,10 @@ fn count(out: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no '{name}: <n>' line in:\n{out}"))
 }
 
-/// `curl` against node `i`'s API: (status, body).
-fn curl(
-    c: &NodeCluster,
-    i: usize,
-    method: &str,
-    path: &str,
-    key: &str,
-    body: Option<&str>,
-) -> (u16, String) {
-    let url = format!("http://127.0.0.1:{}{path}", c.http_ports[i]);
-    let mut cmd = Command::new("curl");
-    cmd.args([
-        "-sS",
-        "-X",
-        method,
-        "-H",
-        &format!("Authorization: Bearer {key}"),
-    ])
-    .args(["-w", "\n%{http_code}", "--max-time", "20"]);
-    if let Some(b) = body {
-        cmd.args(["-H", "Content-Type: application/json", "--data", b]);
-    }
-    let out = cmd.arg(&url).output().expect("run curl");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, status) = text.rsplit_once('\n').expect("curl printed the status");
-    (status.trim().parse().expect("a status"), body.to_string())
-}
-
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
-
 #[test]
 fn a_check_without_faults_passes_writes_a_history_and_runs_over_http() {
     let c = NodeCluster::start("check-pass", 3, "");
-    await_all_alive(&c);
+    c.await_all_alive(Duration::from_secs(20));
     // Without debug_commands the debug switch is refused.
     let (code, detail) = error_of(call(&mut c.redis(1), &[b"RC.DEBUG", b"DROP-WRITES", b"on"]));
     assert_eq!(code, "BADARG", "{detail}");
@@ -115,8 +72,7 @@ fn a_check_without_faults_passes_writes_a_history_and_runs_over_http() {
     assert!(again.passed && again.operations.acknowledged > 0);
 
     // Over HTTP (curl): a bad request, then a run, one at a time, reported by id.
-    let (status, body) = curl(
-        &c,
+    let (status, body) = c.curl(
         0,
         "POST",
         "/api/checks",
@@ -125,8 +81,7 @@ fn a_check_without_faults_passes_writes_a_history_and_runs_over_http() {
     );
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("unknown schedule 'chaos'"), "{body}");
-    let (status, _) = curl(
-        &c,
+    let (status, _) = c.curl(
         0,
         "POST",
         "/api/checks",
@@ -135,15 +90,15 @@ fn a_check_without_faults_passes_writes_a_history_and_runs_over_http() {
     );
     assert_eq!(status, 403);
     let start = r#"{"schedule":"none","seconds":3,"seed":5,"workloads":["register","set"]}"#;
-    let (status, body) = curl(&c, 0, "POST", "/api/checks", ADMIN_KEY, Some(start));
+    let (status, body) = c.curl(0, "POST", "/api/checks", ADMIN_KEY, Some(start));
     assert_eq!(status, 202, "{body}");
     let id = json(&body)["id"].as_str().expect("an id").to_string();
-    let (status, body) = curl(&c, 0, "POST", "/api/checks", ADMIN_KEY, Some(start));
+    let (status, body) = c.curl(0, "POST", "/api/checks", ADMIN_KEY, Some(start));
     assert_eq!(status, 409, "{body}");
     assert!(body.contains(&format!("check {id} is running")), "{body}");
     let deadline = Instant::now() + Duration::from_secs(120);
     let done = loop {
-        let (status, body) = curl(&c, 0, "GET", &format!("/api/checks/{id}"), READ_KEY, None);
+        let (status, body) = c.curl(0, "GET", &format!("/api/checks/{id}"), READ_KEY, None);
         assert_eq!(status, 200, "{body}");
         let check = json(&body);
         assert_eq!(check["seed"], 5);
@@ -167,23 +122,23 @@ fn a_check_without_faults_passes_writes_a_history_and_runs_over_http() {
     );
     let history = done["history"].as_str().expect("a history file");
     assert!(Path::new(history).exists(), "{history}");
-    let (status, body) = curl(&c, 1, "GET", "/api/checks", READ_KEY, None);
+    let (status, body) = c.curl(1, "GET", "/api/checks", READ_KEY, None);
     assert_eq!(status, 200);
     assert_eq!(
         json(&body)["checks"],
         serde_json::json!([]),
         "each node lists its own"
     );
-    let (_, body) = curl(&c, 0, "GET", "/api/checks", READ_KEY, None);
+    let (_, body) = c.curl(0, "GET", "/api/checks", READ_KEY, None);
     assert_eq!(json(&body)["checks"][0]["id"], id.as_str());
-    let (status, _) = curl(&c, 0, "GET", "/api/checks/c-999", READ_KEY, None);
+    let (status, _) = c.curl(0, "GET", "/api/checks/c-999", READ_KEY, None);
     assert_eq!(status, 404);
 }
 
 #[test]
 fn the_checker_fails_when_replicas_acknowledge_writes_without_storing_them() {
     let c = NodeCluster::start("check-drop", 3, "debug_commands: true\n");
-    await_all_alive(&c);
+    c.await_all_alive(Duration::from_secs(20));
     for i in [1, 2] {
         let ok: String = redis::cmd("RC.DEBUG")
             .arg("DROP-WRITES")
@@ -201,4 +156,24 @@ fn the_checker_fails_when_replicas_acknowledge_writes_without_storing_them() {
     assert!(count(&out, "replicas not converged") > 0, "{out}");
     assert!(out.contains("verdict: FAILED"), "{out}");
     assert!(err.contains("check failed:"), "{err}");
+}
+
+#[test]
+fn a_short_fault_schedule_passes() {
+    let c = NodeCluster::start("check-faults", 3, "");
+    c.await_all_alive(Duration::from_secs(20));
+    let (status, out, err) = check(
+        &c,
+        "--schedule partition-halves --seconds 8 --seed 2 --workload register,set",
+    );
+    assert_eq!(status, Some(0), "stdout:\n{out}\nstderr:\n{err}");
+    let faults = count(&out, "faults");
+    assert!(
+        faults >= 2,
+        "the schedule's partitions were injected:\n{out}\n{err}"
+    );
+    assert!(!out.contains("refused"), "{out}");
+    assert!(err.contains("injected: {\"groups\":"), "{err}");
+    assert_eq!(count(&out, "acknowledged writes lost"), 0, "{out}");
+    assert_eq!(count(&out, "stale reads"), 0, "{out}");
 }

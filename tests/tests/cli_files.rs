@@ -22,15 +22,6 @@ fn cli(c: &NodeCluster, dir: &Path, args: &[&str]) -> (Option<i32>, String, Stri
     rcluster(&all, dir)
 }
 
-/// Waits until every node sees every node alive (quorums of 3 need all of them).
-fn await_all_alive(c: &NodeCluster) {
-    for observer in 0..c.ids.len() {
-        for node in 0..c.ids.len() {
-            c.await_state(observer, node, "alive", Duration::from_secs(15));
-        }
-    }
-}
-
 /// The value of a `name: value` line of the CLI's output.
 fn field<'a>(out: &'a str, name: &str) -> &'a str {
     out.lines()
@@ -55,7 +46,7 @@ fn files_round_trip_through_every_node() {
         3,
         "redis_maxmemory_mb: 1024\nfiles: {max_file_bytes: 100000000}",
     );
-    await_all_alive(&c);
+    c.await_all_alive(Duration::from_secs(15));
     let up = c.dir.path().join("up");
     let down = c.dir.path().join("down");
     std::fs::create_dir_all(&up).unwrap();
@@ -163,7 +154,7 @@ fn files_round_trip_through_every_node() {
 #[test]
 fn keys_and_exit_codes() {
     let c = NodeCluster::start("cli-kv", 3, "");
-    await_all_alive(&c);
+    c.await_all_alive(Duration::from_secs(15));
     let dir: PathBuf = c.dir.path().to_path_buf();
     let (code, out, err) = cli(&c, &dir, &["put", "greeting", "hello world", "-w", "3"]);
     assert_eq!(code, Some(0), "{out}{err}");
@@ -238,7 +229,7 @@ fn unreachable_cluster_exits_1() {
 #[test]
 fn a_read_moves_past_a_node_whose_redis_is_down() {
     let c = NodeCluster::start("cli-failover", 3, "");
-    await_all_alive(&c);
+    c.await_all_alive(Duration::from_secs(15));
     let dir = c.dir.path().to_path_buf();
     let (code, _, err) = cli(&c, &dir, &["put", "kept", "still here", "-w", "3"]);
     assert_eq!(code, Some(0), "{err}");

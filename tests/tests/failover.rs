@@ -83,15 +83,6 @@ fn rcluster(c: &NodeCluster, args: &[&str]) -> (Option<i32>, String, String) {
     rcluster_tests::nodes::rcluster(&all, c.dir.path())
 }
 
-/// Waits until every node sees every node alive.
-fn await_all_alive(c: &NodeCluster) {
-    for observer in 0..c.ids.len() {
-        for node in 0..c.ids.len() {
-            c.await_state(observer, node, "alive", Duration::from_secs(20));
-        }
-    }
-}
-
 /// Node `i`'s own row in its `/api/nodes`.
 fn own_row(c: &NodeCluster, i: usize) -> serde_json::Value {
     let view: serde_json::Value =
@@ -121,7 +112,7 @@ fn a_node_whose_redis_is_down_hands_data_requests_to_a_peer() {
         3,
         "supervision: {restart_on_crash: false}\nredis_maxmemory_mb: 256\n",
     );
-    await_all_alive(&c);
+    c.await_all_alive(Duration::from_secs(20));
     let put = curl(
         &url(&c, 1, "/api/kv/greeting"),
         ADMIN_KEY,
@@ -266,7 +257,7 @@ fn value_at(c: &NodeCluster, i: usize, key: &str) -> String {
 #[test]
 fn a_new_leader_shows_in_api_nodes_as_soon_as_api_cluster_knows_it() {
     let mut c = NodeCluster::start("failover-leader", 3, "");
-    await_all_alive(&c);
+    c.await_all_alive(Duration::from_secs(20));
     let leader = c.await_leader(&[0, 1, 2], Duration::from_secs(30));
     let old = c.ids.iter().position(|id| *id == leader).unwrap();
     let observer = (old + 1) % 3;

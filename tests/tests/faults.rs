@@ -8,7 +8,7 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use rcluster_tests::nodes::{alive, rcluster, NodeCluster, ADMIN_KEY, READ_KEY};
+use rcluster_tests::nodes::{alive, json, rcluster, NodeCluster, ADMIN_KEY, READ_KEY};
 use rcluster_tests::{call, error_of, wait_for};
 
 /// Quick failure detection (Raft's timers follow the heartbeats too), not so quick that a
@@ -17,43 +17,16 @@ const FAST: &str = "intervals: {heartbeat_ms: 250}\nfaults: {max_ttl_ms: 120000}
 /// Where nothing waits for the failure detector.
 const PLAIN: &str = "faults: {max_ttl_ms: 120000}";
 
-/// `curl` against node `i`'s API: (status, body).
-fn curl(
-    c: &NodeCluster,
-    i: usize,
-    method: &str,
-    path: &str,
-    key: &str,
-    body: Option<&str>,
-) -> (u16, String) {
-    let url = format!("http://127.0.0.1:{}{path}", c.http_ports[i]);
-    let mut cmd = std::process::Command::new("curl");
-    cmd.args(["-s", "-X", method, "-w", "\n%{http_code}", "-H"])
-        .arg(format!("Authorization: Bearer {key}"))
-        .args(["--max-time", "20"]);
-    if let Some(b) = body {
-        cmd.args(["-H", "Content-Type: application/json", "--data", b]);
-    }
-    let out = cmd.arg(url).output().expect("run curl");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (status.trim().parse().unwrap_or(0), body.to_string())
-}
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
-
 /// Injects `fault` (JSON) through node `i` with curl; returns the answer (201 expected).
 fn inject(c: &NodeCluster, i: usize, fault: &str) -> serde_json::Value {
-    let (status, body) = curl(c, i, "POST", "/api/faults", ADMIN_KEY, Some(fault));
+    let (status, body) = c.curl(i, "POST", "/api/faults", ADMIN_KEY, Some(fault));
     assert_eq!(status, 201, "{body}");
     json(&body)
 }
 
 /// The faults node `i` holds.
 fn held(c: &NodeCluster, i: usize) -> Vec<serde_json::Value> {
-    let (status, body) = curl(c, i, "GET", "/api/faults", ADMIN_KEY, None);
+    let (status, body) = c.curl(i, "GET", "/api/faults", ADMIN_KEY, None);
     assert_eq!(status, 200, "{body}");
     json(&body)["faults"]
         .as_array()
@@ -151,12 +124,11 @@ fn bad_input_is_refused_and_a_partition_isolates_the_minority_until_its_ttl() {
         ),
         (r#"{"kind":"flood"}"#, "unknown fault kind"),
     ] {
-        let (status, body) = curl(&c, 0, "POST", "/api/faults", ADMIN_KEY, Some(fault));
+        let (status, body) = c.curl(0, "POST", "/api/faults", ADMIN_KEY, Some(fault));
         assert_eq!(status, 400, "{fault}: {body}");
         assert!(body.contains(says), "{fault}: {body}");
     }
-    let (status, _) = curl(
-        &c,
+    let (status, _) = c.curl(
         0,
         "POST",
         "/api/faults",
@@ -230,8 +202,7 @@ fn bad_input_is_refused_and_a_partition_isolates_the_minority_until_its_ttl() {
     c.await_state(0, 2, "down", Duration::from_secs(10));
     c.await_state(2, 0, "down", Duration::from_secs(10));
     // A request n3 would forward to the leader does not get there either.
-    let (status, body) = curl(
-        &c,
+    let (status, body) = c.curl(
         2,
         "PUT",
         "/api/cluster/quorum",
@@ -270,7 +241,7 @@ fn reset_clears_all_and_faults_outlive_a_killed_injector_until_their_ttl() {
     for i in 0..3 {
         assert_eq!(held(&c, i).len(), 2);
     }
-    let (status, body) = curl(&c, 2, "DELETE", "/api/faults", ADMIN_KEY, None);
+    let (status, body) = c.curl(2, "DELETE", "/api/faults", ADMIN_KEY, None);
     assert_eq!(status, 200, "{body}");
     let cleared = json(&body);
     assert_eq!(cleared["nodes"], serde_json::json!(["n1", "n2", "n3"]));
@@ -298,8 +269,7 @@ fn reset_clears_all_and_faults_outlive_a_killed_injector_until_their_ttl() {
     for i in 0..3 {
         assert!(held(&c, i).is_empty());
     }
-    let (status, _) = curl(
-        &c,
+    let (status, _) = c.curl(
         0,
         "DELETE",
         &format!("/api/faults/{}", want[0]),
@@ -334,7 +304,7 @@ fn reset_clears_all_and_faults_outlive_a_killed_injector_until_their_ttl() {
     );
     assert_eq!(f["nodes"], serde_json::json!(["n2", "n3"]));
     assert_eq!(f["unreachable"], serde_json::json!(["n1"]));
-    let (status, body) = curl(&c, 2, "DELETE", "/api/faults", ADMIN_KEY, None);
+    let (status, body) = c.curl(2, "DELETE", "/api/faults", ADMIN_KEY, None);
     assert_eq!(status, 200, "{body}");
     assert_eq!(json(&body)["unreachable"], serde_json::json!(["n1"]));
 }
@@ -391,7 +361,7 @@ fn a_one_way_cut_latency_and_loss_act_on_the_links_they_name() {
     let t = Instant::now();
     rc_set(&c, 0, "lk2", "v", &["W", "2"]).expect("n1 writes");
     let other = t.elapsed();
-    curl(&c, 0, "DELETE", "/api/faults", ADMIN_KEY, None);
+    c.curl(0, "DELETE", "/api/faults", ADMIN_KEY, None);
     // (The delay's onset may have made the detectors doubt n2 for a moment.)
     let after = wait_for("a write to every replica", Duration::from_secs(10), || {
         timed(&["W", "3"])
@@ -421,7 +391,7 @@ fn a_one_way_cut_latency_and_loss_act_on_the_links_they_name() {
         }
     }
     assert!(ok > 0 && failed > 0, "ok {ok}, failed {failed}");
-    curl(&c, 0, "DELETE", "/api/faults", ADMIN_KEY, None);
+    c.curl(0, "DELETE", "/api/faults", ADMIN_KEY, None);
 }
 
 /// `RC.CLOCK` on node `i`: its physical ms.
@@ -457,8 +427,7 @@ fn split_writes(c: &NodeCluster, key: &str) -> String {
     wait_for("the majority to write", Duration::from_secs(10), || {
         rc_set(c, 0, key, "later-from-n1", &["W", "2"]).ok()
     });
-    let (status, body) = curl(
-        c,
+    let (status, body) = c.curl(
         0,
         "DELETE",
         &format!("/api/faults/{}", p["id"].as_str().unwrap()),
@@ -497,7 +466,7 @@ fn skew_shifts_the_clock_and_decides_which_write_wins() {
     // With n3's clock 5 s ahead, its earlier write carries the newer version and wins: the
     // majority's acknowledged later write is lost.
     assert_eq!(split_writes(&c, "skewed"), "earlier-from-n3");
-    curl(&c, 0, "DELETE", "/api/faults", ADMIN_KEY, None);
+    c.curl(0, "DELETE", "/api/faults", ADMIN_KEY, None);
 }
 
 #[test]
@@ -657,5 +626,5 @@ fn high_latency_links_keep_quorums_files_heartbeats_and_raft_working() {
     for i in 0..3 {
         assert_eq!(raft_of(&c, i), (Some(leader.clone()), term), "node {i}");
     }
-    curl(&c, 0, "DELETE", "/api/faults", ADMIN_KEY, None);
+    c.curl(0, "DELETE", "/api/faults", ADMIN_KEY, None);
 }

@@ -12,6 +12,7 @@ use crate::api::{Check, CheckList, CheckStarted, ErrorCode, NewCheck};
 use crate::check::{registry, Cluster, Plan};
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
+use crate::http::input::JsonIn;
 use crate::http::openapi::{AdminKey, Conflict, JsonBody, NotFound, ReadKey};
 use crate::node::view::Shared;
 
@@ -47,7 +48,7 @@ pub struct CheckId {
 pub async fn start_check(
     State(s): State<Arc<Shared>>,
     caller: Caller,
-    Json(body): Json<NewCheck>,
+    JsonIn(body): JsonIn<NewCheck>,
 ) -> Result<(StatusCode, Json<CheckStarted>), ApiError> {
     caller.require_admin()?;
     let mut plan = Plan::parse(
