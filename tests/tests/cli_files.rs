@@ -262,7 +262,7 @@ fn a_read_moves_past_a_node_whose_redis_is_down() {
 #[test]
 fn file_get_resumes_a_download_cut_by_its_node_dying_on_the_next_node() {
     let mut c = NodeCluster::start("cli-resume", 3, "redis_maxmemory_mb: 512");
-    await_all_alive(&c);
+    c.await_all_alive(Duration::from_secs(15));
     let body = data(48 << 20, 41);
     let sha = sha256_hex(&body);
     let id = rcluster_tests::nodes::upload(&c, 1, "big.bin", &body)["id"]
