@@ -10,32 +10,18 @@ use futures_util::future::join_all;
 use rcluster_domain::check::history::{Kind, Op, Workload, NEMESIS};
 use rcluster_domain::rc::kv::{Get, Locate, LocateRow, QuorumOptions};
 use rcluster_domain::rc::replica::{HeldReply, ReplicaGet};
-use rcluster_domain::rc::reply::Value;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use super::record::Recorder;
 use super::workload::Written;
 use super::{http_failure, redis_failure, Cluster, Log};
-use crate::node::local::rc;
+use crate::node::local::{contract_value, rc};
 
 /// Keys handled at once.
 const BATCH: usize = 32;
 /// Tries of one read after healing.
 const TRIES: usize = 3;
-
-/// A reply as the contract's decoders read it.
-fn contract(v: redis::Value) -> Value {
-    match v {
-        redis::Value::Nil => Value::Nil,
-        redis::Value::Int(i) => Value::Int(i),
-        redis::Value::BulkString(b) => Value::Bulk(b),
-        redis::Value::SimpleString(s) => Value::Status(s),
-        redis::Value::Okay => Value::Status("OK".into()),
-        redis::Value::Array(items) => Value::Array(items.into_iter().map(contract).collect()),
-        other => Value::Status(format!("{other:?}")),
-    }
-}
 
 /// One quorum read of `key` through node `i`, retried; recorded.
 async fn final_read(cluster: &Cluster, rec: &Recorder, workload: Workload, key: &str, i: usize) {
@@ -140,7 +126,7 @@ async fn replicas(cluster: &Cluster, key: &str, via: usize) -> Vec<Reading> {
         .query::<redis::Value>(&locate, cluster.op_timeout)
         .await
     {
-        Ok(v) => match LocateRow::decode(&contract(v)) {
+        Ok(v) => match LocateRow::decode(&contract_value(v)) {
             Some(rows) => rows,
             None => return vec![(node.id.clone(), Err("bad RC.LOCATE reply".into()))],
         },
@@ -156,7 +142,7 @@ async fn replicas(cluster: &Cluster, key: &str, via: usize) -> Vec<Reading> {
                 return (row.node, Err("not in the config".into()));
             };
             let held = match local.query::<redis::Value>(get, cluster.op_timeout).await {
-                Ok(v) => HeldReply::decode(&contract(v))
+                Ok(v) => HeldReply::decode(&contract_value(v))
                     .map(|h| {
                         h.map(|h| {
                             let dead = if h.tombstone { " tombstone" } else { "" };

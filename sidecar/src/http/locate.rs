@@ -17,7 +17,6 @@ use rcluster_domain::keys::chunk_ring_key;
 use rcluster_domain::rc::chunk::{ChunkList, ListRow};
 use rcluster_domain::rc::kv::{Locate, LocateRow};
 use rcluster_domain::rc::replica::{HeldReply, ReplicaGet};
-use rcluster_domain::rc::reply::Value;
 use rcluster_domain::ring::{hash64, moved_ranges, moved_share, Ring};
 
 use crate::api::{
@@ -30,6 +29,7 @@ use crate::http::input::QueryIn;
 use crate::http::kv::{check_key, timeout};
 use crate::http::openapi::{BadRequest, ControlLayers, FileId, Key, NotFound, ReadKey, Storage};
 use crate::node::files::{member_conn, read_meta};
+use crate::node::local::contract_value;
 use crate::node::local::rc;
 use crate::node::view::Shared;
 
@@ -39,19 +39,6 @@ const REPLICA_TIMEOUT: Duration = Duration::from_secs(2);
 /// A place on the ring as a fraction of the hash space.
 fn fraction(token: u64) -> f64 {
     token as f64 / 18_446_744_073_709_551_616.0
-}
-
-/// A reply of the `redis` crate as the contract's decoders read it.
-fn contract_value(v: redis::Value) -> Value {
-    match v {
-        redis::Value::Nil => Value::Nil,
-        redis::Value::Int(i) => Value::Int(i),
-        redis::Value::BulkString(b) => Value::Bulk(b),
-        redis::Value::SimpleString(s) => Value::Status(s),
-        redis::Value::Okay => Value::Status("OK".into()),
-        redis::Value::Array(items) => Value::Array(items.into_iter().map(contract_value).collect()),
-        other => Value::Status(format!("{other:?}")),
-    }
 }
 
 /// The members' ids and the virtual nodes and N in force on this node.

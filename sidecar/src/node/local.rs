@@ -18,6 +18,20 @@ pub fn rc(req: &impl rcluster_domain::rc::Request) -> redis::Cmd {
     cmd
 }
 
+/// A reply of the `redis` crate as the contract's decoders (`domain::rc`) read it.
+pub fn contract_value(v: redis::Value) -> rcluster_domain::rc::reply::Value {
+    use rcluster_domain::rc::reply::Value;
+    match v {
+        redis::Value::Nil => Value::Nil,
+        redis::Value::Int(i) => Value::Int(i),
+        redis::Value::BulkString(b) => Value::Bulk(b),
+        redis::Value::SimpleString(s) => Value::Status(s),
+        redis::Value::Okay => Value::Status("OK".into()),
+        redis::Value::Array(items) => Value::Array(items.into_iter().map(contract_value).collect()),
+        other => Value::Status(format!("{other:?}")),
+    }
+}
+
 pub struct Local {
     tcp: redis::ConnectionAddr,
     socket: Option<std::path::PathBuf>,
