@@ -180,7 +180,11 @@ fn compose_monitoring_files_are_the_generated_and_shipped_ones() {
         .env("RCLUSTER_REDIS_PASSWORD", "compose-redis-password")
         .output()
         .expect("prometheus-config");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let committed = std::fs::read(repo_root().join("config/docker/prometheus.yml")).unwrap();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
@@ -290,7 +294,10 @@ fn own_memory_cgroup() -> Result<(std::path::PathBuf, &'static str), String> {
             continue;
         };
         let candidate = if controllers.is_empty() {
-            (Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/')), "memory.max")
+            (
+                Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/')),
+                "memory.max",
+            )
         } else if controllers.split(',').any(|c| c == "memory") {
             (
                 Path::new("/sys/fs/cgroup/memory").join(path.trim_start_matches('/')),
@@ -361,7 +368,10 @@ fn maxmemory_in(cgroup: &Path, asked_mb: u64) -> (String, String) {
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     }
     let _ = child.wait();
-    (maxmemory, std::fs::read_to_string(&log_path).unwrap_or_default())
+    (
+        maxmemory,
+        std::fs::read_to_string(&log_path).unwrap_or_default(),
+    )
 }
 
 #[test]

@@ -602,11 +602,12 @@ fn nodes_on_separate_hosts_replicate_elect_and_survive_a_real_partition() {
         Some(r#"{"kind":"partition","groups":[["n1","n2"],["n3"]],"ttl_ms":120000}"#),
     );
     assert_eq!(status, 201, "inject: {fault}");
-    let injected_minority = wait_for("the injected minority answers NOQUORUM", LONG, || {
-        match rc(&addrs[2], &["RC.SET", "injected-minority", "x"]) {
-            Err(e) if e.contains("NOQUORUM") => Some(e),
-            _ => None,
-        }
+    let injected_minority = wait_for("the injected minority answers NOQUORUM", LONG, || match rc(
+        &addrs[2],
+        &["RC.SET", "injected-minority", "x"],
+    ) {
+        Err(e) if e.contains("NOQUORUM") => Some(e),
+        _ => None,
     });
     let mut injected_acked = Vec::new();
     for i in 0..20 {
@@ -624,9 +625,11 @@ fn nodes_on_separate_hosts_replicate_elect_and_survive_a_real_partition() {
     assert_eq!(status, 200, "reset: {cleared}");
     for key in &injected_acked {
         for addr in &addrs[..3] {
-            wait_for("an acknowledged write read back after the injected cut", LONG, || {
-                (rc(addr, &["RC.GET", key]).ok()? == "majority").then_some(())
-            });
+            wait_for(
+                "an acknowledged write read back after the injected cut",
+                LONG,
+                || (rc(addr, &["RC.GET", key]).ok()? == "majority").then_some(()),
+            );
         }
     }
     eprintln!(
