@@ -32,6 +32,11 @@ const NOT_RUN: &[(&str, &str)] = &[
          checks that the committed file is this command's output",
     ),
     (
+        "rcluster check --schedule mixed --seconds 60",
+        "a minute of faults; tests/tests/check.rs runs the checker with real faults (a short \
+         partition-halves schedule) in CI, and checks that it fails when replicas drop writes",
+    ),
+    (
         "./rc.sh compose-secrets",
         "writes random keys into the checkout's .env and deploy/secrets/ (git-ignored)",
     ),
