@@ -8,6 +8,7 @@ pub mod checksum;
 pub mod codes;
 pub mod config;
 pub mod fault;
+pub mod demo;
 pub mod hint;
 pub mod histogram;
 pub mod hlc;

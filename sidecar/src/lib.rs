@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod check;
+pub mod demo;
 pub mod http;
 pub mod node;
 pub mod paths;
