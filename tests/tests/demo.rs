@@ -39,17 +39,17 @@ fn demo(name: &str) -> (NodeCluster, Option<i32>, String, Value) {
     (cluster, code, text, verdict)
 }
 
-/// The JSON printed after `verdict:` (its lines carry a time prefix).
+/// The verdict printed at the end: `verdict: PASSED|FAILED`, then one `name value` line per
+/// figure, the value as JSON (the lines carry a time prefix).
 fn verdict_of(out: &str) -> Option<Value> {
     let lines: Vec<&str> = out.lines().collect();
     let start = lines.iter().position(|l| l.contains("verdict: "))? + 1;
-    let json: String = lines[start..]
-        .iter()
-        .map(|l| l.split_once("s  ").map_or(*l, |(_, rest)| rest))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let end = json.rfind('}')?;
-    serde_json::from_str(&json[..=end]).ok()
+    let mut v = serde_json::Map::new();
+    for l in &lines[start..] {
+        let (name, value) = l.trim_start().split_once(char::is_whitespace)?;
+        v.insert(name.to_string(), serde_json::from_str(value.trim()).ok()?);
+    }
+    Some(Value::Object(v))
 }
 
 #[test]

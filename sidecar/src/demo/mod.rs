@@ -236,8 +236,13 @@ impl Ctx {
             (event, self.run.echo)
         };
         if echo {
-            for line in text.lines() {
-                println!("{:>6.1}s  {line}", at_ms as f64 / 1000.0);
+            // The time on a say's first line; its other lines under the text.
+            for (i, line) in text.lines().enumerate() {
+                if i == 0 {
+                    println!("{:>6.1}s  {line}", at_ms as f64 / 1000.0);
+                } else {
+                    println!("         {line}");
+                }
             }
         }
         let targets = self
@@ -278,9 +283,9 @@ impl Ctx {
         lock(&self.restore).temp_node = id.map(str::to_string);
     }
 
-    /// Remembers `node`'s `maxmemory` before the run changes it.
-    pub fn maxmemory(&self, node: &NodeConfig, before: &str) {
-        lock(&self.restore).maxmemory = Some((node.clone(), before.to_string()));
+    /// Remembers `node`'s `maxmemory` before the run changes it (`None`: put back already).
+    pub fn maxmemory(&self, node: &NodeConfig, before: Option<&str>) {
+        lock(&self.restore).maxmemory = before.map(|b| (node.clone(), b.to_string()));
     }
 
     /// Remembers the quorum before the run changes it.
@@ -520,9 +525,11 @@ pub async fn execute(cluster: Arc<Cluster>, run: Arc<Run>, name: Name, lock_node
     };
     match (&verdict, &error) {
         (Some(v), _) => {
-            ctx.say(&format!("verdict: {}", state.to_uppercase())).await;
-            ctx.say(&serde_json::to_string_pretty(v).unwrap_or_default())
-                .await;
+            let mut text = format!("verdict: {}", state.to_uppercase());
+            for (k, f) in v.as_object().into_iter().flatten() {
+                text.push_str(&format!("\n  {k:<28} {f}"));
+            }
+            ctx.say(&text).await;
         }
         (None, Some(e)) => ctx.say(&format!("error: {e}")).await,
         (None, None) => ctx.say("stopped; the cluster was restored").await,

@@ -71,7 +71,10 @@ pub async fn remove_node(ctx: &Ctx, id: &str) -> Result<(), String> {
 }
 
 /// Keys and load per member, one line each, and the copies in all.
-async fn per_node(ctx: &Ctx) -> Result<(Vec<(String, u64)>, u64), String> {
+async fn per_node(ctx: &Ctx) -> Result<(Vec<(String, u64)>, u64), Halt> {
+    // The counts travel in heartbeats: two intervals make them current.
+    let beat = ctx.cluster.config.intervals.heartbeat_ms;
+    ctx.pause(Duration::from_millis(2 * beat)).await?;
     let view = ctx.cluster.view().await?;
     let mut rows = Vec::new();
     for n in &view.nodes {
