@@ -81,37 +81,53 @@ impl Moved {
     }
 }
 
-/// One request a client made: when it started (ms from the scenario's start), how long it
-/// took, and whether it got an answer it could use.
+/// One request a client made: which client, when it started (ms from the scenario's start),
+/// how long it took, and whether it got an answer it could use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Attempt {
+    pub client: u32,
     pub at_ms: u64,
     pub took_ms: u64,
     pub ok: bool,
 }
 
-/// The milliseconds clients saw no answer: each run of failed requests counts from the first
-/// failure's start to the next success's end (or the last failure's end when none followed).
+/// The milliseconds clients saw no answer: a client is without one from the start of its first
+/// failed request to the end of its next successful one (or of its last request when none
+/// followed); the union of those windows over every client.
 pub fn unavailable_ms(attempts: &[Attempt]) -> u64 {
     let mut sorted = attempts.to_vec();
-    sorted.sort_by_key(|a| a.at_ms);
-    let mut total = 0;
-    let mut since: Option<u64> = None;
+    sorted.sort_by_key(|a| (a.client, a.at_ms));
+    let mut windows: Vec<(u64, u64)> = Vec::new();
+    let mut open: Option<(u32, u64)> = None;
     let mut last_end = 0;
-    for a in &sorted {
+    for (i, a) in sorted.iter().enumerate() {
         let end = a.at_ms + a.took_ms;
-        match (a.ok, since) {
-            (false, None) => since = Some(a.at_ms),
-            (true, Some(start)) => {
-                total += end.saturating_sub(start);
-                since = None;
+        match (a.ok, open) {
+            (false, None) => open = Some((a.client, a.at_ms)),
+            (true, Some((_, start))) => {
+                windows.push((start, end));
+                open = None;
             }
             _ => {}
         }
         last_end = last_end.max(end);
+        // A client's last request: close its window there.
+        let last_of_client = sorted.get(i + 1).is_none_or(|n| n.client != a.client);
+        if last_of_client {
+            if let Some((_, start)) = open.take() {
+                windows.push((start, last_end));
+            }
+            last_end = 0;
+        }
     }
-    if let Some(start) = since {
-        total += last_end.saturating_sub(start);
+    windows.sort_unstable();
+    let (mut total, mut reach) = (0, 0);
+    for (start, end) in windows {
+        let start = start.max(reach);
+        if end > start {
+            total += end - start;
+            reach = end;
+        }
     }
     total
 }
@@ -224,19 +240,31 @@ mod tests {
     }
 
     #[test]
-    fn unavailability_runs_from_the_first_failure_to_the_next_success() {
-        let a = |at_ms, took_ms, ok| Attempt { at_ms, took_ms, ok };
-        assert_eq!(unavailable_ms(&[a(0, 5, true), a(10, 5, true)]), 0);
-        // Failures at 100 and 200, success at 300 ending at 310: 210 ms.
-        let runs = [
-            a(0, 5, true),
-            a(200, 50, false),
-            a(100, 50, false),
-            a(300, 10, true),
+    fn unavailability_is_the_union_of_each_clients_runs_without_an_answer() {
+        let a = |client, at_ms, took_ms, ok| Attempt {
+            client,
+            at_ms,
+            took_ms,
+            ok,
+        };
+        assert_eq!(unavailable_ms(&[a(0, 0, 5, true), a(0, 10, 5, true)]), 0);
+        // Client 0 fails at 100 and 200, succeeds at 300 ending at 310: 210 ms.
+        let one = [
+            a(0, 0, 5, true),
+            a(0, 200, 50, false),
+            a(0, 100, 50, false),
+            a(0, 300, 10, true),
         ];
-        assert_eq!(unavailable_ms(&runs), 210);
+        assert_eq!(unavailable_ms(&one), 210);
+        // Client 1 without an answer from 250 to 400 overlaps: the union is 100..400.
+        let mut two = one.to_vec();
+        two.extend([a(1, 250, 10, false), a(1, 390, 10, true)]);
+        assert_eq!(unavailable_ms(&two), 300);
+        // Another client's success does not end a client's own window.
+        let three = [a(0, 0, 10, false), a(1, 5, 1, true), a(0, 20, 10, true)];
+        assert_eq!(unavailable_ms(&three), 30);
         // A failure with nothing after it counts to its own end.
-        assert_eq!(unavailable_ms(&[a(0, 5, true), a(50, 20, false)]), 20);
+        assert_eq!(unavailable_ms(&[a(0, 0, 5, true), a(0, 50, 20, false)]), 20);
     }
 
     #[test]

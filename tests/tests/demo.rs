@@ -82,7 +82,11 @@ fn node_failure_loses_no_acknowledged_write() {
     assert_eq!(code, Some(0), "{text}");
     assert_eq!(v["acknowledged_writes_lost"], 0, "{text}");
     assert!(v["detection_ms"].as_u64().is_some(), "{text}");
-    assert_eq!(v["hints_delivered"], true, "{text}");
+    assert_eq!(v["every_hint_delivered"], true, "{text}");
+    assert!(
+        v["hints_stored"].as_u64() > Some(0),
+        "writes kept as hints: {text}"
+    );
     if v["victim_was_leader"] == true {
         assert!(v["failover_ms"].as_u64().is_some(), "{text}");
     }
@@ -207,6 +211,12 @@ fn the_http_api_runs_refuses_and_stops_scenarios() {
             &base,
         ])
     };
+    let (code, unknown) = post("nope");
+    assert_eq!(code, 400, "{unknown}");
+    assert!(unknown["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("trade-offs"));
     let (code, started) = post("normal");
     assert_eq!(code, 202, "{started}");
     let id = started["id"].as_str().unwrap().to_string();

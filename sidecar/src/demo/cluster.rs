@@ -203,9 +203,12 @@ impl Cluster {
         self.redis::<String>(node, &set).await.map(|_| ())
     }
 
-    /// `INFO` of `node`'s Redis as `field -> value`.
+    /// `INFO` of `node`'s Redis (its default sections and the module's, `rcluster_*`) as
+    /// `field -> value`.
     pub async fn info(&self, node: &NodeConfig) -> Result<HashMap<String, String>, String> {
-        let text: String = self.redis(node, &redis::cmd("INFO")).await?;
+        let mut info = redis::cmd("INFO");
+        info.arg("default").arg("rcluster");
+        let text: String = self.redis(node, &info).await?;
         Ok(text
             .lines()
             .filter_map(|l| l.split_once(':'))
@@ -246,6 +249,25 @@ pub struct Op {
     pub error: Option<String>,
 }
 
+impl Op {
+    /// A write acknowledged outside the load (to read back with the load's).
+    pub fn written(key: String, value: String) -> Op {
+        Op {
+            attempt: Attempt {
+                client: u32::MAX,
+                at_ms: 0,
+                took_ms: 0,
+                ok: true,
+            },
+            took_us: 0,
+            node: String::new(),
+            key,
+            value,
+            error: None,
+        }
+    }
+}
+
 /// Clients writing `RC.SET` through the given nodes in turn until stopped.
 pub struct Load {
     stop: watch::Sender<bool>,
@@ -274,8 +296,15 @@ impl Load {
                 tokio::spawn(async move {
                     let mut ops = Vec::new();
                     let mut i = 0usize;
+                    // A node that failed is left alone for a second, as a client that fails
+                    // over would; the next request goes to the next node at once.
+                    let mut avoid: HashMap<String, Instant> = HashMap::new();
                     while !*rx.borrow() && !nodes.is_empty() {
-                        let node = &nodes[(c + i) % nodes.len()];
+                        let now = Instant::now();
+                        let node = (0..nodes.len())
+                            .map(|k| &nodes[(c + i + k) % nodes.len()])
+                            .find(|n| avoid.get(&n.id).is_none_or(|until| *until <= now))
+                            .unwrap_or(&nodes[(c + i) % nodes.len()]);
                         let key = format!("{prefix}:{c}:{i}");
                         let value = format!("v{i}-{}", node.id);
                         let start = Instant::now();
@@ -285,6 +314,7 @@ impl Load {
                         let took = start.elapsed();
                         ops.push(Op {
                             attempt: Attempt {
+                                client: c as u32,
                                 at_ms: start.duration_since(t0).as_millis() as u64,
                                 took_ms: took.as_millis() as u64,
                                 ok: r.is_ok(),
@@ -296,7 +326,11 @@ impl Load {
                             error: r.err(),
                         });
                         i += 1;
-                        tokio::time::sleep(pause).await;
+                        if ops.last().is_some_and(|o: &Op| o.error.is_some()) {
+                            avoid.insert(node.id.clone(), Instant::now() + Duration::from_secs(1));
+                        } else {
+                            tokio::time::sleep(pause).await;
+                        }
                     }
                     ops
                 })

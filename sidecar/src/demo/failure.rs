@@ -11,7 +11,7 @@ use rcluster_domain::config::NodeConfig;
 use rcluster_domain::demo::{unavailable_ms, Attempt, Latency};
 use serde_json::json;
 
-use super::cluster::{lost, Load};
+use super::cluster::{lost, num, Load};
 use super::{Ctx, Halt, Verdict};
 use crate::api::NodeState;
 
@@ -24,20 +24,23 @@ pub const STEPS: &[&str] = &[
     "every acknowledged write read back",
 ];
 
-/// Hints the survivors hold for `victim` (count), from their `INFO`.
-async fn hints_for(ctx: &Ctx, survivors: &[NodeConfig], victim: &str) -> u64 {
-    let mut total = 0;
+/// Hints for `victim` the survivors still hold, and the hints they stored and replayed so far
+/// (every node), from their `INFO`.
+async fn hints(ctx: &Ctx, survivors: &[NodeConfig], victim: &str) -> (u64, u64, u64) {
+    let (mut held, mut stored, mut replayed) = (0, 0, 0);
     for s in survivors {
         if let Ok(info) = ctx.cluster.info(s).await {
-            total += hint_count(&info, victim);
+            held += hint_count(&info, victim);
+            stored += num(&info, "rcluster_hints_stored") as u64;
+            replayed += num(&info, "rcluster_hints_replayed") as u64;
         }
     }
-    total
+    (held, stored, replayed)
 }
 
-/// The `count=` of `hints_for_<victim>` in an `INFO` map.
+/// The `count=` of `rcluster_hints_for_<victim>` in an `INFO` map.
 fn hint_count(info: &HashMap<String, String>, victim: &str) -> u64 {
-    info.get(&format!("hints_for_{victim}"))
+    info.get(&format!("rcluster_hints_for_{victim}"))
         .and_then(|v| v.split(',').find_map(|p| p.strip_prefix("count=")))
         .and_then(|c| c.parse().ok())
         .unwrap_or(0)
@@ -99,7 +102,7 @@ pub async fn run(ctx: &Ctx) -> Result<Verdict, Halt> {
         leader.as_deref().unwrap_or("none")
     ))
     .await;
-    let hints_before = hints_for(ctx, &survivors, &victim.id).await;
+    let (_, stored_before, replayed_before) = hints(ctx, &survivors, &victim.id).await;
 
     ctx.step(2).await?;
     let fault =
@@ -159,10 +162,11 @@ pub async fn run(ctx: &Ctx) -> Result<Verdict, Halt> {
     }
 
     ctx.step(4).await?;
-    let hints_held = hints_for(ctx, &survivors, &victim.id).await;
+    let (held, stored, _) = hints(ctx, &survivors, &victim.id).await;
+    let hints_stored = stored.saturating_sub(stored_before);
     ctx.say(&format!(
-        "the survivors hold {hints_held} hints for {} (writes acknowledged without it, to hand \
-         over when it returns)",
+        "the survivors stored {hints_stored} hints since the kill and hold {held} for {} now \
+         (writes acknowledged without it, handed over when it returns)",
         victim.id
     ))
     .await;
@@ -187,15 +191,20 @@ pub async fn run(ctx: &Ctx) -> Result<Verdict, Halt> {
     let mut delivered = false;
     let deadline = Instant::now() + Duration::from_secs(60);
     while back_ms.is_some() && Instant::now() < deadline {
-        let left = hints_for(ctx, &survivors, &victim.id).await;
-        if left == 0 {
+        let (left, stored, replayed) = hints(ctx, &survivors, &victim.id).await;
+        if left == 0 && replayed - replayed_before >= stored - stored_before {
             delivered = true;
             break;
         }
         ctx.pause(Duration::from_millis(250)).await?;
     }
+    let (_, _, replayed) = hints(ctx, &survivors, &victim.id).await;
+    let hints_delivered = replayed.saturating_sub(replayed_before);
     ctx.say(&if delivered {
-        format!("every hint for {} was delivered", victim.id)
+        format!(
+            "{hints_delivered} hints delivered; none left for {}",
+            victim.id
+        )
     } else {
         format!("hints for {} are still waiting", victim.id)
     })
@@ -216,8 +225,8 @@ pub async fn run(ctx: &Ctx) -> Result<Verdict, Halt> {
         .await;
     }
     let lost = lost(c, &members, &ops).await?;
-    // Clients see the cluster unavailable only when no node answers: a failed write followed
-    // by one through another node is a retry, not an outage.
+    // A client is without an answer from its first failed write to its next acknowledged one
+    // (it retries through another node at once); the union over the clients is what counts.
     let attempts: Vec<Attempt> = ops.iter().map(|o| o.attempt).collect();
     let unavailable = unavailable_ms(&attempts);
     let during: Vec<u64> = ops
@@ -231,7 +240,6 @@ pub async fn run(ctx: &Ctx) -> Result<Verdict, Halt> {
         unavailable as f64 / 1000.0
     ))
     .await;
-    let hints_stored = hints_held.saturating_sub(hints_before);
     Ok(Verdict {
         passed: lost == 0 && down_ms.is_some() && back_ms.is_some() && delivered,
         figures: json!({
@@ -245,8 +253,9 @@ pub async fn run(ctx: &Ctx) -> Result<Verdict, Halt> {
             "suspected_after_ms": suspect_ms,
             "detection_ms": down_ms,
             "failover_ms": failover_ms,
-            "hints_held": hints_stored,
-            "hints_delivered": delivered,
+            "hints_stored": hints_stored,
+            "hints_delivered": hints_delivered,
+            "every_hint_delivered": delivered,
             "back_after_ms": back_ms,
             "latency_after_kill": Latency::of(&during),
         }),
@@ -261,7 +270,7 @@ mod tests {
     fn hint_counts_are_read_from_the_info_field() {
         let mut info = HashMap::new();
         info.insert(
-            "hints_for_n2".to_string(),
+            "rcluster_hints_for_n2".to_string(),
             "count=12,bytes=900,oldest_ms=40".to_string(),
         );
         assert_eq!(hint_count(&info, "n2"), 12);

@@ -28,23 +28,25 @@ async fn sample(ctx: &Ctx, nodes: &[NodeConfig], cpu_before: &[f64], secs: f64) 
             ctx.say(&format!("  {:<8} (no answer)", n.id)).await;
             continue;
         };
-        let cpu = cpu_s(&info);
-        let cpu_pct = (cpu - cpu_before.get(i).copied().unwrap_or(cpu)) * 100.0 / secs.max(0.001);
+        // No earlier sample: no CPU figure.
+        let cpu_pct = cpu_before
+            .get(i)
+            .map(|b| (cpu_s(&info) - b) * 100.0 / secs.max(0.001));
+        let cpu_text = cpu_pct.map_or_else(|| "     -".to_string(), |p| format!("{p:>5.1}%"));
         let mem = num(&info, "used_memory");
         let max = num(&info, "maxmemory");
         let line = format!(
-            "  {:<8} memory {:>7.1} MiB of {:>6.0} MiB  cpu {:>5.1}%  clients {:>3}  {:>6.0} ops/s",
+            "  {:<8} memory {:>7.1} MiB of {:>6.0} MiB  cpu {cpu_text}  clients {:>3}  {:>6.0} ops/s",
             n.id,
             mem / 1048576.0,
             max / 1048576.0,
-            cpu_pct,
             num(&info, "connected_clients"),
             num(&info, "instantaneous_ops_per_sec")
         );
         ctx.say(&line).await;
         rows.push(json!({
             "node": n.id, "used_memory_bytes": mem as u64, "maxmemory_bytes": max as u64,
-            "cpu_percent": (cpu_pct * 10.0).round() / 10.0,
+            "cpu_percent": cpu_pct.map(|p| (p * 10.0).round() / 10.0),
             "clients": num(&info, "connected_clients") as u64,
             "ops_per_s": num(&info, "instantaneous_ops_per_sec") as u64,
         }));
@@ -134,22 +136,10 @@ pub async fn run(ctx: &Ctx) -> Result<Verdict, Halt> {
                 redis::cmd("RC.SET").arg(&key).arg(&value).arg("W").arg(&n),
             )
             .await;
-        let start = Instant::now();
         match r {
             Ok(_) => {
                 written += 1;
-                acked.push(Op {
-                    attempt: rcluster_domain::demo::Attempt {
-                        at_ms: ctx.at_ms(),
-                        took_ms: 0,
-                        ok: true,
-                    },
-                    took_us: start.elapsed().as_micros() as u64,
-                    node: full.id.clone(),
-                    key,
-                    value: value.clone(),
-                    error: None,
-                });
+                acked.push(Op::written(key, value.clone()));
             }
             Err(e) => {
                 refusal = Some(e);

@@ -11,7 +11,7 @@ use rcluster_domain::demo::{Latency, Moved};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use super::cluster::{lost, Load};
+use super::cluster::{lost, Load, Op};
 use super::{Ctx, Halt, Verdict};
 
 pub const STEPS: &[&str] = &[
@@ -183,18 +183,7 @@ pub async fn run(ctx: &Ctx) -> Result<Verdict, Halt> {
         .collect();
     let latency = Latency::of(&moving);
     let mut all = ops.clone();
-    all.extend((0..keys).map(|i| super::cluster::Op {
-        attempt: rcluster_domain::demo::Attempt {
-            at_ms: 0,
-            took_ms: 0,
-            ok: true,
-        },
-        took_us: 0,
-        node: String::new(),
-        key: format!("{prefix}:k{i}"),
-        value: format!("v{i}"),
-        error: None,
-    }));
+    all.extend((0..keys).map(|i| Op::written(format!("{prefix}:k{i}"), format!("v{i}"))));
     let lost = lost(c, &members, &all).await?;
     let failed = ops.iter().filter(|o| o.error.is_some()).count();
     ctx.say(&format!(
