@@ -225,6 +225,7 @@ pub fn node_of(row: &NodeRow) -> NodeConfig {
         redis_port: row.redis_port,
         http_port: row.http_port,
         peer_port: row.peer_port,
+        listen_host: None,
     }
 }
 
