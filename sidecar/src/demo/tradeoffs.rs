@@ -282,17 +282,22 @@ pub async fn run(ctx: &Ctx) -> Result<Verdict, Halt> {
         ctx.say("  the checker (/api/checks) does not answer here: stale reads not judged")
             .await;
     }
-    ctx.quorum(quorum.clone());
     let judge = matches!(&checker, Ok(a) if a.status == 200);
+    if judge {
+        ctx.quorum(quorum.clone());
+    }
     for (row, &(w, r)) in rows.iter_mut().zip(&pairs).filter(|_| judge) {
         row.stale_reads = checked(ctx, &members, n, w, r).await;
         if ctx.run.stopped() {
             return Err(Halt::Stopped);
         }
     }
-    let _ = c
-        .ask(&members, "PUT", "/api/cluster/quorum", Some(&quorum))
-        .await;
+    if judge {
+        // The files below run at the cluster's own quorum (the restore says it again at the end).
+        let _ = c
+            .ask(&members, "PUT", "/api/cluster/quorum", Some(&quorum))
+            .await;
+    }
 
     ctx.step(3).await?;
     ctx.chunk_size(chunk_before);
