@@ -118,6 +118,18 @@ async fn checked(ctx: &Ctx, nodes: &[NodeConfig], n: u8, w: u8, r: u8) -> Option
             return None;
         }
     }
+    // The check runs on the quorum Raft applied: wait until every member has it.
+    for _ in 0..50 {
+        let mut applied = true;
+        for m in nodes {
+            let a = c.call(m, "GET", "/api/cluster", None).await;
+            applied &= a.is_ok_and(|a| a.json["replicated_quorum"] == q);
+        }
+        if applied {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let seconds = if ctx.short { 2 } else { 10 };
     let body = json!({"schedule": "none", "seconds": seconds, "workloads": ["register"]});
     let started = match c.ask(nodes, "POST", "/api/checks", Some(&body)).await {
