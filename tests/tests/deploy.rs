@@ -294,7 +294,10 @@ fn own_memory_cgroup() -> Result<(std::path::PathBuf, &'static str), String> {
             continue;
         };
         let candidate = if controllers.is_empty() {
-            (Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/')), "memory.max")
+            (
+                Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/')),
+                "memory.max",
+            )
         } else if controllers.split(',').any(|c| c == "memory") {
             (
                 Path::new("/sys/fs/cgroup/memory").join(path.trim_start_matches('/')),
@@ -365,7 +368,10 @@ fn maxmemory_in(cgroup: &Path, asked_mb: u64) -> (String, String) {
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     }
     let _ = child.wait();
-    (maxmemory, std::fs::read_to_string(&log_path).unwrap_or_default())
+    (
+        maxmemory,
+        std::fs::read_to_string(&log_path).unwrap_or_default(),
+    )
 }
 
 #[test]
