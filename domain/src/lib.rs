@@ -7,6 +7,7 @@ pub mod check;
 pub mod checksum;
 pub mod codes;
 pub mod config;
+pub mod demo;
 pub mod fault;
 pub mod hint;
 pub mod histogram;

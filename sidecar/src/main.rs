@@ -40,6 +40,9 @@ enum Command {
     /// Show a request trace as a timeline, one lane per node with microsecond offsets:
     /// `rcluster trace <id>`, or the newest ones with `rcluster trace --last [N]`.
     Trace(cli::trace::TraceArgs),
+    /// Run a guided scenario (normal, node-failure, scaling, resources, trade-offs) on the
+    /// cluster, narrated step by step, ending with its verdict measured on the spot.
+    Demo(cli::demo::DemoArgs),
     /// Upload, download, list and delete files (streamed, checked with SHA-256).
     File(cli::file::FileArgs),
     /// Inject a fault (partition, cut, latency, loss, skew, crash, pause) with a time to live,
@@ -118,6 +121,7 @@ fn main() -> ExitCode {
             Command::Del(args) => cli::kv::del(args).await,
             Command::Trace(args) => cli::trace::run(args).await,
             Command::File(args) => cli::file::file(args).await,
+            Command::Demo(args) => cli::demo::run(args).await,
             Command::PrometheusConfig(args) => cli::prometheus::run(args).await,
             Command::Fault(args) => cli::fault::run(args).await,
             Command::Check(args) => cli::check::run(args).await,

@@ -16,7 +16,8 @@
 # get/delete). POST /api/nodes/{id}/stop|start|restart, DELETE /api/nodes/{id}, POST /api/faults
 # and PUT /api/faults/{id} are left out (they would stop, remove or cut off the nodes under test),
 # and POST /api/checks (a check injects faults into the cluster under test for up to an hour;
-# tests/tests/check.rs covers it). Stops the cluster on exit. Prints
+# tests/tests/check.rs covers it) and POST /api/demos (a scenario kills, fills and adds nodes on
+# purpose; tests/tests/demo.rs covers it). Stops the cluster on exit. Prints
 # `schemathesis: N passed, M failed` (tests: one per operation and per followed link) last, and
 # exits non-zero when a test failed, the run timed out
 # or the setup failed.
@@ -94,7 +95,7 @@ set +e
         --experimental=openapi-3.1 \
         -H "Authorization: Bearer $ADMIN_KEY" \
         --checks not_a_server_error,status_code_conformance,response_schema_conformance \
-        --exclude-operation-id-regex '^(node(Stop|Start|Restart|Remove)|fault(Inject|Hold)|startCheck)$' \
+        --exclude-operation-id-regex '^(node(Stop|Start|Restart|Remove)|fault(Inject|Hold)|startCheck|startDemo)$' \
         --validate-schema true \
         --generation-with-security-parameters false \
         --stateful links \

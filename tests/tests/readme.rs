@@ -47,6 +47,27 @@ const NOT_RUN: &[(&str, &str)] = &[
          network namespaces",
     ),
     (
+        "rcluster demo normal",
+        "a guided scenario; tests/tests/demo.rs runs each in its short mode on its own cluster and \
+         asserts its verdict",
+    ),
+    (
+        "rcluster demo node-failure",
+        "kills the leader under load (tests/tests/demo.rs runs it)",
+    ),
+    (
+        "rcluster demo scaling",
+        "adds and removes a fourth node (tests/tests/demo.rs runs it)",
+    ),
+    (
+        "rcluster demo resources",
+        "fills a node's memory on purpose (tests/tests/demo.rs runs it)",
+    ),
+    (
+        "rcluster demo trade-offs",
+        "changes the quorum and chunk size for a while (tests/tests/demo.rs runs it)",
+    ),
+    (
         "prometheus --config.file",
         "a Prometheus server that runs until stopped; tests/tests/observability.rs runs Debian's \
          prometheus against a cluster and every dashboard query through it",

@@ -4,6 +4,7 @@
 
 pub mod checks;
 pub mod cluster;
+pub mod demos;
 pub mod error;
 pub mod faults;
 pub mod files;

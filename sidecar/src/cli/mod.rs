@@ -7,6 +7,7 @@
 
 pub mod check;
 pub mod conn;
+pub mod demo;
 mod error;
 pub mod fault;
 pub mod file;

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod body;
 pub mod checks;
 pub mod cluster;
+pub mod demos;
 pub mod error;
 pub mod events;
 pub mod faults;
@@ -107,7 +108,9 @@ fn routes(limits: Limits) -> OpenApiRouter<Arc<Shared>> {
         .routes(routes!(page::asset))
         .routes(routes!(page::whoami))
         .routes(routes!(locate::ring))
-        .routes(routes!(events::events));
+        .routes(routes!(events::events))
+        .routes(routes!(demos::list_demos, demos::start_demo))
+        .routes(routes!(demos::get_demo, demos::stop_demo));
     let control = body_limit(control, limits.body_bytes, "api.body_limit_bytes").layer(
         TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, limits.request),
     );

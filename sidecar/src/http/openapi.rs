@@ -516,6 +516,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(links, 7);
+        assert_eq!(links, 8);
     }
 }
