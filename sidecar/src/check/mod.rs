@@ -184,14 +184,18 @@ impl Cluster {
         None
     }
 
-    /// The quorum the cluster runs with (`GET /api/cluster`), else the config's.
+    /// The quorum the cluster runs with: the one Raft applied (`replicated_quorum` of
+    /// `GET /api/cluster`), else the node's default, else the config's.
     async fn quorum(&self) -> (u8, u8, u8) {
         let q = self.config.quorum;
         let Some((_, r)) = self.ask("GET", "/api/cluster", 0).await else {
             return (q.n, q.w, q.r);
         };
         match serde_json::from_slice::<crate::api::Cluster>(&r.body) {
-            Ok(c) if r.status == 200 => (c.quorum.n, c.quorum.w, c.quorum.r),
+            Ok(c) if r.status == 200 => {
+                let q = c.replicated_quorum.unwrap_or(c.quorum);
+                (q.n, q.w, q.r)
+            }
             _ => (q.n, q.w, q.r),
         }
     }
