@@ -15,8 +15,11 @@ import recovery from './views/recovery.js';
 import raft from './views/raft.js';
 import events from './views/events.js';
 import messages from './views/messages.js';
+import scenarios from './views/scenarios.js';
 
-const VIEWS = [overview, ring, data, nodes, consistency, faults, recovery, raft, events, messages];
+const VIEWS = [overview, ring, data, nodes, consistency, faults, recovery, raft, events, messages, scenarios];
+/** The keys that open the views, in their order. */
+const KEYS = '1234567890-';
 const app = document.getElementById('app');
 
 function signIn(message) {
@@ -84,10 +87,10 @@ function frame() {
   route();
 }
 
-/** Keyboard: 1-9 and 0 open the views, p presenter mode (large type), ? this list. */
+/** Keyboard: 1-9, 0 and - open the views, p presenter mode (large type), ? this list. */
 function shortcut(e) {
   if (e.target.closest('input, select, textarea') || e.ctrlKey || e.metaKey || e.altKey) return;
-  const i = '1234567890'.indexOf(e.key);
+  const i = KEYS.indexOf(e.key);
   if (i >= 0 && VIEWS[i]) location.hash = `#/${VIEWS[i].id}`;
   else if (e.key === 'p') {
     const on = document.body.classList.toggle('presenter');
@@ -100,7 +103,7 @@ function help() {
   if (old) return old.remove();
   const sheet = h('div.help#help', { on: { click: () => sheet.remove() } },
     h('h3', 'Keyboard'),
-    h('p', VIEWS.map((v, i) => [h('kbd', '1234567890'[i]), ` ${v.title}  `])),
+    h('p', VIEWS.map((v, i) => [h('kbd', KEYS[i]), ` ${v.title}  `])),
     h('p', h('kbd', 'p'), ' presenter mode (large type) · ', h('kbd', 'Space'), ' pause or play the Messages view · ', h('kbd', 'Esc'), ' close a menu · ', h('kbd', '?'), ' this sheet'),
     h('p.note', 'Click any node (its name, its arc on the ring, its circle) for its actions. Status words explain themselves on hover.'));
   document.body.append(sheet);

@@ -132,3 +132,16 @@ export async function signIn(page, key = ADMIN_KEY) {
 }
 
 export const SHOTS = join(ROOT, 'docs/screenshots');
+
+/** A test file's cluster of `count` nodes, the browser and a page on node 0 (not signed in). */
+export async function openSession(count) {
+  const cluster = await Cluster.start(count);
+  const b = await browser();
+  return { cluster, browser: b, page: await openPage(b, cluster.url(0)) };
+}
+
+/** Closes what openSession opened (whatever of it was opened). */
+export async function closeSession({ cluster, browser: b }) {
+  await b?.close();
+  await cluster?.stop();
+}

@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { Cluster, browser, openPage, signIn } from './cluster.mjs';
+import { closeSession, openSession, signIn } from './cluster.mjs';
 
 const LONG = { timeout: 120000 };
 let cluster;
@@ -11,16 +11,11 @@ let b;
 let page;
 
 before(async () => {
-  cluster = await Cluster.start(10);
-  b = await browser();
-  page = await openPage(b, cluster.url(0));
+  ({ cluster, browser: b, page } = await openSession(10));
   await signIn(page);
 }, LONG);
 
-after(async () => {
-  await b?.close();
-  await cluster?.stop();
-});
+after(() => closeSession({ cluster, browser: b }));
 
 /** In the page: from a click on a view's tab to the next frame after it is mounted (ms). */
 const switchTo = (id) => page.evaluate((v) => new Promise((resolve) => {

@@ -3,7 +3,7 @@
 // with its report. A route this node does not have yet shows "not available", never made-up data.
 
 import { api, optional } from '../api.js';
-import { fill, h, nodeChip, notAvailable, toast } from '../ui.js';
+import { count, fill, h, nodeChip, notAvailable, toast } from '../ui.js';
 
 let el;
 let active;
@@ -25,6 +25,7 @@ const KINDS = {
 };
 
 let forbidden = false;
+let checksForbidden = false;
 
 async function refresh() {
   forbidden = false;
@@ -36,7 +37,12 @@ async function refresh() {
   faultsAvailable = f !== null;
   lastFaults = f?.faults || [];
   fetchedAt = Date.now();
-  const c = await optional('/api/checks').catch(() => null);
+  checksForbidden = false;
+  const c = await optional('/api/checks').catch((e) => {
+    if (e.status === 403) checksForbidden = true;
+    else toast(`checks: ${e.message}`, 'error');
+    return { checks: [] };
+  });
   checksAvailable = c !== null;
   renderActive();
   renderChecks(c);
@@ -69,13 +75,55 @@ function renderActive() {
       h('button.link.admin-only', { title: 'Heal now', on: { click: async () => { await api('DELETE', `/api/faults/${encodeURIComponent(f.id)}`).catch((e) => toast(e.message, 'error')); refresh(); } } }, 'Heal')))) : h('p.zero#faults-none', 'No fault is active.'));
 }
 
+const CHECK_CLASS = { passed: 'ok', running: 'warn', failed: 'bad', error: 'bad' };
+
+function checkProgress(c) {
+  const p = c.progress;
+  if (!p) return '—';
+  const of = p.seconds || c.seconds || 0;
+  return h('div.check-progress',
+    h('div.progress-row', h('progress', { max: of || 1, value: Math.min(p.elapsed_s || 0, of || 1) }), h('span', `${p.phase || ''} ${p.elapsed_s ?? 0}/${of} s`)),
+    h('span.small', `${p.acknowledged ?? 0}/${p.attempted ?? 0} acknowledged · ${p.failed ?? 0} failed · ${p.faults_injected ?? 0} faults`));
+}
+
+/** A finished check's report in words: lost writes, stale reads, unavailability per fault window. */
+export function checkReport(r) {
+  const judged = r.stale_judged !== false;
+  const ops = r.operations || {};
+  const refused = Object.entries(r.faults_refused || {});
+  const list = (rows, draw) => (rows.length > 10 ? [...rows.slice(0, 10).map(draw), h('li.small', `… and ${rows.length - 10} more`)] : rows.map(draw));
+  return h('div.check-report',
+    h(`p.verdict.${r.passed ? 'ok' : 'bad'}`, r.passed ? 'PASSED: nothing acknowledged was lost and no read was stale.' : 'FAILED: see below.'),
+    h('p.small', `${r.setup?.schedule || ''} for ${r.setup?.seconds ?? '?'} s, seed ${r.setup?.seed ?? '?'}, quorum N${r.setup?.n}/W${r.setup?.w}/R${r.setup?.r}, workloads ${(r.setup?.workloads || []).join(', ')} · ${ops.acknowledged ?? 0}/${ops.attempted ?? 0} operations acknowledged · ${r.faults_injected ?? 0} faults injected${refused.length ? ` (${refused.map(([k, n]) => `${n} refused: ${k}`).join(', ')})` : ''}`),
+    h('h4', 'Lost writes ', h(`span.count${r.lost?.length ? '.bad' : '.zero'}.check-lost`, String(r.lost?.length || 0))),
+    r.lost?.length ? h('ul.small', list(r.lost, (l) => h('li', `${l.workload} ${l.key}: acknowledged ${l.expected}, read ${l.got ?? 'nothing'} through ${l.node}`))) : null,
+    h('h4', 'Stale reads ', judged ? h(`span.count${r.stale_reads?.length ? '.bad' : '.zero'}.check-stale`, String(r.stale_reads?.length || 0)) : h('span.small.check-stale', 'not judged (R + W ≤ N: a read need not see the last write)')),
+    r.stale_reads?.length ? h('ul.small', list(r.stale_reads, (x) => h('li', `${x.key} at ${x.at_s.toFixed(2)} s through ${x.node}: got ${x.got ?? 'nothing'}, expected at least ${x.expected_at_least}`))) : null,
+    r.not_converged?.length ? [h('h4', `Replicas not converged: ${r.not_converged.length}`), h('ul.small', list(r.not_converged, (d) => h('li', `${d.key}: ${Object.entries(d.replicas).map(([n, v]) => `${n}=${v}`).join(' ')}`)))] : null,
+    r.unverified?.length ? h('p.small', `${r.unverified.length} acknowledged writes could not be read back after healing.`) : null,
+    h('h4', 'Unavailability per fault window'),
+    r.unavailability?.length ? h('table.grid.check-windows', h('thead', h('tr', ['fault', 'kind', 'window', 'seconds without a success'].map((c) => h('th', c)))),
+      h('tbody', r.unavailability.map((w) => h('tr', h('td', w.id), h('td', w.kind), h('td', `${w.from_s.toFixed(1)}–${w.to_s.toFixed(1)} s`), h('td', count(w.seconds_without_success, 'bad')))))) : h('p.zero.check-windows', 'No fault window.'),
+    h('details', h('summary', 'the report as JSON'), h('pre', JSON.stringify(r, null, 2))));
+}
+
+/** Reports the user opened or closed (the newest is open unless closed), kept across redraws. */
+const opened = new Set();
+const closed = new Set();
+function remember(id, open) {
+  (open ? opened : closed).add(id);
+  (open ? closed : opened).delete(id);
+}
+
 function renderChecks(list) {
   if (!checksAvailable) return fill(checks, notAvailable('Consistency checker (/api/checks)'));
-  const items = list?.checks || list?.items || [];
-  fill(checks, items.length ? h('table.grid', h('thead', h('tr', ['id', 'state', 'progress', 'report'].map((c) => h('th', c)))),
-    h('tbody', items.map((c) => h('tr', { 'data-check': c.id, 'data-state': c.state },
-      h('td', c.id), h('td', h(`span.badge.${c.state === 'passed' ? 'ok' : c.state === 'running' ? 'warn' : 'bad'}`, c.state)),
-      h('td.small', c.progress ? `${c.progress.phase || ''} ${c.progress.elapsed_s ?? '?'}/${c.seconds ?? c.progress.seconds ?? '?'} s · ${c.progress.acknowledged ?? 0}/${c.progress.attempted ?? 0} acknowledged · ${c.progress.faults_injected ?? 0} faults` : '—', c.error ? h('div.bad', c.error) : ''), h('td.small', c.report ? h('details', h('summary', 'report'), h('pre', JSON.stringify(c.report, null, 2))) : '—'))))) : h('p.zero', 'No check has run yet.'));
+  if (checksForbidden) return fill(checks, h('p.note', 'The checker runs are shown to admin keys only (this key is read-only).'));
+  const items = [...(list?.checks || [])].reverse().slice(0, 5);
+  fill(checks, items.length ? items.map((c) => h('div.check', { 'data-check': c.id, 'data-state': c.state },
+    h('p', h('b', c.id), ' ', h(`span.badge.${CHECK_CLASS[c.state] || 'idle'}`, c.state), ` ${c.schedule} · ${c.seconds} s · seed ${c.seed}`, c.history ? h('span.small', ` · history ${c.history}`) : ''),
+    c.state === 'running' ? checkProgress(c) : null,
+    c.error ? h('p.bad', c.error) : null,
+    c.report ? h('details', { open: opened.has(c.id) || (c === items[0] && !closed.has(c.id)) }, h('summary', { on: { click: (e) => remember(c.id, !e.target.parentElement.open) } }, 'report'), checkReport(c.report)) : null)) : h('p.zero', 'No check has run on this node yet.'));
 }
 
 export default {
@@ -118,13 +166,13 @@ export default {
     }, kind, targets, h('label', 'for ', ttl, ' s'), amountLabel, h('button.admin-only#fault-inject', { type: 'submit' }, 'Inject'));
     amountLabel.append(amount);
     showAmount();
-    const schedule = h('select#check-schedule', ['mixed', 'partition-halves', 'kill-leader', 'pause-one', 'skew', 'random'].map((v) => h('option', v)));
-    const seconds = h('input#check-seconds', { type: 'number', min: 5, value: 30 });
+    const schedule = h('select#check-schedule', ['mixed', 'partition-halves', 'kill-leader', 'pause-one', 'skew', 'random', 'none'].map((v) => h('option', v)));
+    const seconds = h('input#check-seconds', { type: 'number', min: 1, value: 30, title: 'seconds of workload and faults (healing and judging come after)' });
     const run = h('form.toolbar', {
       on: {
         submit: async (e) => {
           e.preventDefault();
-          try { const c = await api('POST', '/api/checks', { schedule: schedule.value, seconds: +seconds.value }); toast(`check ${c.id} started`); } catch (err) { toast(`check: ${err.message}`, 'error'); }
+          try { const c = await api('POST', '/api/checks', { schedule: schedule.value, seconds: +seconds.value }); toast(`check ${c.id} started`); } catch (err) { toast(`check refused: ${err.message}`, 'error'); }
           refresh();
         },
       },
