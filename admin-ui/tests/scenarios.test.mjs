@@ -105,6 +105,7 @@ test('trade-offs in short mode ends with its table drawn as a chart', LONG, asyn
   await page.waitForSelector('#demo-verdict:not([data-state=running])', { timeout: 220000 });
   const id = await page.getAttribute('#demo-run', 'data-id');
   const api = (await cluster.api(0, 'GET', `/api/demos/${id}`)).json;
+  assert.ok(api.verdict, `trade-offs ended ${api.state} without a verdict: ${JSON.stringify(api).slice(0, 3000)}`);
   const settings = await page.$$eval('#demo-chart g.setting', (g) => g.map((x) => x.dataset.setting));
   assert.deepEqual(settings, api.verdict.rows.map((r) => r.setting));
   assert.equal(await page.$$eval('#demo-chart rect.ops', (r) => r.length), 4);

@@ -533,12 +533,16 @@ fn nodes_on_separate_hosts_replicate_elect_and_survive_a_real_partition() {
     // The restarted node replayed the member changes; let every module end its transition
     // before the cut (a transition still open when a member becomes unreachable keeps the old
     // owners, n4 among them, in every write's quorum until it times out: docs/decisions.md).
-    wait_for("every node's transition ended after the restart", LONG, || {
-        addrs[..3]
-            .iter()
-            .all(|a| info_field(a, "rcluster_transition_open").as_deref() == Some("0"))
-            .then_some(())
-    });
+    wait_for(
+        "every node's transition ended after the restart",
+        LONG,
+        || {
+            addrs[..3]
+                .iter()
+                .all(|a| info_field(a, "rcluster_transition_open").as_deref() == Some("0"))
+                .then_some(())
+        },
+    );
 
     // A real partition: nft drop rules cut n3's host from n1 and n2 (the test's own address,
     // .254, still reaches it, as a client on the same network would).

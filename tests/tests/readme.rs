@@ -309,7 +309,10 @@ fn every_readme_example_runs_as_shown() {
         .map(|(s, _)| *s)
         .filter(|s| !not_run.contains(s))
         .collect();
-    assert!(stale.is_empty(), "NOT_RUN lists commands the README no longer has: {stale:?}");
+    assert!(
+        stale.is_empty(),
+        "NOT_RUN lists commands the README no longer has: {stale:?}"
+    );
 }
 
 #[test]

@@ -196,9 +196,23 @@ async fn checked(ctx: &Ctx, nodes: &[NodeConfig], n: u8, w: u8, r: u8) -> Option
 async fn file_row(ctx: &Ctx, nodes: &[NodeConfig], chunk: u64, size: usize) -> Result<Value, Halt> {
     let c = &ctx.cluster;
     let body = json!({ "chunk_size_bytes": chunk });
-    let a = c
-        .ask(nodes, "PUT", "/api/cluster/settings", Some(&body))
-        .await?;
+    // The same change may be asked again: a node busy with another change (409), a burst of
+    // requests (429) or a leader change (5xx, every node) is waited out a few times.
+    let mut attempt = 0;
+    let a = loop {
+        attempt += 1;
+        let a = c
+            .ask(nodes, "PUT", "/api/cluster/settings", Some(&body))
+            .await;
+        let again = match &a {
+            Ok(a) => a.status == 409 || a.status == 429,
+            Err(_) => true,
+        };
+        if !again || attempt == 5 {
+            break a?;
+        }
+        ctx.pause(Duration::from_secs(1)).await?;
+    };
     if a.status >= 300 {
         return Err(Halt::Error(format!(
             "chunk size {chunk}: {} {}",
