@@ -366,8 +366,10 @@ fn a_one_way_cut_latency_and_loss_act_on_the_links_they_name() {
     let after = wait_for("a write to every replica", Duration::from_secs(10), || {
         timed(&["W", "3"])
     });
-    assert!(after < Duration::from_millis(600), "{after:?}");
-    assert!(other < Duration::from_millis(600), "{other:?}");
+    // Relative, not absolute, so a loaded machine does not fail it: without the delay (healed,
+    // or not through n2) a write is faster than the delayed one.
+    assert!(after < slow, "{after:?} healed vs {slow:?} delayed");
+    assert!(other < slow, "{other:?} not through n2 vs {slow:?} delayed");
 
     // Half the messages to and from n2 lost: of the writes n1 coordinates that need n2, some
     // fail and some succeed.
