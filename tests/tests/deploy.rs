@@ -283,34 +283,22 @@ fn compose_and_kubernetes_files_validate_with_the_real_tools() {
     assert!(text.contains("kubernetes-validate: deploy/k8s/*.yaml are valid"));
 }
 
-/// This process's memory cgroup folder to make a child in (v2's unified hierarchy, else v1's
-/// memory controller), or why there is none.
-fn own_memory_cgroup() -> Result<(std::path::PathBuf, &'static str), String> {
+/// This process's memory cgroup folder to make a child in, and the name of its limit file: the
+/// first of the files the node itself reads the limit from (`memory_fit::limit_files`) whose
+/// folder is there.
+fn own_memory_cgroup() -> Result<(std::path::PathBuf, String), String> {
     let own = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
-    for line in own.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, controllers, path) = (parts.next(), parts.next(), parts.next());
-        let (Some(controllers), Some(path)) = (controllers, path) else {
-            continue;
-        };
-        let candidate = if controllers.is_empty() {
-            (
-                Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/')),
-                "memory.max",
-            )
-        } else if controllers.split(',').any(|c| c == "memory") {
-            (
-                Path::new("/sys/fs/cgroup/memory").join(path.trim_start_matches('/')),
-                "memory.limit_in_bytes",
-            )
-        } else {
-            continue;
-        };
-        if candidate.0.join(candidate.1).exists() || candidate.0.join("cgroup.procs").exists() {
-            return Ok(candidate);
-        }
-    }
-    Err("no writable memory cgroup".into())
+    rcluster_domain::memory_fit::limit_files(&own)
+        .iter()
+        .map(Path::new)
+        .find(|f| f.exists() || f.with_file_name("cgroup.procs").exists())
+        .and_then(|f| {
+            Some((
+                f.parent()?.to_path_buf(),
+                f.file_name()?.to_str()?.to_owned(),
+            ))
+        })
+        .ok_or_else(|| "no writable memory cgroup".into())
 }
 
 /// A child memory cgroup with a limit, removed on drop.
@@ -393,7 +381,7 @@ fn a_node_in_a_memory_limited_cgroup_fits_redis_into_it() {
     }
     let cgroup = Cgroup(dir);
     // 200 MB (the kernel rounds to pages): 190 MiB, so Redis may take 95 MiB.
-    std::fs::write(cgroup.0.join(limit_file), "200000000").expect("set the limit");
+    std::fs::write(cgroup.0.join(&limit_file), "200000000").expect("set the limit");
     let (maxmemory, log) = maxmemory_in(&cgroup.0, 512);
     assert_eq!(maxmemory, (95u64 << 20).to_string(), "{log}");
     assert!(
